@@ -1,0 +1,198 @@
+"""The agent: wires configuration → control plane → router → integrations.
+
+Starting the agent reads the control state once, synchronously, and installs the
+integrations' import hooks; it starts no thread. The control-plane watch starts lazily,
+the first time the router is consulted, so that nothing runs in a process that never
+talks to a resource, and so that a pre-forking server (gunicorn, uWSGI) gets a fresh
+watch in each worker instead of a thread that did not survive ``fork()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from . import registry
+from .config import Config, load_config
+from .control import ControlPlane, Watch, open_control_plane
+from .errors import ControlPlaneError, ResilError, SignalError
+from .integrations.base import Integration, discover
+from .router import Router
+from .state import ControlState, Signal, newer
+
+log = logging.getLogger("resil")
+_fork_hook_registered = False
+
+
+class Agent:
+    """One process's agent. Use :func:`start` rather than building one directly."""
+
+    def __init__(self, config: Config, plane: ControlPlane | None = None) -> None:
+        self.config = config
+        self._state = ControlState.initial(config.topology)
+        self.router = Router(config.topology, self.current_state)
+        self.plane = plane
+        self.integrations: list[Integration] = []
+        self._watch: Watch | None = None
+        self._watching = False      # reset in a forked child, whose watch thread is gone
+        self._watch_lock = threading.Lock()
+        self._stopped = False
+        self._last_error = ""
+        if plane is None:
+            try:
+                self.plane = open_control_plane(config.control_url, config.topology,
+                                                config.signing_key,
+                                                poll_interval=config.poll_interval)
+            except ControlPlaneError as exc:
+                log.error("resil: %s; running on the configuration's initial state", exc)
+
+    @property
+    def state(self) -> ControlState:
+        """The control state applied now (an immutable snapshot)."""
+        return self._state
+
+    def current_state(self) -> ControlState:
+        """The applied control state; starts the watch on first use in this process."""
+        if not self._watching:
+            self._ensure_watching()
+        return self._state
+
+    def start(self) -> None:
+        """Load the control state once and install the integrations (no thread)."""
+        self.refresh()
+        self.integrations = discover(self.config.disabled_integrations)
+        for integration in self.integrations:
+            try:
+                integration.instrument()
+            except Exception as exc:
+                registry.record_fault(f"{integration.name}.instrument", exc)
+
+    def stop(self) -> None:
+        """Stop watching and remove every patch."""
+        self._stopped = True
+        with self._watch_lock:
+            if self._watch is not None and self._watching:
+                self._watch.stop()
+            self._watch = None
+        for integration in reversed(self.integrations):
+            integration.uninstrument()
+        if self.plane is not None:
+            self.plane.close()
+
+    def refresh(self) -> None:
+        """Read the control plane now and apply what it holds, if newer."""
+        if self.plane is None:
+            return
+        try:
+            signal = self.plane.load()
+        except (SignalError, ControlPlaneError) as exc:
+            self._report(exc)
+            return
+        if signal is not None:
+            self.apply(signal)
+
+    def apply(self, signal: Signal) -> bool:
+        """Adopt ``signal``'s state if its epoch is newer; return whether it was."""
+        current = self._state
+        if not newer(current, signal):
+            if signal.epoch < current.epoch:
+                log.warning("resil: stale signal ignored: epoch %d < applied epoch %d "
+                            "(issuer %s)", signal.epoch, current.epoch, signal.issuer)
+            return False
+        self._state = signal.state      # one reference swap: readers never lock
+        self._last_error = ""
+        log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
+                 signal.issuer, dict(signal.state.primaries))
+        return True
+
+    def _report(self, exc: Exception) -> None:
+        message = str(exc)
+        if message != self._last_error:     # a bad file is reported once, not per poll
+            self._last_error = message
+            kind = "signal rejected" if isinstance(exc, SignalError) else "control plane error"
+            log.warning("resil: %s: %s; keeping epoch %d", kind, message, self._state.epoch)
+
+    def _ensure_watching(self) -> None:
+        if self.plane is None or self._stopped:
+            return
+        with self._watch_lock:
+            if self._watching or self._stopped:
+                return
+            self.refresh()   # a new worker routes its first connection on fresh state
+            self._watch = self.plane.watch(self.apply, self._on_watch_error)
+            self._watching = True
+
+    def _on_watch_error(self, exc: Exception) -> None:
+        if isinstance(exc, ResilError):
+            self._report(exc)
+        else:
+            registry.record_fault("control watch", exc)
+
+    def _after_fork_in_child(self) -> None:
+        # The watch thread did not survive fork(); its lock may have been held by it.
+        self._watch = None
+        self._watching = False
+        self._watch_lock = threading.Lock()
+
+
+def issuer() -> str:
+    """Who publishes: ``user@host:pid``, recorded in every signal."""
+    try:
+        user = os.getlogin()
+    except OSError:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _after_fork() -> None:
+    current = registry.agent()
+    if current is not None:
+        current._after_fork_in_child()
+
+
+def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None:
+    """Start the agent in this process (idempotent); return it, or None when disabled.
+
+    ``config`` is a :class:`Config`, a path, or None for ``RESIL_CONFIG`` /
+    ``./resil.toml``. Raises :class:`~resil.errors.ConfigError` for a bad configuration.
+    """
+    global _fork_hook_registered
+    from .config import disabled
+    current = registry.agent()
+    if current is not None:
+        return current
+    if disabled():
+        return None
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if cfg.disabled:
+        return None
+    _configure_logging(cfg.log_level)
+    agent = Agent(cfg)
+    registry.set_agent(agent)
+    agent.start()
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_after_fork)
+        _fork_hook_registered = True
+    log.info("resil: agent started in unit %s at epoch %d", cfg.unit, agent.state.epoch)
+    return agent
+
+
+def stop() -> None:
+    """Stop the agent and remove its patches (idempotent)."""
+    current = registry.agent()
+    registry.set_agent(None)
+    if current is not None:
+        current.stop()
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("resil")
+    logger.setLevel(level)
+    if not logger.handlers and level in ("DEBUG", "INFO"):
+        # Without a handler Python shows only WARNING and above: honour the asked level.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``resil`` (operator) and ``resil-run`` (process bootstrap)."""

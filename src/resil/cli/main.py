@@ -1,0 +1,156 @@
+"""``resil``: the operator's command.
+
+Implemented here: ``resil config check [PATH]`` and ``resil status [--json]``. Exit
+codes: 0 success, 1 the command ran and found a problem, 2 bad input (configuration,
+arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Config, load_config
+from ..control import open_control_plane
+from ..errors import ConfigError, ControlPlaneError, SignalError
+from ..state import ControlState, Signal
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``resil``."""
+    p = argparse.ArgumentParser(prog="resil", description="Operate resil: inspect and "
+                                "change control state, check configuration.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    status = sub.add_parser("status", help="unit, control-plane epoch, primaries, weights, locks")
+    status.add_argument("--config", metavar="PATH", help="configuration file")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=_status)
+
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration and print the topology")
+    check.add_argument("path", nargs="?", help="configuration file (default: RESIL_CONFIG or "
+                       "./resil.toml)")
+    check.set_defaults(func=_config_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``resil``."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"resil: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    print(f"configuration OK: {config.path}")
+    print(f"unit: {config.unit}")
+    print(f"units: {', '.join(config.topology.units)}")
+    print(f"control: {config.control_url}"
+          f"{' (signed with $' + config.signing_key_env + ')' if config.signing_key_env else ''}")
+    print(f"admin: {config.admin_listen[0]}:{config.admin_listen[1]}")
+    print("resources:")
+    for resource in config.resources.values():
+        primary = f"  primary {resource.primary}" if resource.primary else ""
+        print(f"  {resource.name} ({resource.kind}){primary}")
+        for unit, endpoints in resource.endpoints.items():
+            mark = " *" if unit == config.unit else ""
+            print(f"    {unit}: {', '.join(map(str, endpoints))}{mark}")
+        if resource.aliases:
+            print(f"    aliases: {', '.join(map(str, resource.aliases))}")
+    if config.sessions_resource:
+        print(f"sessions: {config.sessions_resource}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    state, signal, problem = _read_state(config)
+    report = status_report(config, state, signal, problem)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        _print_status(report)
+    return 1 if problem else 0
+
+
+def _read_state(config: Config) -> tuple[ControlState, Signal | None, str]:
+    initial = ControlState.initial(config.topology)
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        signal = plane.load()
+    except (ControlPlaneError, SignalError) as exc:
+        return initial, None, str(exc)
+    return (signal.state if signal else initial), signal, ""
+
+
+def status_report(config: Config, state: ControlState, signal: Signal | None,
+                  problem: str) -> dict[str, Any]:
+    """The data ``resil status`` prints (``--json`` prints exactly this)."""
+    resources = {}
+    for name, resource in config.resources.items():
+        entry: dict[str, Any] = {
+            "kind": resource.kind,
+            "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
+        }
+        if resource.kind != "http":
+            unit = state.primaries.get(name) or resource.primary
+            endpoint = resource.endpoint_in(unit) if unit else None
+            entry["primary"] = {"unit": unit, "endpoint": str(endpoint) if endpoint else None}
+        resources[name] = entry
+    return {
+        "unit": config.unit,
+        "control": {
+            "url": config.control_url,
+            "epoch": state.epoch,
+            "issued_at": signal.issued_at if signal else None,
+            "issuer": signal.issuer if signal else None,
+            "signed": bool(signal and signal.signature),
+            "problem": problem or None,
+        },
+        "resources": resources,
+        "weights": dict(state.weights),
+        "locks": {name: lock.to_dict() for name, lock in state.locks.items()},
+    }
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    control = report["control"]
+    print(f"unit:     {report['unit']}")
+    if control["issuer"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(control["issued_at"]))
+        signed = ", signed" if control["signed"] else ""
+        print(f"control:  {control['url']}  epoch {control['epoch']} "
+              f"(published {when} by {control['issuer']}{signed})")
+    else:
+        print(f"control:  {control['url']}  epoch {control['epoch']} "
+              "(nothing published: the configuration's primaries apply)")
+    if control["problem"]:
+        print(f"problem:  {control['problem']}")
+    print("resources:")
+    for name, entry in report["resources"].items():
+        if "primary" in entry:
+            primary = entry["primary"]
+            print(f"  {name:<20} {entry['kind']:<6} primary {primary['unit']} "
+                  f"({primary['endpoint']})")
+        else:
+            units = ", ".join(f"{u}: {' '.join(e)}" for u, e in entry["endpoints"].items())
+            print(f"  {name:<20} {entry['kind']:<6} {units}")
+    weights = "  ".join(f"{u}={w:g}" for u, w in report["weights"].items())
+    print(f"weights:  {weights}")
+    locks = report["locks"]
+    print("locks:    " + (", ".join(f"{n} (by {lk['holder']})" for n, lk in locks.items())
+                          if locks else "none"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Configuration: ``resil.toml`` plus ``RESIL_*`` overrides, read once into a frozen Config.
+
+This is the only module that reads the environment. Every value is checked here, at
+start, and a bad one raises :class:`~resil.errors.ConfigError` naming its source (the
+file or the environment variable), the key and the value. Nothing downstream validates
+again: a :class:`Config` that exists is a valid one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import envvars
+from .errors import MISSING, ConfigError
+from .topology import KINDS, Alias, Endpoint, Resource, ResourceKind, Topology, address_keys
+
+DEFAULT_FILE = "resil.toml"
+_CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, typed and frozen. Build it with :func:`load_config`."""
+
+    path: Path | None
+    unit: str
+    topology: Topology
+    control_url: str
+    signing_key_env: str
+    signing_key: bytes | None
+    poll_interval: float
+    admin_listen: tuple[str, int]
+    sessions_resource: str
+    disabled: bool
+    disabled_integrations: frozenset[str]
+    log_level: str
+
+    @property
+    def resources(self) -> Mapping[str, Resource]:
+        """Resources by name."""
+        return self.topology.resources
+
+
+class _Source:
+    """Remembers where each key's value came from, for error messages."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.file = str(path) if path else "<no file>"
+        self.env: dict[str, str] = {}
+
+    def of(self, key: str) -> str:
+        var = self.env.get(key)
+        return f"environment variable {var}" if var else self.file
+
+    def error(self, key: str, value: object, problem: str) -> ConfigError:
+        return ConfigError(self.of(key), key, value, problem)
+
+
+def disabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``RESIL_DISABLED`` turns the agent off (checked before any file is read)."""
+    env = os.environ if env is None else env
+    return env.get("RESIL_DISABLED", "").strip().lower() in _TRUE
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """The configuration file to read, and whether it was asked for explicitly."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit), True
+    if env.get(envvars.CONFIG_ENV):
+        return Path(env[envvars.CONFIG_ENV]), True
+    return Path(DEFAULT_FILE), False
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read, override and validate the configuration.
+
+    ``path`` wins over ``RESIL_CONFIG``, which wins over ``./resil.toml``. Raises
+    :class:`ConfigError` for anything wrong, including a missing or unreadable file.
+    """
+    env = os.environ if env is None else env
+    file, _explicit = config_path(path, env)
+    source = _Source(file)
+    try:
+        with open(file, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(file), "file", MISSING,
+                          f"configuration file not found (set {envvars.CONFIG_ENV} or "
+                          "pass --config)") from None
+    except OSError as exc:
+        raise ConfigError(str(file), "file", MISSING, f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "file", MISSING, f"not valid TOML: {exc}") from None
+    _apply_env(raw, env, source)
+    return _build(raw, file.resolve(), env, source)
+
+
+# --------------------------------------------------------------------------- overrides
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], source: _Source) -> None:
+    """Lay ``RESIL_*`` variables over the file's values (environment wins)."""
+    for setting in envvars.SETTINGS:
+        if setting.env in env:
+            table = raw.setdefault(setting.section, {}) if setting.section else raw
+            if not isinstance(table, dict):
+                raise source.error(setting.section, table, "must be a table")
+            source.env[setting.key] = setting.env
+            table[setting.name] = _parse_env(setting, setting.env, env[setting.env], source)
+    resources = raw.get("resources")
+    if not isinstance(resources, dict):
+        return
+    for name, table in resources.items():
+        if not isinstance(table, dict):
+            continue
+        for setting in envvars.RESOURCE_KEYS:
+            var = envvars.resource_env(name, setting.name)
+            if var in env:
+                key = f"resources.{name}.{setting.name}"
+                source.env[key] = var
+                table[setting.name] = _parse_env(setting, var, env[var], source, key)
+
+
+def _parse_env(setting: envvars.Setting, var: str, text: str, source: _Source,
+               key: str | None = None) -> object:
+    key = key or setting.key
+    text = text.strip()
+    if setting.kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"environment variable {var}", key, text, "expected 1/0, true/false")
+    if setting.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"environment variable {var}", key, text,
+                              "expected a number") from None
+    if setting.kind == "list":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if setting.kind == "endpoints":
+        return _parse_env_endpoints(var, key, text)
+    return text
+
+
+def _parse_env_endpoints(var: str, key: str, text: str) -> dict[str, object]:
+    """``beijing=10.0.1.5:3306,hangzhou=10.0.2.5:3306`` (a unit may repeat for http)."""
+    out: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        unit, sep, address = part.partition("=")
+        if not sep or not unit.strip() or not address.strip():
+            raise ConfigError(f"environment variable {var}", key, text,
+                              "expected unit=address[,unit=address...]")
+        unit, address = unit.strip(), address.strip()
+        if unit in out:
+            previous = out[unit]
+            out[unit] = (previous if isinstance(previous, list) else [previous]) + [address]
+        else:
+            out[unit] = address
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Source) -> Config:
+    _check_keys(raw, source)
+    resources = _build_resources(raw.get("resources", {}), source)
+    units = _units(raw, resources, source)
+    _check_endpoints_in_units(resources, units, source)
+    _check_unique_addresses(resources, source)
+    unit = _str(raw, "unit", source, required=True)
+    if unit not in units:
+        raise source.error("unit", unit, f"not one of the units: {', '.join(units) or 'none'}")
+    control = raw.get("control", {})
+    admin = raw.get("admin", {})
+    sessions = raw.get("sessions", {})
+    control_url = _control_url(control, path, source)
+    key_env = _str(control, "signing_key_env", source, prefix="control")
+    signing_key = None
+    if key_env:
+        value = env.get(key_env, "")
+        if not value:
+            raise source.error("control.signing_key_env", key_env,
+                               f"environment variable {key_env} is not set or empty")
+        signing_key = value.encode()
+    poll = _number(control, "poll_interval", source, prefix="control", default=0.05)
+    if not 0.001 <= poll <= 60:
+        raise source.error("control.poll_interval", poll, "must be between 0.001 and 60 seconds")
+    listen_text = _str(admin, "listen", source, prefix="admin") or "127.0.0.1:9464"
+    listen = _host_port(listen_text)
+    if listen is None:
+        raise source.error("admin.listen", listen_text, "malformed address: expected host:port")
+    sessions_resource = _str(sessions, "resource", source, prefix="sessions")
+    if sessions_resource:
+        found = resources.get(sessions_resource)
+        if found is None or found.kind != "redis":
+            raise source.error("sessions.resource", sessions_resource,
+                               "must name a resource of kind redis")
+    level = (_str(raw, "log_level", source) or "WARNING").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise source.error("log_level", level, "expected DEBUG, INFO, WARNING or ERROR")
+    return Config(
+        path=path,
+        unit=unit,
+        topology=Topology(unit=unit, units=units, resources=MappingProxyType(resources)),
+        control_url=control_url,
+        signing_key_env=key_env,
+        signing_key=signing_key,
+        poll_interval=poll,
+        admin_listen=(listen.host, listen.port),
+        sessions_resource=sessions_resource,
+        disabled=_bool(raw, "disabled", source),
+        disabled_integrations=frozenset(_list(raw, "disabled_integrations", source)),
+        log_level=level,
+    )
+
+
+def _check_keys(raw: dict[str, Any], source: _Source) -> None:
+    """Refuse unknown tables and keys: a typo must not be silently ignored."""
+    known = envvars.by_key()
+    sections = {s.section for s in envvars.SETTINGS if s.section} | {"resources"}
+    for key, value in raw.items():
+        if isinstance(value, dict) and key in sections:
+            if key == "resources":
+                continue
+            for sub in value:
+                if f"{key}.{sub}" not in known:
+                    raise source.error(f"{key}.{sub}", value[sub], "unknown key")
+        elif key not in known or known[key].section:
+            raise source.error(key, value, "unknown key" if key not in sections
+                               else "must be a table")
+
+
+def _build_resources(tables: object, source: _Source) -> dict[str, Resource]:
+    if not isinstance(tables, dict):
+        raise source.error("resources", tables, "must be a table of [resources.NAME] tables")
+    return {name: _build_resource(name, table, source) for name, table in tables.items()}
+
+
+def _build_resource(name: str, table: object, source: _Source) -> Resource:
+    prefix = f"resources.{name}"
+    if not isinstance(table, dict):
+        raise source.error(prefix, table, "must be a table")
+    known = {s.name for s in envvars.RESOURCE_KEYS}
+    for key, value in table.items():
+        if key not in known:
+            raise source.error(f"{prefix}.{key}", value, "unknown key")
+    kind = _str(table, "kind", source, prefix=prefix, required=True)
+    if kind not in KINDS:
+        raise source.error(f"{prefix}.kind", kind, f"expected one of {', '.join(KINDS)}")
+    rkind: ResourceKind = kind  # type: ignore[assignment]
+    endpoints = _build_endpoints(name, rkind, table.get("endpoints", MISSING), source)
+    primary = _str(table, "primary", source, prefix=prefix) or None
+    if rkind == "http":
+        if primary:
+            raise source.error(f"{prefix}.primary", primary,
+                               "http resources have no primary (every unit serves)")
+    elif primary is None:
+        if len(endpoints) > 1:
+            raise source.error(f"{prefix}.primary", MISSING,
+                               "required when endpoints are in more than one unit")
+        primary = next(iter(endpoints))
+    elif primary not in endpoints:
+        raise source.error(f"{prefix}.primary", primary,
+                           f"no endpoint in that unit (units: {', '.join(endpoints)})")
+    aliases = tuple(_alias(prefix, a, source) for a in _list(table, "aliases", source, prefix))
+    return Resource(
+        name=name, kind=rkind, endpoints=MappingProxyType(endpoints), primary=primary,
+        aliases=aliases,
+        admin_user=_str(table, "admin_user", source, prefix=prefix),
+        admin_password_env=_str(table, "admin_password_env", source, prefix=prefix),
+        replication_user=_str(table, "replication_user", source, prefix=prefix),
+        replication_password_env=_str(table, "replication_password_env", source, prefix=prefix),
+    )
+
+
+def _build_endpoints(name: str, kind: ResourceKind, value: object,
+                     source: _Source) -> dict[str, tuple[Endpoint, ...]]:
+    key = f"resources.{name}.endpoints"
+    if value is MISSING:
+        raise source.error(key, MISSING, "required: one address per unit")
+    if not isinstance(value, dict) or not value:
+        raise source.error(key, value, "expected a table of unit = address")
+    out: dict[str, tuple[Endpoint, ...]] = {}
+    for unit, addresses in value.items():
+        ukey = f"{key}.{unit}"
+        if kind == "http":
+            items = [addresses] if isinstance(addresses, str) else addresses
+            if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+                raise source.error(ukey, addresses, "expected a base URL or a list of base URLs")
+            out[unit] = tuple(_http_endpoint(name, unit, ukey, u, source) for u in items)
+        else:
+            if not isinstance(addresses, str):
+                raise source.error(ukey, addresses, "expected one address \"host:port\"")
+            hp = _host_port(addresses)
+            if hp is None:
+                raise source.error(ukey, addresses, "malformed address: expected host:port")
+            out[unit] = (Endpoint(name, unit, hp.host, hp.port),)
+    return out
+
+
+def _http_endpoint(name: str, unit: str, key: str, url: str, source: _Source) -> Endpoint:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
+            or not _valid_host(parts.hostname):
+        raise source.error(key, url, "malformed URL: expected http(s)://host[:port][/path]")
+    default = 443 if parts.scheme == "https" else 80
+    return Endpoint(name, unit, parts.hostname.lower(), port or default, url=url.rstrip("/"))
+
+
+def _alias(prefix: str, text: str, source: _Source) -> Alias:
+    if ":" in text.strip("[]") and not text.startswith("["):
+        hp = _host_port(text)
+        if hp is None:
+            raise source.error(f"{prefix}.aliases", text, "malformed alias: expected host or host:port")
+        return Alias(hp.host, hp.port)
+    host = text.strip("[]")
+    if not _valid_host(host):
+        raise source.error(f"{prefix}.aliases", text, "malformed alias: expected host or host:port")
+    return Alias(host.lower())
+
+
+def _units(raw: dict[str, Any], resources: dict[str, Resource], source: _Source) -> tuple[str, ...]:
+    declared = _list(raw, "units", source)
+    if declared:
+        return tuple(dict.fromkeys(declared))
+    seen: dict[str, None] = {}
+    for resource in resources.values():
+        seen.update(dict.fromkeys(resource.endpoints))
+    return tuple(seen)
+
+
+def _check_endpoints_in_units(resources: dict[str, Resource], units: tuple[str, ...],
+                              source: _Source) -> None:
+    for resource in resources.values():
+        for unit in resource.endpoints:
+            if unit not in units:
+                raise source.error(f"resources.{resource.name}.endpoints.{unit}",
+                                   str(resource.endpoints[unit][0]),
+                                   f"endpoint in an undeclared unit (units: {', '.join(units)})")
+
+
+def _check_unique_addresses(resources: dict[str, Resource], source: _Source) -> None:
+    """Two resources must not claim one address: routing would be ambiguous."""
+    owner: dict[tuple[str, int | None], str] = {}
+    for resource in resources.values():
+        for key in dict.fromkeys(address_keys(resource)):
+            other = owner.setdefault(key, resource.name)
+            if other != resource.name:
+                shown = key[0] if key[1] is None else f"{key[0]}:{key[1]}"
+                raise source.error(f"resources.{resource.name}", shown,
+                                   f"address already belongs to resource {other!r}")
+
+
+def _control_url(control: dict[str, Any], path: Path, source: _Source) -> str:
+    url = _str(control, "url", source, prefix="control")
+    if not url:
+        return (path.parent / "resil-state.json").as_uri()
+    scheme = urlsplit(url).scheme
+    if scheme not in _CONTROL_SCHEMES:
+        raise source.error("control.url", url,
+                           f"unsupported scheme: expected {', '.join(_CONTROL_SCHEMES)}")
+    if scheme == "file" and not urlsplit(url).path:
+        raise source.error("control.url", url, "file URL has no path")
+    return url
+
+
+# --------------------------------------------------------------------------- primitives
+
+@dataclass(frozen=True)
+class _HostPort:
+    host: str
+    port: int
+
+
+def _host_port(text: str) -> _HostPort | None:
+    """Parse ``host:port`` or ``[v6]:port``; None when malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not _valid_host(host):
+        return None
+    return _HostPort(host.lower(), int(port))
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+
+
+def _full(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _str(table: dict[str, Any], name: str, source: _Source, *, prefix: str = "",
+         required: bool = False) -> str:
+    key = _full(prefix, name)
+    value = table.get(name, MISSING)
+    if value is MISSING:
+        if required:
+            raise source.error(key, MISSING, "required")
+        return ""
+    if not isinstance(value, str):
+        raise source.error(key, value, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise source.error(key, value, "must not be empty")
+    return value.strip()
+
+
+def _bool(table: dict[str, Any], name: str, source: _Source, prefix: str = "") -> bool:
+    value = table.get(name, False)
+    if not isinstance(value, bool):
+        raise source.error(_full(prefix, name), value, "expected true or false")
+    return value
+
+
+def _number(table: dict[str, Any], name: str, source: _Source, *, prefix: str,
+            default: float) -> float:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise source.error(_full(prefix, name), value, "expected a number")
+    return float(value)
+
+
+def _list(table: dict[str, Any], name: str, source: _Source, prefix: str = "") -> list[str]:
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise source.error(_full(prefix, name), value, "expected a list of non-empty strings")
+    return [v.strip() for v in value]

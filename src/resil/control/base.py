@@ -1,0 +1,68 @@
+"""The control-plane interface, and the factory that picks a backend by URL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ControlPlaneError
+from ..state import ControlState, Signal
+from ..topology import Topology
+
+Clock = Callable[[], float]
+
+
+class Watch(Protocol):
+    """A running watch; ``stop()`` ends it (idempotent)."""
+
+    def stop(self) -> None:
+        """Stop watching and release the watcher's resources."""
+
+
+class ControlPlane(Protocol):
+    """Where control state is stored and watched.
+
+    Backends verify every signal they hand out (format, topology, HMAC when a key is
+    configured) and never hand out a rejected one. Deciding whether a valid signal is
+    *newer* than what a caller has applied is the caller's job (:func:`resil.state.newer`).
+    """
+
+    url: str
+
+    def load(self) -> Signal | None:
+        """The current signal, or None if none was ever published.
+
+        Raises :class:`~resil.errors.SignalError` for a stored signal that fails
+        verification and :class:`~resil.errors.ControlPlaneError` when unreadable.
+        """
+
+    def watch(self, on_signal: Callable[[Signal], None],
+              on_error: Callable[[Exception], None]) -> Watch:
+        """Call ``on_signal`` with each new valid signal, ``on_error`` with each failure.
+
+        Runs in a daemon thread of the backend's own; the callbacks must not block.
+        """
+
+    def publish(self, state: ControlState, *, issuer: str) -> Signal:
+        """Store ``state`` as a new signal (signed when a key is configured).
+
+        Refuses, with :class:`~resil.errors.SignalError`, a state whose epoch is not
+        higher than the stored one: two operators racing cannot overwrite each other.
+        """
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
+                       poll_interval: float = 0.05, clock: Clock = time.time) -> ControlPlane:
+    """The control-plane backend for ``url``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        from .file import FileControlPlane
+        return FileControlPlane(unquote(parts.path), topology, key,
+                                poll_interval=poll_interval, clock=clock)
+    raise ControlPlaneError(f"control plane {url!r}: the {parts.scheme!r} backend is not "
+                            "available in this version; use a file:// URL")

@@ -1,0 +1,144 @@
+"""The file control plane: one JSON signal in one file, for a single machine.
+
+Writers replace the file atomically (temporary file in the same directory, fsync,
+rename) under an ``flock`` on a sibling lock file, so a reader sees the old signal or
+the new one, never half of one, and two publishers cannot both win the same epoch.
+Readers watch the file's identity (inode, size, mtime) and re-read it only when that
+changes, which keeps the watch loop to one ``stat`` per poll interval.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ControlPlaneError, SignalError
+from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
+from ..topology import Topology
+from .base import Clock
+
+log = logging.getLogger("resil.control")
+_Identity = tuple[int, int, int]
+
+
+class FileControlPlane:
+    """Control state in a local JSON file (the embedded default)."""
+
+    def __init__(self, path: str | os.PathLike[str], topology: Topology, key: bytes | None, *,
+                 poll_interval: float, clock: Clock) -> None:
+        self.path = Path(path)
+        self.url = self.path.as_uri() if self.path.is_absolute() else f"file:{self.path}"
+        self._topology = topology
+        self._key = key
+        self._poll_interval = poll_interval
+        self._clock = clock
+
+    def _identity(self) -> _Identity | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ControlPlaneError(f"{self.path}: cannot stat: {exc.strerror}") from None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def load(self) -> Signal | None:
+        """The stored signal, verified; None when the file does not exist."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ControlPlaneError(f"{self.path}: cannot read: {exc.strerror}") from None
+        try:
+            return decode_signal(data, self._topology, self._key)
+        except SignalError as exc:
+            raise SignalError(f"{self.path}: {exc}") from None
+
+    def watch(self, on_signal: Callable[[Signal], None],
+              on_error: Callable[[Exception], None]) -> _FileWatch:
+        """Poll the file's identity; read and verify it each time it changes."""
+        watch = _FileWatch(self, on_signal, on_error)
+        watch.start()
+        return watch
+
+    def publish(self, state: ControlState, *, issuer: str) -> Signal:
+        """Atomically replace the file with a signal for ``state`` (epoch must grow)."""
+        signal = make_signal(state, issuer=issuer, issued_at=self._clock(), key=self._key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self.load()
+            except SignalError:
+                current = None      # a corrupt or forged file may be replaced by a good one
+            if current is not None and state.epoch <= current.epoch:
+                raise SignalError(f"stale publish refused: epoch {state.epoch} is not higher "
+                                  f"than the stored epoch {current.epoch}")
+            self._write(encode_signal(signal))
+        return signal
+
+    def _write(self, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)    # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per operation."""
+
+
+class _FileWatch:
+    """The polling thread behind :meth:`FileControlPlane.watch`."""
+
+    def __init__(self, plane: FileControlPlane, on_signal: Callable[[Signal], None],
+                 on_error: Callable[[Exception], None]) -> None:
+        self._plane = plane
+        self._on_signal = on_signal
+        self._on_error = on_error
+        self._stopped = threading.Event()
+        self._seen: _Identity | None = None
+        self._thread = threading.Thread(target=self._run, name="resil-control-watch",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._poll_once()
+            except Exception as exc:  # the watch must outlive any single bad read
+                self._on_error(exc)
+            self._stopped.wait(self._plane._poll_interval)
+
+    def _poll_once(self) -> None:
+        identity = self._plane._identity()
+        if identity is None or identity == self._seen:
+            return
+        self._seen = identity   # report a bad file once, not on every poll
+        signal = self._plane.load()
+        if signal is not None:
+            self._on_signal(signal)

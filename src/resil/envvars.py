@@ -1,0 +1,183 @@
+"""Every setting resil reads, defined once.
+
+Each :class:`Setting` is a key of ``resil.toml`` and, at the same time, the
+environment variable that overrides it (``RESIL_<SECTION>_<KEY>``). ``resil-run``'s
+flags and ``docs/configuration.md`` are both generated from :data:`SETTINGS`, so the
+three can never drift apart. Only :mod:`resil.config` reads the environment.
+
+Per-resource keys (``[resources.NAME]``) are listed in :data:`RESOURCE_KEYS`; their
+variables are ``RESIL_RESOURCES_<NAME>_<KEY>`` with the resource name upper-cased and
+``-`` turned into ``_``.
+
+Run ``python -m resil.envvars`` to print the configuration reference in Markdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["str", "bool", "float", "list", "endpoints"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key and its environment variable."""
+
+    key: str
+    """Dotted key: ``unit`` (top level) or ``control.url`` (``[control] url``)."""
+    kind: Kind
+    default: object
+    help: str
+    flag: bool = True
+    """Whether ``resil-run`` offers it as a command-line flag."""
+
+    @property
+    def env(self) -> str:
+        """The environment variable that overrides this key."""
+        return "RESIL_" + self.key.upper().replace(".", "_")
+
+    @property
+    def option(self) -> str:
+        """The ``resil-run`` flag, e.g. ``--control-url``."""
+        return "--" + self.key.replace(".", "-").replace("_", "-")
+
+    @property
+    def section(self) -> str:
+        """The TOML table the key lives in (``""`` for the top level)."""
+        return self.key.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        """The key's name inside its table."""
+        return self.key.rpartition(".")[2]
+
+
+CONFIG_ENV = "RESIL_CONFIG"
+"""Path of the configuration file; ``resil-run --config`` sets it."""
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("unit", "str", None,
+            "This process's own unit (zone, site, region). Required; must be one of the units."),
+    Setting("units", "list", (),
+            "Declared units. Optional: when absent, the units are those named by the "
+            "resources' endpoints; when present, every endpoint must be in one of them.",
+            flag=False),
+    Setting("disabled", "bool", False,
+            "`1`: resil-run runs the program untouched and `resil.start()` does nothing."),
+    Setting("disabled_integrations", "list", (),
+            "Integrations not to install, comma-separated (e.g. `pymysql,redis`)."),
+    Setting("log_level", "str", "WARNING",
+            "Level of the `resil` logger: DEBUG, INFO, WARNING, ERROR."),
+    Setting("control.url", "str", None,
+            "Where control state lives: `file:///path/state.json` (default: "
+            "`resil-state.json` beside the configuration file). `redis://` comes with the "
+            "distributed control plane."),
+    Setting("control.signing_key_env", "str", "",
+            "Name of the environment variable that holds the HMAC key. When set, every "
+            "signal must carry a valid signature; unsigned and forged signals are rejected."),
+    Setting("control.poll_interval", "float", 0.05,
+            "Seconds between checks of the file control plane (changes apply within "
+            "this interval plus the time to read the file)."),
+    Setting("admin.listen", "str", "127.0.0.1:9464",
+            "host:port of the admin endpoint (/healthz /readyz /metrics /state)."),
+    Setting("sessions.resource", "str", "",
+            "The redis resource that holds Flask and Django sessions.", flag=False),
+)
+"""Every top-level and section key, in documentation order."""
+
+RESOURCE_KEYS: tuple[Setting, ...] = (
+    Setting("kind", "str", None, "`mysql`, `redis` or `http`. Required.", flag=False),
+    Setting("primary", "str", None,
+            "mysql/redis: the unit of the initial primary (control state overrides it). "
+            "Required when more than one unit has an endpoint.", flag=False),
+    Setting("endpoints", "endpoints", None,
+            "One address per unit: `{ beijing = \"10.0.1.5:3306\" }` for mysql and redis; "
+            "a list of base URLs per unit for http. In the environment: "
+            "`beijing=10.0.1.5:3306,hangzhou=10.0.2.5:3306`.", flag=False),
+    Setting("aliases", "list", (),
+            "Other addresses the application uses for this resource: `host` (any port) "
+            "or `host:port`.", flag=False),
+    Setting("admin_user", "str", "",
+            "mysql: account used by `resil db switch` and `resil monitor`, never by the "
+            "application.", flag=False),
+    Setting("admin_password_env", "str", "",
+            "Name of the environment variable holding the admin password.", flag=False),
+    Setting("replication_user", "str", "", "mysql: replication account.", flag=False),
+    Setting("replication_password_env", "str", "",
+            "Name of the environment variable holding the replication password.", flag=False),
+)
+"""Keys of a ``[resources.NAME]`` table."""
+
+
+def resource_env(resource: str, key: str) -> str:
+    """The environment variable overriding ``[resources.<resource>] <key>``."""
+    return f"RESIL_RESOURCES_{resource.upper().replace('-', '_')}_{key.upper()}"
+
+
+def by_key() -> dict[str, Setting]:
+    """Settings indexed by dotted key."""
+    return {s.key: s for s in SETTINGS}
+
+
+def _default_text(setting: Setting) -> str:
+    if setting.default in (None, "", ()):
+        return "—"
+    if isinstance(setting.default, bool):
+        return "`1`" if setting.default else "`0`"
+    return f"`{setting.default}`"
+
+
+def markdown() -> str:
+    """The configuration reference (``docs/configuration.md``)."""
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `python -m resil.envvars` from src/resil/envvars.py; "
+        "do not edit by hand. -->",
+        "",
+        "resil reads `resil.toml` (the path comes from `resil-run --config`, the "
+        f"`{CONFIG_ENV}` environment variable, or `./resil.toml`). Every key can be "
+        "overridden by an environment variable, and most by a `resil-run` flag. "
+        "Precedence: flag > environment > file > default.",
+        "",
+        "| key | environment | resil-run flag | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+        f"| — | `{CONFIG_ENV}` | `--config` | `./resil.toml` | Path of the configuration file. |",
+    ]
+    for s in SETTINGS:
+        table = f"[{s.section}] " if s.section else ""
+        flag = f"`{s.option}`" if s.flag else "—"
+        out.append(f"| `{table}{s.name}` | `{s.env}` | {flag} | {_default_text(s)} | {s.help} |")
+    out += [
+        "",
+        "## Resources",
+        "",
+        "Each `[resources.NAME]` table declares one resource. Its keys are overridden by "
+        "`RESIL_RESOURCES_<NAME>_<KEY>` (NAME upper-cased, `-` as `_`; e.g. "
+        "`RESIL_RESOURCES_ORDERS_DB_PRIMARY`).",
+        "",
+        "| key | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for s in RESOURCE_KEYS:
+        out.append(f"| `{s.name}` | {_default_text(s)} | {s.help} |")
+    out += [
+        "",
+        "## Errors",
+        "",
+        "A bad value stops `resil-run` (exit 2) and `resil config check` (exit 2) with one "
+        "line naming the source (file or environment variable), the key and the value, "
+        "for example:",
+        "",
+        "```",
+        "resil.toml: resources.orders-db.endpoints.hangzhou = '10.0.2.5': "
+        "malformed address: expected host:port",
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by tests through a subprocess
+    print(markdown(), end="")

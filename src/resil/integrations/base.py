@@ -1,0 +1,171 @@
+"""The contract every integration follows.
+
+An integration is one table of patch :class:`Target` s. :meth:`Integration.instrument`
+registers a wrapt post-import hook per target module, so a library is patched when the
+application imports it (or at once, if it already has); :meth:`Integration.uninstrument`
+walks the same table backwards and restores only the attributes that still hold our own
+wrapper. Both are idempotent. A library version outside the supported range is a logged
+skip, never a crash.
+
+Wrappers run resil's decision code through :func:`fail_open`: if it raises, the fault is
+counted and logged once (:func:`resil.registry.record_fault`) and the application's call
+proceeds exactly as it would have without resil. The application's call itself always
+runs outside the guard, so its own exceptions pass through untouched and it never runs
+twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
+
+import wrapt
+
+from .. import registry
+
+log = logging.getLogger("resil.integrations")
+T = TypeVar("T")
+WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One attribute to wrap: ``module`` and a dotted ``path`` inside it."""
+
+    module: str
+    path: str
+    wrapper: WrapperFn
+
+
+@dataclass
+class _Patched:
+    owner: Any
+    attribute: str
+    original: Any
+    wrapper: Any
+
+
+def fail_open(where: str, decide: Callable[..., T], *args: Any) -> T | None:
+    """Run resil's decision code; on any exception record it and return None."""
+    try:
+        return decide(*args)
+    except Exception as exc:  # fail-open: resil's fault must never reach the application
+        registry.record_fault(where, exc)
+        return None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """The leading numeric release of a version string: ``'1.2.4rc1'`` → ``(1, 2, 4)``."""
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(p) for p in match.group(0).split(".")) if match else ()
+
+
+class Integration:
+    """Base class of integrations; subclasses fill in the class variables."""
+
+    name: ClassVar[str]
+    """Short name, as used in ``RESIL_DISABLED_INTEGRATIONS``."""
+    distribution: ClassVar[str]
+    """The library's distribution name, for the version check."""
+    supported: ClassVar[tuple[tuple[int, ...], tuple[int, ...]]]
+    """Supported versions: ``(minimum, maximum-exclusive)``."""
+    targets: ClassVar[tuple[Target, ...]]
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._wanted = False
+        self._hooked: set[str] = set()
+        self._patched: list[_Patched] = []
+        self._skipped_reason: str | None = None
+
+    @property
+    def patched(self) -> bool:
+        """Whether any target is currently wrapped."""
+        return bool(self._patched)
+
+    def instrument(self) -> None:
+        """Patch now for imported modules, and on import for the others. Idempotent."""
+        with self._lock:
+            if self._wanted:
+                return
+            self._wanted = True
+            for module in dict.fromkeys(t.module for t in self.targets):
+                if module in sys.modules:
+                    self._on_import(sys.modules[module])
+                elif module not in self._hooked:
+                    # wrapt keeps hooks forever; _on_import checks _wanted, so a hook
+                    # left behind by uninstrument() does nothing.
+                    wrapt.register_post_import_hook(self._on_import, module)
+                    self._hooked.add(module)
+
+    def uninstrument(self) -> None:
+        """Restore every attribute we wrapped, in reverse order. Idempotent."""
+        with self._lock:
+            self._wanted = False
+            for patch in reversed(self._patched):
+                if patch.owner.__dict__.get(patch.attribute) is patch.wrapper:
+                    setattr(patch.owner, patch.attribute, patch.original)
+                else:  # someone wrapped on top of us: leave their chain intact
+                    log.warning("resil: %s.%s was re-wrapped by another library; "
+                                "left in place", patch.owner.__name__, patch.attribute)
+            self._patched.clear()
+
+    def _version_ok(self) -> bool:
+        try:
+            version = importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return True     # vendored or source checkout: nothing to compare with
+        low, high = self.supported
+        found = parse_version(version)
+        if low <= found < high:
+            return True
+        if self._skipped_reason is None:
+            self._skipped_reason = f"{self.distribution} {version} is outside the supported " \
+                f"range >={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+            log.warning("resil: not instrumenting %s: %s", self.name, self._skipped_reason)
+        return False
+
+    def _on_import(self, module: ModuleType) -> None:
+        with self._lock:
+            if not self._wanted or not self._version_ok():
+                return
+            done = {(p.owner, p.attribute) for p in self._patched}
+            for target in self.targets:
+                if target.module != module.__name__:
+                    continue
+                fail_open(f"{self.name}.instrument", self._wrap, target, done)
+
+    def _wrap(self, target: Target, done: set[tuple[Any, str]]) -> None:
+        owner, attribute, original = wrapt.resolve_path(
+            importlib.import_module(target.module), target.path)
+        if (owner, attribute) in done:
+            return
+        wrapper = wrapt.FunctionWrapper(original, target.wrapper)
+        setattr(owner, attribute, wrapper)
+        self._patched.append(_Patched(owner, attribute, original, wrapper))
+
+
+def discover(disabled: frozenset[str] = frozenset()) -> list[Integration]:
+    """Every integration registered under the ``resil.integrations`` entry-point group.
+
+    resil finds its own integrations this way too, so a third party adds one by
+    declaring an entry point. One that fails to load is logged and skipped.
+    """
+    found: list[Integration] = []
+    for entry in importlib.metadata.entry_points(group="resil.integrations"):
+        if entry.name in disabled:
+            log.info("resil: integration %s disabled by configuration", entry.name)
+            continue
+        try:
+            found.append(entry.load()())
+        except Exception as exc:
+            registry.record_fault(f"load integration {entry.name}", exc)
+    return found

@@ -1,0 +1,213 @@
+"""Control state and signals.
+
+:class:`ControlState` is the dynamic picture: the primary unit of each mysql/redis
+resource, unit weights (traffic) and write locks, versioned by a monotonically
+increasing **epoch**. It is immutable: applying a signal returns a new state, and the
+agent swaps its reference atomically, so readers on the hot path take no lock.
+
+A :class:`Signal` is one published control state with its epoch, issuer and time,
+and, when a signing key is configured, an HMAC-SHA256 over its canonical JSON. Signals
+carry the *whole* state, not a delta, so a missed signal can never leave an agent with
+a half-applied picture: the next one it sees is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from .errors import SignalError
+from .topology import Topology
+
+FORMAT_VERSION = 1
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A write lock on a resource: while it is held, new writes wait (the hot switch)."""
+
+    holder: str
+    since: float
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"holder": self.holder, "since": self.since, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """Epoch-versioned primaries, unit weights and locks. Never mutated."""
+
+    epoch: int = 0
+    primaries: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    """Resource name → unit of its current primary."""
+    weights: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    """Unit → traffic weight; 0 means the unit is cut."""
+    locks: Mapping[str, Lock] = field(default_factory=lambda: _EMPTY)
+    """Resource name → write lock."""
+
+    @classmethod
+    def initial(cls, topology: Topology) -> ControlState:
+        """Epoch 0: the configuration's primaries, every unit at weight 1, no locks."""
+        primaries = {name: r.primary for name, r in topology.resources.items() if r.primary}
+        return cls(0, MappingProxyType(primaries),
+                   MappingProxyType(dict.fromkeys(topology.units, 1.0)), _EMPTY)
+
+    def evolve(self, *, epoch: int | None = None, primaries: Mapping[str, str] | None = None,
+               weights: Mapping[str, float] | None = None,
+               locks: Mapping[str, Lock] | None = None) -> ControlState:
+        """A copy with some parts replaced; the epoch advances by one unless given."""
+        return replace(
+            self,
+            epoch=self.epoch + 1 if epoch is None else epoch,
+            primaries=MappingProxyType(dict(self.primaries if primaries is None else primaries)),
+            weights=MappingProxyType(dict(self.weights if weights is None else weights)),
+            locks=MappingProxyType(dict(self.locks if locks is None else locks)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (without the epoch, which the signal carries)."""
+        return {
+            "primaries": dict(self.primaries),
+            "weights": dict(self.weights),
+            "locks": {name: lock.to_dict() for name, lock in self.locks.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One published control state."""
+
+    state: ControlState
+    issued_at: float
+    issuer: str
+    signature: str | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the state it carries."""
+        return self.state.epoch
+
+
+def _body(signal: Signal) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "epoch": signal.state.epoch,
+        "issued_at": signal.issued_at,
+        "issuer": signal.issuer,
+        "state": signal.state.to_dict(),
+    }
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _mac(key: bytes, body: Mapping[str, Any]) -> str:
+    return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
+
+
+def make_signal(state: ControlState, *, issuer: str, issued_at: float,
+                key: bytes | None) -> Signal:
+    """A signal for ``state``, signed when ``key`` is given."""
+    unsigned = Signal(state, issued_at, issuer)
+    if key is None:
+        return unsigned
+    return replace(unsigned, signature=_mac(key, _body(unsigned)))
+
+
+def encode_signal(signal: Signal) -> bytes:
+    """The wire/file form of a signal: canonical JSON, signature included."""
+    body = _body(signal)
+    if signal.signature is not None:
+        body["signature"] = signal.signature
+    return json.dumps(body, sort_keys=True, indent=1, allow_nan=False).encode() + b"\n"
+
+
+def decode_signal(data: bytes, topology: Topology, key: bytes | None) -> Signal:
+    """Parse and verify a signal; raise :class:`SignalError` saying what is wrong.
+
+    With a ``key``, a signal without a signature or with a wrong one is rejected.
+    Primaries of resources this topology does not know are dropped (another agent may
+    run a newer configuration); a primary in a unit where the resource has no
+    endpoint is an error.
+    """
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SignalError(f"malformed signal: not JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise SignalError("malformed signal: expected a JSON object")
+    signature = body.pop("signature", None)
+    if body.get("version") != FORMAT_VERSION:
+        raise SignalError(f"malformed signal: unsupported version {body.get('version')!r}")
+    if key is not None:
+        if not isinstance(signature, str):
+            raise SignalError(f"unsigned signal (epoch {body.get('epoch')!r}) rejected: "
+                              "a signing key is configured")
+        if not hmac.compare_digest(signature, _mac(key, body)):
+            raise SignalError(f"forged signal (epoch {body.get('epoch')!r}) rejected: "
+                              "HMAC does not match")
+    epoch, issued_at, issuer = body.get("epoch"), body.get("issued_at"), body.get("issuer")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise SignalError(f"malformed signal: epoch {epoch!r} is not a non-negative integer")
+    if not _finite(issued_at) or not isinstance(issuer, str):
+        raise SignalError("malformed signal: issued_at/issuer missing or of the wrong type")
+    state = _decode_state(body.get("state"), epoch, topology)
+    return Signal(state, float(issued_at), issuer,  # type: ignore[arg-type]
+                  signature if isinstance(signature, str) else None)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _decode_state(raw: object, epoch: int, topology: Topology) -> ControlState:
+    if not isinstance(raw, dict):
+        raise SignalError("malformed signal: 'state' is not an object")
+    base = ControlState.initial(topology)
+    primaries = dict(base.primaries)
+    for name, unit in _object(raw, "primaries").items():
+        resource = topology.resources.get(name)
+        if resource is None or resource.kind == "http":
+            continue
+        if not isinstance(unit, str) or unit not in resource.endpoints:
+            raise SignalError(f"signal epoch {epoch}: primary of {name!r} = {unit!r} "
+                              f"is not a unit with an endpoint ({', '.join(resource.endpoints)})")
+        primaries[name] = unit
+    weights = dict(base.weights)
+    for unit, weight in _object(raw, "weights").items():
+        if not _finite(weight) or weight < 0:
+            raise SignalError(f"signal epoch {epoch}: weight of unit {unit!r} = {weight!r} "
+                              "is not a number >= 0")
+        if unit in weights:
+            weights[unit] = float(weight)
+    locks: dict[str, Lock] = {}
+    for name, lock in _object(raw, "locks").items():
+        if not isinstance(lock, dict) or not isinstance(lock.get("holder"), str) \
+                or not _finite(lock.get("since")):
+            raise SignalError(f"signal epoch {epoch}: lock on {name!r} is malformed")
+        if name in topology.resources:
+            locks[name] = Lock(lock["holder"], float(lock["since"]), str(lock.get("reason", "")))
+    return ControlState(epoch, MappingProxyType(primaries), MappingProxyType(weights),
+                        MappingProxyType(locks))
+
+
+def _object(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise SignalError(f"malformed signal: 'state.{name}' is not an object")
+    return value
+
+
+def newer(current: ControlState, signal: Signal) -> bool:
+    """Whether ``signal`` may replace ``current``: only a strictly higher epoch does."""
+    return signal.state.epoch > current.epoch

@@ -1,0 +1,118 @@
+"""The static picture: units, resources and each resource's endpoints per unit.
+
+A :class:`Topology` is built once from the configuration and never changes. It answers
+the one question integrations ask before anything else: "does this address belong to
+a resource?" (:meth:`Topology.match`). Which endpoint is *current* is not its business:
+that is control state (:mod:`resil.state`) read through the router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+ResourceKind = Literal["mysql", "redis", "http"]
+KINDS: tuple[ResourceKind, ...] = ("mysql", "redis", "http")
+DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"mysql": 3306, "redis": 6379})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One address of a resource in one unit."""
+
+    resource: str
+    unit: str
+    host: str
+    port: int
+    url: str | None = None
+    """For http resources, the base URL (scheme, host, port and an optional path)."""
+
+    def __str__(self) -> str:
+        return self.url or f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name the application uses for a resource; ``port=None`` matches any port."""
+
+    host: str
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something the application talks to, with its endpoints in each unit."""
+
+    name: str
+    kind: ResourceKind
+    endpoints: Mapping[str, tuple[Endpoint, ...]]
+    primary: str | None = None
+    """mysql/redis: the unit of the initial primary (control state overrides it)."""
+    aliases: tuple[Alias, ...] = ()
+    admin_user: str = ""
+    admin_password_env: str = ""
+    replication_user: str = ""
+    replication_password_env: str = ""
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The units this resource has endpoints in, in configuration order."""
+        return tuple(self.endpoints)
+
+    def endpoint_in(self, unit: str) -> Endpoint | None:
+        """The (first) endpoint of this resource in ``unit``, if it has one there."""
+        found = self.endpoints.get(unit)
+        return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Units and resources, with an index from addresses to resources."""
+
+    unit: str
+    units: tuple[str, ...]
+    resources: Mapping[str, Resource]
+    _exact: Mapping[tuple[str, int], Resource] = field(init=False, repr=False, compare=False)
+    _any_port: Mapping[str, Resource] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exact: dict[tuple[str, int], Resource] = {}
+        any_port: dict[str, Resource] = {}
+        for resource in self.resources.values():
+            for key in address_keys(resource):
+                if key[1] is None:
+                    any_port[key[0]] = resource
+                else:
+                    exact[(key[0], key[1])] = resource
+        object.__setattr__(self, "_exact", MappingProxyType(exact))
+        object.__setattr__(self, "_any_port", MappingProxyType(any_port))
+
+    def match(self, kind: ResourceKind, host: str, port: int | None) -> Resource | None:
+        """The resource of ``kind`` that ``host:port`` names, or None if it names none.
+
+        An address matches a resource when it equals one of its endpoints or aliases
+        (host names compare case-insensitively); an alias without a port matches any port.
+        """
+        host = host.lower()
+        found = None
+        if port is not None:
+            found = self._exact.get((host, port))
+        if found is None:
+            found = self._any_port.get(host)
+        if found is None or found.kind != kind:
+            return None
+        return found
+
+
+def address_keys(resource: Resource) -> list[tuple[str, int | None]]:
+    """Every (host, port) under which ``resource`` is known; port None means any."""
+    keys: list[tuple[str, int | None]] = []
+    for endpoints in resource.endpoints.values():
+        keys += [(e.host.lower(), e.port) for e in endpoints]
+    keys += [(a.host.lower(), a.port) for a in resource.aliases]
+    return keys
