@@ -1,0 +1,118 @@
+"""The file control plane: atomic publish, epoch guard, watch latency, bad files."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.errors import SignalError
+from resil.state import ControlState, Signal
+
+CONFIG = """
+unit = "a"
+[resources.db]
+kind = "mysql"
+primary = "a"
+endpoints = { a = "127.0.0.1:3306", b = "127.0.0.1:3307" }
+"""
+
+
+@pytest.fixture
+def topology(write_config):
+    return load_config(write_config(CONFIG), env={}).topology
+
+
+@pytest.fixture
+def plane(tmp_path, topology):
+    return open_control_plane((tmp_path / "state" / "s.json").as_uri(), topology, b"key",
+                              poll_interval=0.01)
+
+
+def test_missing_file_loads_nothing(plane):
+    assert plane.load() is None
+
+
+def test_publish_then_load(plane, topology):
+    state = ControlState.initial(topology).evolve(primaries={"db": "b"})
+    plane.publish(state, issuer="t")
+    loaded = plane.load()
+    assert loaded.epoch == 1 and loaded.state.primaries["db"] == "b" and loaded.signature
+    assert not list(plane.path.parent.glob(".s.json.*"))     # no temp file left behind
+
+
+def test_publish_refuses_stale_epoch(plane, topology):
+    state = ControlState.initial(topology).evolve(epoch=3)
+    plane.publish(state, issuer="t")
+    with pytest.raises(SignalError, match="stale publish refused"):
+        plane.publish(state, issuer="t")
+    with pytest.raises(SignalError, match="stale publish refused"):
+        plane.publish(state.evolve(epoch=2), issuer="t")
+    assert plane.load().epoch == 3
+
+
+def test_concurrent_publishers_never_share_an_epoch(plane, topology):
+    """Each thread publishes epochs 1..20; the lock lets each epoch win exactly once."""
+    wins: list[int] = []
+    def publisher():
+        for epoch in range(1, 21):
+            try:
+                plane.publish(ControlState.initial(topology).evolve(epoch=epoch), issuer="t")
+                wins.append(epoch)
+            except SignalError:
+                pass
+    threads = [threading.Thread(target=publisher) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == sorted(set(wins))
+    assert plane.load().epoch == 20
+
+
+def test_watch_delivers_changes_within_200ms(plane, topology):
+    seen: list[tuple[float, Signal]] = []
+    arrived = threading.Event()
+    def on_signal(signal):
+        seen.append((time.monotonic(), signal))
+        arrived.set()
+    watch = plane.watch(on_signal, lambda exc: None)
+    try:
+        latencies = []
+        for epoch in (1, 2, 3):
+            arrived.clear()
+            sent = time.monotonic()
+            plane.publish(ControlState.initial(topology).evolve(epoch=epoch), issuer="t")
+            assert arrived.wait(1.0)
+            latencies.append(seen[-1][0] - sent)
+            assert seen[-1][1].epoch == epoch
+        assert max(latencies) < 0.2, latencies
+    finally:
+        watch.stop()
+
+
+def test_corrupt_and_forged_files_are_reported_once_and_not_delivered(plane, topology, tmp_path):
+    errors: list[Exception] = []
+    signals: list[Signal] = []
+    plane.publish(ControlState.initial(topology).evolve(), issuer="t")
+    watch = plane.watch(signals.append, errors.append)
+    try:
+        deadline = time.monotonic() + 1
+        while not signals and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bad = tmp_path / "bad.json"         # replaced atomically, as any writer must
+        bad.write_text("{not json")
+        os.replace(bad, plane.path)
+        time.sleep(0.1)
+        unsigned = open_control_plane(plane.url, topology, None)
+        unsigned.publish(ControlState.initial(topology).evolve(epoch=9), issuer="mallory")
+        time.sleep(0.1)
+    finally:
+        watch.stop()
+    assert [s.epoch for s in signals] == [1]
+    assert len(errors) == 2, errors
+    assert "not JSON" in str(errors[0]) and "unsigned" in str(errors[1])
