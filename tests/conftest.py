@@ -29,3 +29,50 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         path.write_text(textwrap.dedent(text))
         return path
     return write
+
+
+PAIR_CONFIG = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.02
+[resources.orders-db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{mysql_a}", b = "127.0.0.1:{mysql_b}" }}
+aliases = ["orders-db", "mysql.internal:3306"]
+[resources.cache]
+kind = "redis"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{redis_a}", b = "127.0.0.1:{redis_b}" }}
+aliases = ["cache"]
+"""
+
+
+@pytest.fixture
+def pair_config(write_config, mariadb_pair, redis_pair, tmp_path) -> Path:
+    """A two-unit resil.toml over the real MariaDB and Redis pairs (primaries in unit a)."""
+    return write_config(PAIR_CONFIG.format(
+        state=(tmp_path / "state.json").as_uri(),
+        mysql_a=mariadb_pair.primary.port, mysql_b=mariadb_pair.replica.port,
+        redis_a=redis_pair.primary.port, redis_b=redis_pair.replica.port))
+
+
+@pytest.fixture
+def publish(pair_config) -> Callable[..., int]:
+    """Publish a control state with the given primaries; returns the new epoch."""
+    from resil.agent import issuer
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState
+
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+
+    def do(**primaries: str) -> int:
+        signal = plane.load()
+        state = signal.state if signal else ControlState.initial(config.topology)
+        new = state.evolve(primaries={**state.primaries,
+                                      **{k.replace("_", "-"): v for k, v in primaries.items()}})
+        return plane.publish(new, issuer=issuer()).epoch
+    return do

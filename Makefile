@@ -1,0 +1,40 @@
+# Every target sets up what it needs by itself: the Debian packages mariadb-server and
+# redis-server (installed with apt-get when missing) and .venv with resil and its test
+# extra (rebuilt when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench docs servers venv clean
+
+demo: venv servers  ## the main job: a small app under resil-run against real MariaDB and Redis
+	$(PY) examples/quickstart/run.py
+
+test: venv servers  ## the test suite (real servers, started and stopped by the tests)
+	$(PY) -m pytest
+
+bench: venv servers  ## overhead and start-up benchmarks, ratios against the unpatched baseline
+	$(PY) benchmarks/overhead.py
+
+docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
+	$(PY) -c "from resil.envvars import markdown; print(markdown(), end='')" > docs/configuration.md
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+servers:
+	@if ! PATH="$$PATH:/usr/sbin:/sbin" command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then \
+		echo "installing mariadb-server and redis-server (Debian packages)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			mariadb-server mariadb-client redis-server >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,121 @@
+"""pymysql under the agent, against a real MariaDB primary and replica."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pymysql
+import pytest
+
+import resil
+from resil import registry
+from resil.integrations.pymysql import PyMySQLIntegration
+from resil.router import Router
+
+
+def server_id(**kw) -> int:
+    conn = pymysql.connect(user="app", password="apppw", connect_timeout=5, **kw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wait_for(condition, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_alias_lands_on_the_primary(pair_config, mariadb_pair):
+    resil.start(pair_config)
+    assert server_id(host="orders-db") == 1                   # alias, default port
+    assert server_id(host="mysql.internal", port=3306) == 1   # alias with port
+    # The replica's own endpoint is an address of the resource too: it goes to the primary.
+    assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 1
+
+
+def test_unmatched_address_is_untouched(pair_config, mariadb_pair):
+    resil.start(pair_config)
+    # "localhost:<replica port>" is not an endpoint or alias: the app gets what it asked for.
+    assert server_id(host="localhost", port=mariadb_pair.replica.port) == 2
+
+
+def test_new_and_reconnecting_connections_follow_a_published_primary(pair_config, publish):
+    resil.start(pair_config)
+    kept = pymysql.connect(host="orders-db", user="app", password="apppw")
+    assert kept.get_server_info() and server_id(host="orders-db") == 1
+    publish(orders_db="b")
+    assert wait_for(lambda: server_id(host="orders-db") == 2)
+    kept.close()
+    kept.connect()              # a reconnect (what ping(reconnect=True) does) is routed again
+    with kept.cursor() as cur:
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone()[0] == 2
+    kept.close()
+    publish(orders_db="a")
+    assert wait_for(lambda: server_id(host="orders-db") == 1)
+
+
+def test_fault_in_resil_leaves_the_call_working(pair_config, mariadb_pair, monkeypatch, caplog):
+    resil.start(pair_config)
+    def broken(self, *args):
+        raise RuntimeError("injected fault")
+    monkeypatch.setattr(Router, "primary_endpoint", broken)
+    with caplog.at_level(logging.ERROR, logger="resil"):
+        # The app's own call proceeds unpatched (to the address it gave) — twice.
+        assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 2
+        assert server_id(host="127.0.0.1", port=mariadb_pair.primary.port) == 1
+    assert registry.faults() == {"pymysql.connect": 2}
+    logged = [r for r in caplog.records if "internal fault" in r.getMessage()]
+    assert len(logged) == 1 and "injected fault" in caplog.text
+
+
+def test_driver_errors_pass_through_untouched(pair_config):
+    resil.start(pair_config)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        pymysql.connect(host="orders-db", user="app", password="wrong")
+    assert info.value.args[0] == 1045       # access denied, from the server itself
+
+
+def test_stop_restores_the_original_and_instrument_is_idempotent(pair_config):
+    original = pymysql.connections.Connection.connect
+    agent = resil.start(pair_config)
+    integration = next(i for i in agent.integrations if i.name == "pymysql")
+    wrapped = pymysql.connections.Connection.__dict__["connect"]
+    assert wrapped is not original
+    integration.instrument()
+    assert pymysql.connections.Connection.__dict__["connect"] is wrapped   # not wrapped twice
+    resil.stop()
+    assert pymysql.connections.Connection.__dict__["connect"] is original
+    integration.uninstrument()                                             # idempotent
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
+
+
+def test_version_outside_the_range_is_a_logged_skip(caplog):
+    class Future(PyMySQLIntegration):
+        supported = ((0,), (0, 1))
+    original = pymysql.connections.Connection.__dict__["connect"]
+    integration = Future()
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        integration.instrument()
+    try:
+        assert pymysql.connections.Connection.__dict__["connect"] is original
+        assert "outside the supported range" in caplog.text
+    finally:
+        integration.uninstrument()
+
+
+def test_disabled_integration_is_not_installed(pair_config, monkeypatch):
+    monkeypatch.setenv("RESIL_DISABLED_INTEGRATIONS", "pymysql")
+    agent = resil.start(pair_config)
+    assert [i.name for i in agent.integrations] == ["redis"]
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
