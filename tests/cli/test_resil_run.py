@@ -1,0 +1,161 @@
+"""resil-run: bootstrap, pass-through of exit codes and signals, chaining, bad config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+RESIL_RUN = str(BIN / "resil-run")
+
+APP = textwrap.dedent("""
+    import sys
+    import pymysql, redis
+    from resil import registry
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw")
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@server_id")
+        print("mysql", cur.fetchone()[0])
+    print("redis", redis.Redis(host="cache").config_get("port")["port"])
+    print("agent", registry.agent() is not None)
+""")
+
+
+def run(args, *, cwd, env=None, timeout=60, **kw):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESIL_")}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env['PATH']}"
+    full_env.update(env or {})
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def test_python_app_lands_on_the_primaries(pair_config, redis_pair, tmp_path):
+    (tmp_path / "app.py").write_text(APP)
+    out = run([RESIL_RUN, "python", "app.py"], cwd=tmp_path)      # ./resil.toml is found
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["mysql 1", f"redis {redis_pair.primary.port}",
+                                          "agent True"]
+
+
+def test_python_dash_m_and_config_flag(pair_config, tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(APP)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run([RESIL_RUN, "--config", str(pair_config), "python", "-m", "pkg"], cwd=elsewhere,
+              env={"PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("mysql 1\n")
+
+
+def test_exit_code_passes_through(pair_config, tmp_path):
+    out = run([RESIL_RUN, "python", "-c", "import sys; sys.exit(7)"], cwd=tmp_path)
+    assert out.returncode == 7
+
+
+def test_signals_pass_through(pair_config, tmp_path):
+    (tmp_path / "sleeper.py").write_text(textwrap.dedent("""
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *a: (print("got SIGTERM", flush=True), sys.exit(3)))
+        print("ready", flush=True)
+        time.sleep(30)
+    """))
+    proc = subprocess.Popen([RESIL_RUN, "python", "sleeper.py"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)       # the pid is the program's: resil-run exec'd it
+        assert proc.wait(10) == 3
+        assert proc.stdout.read() == "got SIGTERM\n"
+    finally:
+        proc.kill()
+    proc = subprocess.Popen([RESIL_RUN, "python", "-c", "import time; print('ready', flush=True);"
+                             " time.sleep(30)"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) != 0
+
+
+def test_invalid_config_exits_2_before_the_program(write_config, tmp_path):
+    write_config('unit = "nowhere"\n[resources.db]\nkind = "mysql"\n'
+                 'endpoints = { a = "127.0.0.1:3306" }\n')
+    marker = tmp_path / "ran"
+    out = run([RESIL_RUN, "python", "-c", f"open({str(marker)!r}, 'w')"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert "unit = 'nowhere'" in out.stderr and "resil.toml" in out.stderr
+    assert not marker.exists()
+    out = run([RESIL_RUN, "--config", "missing.toml", "python", "-c", "pass"], cwd=tmp_path)
+    assert out.returncode == 2 and "not found" in out.stderr
+
+
+def test_command_not_found_and_no_command(pair_config, tmp_path):
+    assert run([RESIL_RUN, "no-such-program-x"], cwd=tmp_path).returncode == 127
+    assert run([RESIL_RUN], cwd=tmp_path).returncode == 2
+
+
+def test_disabled_runs_the_program_untouched(tmp_path):
+    (tmp_path / "resil.toml").write_text("this is not toml [")
+    probe = "import sys, os; print('resil' in sys.modules, os.environ.get('PYTHONPATH'))"
+    out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path, env={"RESIL_DISABLED": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "False None\n"
+
+
+def test_users_sitecustomize_is_chained(pair_config, tmp_path):
+    user = tmp_path / "user_site"
+    user.mkdir()
+    (user / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n")
+    probe = ("import os, sys, sitecustomize; from resil import registry; "
+             "print(os.environ.get('USER_SITECUSTOMIZE'), registry.agent() is not None, "
+             "sitecustomize.__file__.startswith(sys.argv[1]))")
+    out = run([RESIL_RUN, "python", "-c", probe, str(user)], cwd=tmp_path,
+              env={"PYTHONPATH": str(user)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ran True True\n"
+
+
+def test_child_processes_get_the_agent(pair_config, tmp_path):
+    child = "from resil import registry; print(registry.agent() is not None)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    out = run([RESIL_RUN, "python", "-c", parent], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "True\n"
+
+
+def test_no_thread_at_start_up(pair_config, tmp_path):
+    probe = "import threading; print(threading.active_count())"
+    out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "1\n"
+
+
+@pytest.mark.parametrize("order", ["otel-outside", "otel-inside"])
+def test_composes_with_opentelemetry_instrument(pair_config, tmp_path, order):
+    otel = [str(BIN / "opentelemetry-instrument"), "--traces_exporter", "none",
+            "--metrics_exporter", "none", "--logs_exporter", "none"]
+    probe = textwrap.dedent("""
+        import pymysql
+        from resil import registry
+        from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor
+        conn = pymysql.connect(host="orders-db", user="app", password="apppw")
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id")
+            sid = cur.fetchone()[0]
+        print(registry.agent() is not None, PyMySQLInstrumentor().is_instrumented_by_opentelemetry, sid)
+    """)
+    (tmp_path / "probe.py").write_text(probe)
+    command = [*otel, RESIL_RUN, "python", "probe.py"] if order == "otel-outside" \
+        else [RESIL_RUN, *otel, "python", "probe.py"]
+    out = run(command, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True True 1"
