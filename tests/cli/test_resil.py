@@ -1,0 +1,61 @@
+"""The operator command: `resil config check` and `resil status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RESIL = str(Path(sys.executable).parent / "resil")
+EXAMPLE = Path(__file__).parents[2] / "examples" / "design-example.toml"
+
+
+def resil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RESIL, *args], capture_output=True, text=True, timeout=30, cwd=cwd)
+
+
+def test_config_check_prints_the_topology():
+    out = resil("config", "check", str(EXAMPLE))
+    assert out.returncode == 0, out.stderr
+    assert "unit: beijing" in out.stdout
+    assert "orders-db (mysql)  primary beijing" in out.stdout
+    assert "hangzhou: 10.0.2.5:3306" in out.stdout
+    assert "aliases: orders-db, mysql.internal:3306" in out.stdout
+
+
+def test_config_check_error_exits_2_naming_the_key(write_config):
+    bad = write_config(EXAMPLE.read_text().replace('"10.0.2.6:6379"', '"10.0.2.6"'))
+    out = resil("config", "check", str(bad))
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert f"{bad}: resources.cache.endpoints.hangzhou = '10.0.2.6': malformed address" \
+        in out.stderr
+
+
+def test_status_shows_published_state(pair_config, publish, mariadb_pair):
+    out = resil("status", "--config", str(pair_config))
+    assert out.returncode == 0, out.stderr
+    assert "epoch 0 (nothing published" in out.stdout
+    publish(orders_db="b")
+    out = resil("status", "--config", str(pair_config))
+    assert "epoch 1 (published" in out.stdout and ", signed" not in out.stdout
+    assert f"orders-db            mysql  primary b (127.0.0.1:{mariadb_pair.replica.port})" \
+        in out.stdout
+    report = json.loads(resil("status", "--json", "--config", str(pair_config)).stdout)
+    assert report["control"]["epoch"] == 1
+    assert report["resources"]["orders-db"]["primary"] == {
+        "unit": "b", "endpoint": f"127.0.0.1:{mariadb_pair.replica.port}"}
+    assert report["weights"] == {"a": 1.0, "b": 1.0} and report["locks"] == {}
+
+
+def test_status_reports_a_corrupt_state_file(pair_config, tmp_path):
+    (tmp_path / "state.json").write_text("{garbage")
+    out = resil("status", "--config", str(pair_config))
+    assert out.returncode == 1
+    assert "problem:" in out.stdout and "not JSON" in out.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+    out = resil("teleport")
+    assert out.returncode == 2 and "invalid choice" in out.stderr

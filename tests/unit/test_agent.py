@@ -1,0 +1,128 @@
+"""The agent applies only newer, valid signals and keeps its last good state otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+import resil
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.state import ControlState, encode_signal, make_signal
+
+CONFIG = """
+unit = "a"
+[control]
+url = "{url}"
+poll_interval = 0.01
+{signing}
+[resources.db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "10.0.0.1:3306", b = "10.0.0.2:3306" }}
+aliases = ["db"]
+"""
+
+
+@pytest.fixture
+def setup(write_config, tmp_path, monkeypatch):
+    def make(signed: bool):
+        monkeypatch.setenv("TEST_RESIL_KEY", "s3cret")
+        path = write_config(CONFIG.format(
+            url=(tmp_path / "state.json").as_uri(),
+            signing='signing_key_env = "TEST_RESIL_KEY"' if signed else ""))
+        config = load_config(path)
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        return config, plane
+    return make
+
+
+def primary_host(agent) -> str:
+    return agent.router.primary_endpoint("mysql", "db", 3306).host
+
+
+def eventually(condition, timeout=1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.01)
+    return condition()
+
+
+def write_raw(path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def test_published_primary_applies_and_stale_is_ignored(setup, caplog):
+    config, plane = setup(signed=False)
+    agent = resil.start(config)
+    assert primary_host(agent) == "10.0.0.1" and agent.state.epoch == 0
+    plane.publish(ControlState.initial(config.topology).evolve(epoch=5, primaries={"db": "b"}),
+                  issuer="op")
+    assert eventually(lambda: primary_host(agent) == "10.0.0.2")
+    assert agent.state.epoch == 5
+    # An older signal written behind the publisher's back (a restored backup, a replay).
+    stale = make_signal(ControlState.initial(config.topology).evolve(epoch=4), issuer="old",
+                        issued_at=1.0, key=None)
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        write_raw(plane.path, encode_signal(stale))
+        assert eventually(lambda: "stale signal ignored" in caplog.text)
+    assert agent.state.epoch == 5 and primary_host(agent) == "10.0.0.2"
+
+
+def test_forged_unsigned_corrupt_and_missing_keep_the_last_good_state(setup, caplog):
+    config, plane = setup(signed=True)
+    plane.publish(ControlState.initial(config.topology).evolve(primaries={"db": "b"}),
+                  issuer="op")
+    agent = resil.start(config)
+    assert agent.state.epoch == 1 and primary_host(agent) == "10.0.0.2"
+    evil = ControlState.initial(config.topology).evolve(epoch=99, primaries={"db": "a"})
+    attempts = {
+        "forged signal": encode_signal(make_signal(evil, issuer="mallory", issued_at=1, key=b"guess")),
+        "unsigned signal": encode_signal(make_signal(evil, issuer="mallory", issued_at=1, key=None)),
+        "not JSON": b"\x00garbage",
+    }
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        for words, data in attempts.items():
+            write_raw(plane.path, data)
+            assert eventually(lambda: words in caplog.text), words
+            assert agent.state.epoch == 1 and primary_host(agent) == "10.0.0.2"
+        plane.path.unlink()
+        time.sleep(0.05)
+        assert agent.state.epoch == 1 and primary_host(agent) == "10.0.0.2"
+    rejected = [r for r in caplog.records if "signal rejected" in r.getMessage()]
+    assert len(rejected) == 3                       # each bad file reported once, not per poll
+    plane.publish(ControlState.initial(config.topology).evolve(epoch=2), issuer="op")
+    assert eventually(lambda: agent.state.epoch == 2 and primary_host(agent) == "10.0.0.1")
+
+
+def test_watch_starts_lazily_and_stops(setup):
+    config, _plane = setup(signed=False)
+    before = threading.active_count()
+    agent = resil.start(config)
+    assert threading.active_count() == before            # nothing at start
+    primary_host(agent)                                  # first use starts the watch
+    assert any(t.name == "resil-control-watch" for t in threading.enumerate())
+    resil.stop()
+    assert not any(t.name == "resil-control-watch" for t in threading.enumerate())
+
+
+def test_start_is_idempotent_and_disabled_does_nothing(setup, monkeypatch):
+    config, _plane = setup(signed=False)
+    assert resil.start(config) is resil.start(config)
+    resil.stop()
+    monkeypatch.setenv("RESIL_DISABLED", "1")
+    assert resil.start(config) is None
+
+
+def test_unsupported_control_url_falls_back_to_initial_state(write_config, caplog):
+    path = write_config(CONFIG.format(url="redis://127.0.0.1:1/0", signing=""))
+    with caplog.at_level(logging.ERROR, logger="resil"):
+        agent = resil.start(path)
+    assert "not available in this version" in caplog.text
+    assert primary_host(agent) == "10.0.0.1"
