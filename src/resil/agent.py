@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import socket
 import threading
 
@@ -140,8 +141,8 @@ class Agent:
 def issuer() -> str:
     """Who publishes: ``user@host:pid``, recorded in every signal."""
     try:
-        user = os.getlogin()
-    except OSError:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}:{os.getpid()}"
 
