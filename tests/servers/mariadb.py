@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -142,7 +143,9 @@ class MariaDB:
         if self.pid is not None:
             return
         mariadbd = find_binary("mariadbd")
+        register(self)  # again, in case destroy() came before this start
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
+        self.socket_path.parent.mkdir(exist_ok=True)
         self._write_config()
         self._install_once()
         try:
@@ -174,7 +177,7 @@ class MariaDB:
         signal_process(self._proc, signal.SIGCONT, repr(self))
 
     def destroy(self) -> None:
-        """Stop mariadbd and delete its directory; the object cannot start again."""
+        """Stop mariadbd and delete its directory (a later start begins empty)."""
         self.stop()
         remove_dir(self.dir)
         if self._socket_dir is not None:
@@ -433,7 +436,7 @@ class MariaDBPair:
         )
         # The IO thread only negotiates semi-sync when it connects.
         self.replica.root_sql(
-            "SET GLOBAL rpl_semi_sync_slave_enabled=ON;STOP SLAVE IO_THREAD; START SLAVE IO_THREAD"
+            "SET GLOBAL rpl_semi_sync_slave_enabled=ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD"
         )
         if not wait_until(lambda: self._semi_sync_clients() >= 1, timeout=10):
             raise RuntimeError(f"semi-sync replica never connected: {self._replication_errors()}")
@@ -467,7 +470,7 @@ def _accounts_sql() -> str:
     )
 
 
-def _in_parallel(*calls: Any) -> None:
+def _in_parallel(*calls: Callable[[], None]) -> None:
     """Run the no-argument ``calls`` in threads; re-raise the first failure after all end.
 
     Starting two servers concurrently halves the pair's start-up: data

@@ -169,26 +169,30 @@ class Destroyable(Protocol):
         """Stop the server (idempotent) and remove its directory."""
 
 
-_servers: set[Destroyable] = set()
+# server -> PID of the process that registered it. A forked child (a test
+# that calls os.fork) inherits this registry and our atexit hook; it must not
+# tear down its parent's servers when it exits.
+_servers: dict[Destroyable, int] = {}
 _servers_lock = threading.Lock()
 
 
 def register(server: Destroyable) -> None:
     """Remember ``server`` so that it is destroyed at exit if nobody else does it."""
     with _servers_lock:
-        _servers.add(server)
+        _servers[server] = os.getpid()
 
 
 def unregister(server: Destroyable) -> None:
     """Forget ``server`` (it has been destroyed)."""
     with _servers_lock:
-        _servers.discard(server)
+        _servers.pop(server, None)
 
 
 def destroy_all() -> None:
-    """Destroy every registered server: the safety net behind fixture finalizers."""
+    """Destroy every server this process registered: the safety net behind fixture finalizers."""
+    me = os.getpid()
     with _servers_lock:
-        servers = list(_servers)
+        servers = [server for server, owner in _servers.items() if owner == me]
     for server in servers:
         # One server failing to stop must not leave the others running.
         with contextlib.suppress(Exception):

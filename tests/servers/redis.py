@@ -88,6 +88,7 @@ class Redis:
         if self.pid is not None:
             return
         binary = find_binary("redis-server")
+        register(self)  # again, in case destroy() came before this start
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             self._launch(binary, timeout)

@@ -270,3 +270,18 @@ def test_servers_die_with_the_test_process(tmp_path: Path, ending: str) -> None:
     child.communicate(timeout=15)
     assert pid_gone(pid)
     assert not (tmp_path / "orphan").exists()
+
+
+def test_forked_child_leaves_parent_servers_alone(tmp_path: Path) -> None:
+    server = Redis(tmp_path, "solo")
+    try:
+        server.start()
+        child = os.fork()
+        if child == 0:  # the child's exit runs the same atexit hook
+            ports.destroy_all()
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert server.pid is not None
+        assert server.client().ping()
+    finally:
+        server.destroy()
