@@ -20,13 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))          # the real-server harness of the test suite
 
-from servers import MariaDBPair, RedisPair  # noqa: E402
-
 import resil  # noqa: E402,F401  (installed by `make demo`)
 from resil.agent import issuer  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.state import ControlState  # noqa: E402
+from servers import MariaDBPair, RedisPair  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CONFIG = """\

@@ -25,7 +25,8 @@ from .topology import KINDS, Alias, Endpoint, Resource, ResourceKind, Topology, 
 
 DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -263,7 +264,7 @@ def _build_resource(name: str, table: object, source: _Source) -> Resource:
     kind = _str(table, "kind", source, prefix=prefix, required=True)
     if kind not in KINDS:
         raise source.error(f"{prefix}.kind", kind, f"expected one of {', '.join(KINDS)}")
-    rkind: ResourceKind = kind  # type: ignore[assignment]
+    rkind: ResourceKind = kind
     endpoints = _build_endpoints(name, rkind, table.get("endpoints", MISSING), source)
     primary = _str(table, "primary", source, prefix=prefix) or None
     if rkind == "http":
@@ -301,7 +302,8 @@ def _build_endpoints(name: str, kind: ResourceKind, value: object,
         ukey = f"{key}.{unit}"
         if kind == "http":
             items = [addresses] if isinstance(addresses, str) else addresses
-            if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            if not isinstance(items, list) or not items \
+                    or not all(isinstance(i, str) for i in items):
                 raise source.error(ukey, addresses, "expected a base URL or a list of base URLs")
             out[unit] = tuple(_http_endpoint(name, unit, ukey, u, source) for u in items)
         else:
@@ -328,15 +330,16 @@ def _http_endpoint(name: str, unit: str, key: str, url: str, source: _Source) ->
 
 
 def _alias(prefix: str, text: str, source: _Source) -> Alias:
-    if ":" in text.strip("[]") and not text.startswith("["):
+    """``host`` (any port) or ``host:port``; IPv6 as ``[::1]`` or ``[::1]:3306``."""
+    if text.endswith("]") or ":" not in text:
+        host = text.strip("[]")
+        if _valid_host(host):
+            return Alias(host.lower())
+    else:
         hp = _host_port(text)
-        if hp is None:
-            raise source.error(f"{prefix}.aliases", text, "malformed alias: expected host or host:port")
-        return Alias(hp.host, hp.port)
-    host = text.strip("[]")
-    if not _valid_host(host):
-        raise source.error(f"{prefix}.aliases", text, "malformed alias: expected host or host:port")
-    return Alias(host.lower())
+        if hp is not None:
+            return Alias(hp.host, hp.port)
+    raise source.error(f"{prefix}.aliases", text, "malformed alias: expected host or host:port")
 
 
 def _units(raw: dict[str, Any], resources: dict[str, Resource], source: _Source) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ class Endpoint:
     """For http resources, the base URL (scheme, host, port and an optional path)."""
 
     def __str__(self) -> str:
-        return self.url or f"{self.host}:{self.port}"
+        return self.url or f"{_bracket(self.host)}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Alias:
     port: int | None = None
 
     def __str__(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
+        return self.host if self.port is None else f"{_bracket(self.host)}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,11 @@ class Topology:
         if found is None or found.kind != kind:
             return None
         return found
+
+
+def _bracket(host: str) -> str:
+    """IPv6 literals are written in brackets when a port follows."""
+    return f"[{host}]" if ":" in host else host
 
 
 def address_keys(resource: Resource) -> list[tuple[str, int | None]]:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from servers.ports import free_port
 
 BIN = Path(sys.executable).parent
@@ -52,7 +53,8 @@ def test_two_workers_route_and_follow_a_switch(pair_config, redis_pair, publish,
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([str(BIN / "resil-run"), "gunicorn", "-w", "2", "-b",
-                             f"127.0.0.1:{port}", *(["--preload"] if preload else []), "app:app"], cwd=tmp_path, env=env,
+                             f"127.0.0.1:{port}", *(["--preload"] if preload else []),
+                             "app:app"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20

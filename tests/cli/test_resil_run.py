@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -151,7 +150,8 @@ def test_composes_with_opentelemetry_instrument(pair_config, tmp_path, order):
         with conn.cursor() as cur:
             cur.execute("SELECT @@server_id")
             sid = cur.fetchone()[0]
-        print(registry.agent() is not None, PyMySQLInstrumentor().is_instrumented_by_opentelemetry, sid)
+        otel = PyMySQLInstrumentor().is_instrumented_by_opentelemetry
+        print(registry.agent() is not None, otel, sid)
     """)
     (tmp_path / "probe.py").write_text(probe)
     command = [*otel, RESIL_RUN, "python", "probe.py"] if order == "otel-outside" \

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from servers.ports import free_port
 
 BIN = Path(sys.executable).parent

@@ -86,7 +86,8 @@ def test_unknown_resources_are_ignored(topology):
     body = json.loads(encode_signal(make_signal(ControlState.initial(topology).evolve(),
                                                 issuer="x", issued_at=1.0, key=None)))
     body["state"]["primaries"]["newer-db"] = "z"     # from an agent with a newer config
-    assert "newer-db" not in decode_signal(json.dumps(body).encode(), topology, None).state.primaries
+    decoded = decode_signal(json.dumps(body).encode(), topology, None)
+    assert "newer-db" not in decoded.state.primaries
 
 
 def test_only_higher_epochs_are_newer(topology):

@@ -10,6 +10,7 @@ point, and :func:`otel_pre_instrument` is ours, so the two compose in either ord
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -50,7 +51,7 @@ def chain_sitecustomize() -> None:
     ours = sys.modules.pop("sitecustomize", None)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != BOOTSTRAP_DIR]
     try:
-        import sitecustomize  # noqa: F401  (the user's or another tool's, if any)
+        importlib.import_module("sitecustomize")   # the user's or another tool's, if any
     except ImportError as exc:
         if exc.name != "sitecustomize":
             print(f"resil: your sitecustomize failed: {exc!r}", file=sys.stderr)

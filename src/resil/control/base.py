@@ -38,7 +38,7 @@ class ControlPlane(Protocol):
         verification and :class:`~resil.errors.ControlPlaneError` when unreadable.
         """
 
-    def watch(self, on_signal: Callable[[Signal], None],
+    def watch(self, on_signal: Callable[[Signal], object],
               on_error: Callable[[Exception], None]) -> Watch:
         """Call ``on_signal`` with each new valid signal, ``on_error`` with each failure.
 

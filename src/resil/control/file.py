@@ -60,7 +60,7 @@ class FileControlPlane:
         except SignalError as exc:
             raise SignalError(f"{self.path}: {exc}") from None
 
-    def watch(self, on_signal: Callable[[Signal], None],
+    def watch(self, on_signal: Callable[[Signal], object],
               on_error: Callable[[Exception], None]) -> _FileWatch:
         """Poll the file's identity; read and verify it each time it changes."""
         watch = _FileWatch(self, on_signal, on_error)
@@ -108,7 +108,7 @@ class FileControlPlane:
 class _FileWatch:
     """The polling thread behind :meth:`FileControlPlane.watch`."""
 
-    def __init__(self, plane: FileControlPlane, on_signal: Callable[[Signal], None],
+    def __init__(self, plane: FileControlPlane, on_signal: Callable[[Signal], object],
                  on_error: Callable[[Exception], None]) -> None:
         self._plane = plane
         self._on_signal = on_signal
