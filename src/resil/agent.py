@@ -13,12 +13,16 @@ import logging
 import os
 import pwd
 import socket
+import sys
 import threading
+import time
+from typing import Any
 
 from . import registry
 from .config import Config, load_config
 from .control import ControlPlane, Watch, open_control_plane
 from .errors import ControlPlaneError, ResilError, SignalError
+from .gate import Gate
 from .integrations.base import Integration, discover
 from .router import Router
 from .state import ControlState, Signal, newer
@@ -33,7 +37,12 @@ class Agent:
     def __init__(self, config: Config, plane: ControlPlane | None = None) -> None:
         self.config = config
         self._state = ControlState.initial(config.topology)
+        self._changed = threading.Condition()
         self.router = Router(config.topology, self.current_state)
+        self.gate = Gate(self.current_state, self.wait_for_change)
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = time.time()
+        self._heartbeat: threading.Thread | None = None
         self.plane = plane
         self.integrations: list[Integration] = []
         self._watch: Watch | None = None
@@ -71,12 +80,19 @@ class Agent:
                 registry.record_fault(f"{integration.name}.instrument", exc)
 
     def stop(self) -> None:
-        """Stop watching and remove every patch."""
+        """Stop watching and heartbeats, and remove every patch."""
         self._stopped = True
+        with self._changed:
+            self._changed.notify_all()      # wakes the heartbeat loop, which then exits
         with self._watch_lock:
             if self._watch is not None and self._watching:
                 self._watch.stop()
+                if self._heartbeat is not None:
+                    self._heartbeat.join(timeout=5)
+                if self.plane is not None:
+                    self.plane.retire(self.id)
             self._watch = None
+            self._heartbeat = None
         for integration in reversed(self.integrations):
             integration.uninstrument()
         if self.plane is not None:
@@ -96,17 +112,57 @@ class Agent:
 
     def apply(self, signal: Signal) -> bool:
         """Adopt ``signal``'s state if its epoch is newer; return whether it was."""
-        current = self._state
-        if not newer(current, signal):
-            if signal.epoch < current.epoch:
-                log.warning("resil: stale signal ignored: epoch %d < applied epoch %d "
-                            "(issuer %s)", signal.epoch, current.epoch, signal.issuer)
-            return False
-        self._state = signal.state      # one reference swap: readers never lock
+        with self._changed:
+            current = self._state
+            if not newer(current, signal):
+                if signal.epoch < current.epoch:
+                    log.warning("resil: stale signal ignored: epoch %d < applied epoch %d "
+                                "(issuer %s)", signal.epoch, current.epoch, signal.issuer)
+                return False
+            self._state = signal.state      # one reference swap: readers never lock
+            self._changed.notify_all()      # held writes and the heartbeat wake up
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
                  signal.issuer, dict(signal.state.primaries))
         return True
+
+    def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
+        """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""
+        if not self._watching:
+            self._ensure_watching()
+        with self._changed:
+            self._changed.wait_for(lambda: self._state.epoch != epoch or self._stopped, timeout)
+            return self._state
+
+    def in_flight(self) -> dict[str, int]:
+        """Open transactions and running writes per resource, over all integrations."""
+        total: dict[str, int] = dict.fromkeys(
+            (n for n, r in self.config.resources.items() if r.kind != "http"), 0)
+        for integration in self.integrations:
+            for resource, n in integration.in_flight().items():
+                total[resource] = total.get(resource, 0) + n
+        return total
+
+    def heartbeat(self) -> dict[str, Any]:
+        """What this agent reports to the control plane."""
+        return {
+            "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+            "unit": self.config.unit, "epoch": self._state.epoch,
+            "in_flight": self.in_flight(), "started_at": self.started_at,
+            "reported_at": time.time(), "program": " ".join(sys.argv)[:200],
+        }
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopped and self.plane is not None:
+            try:
+                self.plane.report(self.heartbeat())
+            except Exception as exc:  # a full disk must not kill the loop
+                registry.record_fault("heartbeat", exc)
+            # While a switch holds a lock it waits on our in-flight count: report often.
+            interval = 0.05 if self._state.locks else self.config.heartbeat_interval
+            with self._changed:
+                if not self._stopped:
+                    self._changed.wait(interval)
 
     def _report(self, exc: Exception) -> None:
         message = str(exc)
@@ -123,6 +179,9 @@ class Agent:
                 return
             self.refresh()   # a new worker routes its first connection on fresh state
             self._watch = self.plane.watch(self.apply, self._on_watch_error)
+            self._heartbeat = threading.Thread(target=self._heartbeat_loop,
+                                               name="resil-heartbeat", daemon=True)
+            self._heartbeat.start()
             self._watching = True
 
     def _on_watch_error(self, exc: Exception) -> None:
@@ -134,8 +193,12 @@ class Agent:
     def _after_fork_in_child(self) -> None:
         # The watch thread did not survive fork(); its lock may have been held by it.
         self._watch = None
+        self._heartbeat = None
         self._watching = False
         self._watch_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = time.time()
 
 
 def issuer() -> str:

@@ -42,6 +42,7 @@ class Config:
     signing_key_env: str
     signing_key: bytes | None
     poll_interval: float
+    heartbeat_interval: float
     admin_listen: tuple[str, int]
     sessions_resource: str
     disabled: bool
@@ -202,6 +203,10 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
     poll = _number(control, "poll_interval", source, prefix="control", default=0.05)
     if not 0.001 <= poll <= 60:
         raise source.error("control.poll_interval", poll, "must be between 0.001 and 60 seconds")
+    heartbeat = _number(control, "heartbeat_interval", source, prefix="control", default=1.0)
+    if not 0.05 <= heartbeat <= 60:
+        raise source.error("control.heartbeat_interval", heartbeat,
+                           "must be between 0.05 and 60 seconds")
     listen_text = _str(admin, "listen", source, prefix="admin") or "127.0.0.1:9464"
     listen = _host_port(listen_text)
     if listen is None:
@@ -223,6 +228,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         signing_key_env=key_env,
         signing_key=signing_key,
         poll_interval=poll,
+        heartbeat_interval=heartbeat,
         admin_listen=(listen.host, listen.port),
         sessions_resource=sessions_resource,
         disabled=_bool(raw, "disabled", source),
@@ -280,9 +286,13 @@ def _build_resource(name: str, table: object, source: _Source) -> Resource:
         raise source.error(f"{prefix}.primary", primary,
                            f"no endpoint in that unit (units: {', '.join(endpoints)})")
     aliases = tuple(_alias(prefix, a, source) for a in _list(table, "aliases", source, prefix))
+    lock_timeout = _number(table, "lock_timeout", source, prefix=prefix, default=5.0)
+    if not 0 < lock_timeout <= 300:
+        raise source.error(f"{prefix}.lock_timeout", lock_timeout,
+                           "must be between 0 and 300 seconds")
     return Resource(
         name=name, kind=rkind, endpoints=MappingProxyType(endpoints), primary=primary,
-        aliases=aliases,
+        aliases=aliases, lock_timeout=lock_timeout,
         admin_user=_str(table, "admin_user", source, prefix=prefix),
         admin_password_env=_str(table, "admin_password_env", source, prefix=prefix),
         replication_user=_str(table, "replication_user", source, prefix=prefix),

@@ -79,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("control.poll_interval", "float", 0.05,
             "Seconds between checks of the file control plane (changes apply within "
             "this interval plus the time to read the file)."),
+    Setting("control.heartbeat_interval", "float", 1.0,
+            "Seconds between an agent's heartbeats (unit, applied epoch, in-flight "
+            "transactions); every 50 ms while a resource is locked."),
     Setting("admin.listen", "str", "127.0.0.1:9464",
             "host:port of the admin endpoint (/healthz /readyz /metrics /state)."),
     Setting("sessions.resource", "str", "",
@@ -98,6 +101,10 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
     Setting("aliases", "list", (),
             "Other addresses the application uses for this resource: `host` (any port) "
             "or `host:port`.", flag=False),
+    Setting("lock_timeout", "float", 5.0,
+            "mysql/redis: longest time a write is held while a switch has the resource "
+            "locked; then it fails with LockTimeoutError (never sent, safe to retry).",
+            flag=False),
     Setting("admin_user", "str", "",
             "mysql: account used by `resil db switch` and `resil monitor`, never by the "
             "application.", flag=False),

@@ -48,3 +48,41 @@ class SignalError(ResilError):
 
 class ControlPlaneError(ResilError):
     """The control plane could not be read or written (I/O, unsupported URL)."""
+
+
+class TransactionInterruptedError(ResilError):
+    """A transaction was interrupted by a switch of its database's primary.
+
+    Raised to the application, in place of the driver's connection error, when a
+    transaction that was open when the switch began could not finish where it started
+    (the old primary was fenced or went away under it). Nothing of the transaction was
+    committed: it is safe to retry it from the start. The connection object is already
+    usable again and points at the current primary; roll back (a no-op) and retry.
+
+    It deliberately does not subclass the driver's ``OperationalError``: pools and ORMs
+    treat that as "this connection is broken, discard it", while this connection is fine.
+    """
+
+    def __init__(self, resource: str, cause: BaseException) -> None:
+        self.resource = resource
+        self.cause = cause
+        super().__init__(f"transaction on {resource!r} interrupted by a primary switch "
+                         f"({cause}); nothing was committed, safe to retry")
+
+
+class LockTimeoutError(ResilError):
+    """A write waited longer than the resource's ``lock_timeout`` for a switch to finish.
+
+    The write was never sent: it is safe to retry it.
+    """
+
+    def __init__(self, resource: str, waited: float, holder: str) -> None:
+        self.resource = resource
+        self.waited = waited
+        self.holder = holder
+        super().__init__(f"write to {resource!r} held {waited:.2f} s while it is locked by "
+                         f"{holder}; gave up (nothing was sent, safe to retry)")
+
+
+class SwitchError(ResilError):
+    """A planned switch failed; the message says at which step and why."""

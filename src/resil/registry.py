@@ -20,6 +20,9 @@ log = logging.getLogger("resil")
 _agent: Agent | None = None
 _faults: Counter[str] = Counter()
 _faults_lock = threading.Lock()
+_stats: Counter[str] = Counter()
+_max_hold = 0.0
+_bypass = threading.local()
 
 
 def agent() -> Agent | None:
@@ -58,11 +61,53 @@ def faults() -> dict[str, int]:
         return dict(_faults)
 
 
+def count(name: str, n: int = 1) -> None:
+    """Add to one of resil's own event counters (switch moves, held writes, ...)."""
+    with _faults_lock:
+        _stats[name] += n
+
+
+def observe_hold(seconds: float) -> None:
+    """Record how long a write was held by the gate."""
+    global _max_hold
+    with _faults_lock:
+        _stats["held_ms_total"] += int(seconds * 1000)
+        _max_hold = max(_max_hold, seconds)
+
+
+def stats() -> dict[str, float]:
+    """resil's own event counters, and the longest hold in seconds (``max_hold_s``)."""
+    with _faults_lock:
+        return {**_stats, "max_hold_s": _max_hold}
+
+
+class bypass:
+    """Context manager: connections opened inside it are not routed or tracked.
+
+    resil's own traffic (switch steps, probes, heartbeats) uses it, so that an operator
+    command run inside an instrumented process talks to exactly the server it names.
+    """
+
+    def __enter__(self) -> None:
+        _bypass.depth = getattr(_bypass, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _bypass.depth -= 1
+
+
+def bypassed() -> bool:
+    """Whether the current thread is inside :class:`bypass`."""
+    return getattr(_bypass, "depth", 0) > 0
+
+
 def reset() -> None:
     """Stop the agent and forget every fault (for tests)."""
     current = _agent
     if current is not None:
         current.stop()
     set_agent(None)
+    global _max_hold
     with _faults_lock:
         _faults.clear()
+        _stats.clear()
+        _max_hold = 0.0

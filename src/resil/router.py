@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .state import ControlState
-from .topology import Endpoint, ResourceKind, Topology
+from .topology import Endpoint, Resource, ResourceKind, Topology
 
 
 class Router:
@@ -20,6 +20,19 @@ class Router:
         self.topology = topology
         self._state = state
 
+    def state(self) -> ControlState:
+        """The control state applied now."""
+        return self._state()
+
+    def resource(self, kind: ResourceKind, host: str, port: int | None) -> Resource | None:
+        """The resource of ``kind`` that ``host:port`` names, if any."""
+        return self.topology.match(kind, host, port)
+
+    def primary_of(self, resource: Resource, state: ControlState | None = None) -> Endpoint | None:
+        """The endpoint of ``resource``'s primary in ``state`` (default: the current one)."""
+        unit = (state or self._state()).primaries.get(resource.name) or resource.primary
+        return resource.endpoint_in(unit) if unit else None
+
     def primary_endpoint(self, kind: ResourceKind, host: str, port: int | None) -> Endpoint | None:
         """The current primary endpoint of the resource ``host:port`` names.
 
@@ -27,7 +40,4 @@ class Router:
         the connection exactly as the application asked for it.
         """
         resource = self.topology.match(kind, host, port)
-        if resource is None:
-            return None
-        unit = self._state().primaries.get(resource.name) or resource.primary
-        return resource.endpoint_in(unit) if unit else None
+        return None if resource is None else self.primary_of(resource)

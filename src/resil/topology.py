@@ -54,6 +54,8 @@ class Resource:
     primary: str | None = None
     """mysql/redis: the unit of the initial primary (control state overrides it)."""
     aliases: tuple[Alias, ...] = ()
+    lock_timeout: float = 5.0
+    """Longest hold of a write while a switch has the resource locked (seconds)."""
     admin_user: str = ""
     admin_password_env: str = ""
     replication_user: str = ""

@@ -67,7 +67,7 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, mariadb_pair, monke
     resil.start(pair_config)
     def broken(self, *args):
         raise RuntimeError("injected fault")
-    monkeypatch.setattr(Router, "primary_endpoint", broken)
+    monkeypatch.setattr(Router, "resource", broken)
     with caplog.at_level(logging.ERROR, logger="resil"):
         # The app's own call proceeds unpatched (to the address it gave) — twice.
         assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 2

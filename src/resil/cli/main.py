@@ -1,7 +1,8 @@
 """``resil``: the operator's command.
 
-Implemented here: ``resil config check [PATH]`` and ``resil status [--json]``. Exit
-codes: 0 success, 1 the command ran and found a problem, 2 bad input (configuration,
+Implemented here: ``resil config check [PATH]``, ``resil status [--json]`` and
+``resil db switch RESOURCE --to UNIT``. Exit codes: 0 success, 1 the command ran and
+found a problem (or a switch failed and was rolled back), 2 bad input (configuration,
 arguments).
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 from ..config import Config, load_config
 from ..control import open_control_plane
-from ..errors import ConfigError, ControlPlaneError, SignalError
+from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
+from ..ops.switch import Switch, SwitchOptions, live_agents
 from ..state import ControlState, Signal
 
 
@@ -30,6 +32,28 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--config", metavar="PATH", help="configuration file")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
+
+    db = sub.add_parser("db", help="database primaries")
+    db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    switch = db_sub.add_parser(
+        "switch", help="planned primary switch: precheck, lock, drain, fence, catch-up, "
+        "promote, reverse, publish, verify")
+    switch.add_argument("resource", help="a mysql or redis resource")
+    switch.add_argument("--to", required=True, metavar="UNIT", help="the unit of the new primary")
+    switch.add_argument("--config", metavar="PATH", help="configuration file")
+    defaults = SwitchOptions()
+    switch.add_argument("--max-lag", type=float, default=defaults.max_lag, metavar="S",
+                        help="refuse when the target lags more (default %(default)s s)")
+    switch.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout,
+                        metavar="S", help="longest wait for open transactions "
+                        "(default %(default)s s)")
+    switch.add_argument("--catchup-timeout", type=float, default=defaults.catchup_timeout,
+                        metavar="S", help="longest wait for the target to catch up "
+                        "(default %(default)s s)")
+    switch.add_argument("--no-reverse", action="store_true",
+                        help="leave the old primary fenced instead of making it a replica")
+    switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
+    switch.set_defaults(func=_db_switch)
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
@@ -48,6 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"resil: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _db_switch(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    options = SwitchOptions(max_lag=args.max_lag, drain_timeout=args.drain_timeout,
+                            catchup_timeout=args.catchup_timeout, reverse=not args.no_reverse,
+                            dry_run=args.dry_run)
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        Switch(config, plane, args.resource, args.to, options,
+               out=lambda line: print(line, flush=True)).run()
+    except (SwitchError, ControlPlaneError, SignalError) as exc:
+        print(f"resil: switch failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -74,8 +113,8 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    state, signal, problem = _read_state(config)
-    report = status_report(config, state, signal, problem)
+    state, signal, problem, agents = _read_state(config)
+    report = status_report(config, state, signal, problem, agents)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -83,18 +122,24 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if problem else 0
 
 
-def _read_state(config: Config) -> tuple[ControlState, Signal | None, str]:
+def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
+                                         list[dict[str, Any]]]:
     initial = ControlState.initial(config.topology)
     try:
         plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    except ControlPlaneError as exc:
+        return initial, None, str(exc), []
+    live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
+    agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
+    try:
         signal = plane.load()
     except (ControlPlaneError, SignalError) as exc:
-        return initial, None, str(exc)
-    return (signal.state if signal else initial), signal, ""
+        return initial, None, str(exc), agents
+    return (signal.state if signal else initial), signal, "", agents
 
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,
-                  problem: str) -> dict[str, Any]:
+                  problem: str, agents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The data ``resil status`` prints (``--json`` prints exactly this)."""
     resources = {}
     for name, resource in config.resources.items():
@@ -120,6 +165,13 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         "resources": resources,
         "weights": dict(state.weights),
         "locks": {name: lock.to_dict() for name, lock in state.locks.items()},
+        "agents": [
+            {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
+             "in_flight": a.get("in_flight", {}), "live": a.get("live", False),
+             "age_s": round(time.time() - float(a.get("reported_at", 0)), 1),
+             "program": a.get("program", "")}
+            for a in agents or []
+        ],
     }
 
 
@@ -150,6 +202,15 @@ def _print_status(report: dict[str, Any]) -> None:
     locks = report["locks"]
     print("locks:    " + (", ".join(f"{n} (by {lk['holder']})" for n, lk in locks.items())
                           if locks else "none"))
+    agents = report["agents"]
+    print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
+          " (none has reported: agents report once they have routed a connection)"))
+    for a in agents:
+        busy = ", ".join(f"{r}={n}" for r, n in a["in_flight"].items() if n) or "idle"
+        behind = "" if a["epoch"] == control["epoch"] else f"  BEHIND (epoch {a['epoch']})"
+        state = "" if a["live"] else f"  STALE ({a['age_s']:g} s ago)"
+        print(f"  {a['id']:<24} unit {a['unit']:<10} epoch {a['epoch']:<4} {busy}"
+              f"{behind}{state}  {a['program'][:40]}")
 
 
 if __name__ == "__main__":  # pragma: no cover

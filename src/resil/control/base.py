@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ControlPlaneError
@@ -51,6 +51,15 @@ class ControlPlane(Protocol):
         Refuses, with :class:`~resil.errors.SignalError`, a state whose epoch is not
         higher than the stored one: two operators racing cannot overwrite each other.
         """
+
+    def report(self, heartbeat: Mapping[str, Any]) -> None:
+        """Publish one agent's heartbeat (JSON-able; its ``id`` names the agent)."""
+
+    def retire(self, agent_id: str) -> None:
+        """Remove an agent's heartbeat (it is stopping)."""
+
+    def agents(self) -> list[dict[str, Any]]:
+        """The latest heartbeat of every agent that reported, oldest first."""
 
     def close(self) -> None:
         """Release connections and files."""

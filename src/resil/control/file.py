@@ -10,12 +10,16 @@ changes, which keeps the watch loop to one ``stat`` per poll interval.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import re
+import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
@@ -80,29 +84,88 @@ class FileControlPlane:
             if current is not None and state.epoch <= current.epoch:
                 raise SignalError(f"stale publish refused: epoch {state.epoch} is not higher "
                                   f"than the stored epoch {current.epoch}")
-            self._write(encode_signal(signal))
+            _write_atomic(self.path, encode_signal(signal))
         return signal
 
-    def _write(self, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+    @property
+    def agents_dir(self) -> Path:
+        """Where heartbeats live: one JSON file per agent beside the state file."""
+        return self.path.with_name(self.path.name + ".agents")
+
+    def _agent_file(self, agent_id: str) -> Path:
+        return self.agents_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", agent_id) + ".json")
+
+    def report(self, heartbeat: Mapping[str, Any]) -> None:
+        """Replace this agent's heartbeat file atomically."""
+        self.agents_dir.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(dict(heartbeat), sort_keys=True).encode()
+        _write_atomic(self._agent_file(str(heartbeat["id"])), data, durable=False)
+
+    def retire(self, agent_id: str) -> None:
+        """Delete this agent's heartbeat file."""
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            self._agent_file(agent_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    def agents(self) -> list[dict[str, Any]]:
+        """Every readable heartbeat; files of dead local processes are removed."""
+        found: list[dict[str, Any]] = []
+        try:
+            files = list(self.agents_dir.glob("*.json"))
+        except OSError:
+            return found
+        for file in files:
+            try:
+                beat = json.loads(file.read_bytes())
+            except (OSError, ValueError):
+                continue        # being replaced, or garbage: skip it
+            if not isinstance(beat, dict):
+                continue
+            if _dead_local_process(beat):
+                file.unlink(missing_ok=True)
+                continue
+            found.append(beat)
+        return sorted(found, key=lambda b: float(b.get("started_at", 0)))
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per operation."""
+
+
+def _dead_local_process(beat: Mapping[str, Any]) -> bool:
+    """A heartbeat from this host whose process no longer exists."""
+    pid = beat.get("pid")
+    if beat.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` by a complete new file (temporary file + rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)    # make the rename itself durable
         finally:
             os.close(dir_fd)
-
-    def close(self) -> None:
-        """Nothing to release: files are opened per operation."""
 
 
 class _FileWatch:

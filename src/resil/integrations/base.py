@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import wrapt
 
 from .. import registry
+from ..errors import LockTimeoutError, TransactionInterruptedError
 
 log = logging.getLogger("resil.integrations")
 T = TypeVar("T")
@@ -54,9 +55,15 @@ class _Patched:
 
 
 def fail_open(where: str, decide: Callable[..., T], *args: Any) -> T | None:
-    """Run resil's decision code; on any exception record it and return None."""
+    """Run resil's decision code; on any exception record it and return None.
+
+    The documented errors meant for the application (a hold that timed out, an
+    interrupted transaction) are not faults: they pass through.
+    """
     try:
         return decide(*args)
+    except (LockTimeoutError, TransactionInterruptedError):
+        raise
     except Exception as exc:  # fail-open: resil's fault must never reach the application
         registry.record_fault(where, exc)
         return None
@@ -90,6 +97,10 @@ class Integration:
     def patched(self) -> bool:
         """Whether any target is currently wrapped."""
         return bool(self._patched)
+
+    def in_flight(self) -> dict[str, int]:
+        """Open transactions and running writes per resource (for heartbeats)."""
+        return {}
 
     def instrument(self) -> None:
         """Patch now for imported modules, and on import for the others. Idempotent."""

@@ -1,10 +1,21 @@
-"""redis-py: new connections to a redis resource go to its current primary.
+"""redis-py: route connections to the current primary and move pooled ones after a switch.
 
-The seam is ``Connection._connect``, the one place that opens a TCP socket from
-``self.host``/``self.port`` (``SSLConnection`` reaches it through ``super()``); it runs
-for every connection a pool creates and on every reconnect. The asyncio client has the
-same seam; routing happens before the coroutine is created, so one wrapper serves both.
-Unix-socket connections are a different class and are not touched.
+Seams:
+
+- ``Connection._connect`` (sync and asyncio): the one place a TCP socket is opened from
+  ``host``/``port`` (``SSLConnection`` reaches it through ``super()``), for every
+  connection a pool creates and on every reconnect. Rewriting them there routes it.
+- ``ConnectionPool.get_connection``: a connection checked out of a pool is at a command
+  boundary. If the primary moved since it last looked, it is disconnected there, and
+  redis-py's next send reconnects it — through ``_connect``, to the new primary.
+- ``Redis.execute_command`` and ``Pipeline.execute``: while a switch has the resource
+  locked, write commands wait (:mod:`resil.gate`); reads run. A ``READONLY`` or
+  ``NOREPLICAS`` reply (the command was refused, not executed) from a demoted primary
+  is a switch signal: resil re-reads the control state, waits for the new primary and
+  retries the command once.
+
+The asyncio client is routed on (re)connect; moving its pooled connections and holding
+its writes is not done yet.
 """
 
 from __future__ import annotations
@@ -12,12 +23,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._addresses import route_connection
+from .. import registry
+from ..topology import Resource
+from ._tracking import Tracker, tracked
 from .base import Integration, Target, fail_open
+
+TRACKER = Tracker("redis")
+
+#: Commands that never write. Anything else (including unknown commands) is held.
+READ_COMMANDS = frozenset("""
+    GET MGET GETRANGE STRLEN EXISTS TTL PTTL EXPIRETIME PEXPIRETIME TYPE KEYS SCAN RANDOMKEY
+    DBSIZE HGET HMGET HGETALL HKEYS HVALS HLEN HEXISTS HSTRLEN HSCAN HRANDFIELD LRANGE LLEN
+    LINDEX LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SRANDMEMBER SSCAN SINTER SUNION SDIFF
+    SINTERCARD ZRANGE ZRANGEBYSCORE ZREVRANGE ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX
+    ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANK ZREVRANK ZSCAN ZRANDMEMBER ZINTER ZUNION ZDIFF
+    ZINTERCARD XRANGE XREVRANGE XLEN XREAD XINFO XPENDING GETBIT BITCOUNT BITPOS BITFIELD_RO
+    PFCOUNT GEOPOS GEODIST GEOHASH GEORADIUS_RO GEORADIUSBYMEMBER_RO GEOSEARCH OBJECT
+    DUMP TOUCH LCS SUBSTR PING ECHO INFO TIME CONFIG CLIENT COMMAND HELLO AUTH SELECT
+    READONLY READWRITE ROLE LASTSAVE MEMORY SLOWLOG LATENCY DEBUG WAIT QUIT RESET
+""".split())
+
+
+def _is_write(command: Any) -> bool:
+    name = command.decode() if isinstance(command, bytes) else str(command)
+    return name.upper() not in READ_COMMANDS
 
 
 def _route(conn: Any) -> None:
-    route_connection("redis", conn)
+    TRACKER.route(conn)
 
 
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -26,13 +59,117 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     return wrapped(*args, **kwargs)
 
 
+# --------------------------------------------------------------------------- boundary
+
+def _stale(conn: Any) -> bool:
+    """Whether a checked-out connection points at a primary that is no longer current."""
+    record = tracked(conn)
+    router = registry.router()
+    if record is None or router is None:
+        return False
+    state = router.state()
+    if state.epoch == record.epoch:
+        return False
+    endpoint = router.primary_of(record.resource, state)
+    if endpoint is None or (conn.host, conn.port) == (endpoint.host, endpoint.port):
+        if record.resource.name not in state.locks:
+            record.epoch = state.epoch
+        return False
+    return True
+
+
+def _get_connection(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+    conn = wrapped(*args, **kwargs)
+    if fail_open("redis.boundary", _stale, conn):
+        conn.disconnect()       # redis-py reconnects on the next send, through _connect
+        registry.count("redis_connections_moved")
+    return conn
+
+
+# --------------------------------------------------------------------------- gate
+
+def _resource_of(client: Any) -> Resource | None:
+    router = registry.router()
+    if router is None:
+        return None
+    kwargs = client.connection_pool.connection_kwargs
+    if "host" not in kwargs:
+        return None             # unix socket
+    return router.resource("redis", str(kwargs["host"]), int(kwargs.get("port", 6379)))
+
+
+def _hold_if_locked(client: Any, commands: list[Any]) -> None:
+    router = registry.router()
+    if router is None or not router.state().locks:
+        return                  # the hot path: no switch anywhere
+    resource = _resource_of(client)
+    agent = registry.agent()
+    if resource is None or agent is None or resource.name not in router.state().locks:
+        return
+    if any(_is_write(c) for c in commands):
+        agent.gate.hold(resource.name, resource.lock_timeout)
+
+
+def _refused_by_demoted_primary(exc: Exception) -> bool:
+    import redis.exceptions
+    return isinstance(exc, redis.exceptions.ReadOnlyError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("NOREPLICAS"))
+
+
+def _await_new_primary(client: Any, epoch: int) -> bool:
+    """After a refused write: wait (bounded) for a newer state; True to retry once."""
+    resource = _resource_of(client)
+    agent = registry.agent()
+    if resource is None or agent is None:
+        return False
+    agent.refresh()
+    state = agent.current_state()
+    if state.epoch == epoch:
+        state = agent.wait_for_change(epoch, resource.lock_timeout)
+    if resource.name in state.locks:
+        state = agent.gate.hold(resource.name, resource.lock_timeout)
+    return state.epoch != epoch
+
+
+def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any], commands: list[Any]) -> Any:
+    router = registry.router()
+    epoch = router.state().epoch if router is not None else -1
+    fail_open("redis.gate", _hold_if_locked, client, commands)
+    try:
+        return wrapped(*args, **kwargs)
+    except Exception as exc:
+        if not _refused_by_demoted_primary(exc):
+            raise
+        if not fail_open("redis.readonly", _await_new_primary, client, epoch):
+            raise
+        registry.count("redis_replayed")
+        return wrapped(*args, **kwargs)     # once; the command was refused, not executed
+
+
+def _execute_command(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+    return _guarded(wrapped, instance, args, kwargs, list(args[:1]))
+
+
+def _pipeline_execute(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+    commands = [entry[0][0] for entry in getattr(instance, "command_stack", []) if entry[0]]
+    return _guarded(wrapped, instance, args, kwargs, commands)
+
+
 class RedisIntegration(Integration):
-    """Endpoint rewriting for redis-py (sync and asyncio)."""
+    """Routing and hot switching for redis-py."""
 
     name = "redis"
     distribution = "redis"
     supported = ((5, 0), (9,))
     targets = (
         Target("redis.connection", "Connection._connect", _connect),
+        Target("redis.connection", "ConnectionPool.get_connection", _get_connection),
+        Target("redis.connection", "BlockingConnectionPool.get_connection", _get_connection),
+        Target("redis.client", "Redis.execute_command", _execute_command),
+        Target("redis.client", "Pipeline.execute", _pipeline_execute),
         Target("redis.asyncio.connection", "Connection._connect", _connect),
     )

@@ -1,0 +1,64 @@
+"""The write gate: holds new writes on a resource while a switch has it locked.
+
+While ``[control state].locks`` names a resource, a statement that writes or opens a
+transaction waits here — it is held, not failed — until the lock is gone (the switch
+published the new primary, or rolled back), then runs. If the lock outlives the
+resource's ``lock_timeout`` the statement is not sent and the application gets
+:class:`~resil.errors.LockTimeoutError`, which is safe to retry.
+
+What runs during a lock without waiting: statements proven read-only
+(:mod:`resil.sql`) in autocommit mode, session statements (``SET NAMES``, ``USE``) and
+``COMMIT``/``ROLLBACK`` at a boundary (no-ops). Everything inside a transaction that was
+already open when the lock arrived also runs: it finishes where it started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from . import registry
+from .errors import LockTimeoutError
+from .sql import Access
+from .state import ControlState
+
+#: Statements that run at once on a locked resource in autocommit mode.
+_PASS_AUTOCOMMIT = frozenset({Access.READ, Access.SESSION, Access.END})
+#: With autocommit off any statement but these opens a transaction: it waits.
+_PASS_IN_MANUAL_COMMIT = frozenset({Access.SESSION, Access.END})
+
+
+def must_hold(access: Access, autocommit: bool) -> bool:
+    """Whether a statement at a transaction boundary must wait for a lock to clear."""
+    return access not in (_PASS_AUTOCOMMIT if autocommit else _PASS_IN_MANUAL_COMMIT)
+
+
+class Gate:
+    """Holds callers until a resource is unlocked (or its lock timeout expires)."""
+
+    def __init__(self, state: Callable[[], ControlState],
+                 wait_for_change: Callable[[int, float], ControlState],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._state = state
+        self._wait = wait_for_change
+        self._clock = clock
+
+    def hold(self, resource: str, timeout: float) -> ControlState:
+        """Wait while ``resource`` is locked; return the state that released it.
+
+        Raises :class:`LockTimeoutError` after ``timeout`` seconds.
+        """
+        state = self._state()
+        if resource not in state.locks:
+            return state
+        started = self._clock()
+        registry.count("held_writes")
+        while resource in state.locks:
+            remaining = started + timeout - self._clock()
+            if remaining <= 0:
+                registry.count("hold_timeouts")
+                raise LockTimeoutError(resource, self._clock() - started,
+                                       state.locks[resource].holder)
+            state = self._wait(state.epoch, remaining)
+        registry.observe_hold(self._clock() - started)
+        return state

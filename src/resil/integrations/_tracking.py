@@ -1,0 +1,82 @@
+"""Shared by the driver integrations: which connections belong to which resource.
+
+A connection is re-pointed by rewriting its ``host``/``port`` just before it connects.
+The first time that happens for a connection whose address names a resource, a
+:class:`Tracked` record is attached to it: the address the application asked for
+(every later reconnect is routed from it, not from the endpoint chosen last time), the
+resource, and the epoch the connection was last checked against. Driver wrappers read
+the record on the hot path with one attribute lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+from .. import registry
+from ..topology import Resource, ResourceKind
+
+log = logging.getLogger("resil.integrations")
+ATTRIBUTE = "_resil_tracked"
+
+
+class Tracked:
+    """resil's record of one driver connection."""
+
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "in_statement")
+
+    def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
+        self.resource = resource
+        self.origin = origin
+        self.epoch = epoch
+        self.connecting = False
+        self.in_statement = False
+        """Inside an application statement (``query``/``commit``)."""
+        self.busy = False
+        """That statement passed the gate and is on its way to, or at, the server."""
+
+
+class Tracker:
+    """The tracked connections of one driver."""
+
+    def __init__(self, kind: ResourceKind) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def route(self, conn: Any) -> Tracked | None:
+        """Point ``conn`` at its resource's current primary; track it. None if unmatched."""
+        router = registry.router()
+        if router is None or registry.bypassed():
+            return None
+        record: Tracked | None = getattr(conn, ATTRIBUTE, None)
+        state = router.state()
+        if record is None:
+            origin = (str(conn.host), int(conn.port))
+            resource = router.resource(self.kind, *origin)
+            if resource is None:
+                return None
+            record = Tracked(resource, origin, state.epoch)
+            setattr(conn, ATTRIBUTE, record)
+            with self._lock:
+                self._connections.add(conn)
+        endpoint = router.primary_of(record.resource, state)
+        record.epoch = state.epoch
+        if endpoint is not None and (conn.host, conn.port) != (endpoint.host, endpoint.port):
+            log.debug("resil: %s %s:%s -> %s (unit %s, epoch %d)", self.kind, *record.origin,
+                      endpoint, endpoint.unit, state.epoch)
+            conn.host, conn.port = endpoint.host, endpoint.port
+        return record
+
+    def connections(self) -> list[tuple[Any, Tracked]]:
+        """A snapshot of the live tracked connections and their records."""
+        with self._lock:
+            conns = list(self._connections)
+        return [(c, getattr(c, ATTRIBUTE)) for c in conns]
+
+
+def tracked(conn: Any) -> Tracked | None:
+    """The record of ``conn``, if resil routes it."""
+    return getattr(conn, ATTRIBUTE, None)

@@ -1,0 +1,1 @@
+"""Operator procedures: the only place that drives database servers directly."""

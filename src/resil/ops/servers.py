@@ -1,0 +1,291 @@
+"""Direct administration of MySQL and Redis servers, for switches (and, later, monitors).
+
+This is the one place in resil that drives database servers itself. Every connection it
+opens bypasses resil's own hooks (:class:`resil.registry.bypass`), so it talks to
+exactly the endpoint it names even inside an instrumented process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .. import registry
+from ..errors import SwitchError
+from ..topology import Endpoint, Resource
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Admin and replication accounts of a resource (passwords from the environment)."""
+
+    admin_user: str
+    admin_password: str
+    replication_user: str
+    replication_password: str
+
+    @classmethod
+    def of(cls, resource: Resource) -> Credentials:
+        """Read the passwords named by ``*_password_env``; error if one is missing."""
+        def secret(var: str, key: str) -> str:
+            if not var:
+                return ""
+            value = os.environ.get(var)
+            if value is None:
+                raise SwitchError(f"resources.{resource.name}.{key} names {var}, "
+                                  "which is not set in the environment")
+            return value
+        return cls(resource.admin_user,
+                   secret(resource.admin_password_env, "admin_password_env"),
+                   resource.replication_user,
+                   secret(resource.replication_password_env, "replication_password_env"))
+
+
+class Server(Protocol):
+    """What a switch needs from one database server."""
+
+    endpoint: Endpoint
+    needs_replication_account: bool
+    """Whether :meth:`replicate_from` needs the resource's replication account."""
+
+    def replication(self) -> dict[str, Any]:
+        """Replication status: ``role``, ``source`` (host, port), ``running``, ``lag``."""
+
+    def position(self) -> str:
+        """The replication position this server has written (GTID set / offset)."""
+
+    def wait_for(self, position: str, timeout: float) -> bool:
+        """Wait until this server has applied ``position``; False on timeout."""
+
+    def fence(self, hold_for: float) -> int:
+        """Stop accepting application writes; return how many clients were cut."""
+
+    def unfence(self) -> None:
+        """Undo :meth:`fence` (rollback before promote)."""
+
+    def promote(self) -> None:
+        """Stop replicating and accept writes."""
+
+    def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
+        """Become a replica of ``source``."""
+
+    def after_promotion(self, reversed_: bool) -> int:
+        """On the old primary once the new one is promoted; returns clients cut."""
+
+    def probe(self, token: str) -> None:
+        """Write ``token`` through this server (a verification write)."""
+
+    def close(self) -> None:
+        """Close the admin connection."""
+
+
+class MySQLServer:
+    """A MariaDB/MySQL server driven over an admin connection (PyMySQL)."""
+
+    #: Threads a fence must not kill: replication and the server's own.
+    _SYSTEM_COMMANDS = ("Binlog Dump", "Binlog Dump GTID", "Daemon", "Slave_IO", "Slave_SQL",
+                        "Slave_worker")
+
+    needs_replication_account = True
+
+    def __init__(self, endpoint: Endpoint, credentials: Credentials) -> None:
+        import pymysql
+        self.endpoint = endpoint
+        self._credentials = credentials
+        if not credentials.admin_user:
+            raise SwitchError(f"resources.{endpoint.resource}.admin_user is not set: "
+                              "a switch needs an admin account")
+        try:
+            with registry.bypass():
+                self._conn = pymysql.connect(
+                    host=endpoint.host, port=endpoint.port, user=credentials.admin_user,
+                    password=credentials.admin_password, connect_timeout=3, read_timeout=30,
+                    write_timeout=10, autocommit=True)
+        except pymysql.err.MySQLError as exc:
+            raise SwitchError(f"cannot connect to {endpoint} (unit {endpoint.unit}): "
+                              f"{exc}") from exc
+
+    def _rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        import pymysql.cursors
+        with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+
+    def _one(self, sql: str, *params: Any) -> Any:
+        rows = self._rows(sql, *params)
+        return next(iter(rows[0].values())) if rows else None
+
+    def replication(self) -> dict[str, Any]:
+        rows = self._rows("SHOW SLAVE STATUS")
+        if not rows:
+            return {"role": "primary", "read_only": bool(self._one("SELECT @@read_only"))}
+        row = rows[0]
+        lag = row.get("Seconds_Behind_Master")
+        return {
+            "role": "replica",
+            "source": (str(row.get("Master_Host")), int(row.get("Master_Port") or 0)),
+            "running": row.get("Slave_IO_Running") == "Yes"
+            and row.get("Slave_SQL_Running") == "Yes",
+            "lag": float(lag) if lag is not None else None,
+            "gtid": row.get("Using_Gtid", "No") != "No",
+            "error": row.get("Last_Error") or row.get("Last_IO_Error") or "",
+        }
+
+    def position(self) -> str:
+        return str(self._one("SELECT @@gtid_binlog_pos"))
+
+    def wait_for(self, position: str, timeout: float) -> bool:
+        return self._one("SELECT MASTER_GTID_WAIT(%s, %s)", position, timeout) == 0
+
+    def fence(self, hold_for: float) -> int:
+        self._rows("SET GLOBAL read_only = 1")
+        return self._kill_clients()
+
+    def _kill_clients(self) -> int:
+        placeholders = ", ".join(["%s"] * len(self._SYSTEM_COMMANDS))
+        skip_users = ("system user", "event_scheduler", self._credentials.replication_user)
+        rows = self._rows(
+            "SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+            f" AND COMMAND NOT IN ({placeholders})", *self._SYSTEM_COMMANDS)
+        killed = 0
+        for row in rows:
+            if row["USER"] in skip_users:
+                continue
+            try:
+                self._rows(f"KILL CONNECTION {int(row['ID'])}")
+                killed += 1
+            except Exception:   # it ended by itself meanwhile
+                pass
+        return killed
+
+    def unfence(self) -> None:
+        self._rows("SET GLOBAL read_only = 0")
+
+    def promote(self) -> None:
+        self._rows("STOP SLAVE")
+        self._rows("RESET SLAVE ALL")
+        self._rows("SET GLOBAL read_only = 0")
+
+    def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
+        self._rows("STOP SLAVE")
+        self._rows(
+            "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
+            "MASTER_PASSWORD = %s, MASTER_USE_GTID = current_pos, MASTER_CONNECT_RETRY = 1",
+            source.host, source.port, credentials.replication_user,
+            credentials.replication_password)
+        self._rows("START SLAVE")
+
+    def after_promotion(self, reversed_: bool) -> int:
+        return self._kill_clients()     # stay read_only; cut anyone who reconnected
+
+    def probe(self, token: str) -> None:
+        self._rows("CREATE DATABASE IF NOT EXISTS resil")
+        self._rows("CREATE TABLE IF NOT EXISTS resil.probe (name VARCHAR(64) PRIMARY KEY, "
+                   "token VARCHAR(128), at DOUBLE)")
+        self._rows("REPLACE INTO resil.probe VALUES ('switch', %s, %s)", token, time.time())
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:
+            pass
+
+
+class RedisServer:
+    """A Redis server driven over an admin connection (redis-py)."""
+
+    needs_replication_account = False
+
+    def __init__(self, endpoint: Endpoint, credentials: Credentials) -> None:
+        import redis
+        self.endpoint = endpoint
+        with registry.bypass():
+            self._client = redis.Redis(
+                host=endpoint.host, port=endpoint.port,
+                username=credentials.admin_user or None,
+                password=credentials.admin_password or None, socket_connect_timeout=3,
+                socket_timeout=30, decode_responses=True, retry_on_timeout=False)
+            try:
+                self._client.ping()
+            except redis.RedisError as exc:
+                raise SwitchError(f"cannot connect to {endpoint} (unit {endpoint.unit}): "
+                                  f"{exc}") from exc
+
+    def _call(self, *args: Any) -> Any:
+        with registry.bypass():
+            return self._client.execute_command(*args)
+
+    def _info(self) -> dict[str, Any]:
+        with registry.bypass():
+            return dict(self._client.info("replication"))
+
+    def replication(self) -> dict[str, Any]:
+        info = self._info()
+        if info.get("role") == "master":
+            return {"role": "primary", "offset": int(info.get("master_repl_offset", 0))}
+        return {
+            "role": "replica",
+            "source": (str(info.get("master_host")), int(info.get("master_port", 0))),
+            "running": info.get("master_link_status") == "up",
+            "lag": float(info.get("master_last_io_seconds_ago", 0)),
+            "gtid": True,
+            "error": "" if info.get("master_link_status") == "up" else "link down",
+        }
+
+    def position(self) -> str:
+        return str(self._info().get("master_repl_offset", 0))
+
+    def wait_for(self, position: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self._info()
+            if int(info.get("slave_repl_offset", info.get("master_repl_offset", 0))) \
+                    >= int(position):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+    def fence(self, hold_for: float) -> int:
+        # Writes from every client now block (not fail) on the old primary; they are
+        # released by unfence() (rollback) or refused as READONLY after the reverse.
+        self._call("CLIENT", "PAUSE", str(int(hold_for * 1000)), "WRITE")
+        return 0
+
+    def unfence(self) -> None:
+        self._call("CLIENT", "UNPAUSE")
+
+    def promote(self) -> None:
+        self._call("REPLICAOF", "NO", "ONE")
+        self._call("CONFIG", "SET", "min-replicas-to-write", "0")   # an earlier fence
+
+    def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
+        self._call("REPLICAOF", source.host, str(source.port))
+
+    def after_promotion(self, reversed_: bool) -> int:
+        if not reversed_:
+            # Still a master: refuse writes for good (NOREPLICAS) before the pause ends.
+            self._call("CONFIG", "SET", "min-replicas-to-write", "1000000")
+        self._call("CLIENT", "UNPAUSE")
+        killed = self._call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        return int(killed or 0)
+
+    def probe(self, token: str) -> None:
+        self._call("SET", "resil:probe", token)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:
+            pass
+
+
+def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials) -> Server:
+    """An admin handle on ``endpoint`` of ``resource``."""
+    if resource.kind == "mysql":
+        return MySQLServer(endpoint, credentials)
+    if resource.kind == "redis":
+        return RedisServer(endpoint, credentials)
+    raise SwitchError(f"{resource.name} is an http resource: it has no primary to switch")

@@ -1,0 +1,274 @@
+"""The planned switch: move a resource's primary to another unit with no lost write.
+
+precheck → lock → drain → fence → catch-up → promote → reverse → publish → verify
+
+- **lock** publishes a control state that locks the resource: every agent holds new
+  writes (they wait; they do not fail) from the moment it applies that epoch.
+- **drain** waits, bounded, until the agents report no open transaction on it.
+- **fence** stops the old primary accepting writes (MySQL ``read_only`` and the client
+  connections killed; Redis ``CLIENT PAUSE WRITE``), so nothing lands there afterwards.
+- **catch-up** waits until the target has applied everything the old primary wrote.
+- **promote** makes the target writable; **reverse** makes the old primary its replica.
+- **publish** names the new primary and drops the lock in one signal: held writes go.
+- **verify** writes a probe through the new primary and checks agents applied the epoch.
+
+A failure before promote rolls back (unfence, unlock) and raises :class:`SwitchError`;
+the old primary keeps serving. ``dry_run`` runs the precheck only.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agent import issuer
+from ..config import Config
+from ..control import ControlPlane
+from ..errors import SwitchError
+from ..state import ControlState, Lock
+from ..topology import Endpoint, Resource
+from .servers import Credentials, Server, open_server
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Step:
+    """One finished step of a switch."""
+
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class SwitchOptions:
+    """Bounds of a switch (command-line flags of ``resil db switch``)."""
+
+    max_lag: float = 5.0
+    """Refuse to start when the target is further behind than this (seconds)."""
+    drain_timeout: float = 2.0
+    """Longest wait for open transactions to finish before fencing."""
+    catchup_timeout: float = 5.0
+    """Longest wait for the target to apply the old primary's last write."""
+    verify_timeout: float = 2.0
+    """Longest wait for live agents to apply the final epoch."""
+    reverse: bool = True
+    """Make the old primary a replica of the new one."""
+    dry_run: bool = False
+
+
+@dataclass
+class Switch:
+    """One run of the procedure; :meth:`run` prints and returns the steps."""
+
+    config: Config
+    plane: ControlPlane
+    resource_name: str
+    to_unit: str
+    options: SwitchOptions = field(default_factory=SwitchOptions)
+    out: Callable[[str], None] = print
+    clock: Clock = time.monotonic
+    steps: list[Step] = field(default_factory=list)
+
+    def run(self) -> list[Step]:
+        """Run the switch; raise :class:`SwitchError` (after rolling back) on failure."""
+        resource = self._resource()
+        state = self._state()
+        old_unit = state.primaries.get(resource.name) or resource.primary
+        if old_unit == self.to_unit:
+            raise SwitchError(f"{resource.name}: {self.to_unit} is already the primary")
+        old_ep, new_ep = resource.endpoint_in(old_unit or ""), resource.endpoint_in(self.to_unit)
+        if old_ep is None or new_ep is None:
+            raise SwitchError(f"{resource.name}: no endpoint in unit "
+                              f"{self.to_unit if new_ep is None else old_unit}")
+        if resource.name in state.locks:
+            lock = state.locks[resource.name]
+            raise SwitchError(f"{resource.name} is locked by {lock.holder} ({lock.reason}); "
+                              "another switch is under way or was interrupted: see "
+                              "`resil status`")
+        credentials = Credentials.of(resource)
+        old = new = None
+        try:
+            old = open_server(resource, old_ep, credentials)
+            new = open_server(resource, new_ep, credentials)
+            self._step("precheck", lambda: self._precheck(old, new, old_ep))
+            if self.options.dry_run:
+                self.out("dry run: prechecks passed, nothing changed")
+                return self.steps
+            self._switch(resource, old, new, new_ep, credentials)
+        finally:
+            for server in (old, new):
+                if server is not None:
+                    server.close()
+        return self.steps
+
+    # ------------------------------------------------------------------ procedure
+
+    def _switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
+                credentials: Credentials) -> None:
+        fenced = locked = False
+        started = self.clock()
+        try:
+            lock_epoch = self._step("lock", lambda: self._lock(resource))
+            locked = True
+            self._step("drain", lambda: self._drain(resource.name, lock_epoch))
+            hold_for = self.options.catchup_timeout + 30
+            self._step("fence", lambda: f"{old.fence(hold_for)} client connections cut")
+            fenced = True
+            position = old.position()
+            self._step("catch-up", lambda: self._catch_up(new, position))
+        except BaseException as exc:
+            self._rollback(resource, old, fenced, locked, exc)
+            raise
+        self._step("promote", lambda: new.promote() or f"{new_ep} accepts writes")
+        self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
+        epoch = self._step("publish", lambda: self._publish(resource))
+        self._step("verify", lambda: self._verify(resource.name, new, epoch))
+        self.out(f"switched {resource.name} to {self.to_unit} in "
+                 f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
+
+    def _step(self, name: str, action: Callable[[], Any]) -> Any:
+        begun = self.clock()
+        result = action()
+        seconds = self.clock() - begun
+        detail = result if isinstance(result, str) else (
+            f"epoch {result}" if isinstance(result, int) else "")
+        self.steps.append(Step(name, seconds, detail))
+        self.out(f"{name:<9} {seconds * 1000:8.1f} ms  {detail}")
+        return result
+
+    def _precheck(self, old: Server, new: Server, old_ep: Endpoint) -> str:
+        status = new.replication()
+        if status["role"] != "replica":
+            raise SwitchError(f"target {new.endpoint} is not a replica")
+        if not status["running"]:
+            raise SwitchError(f"target {new.endpoint} is not replicating: "
+                              f"{status.get('error') or 'stopped'}")
+        if not _same_address(status["source"], old_ep):
+            raise SwitchError(f"target {new.endpoint} replicates from "
+                              f"{status['source'][0]}:{status['source'][1]}, not from the "
+                              f"primary {old_ep}")
+        lag = status.get("lag")
+        if lag is None or lag > self.options.max_lag:
+            raise SwitchError(f"target {new.endpoint} lags {lag} s (max {self.options.max_lag})")
+        agents = self._live_agents()
+        return (f"target {new.endpoint} replicating, lag {lag:g} s; "
+                f"{len(agents)} live agent(s)")
+
+    def _lock(self, resource: Resource) -> int:
+        state = self._state()
+        lock = Lock(issuer(), time.time(), f"switch to {self.to_unit}")
+        new = state.evolve(locks={**state.locks, resource.name: lock})
+        return self.plane.publish(new, issuer=issuer()).epoch
+
+    def _drain(self, name: str, lock_epoch: int) -> str:
+        deadline = self.clock() + self.options.drain_timeout
+        while True:
+            agents = self._live_agents()
+            behind = [a for a in agents if int(a.get("epoch", 0)) < lock_epoch]
+            busy = sum(int(a.get("in_flight", {}).get(name, 0)) for a in agents
+                       if a not in behind)
+            if not behind and not busy:
+                return f"{len(agents)} agent(s) holding writes, 0 open transactions"
+            if self.clock() > deadline:
+                return (f"gave up waiting: {len(behind)} agent(s) behind, {busy} open "
+                        "transaction(s) will be interrupted")
+            time.sleep(0.01)
+
+    def _catch_up(self, new: Server, position: str) -> str:
+        if not new.wait_for(position, self.options.catchup_timeout):
+            raise SwitchError(f"target {new.endpoint} did not reach {position} within "
+                              f"{self.options.catchup_timeout} s")
+        return f"target applied {position}"
+
+    def _reverse(self, old: Server, new_ep: Endpoint, credentials: Credentials) -> str:
+        reverse = self.options.reverse and (credentials.replication_user
+                                           or not old.needs_replication_account)
+        try:
+            if reverse:
+                old.replicate_from(new_ep, credentials)
+            cut = old.after_promotion(bool(reverse))
+        except Exception as exc:  # past promote there is no way back: report, go on
+            return f"WARNING: old primary {old.endpoint} not reversed: {exc}"
+        what = f"{old.endpoint} now replicates from {new_ep}" if reverse else \
+            f"{old.endpoint} left fenced (no replication)"
+        return f"{what}; {cut} client connections cut"
+
+    def _publish(self, resource: Resource) -> int:
+        state = self._state()
+        locks = {k: v for k, v in state.locks.items() if k != resource.name}
+        new = state.evolve(primaries={**state.primaries, resource.name: self.to_unit},
+                           locks=locks)
+        return self.plane.publish(new, issuer=issuer()).epoch
+
+    def _verify(self, name: str, new: Server, epoch: int) -> str:
+        token = f"{epoch}:{uuid.uuid4().hex[:8]}"
+        new.probe(token)
+        deadline = self.clock() + self.options.verify_timeout
+        while True:
+            agents = self._live_agents()
+            behind = [a["id"] for a in agents if int(a.get("epoch", 0)) < epoch]
+            if not behind or self.clock() > deadline:
+                break
+            time.sleep(0.01)
+        applied = len(agents) - len(behind)
+        lagging = f"; NOT applied by {', '.join(behind)}" if behind else ""
+        return f"probe written ({token}); {applied}/{len(agents)} agent(s) on epoch {epoch}" \
+            f"{lagging}"
+
+    def _rollback(self, resource: Resource, old: Server, fenced: bool, locked: bool,
+                  exc: BaseException) -> None:
+        self.out(f"rolling back: {exc}")
+        if fenced:
+            try:
+                old.unfence()
+                self.out(f"  {old.endpoint} accepts writes again")
+            except Exception as undo:
+                self.out(f"  WARNING: could not unfence {old.endpoint}: {undo}")
+        if locked:
+            state = self._state()
+            locks = {k: v for k, v in state.locks.items() if k != resource.name}
+            epoch = self.plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
+            self.out(f"  unlocked {resource.name} (epoch {epoch}); the primary stays "
+                     f"{state.primaries.get(resource.name) or resource.primary}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _resource(self) -> Resource:
+        resource = self.config.resources.get(self.resource_name)
+        if resource is None:
+            raise SwitchError(f"unknown resource {self.resource_name!r} (known: "
+                              f"{', '.join(self.config.resources)})")
+        if resource.kind == "http":
+            raise SwitchError(f"{resource.name} is an http resource: it has no primary")
+        if self.to_unit not in resource.endpoints:
+            raise SwitchError(f"{resource.name} has no endpoint in unit {self.to_unit!r} "
+                              f"(units: {', '.join(resource.endpoints)})")
+        return resource
+
+    def _state(self) -> ControlState:
+        signal = self.plane.load()
+        return signal.state if signal else ControlState.initial(self.config.topology)
+
+    def _live_agents(self) -> list[dict[str, Any]]:
+        return live_agents(self.plane, self.config.heartbeat_interval)
+
+
+def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
+    """Agents whose last heartbeat is recent (within three intervals plus a second)."""
+    now = time.time()
+    return [a for a in plane.agents()
+            if now - float(a.get("reported_at", 0)) <= 3 * interval + 1]
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _same_address(source: tuple[str, int], endpoint: Endpoint) -> bool:
+    host = source[0].lower()
+    same_host = host == endpoint.host or {host, endpoint.host} <= _LOOPBACK
+    return same_host and source[1] == endpoint.port

@@ -1,0 +1,202 @@
+"""`resil db switch` on a MariaDB pair while 16 threads write: no error, no lost write.
+
+The writers: 8 threads of autocommit INSERTs, 4 of multi-statement transactions
+(BEGIN; INSERT; UPDATE; INSERT; COMMIT) on long-lived connections, and 4 sharing a
+SQLAlchemy QueuePool. All connect to "orders-db", an alias resil routes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+import sqlalchemy
+from functional.writers import Tally, Writers
+from servers import MariaDBPair
+
+import resil
+from resil import registry
+
+RESIL = str(Path(sys.executable).parent / "resil")
+CONFIG = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+heartbeat_interval = 0.2
+[resources.orders-db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
+aliases = ["orders-db"]
+admin_user = "resil"
+admin_password_env = "TEST_ADMIN_PW"
+replication_user = "repl"
+replication_password_env = "TEST_REPL_PW"
+"""
+ENV = {"TEST_ADMIN_PW": "resilpw", "TEST_REPL_PW": "replpw"}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    with MariaDBPair(tmp_path_factory.mktemp("switch-mysql")) as pair:
+        pair.primary.root_sql(
+            "CREATE TABLE app.auto (writer VARCHAR(16), seq INT, PRIMARY KEY (writer, seq));"
+            "CREATE TABLE app.tx (writer VARCHAR(16), seq INT, part INT,"
+            " PRIMARY KEY (writer, seq, part));"
+            "CREATE TABLE app.counters (writer VARCHAR(16) PRIMARY KEY, n INT)")
+        pair.wait_caught_up()
+        yield pair
+
+
+@pytest.fixture
+def config(pair, write_config, tmp_path, monkeypatch):
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    return write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
+                                      a=pair.primary.port, b=pair.replica.port))
+
+
+def switch(config: Path, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RESIL, "db", "switch", "orders-db", "--to", to, "--config",
+                           str(config), *extra], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **ENV})
+
+
+def connect() -> pymysql.connections.Connection:
+    return pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           autocommit=True, connect_timeout=5, read_timeout=10)
+
+
+def start_writers(prefix: str) -> Writers:
+    writers = Writers()
+    for i in range(8):
+        def auto(tally: Tally, seq: int, conn: pymysql.connections.Connection) -> None:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO auto VALUES (%s, %s)", (tally.name, seq))
+            tally.acked.append(("auto", tally.name, seq))
+        writers.add(f"{prefix}auto{i}", auto, setup=connect)
+    for i in range(4):
+        def tx(tally: Tally, seq: int, conn: pymysql.connections.Connection) -> None:
+            conn.begin()
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO tx VALUES (%s, %s, 1)", (tally.name, seq))
+                cur.execute("INSERT INTO counters VALUES (%s, 1) ON DUPLICATE KEY UPDATE "
+                            "n = n + 1", (tally.name,))
+                cur.execute("INSERT INTO tx VALUES (%s, %s, 2)", (tally.name, seq))
+            conn.commit()
+            tally.acked.append(("tx", tally.name, seq))
+        writers.add(f"{prefix}tx{i}", tx, setup=connect)
+    engine = sqlalchemy.create_engine("mysql+pymysql://app:apppw@orders-db/app",
+                                      pool_size=4, max_overflow=0, pool_pre_ping=False)
+    for i in range(4):
+        def pooled(tally: Tally, seq: int) -> None:
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text("INSERT INTO auto VALUES (:w, :s)"),
+                             {"w": tally.name, "s": seq})
+            tally.acked.append(("auto", tally.name, seq))
+        writers.add(f"{prefix}pool{i}", pooled)
+    writers.start()
+    return writers
+
+
+def rows(server, table: str) -> set[tuple]:
+    return set(server.root_sql(f"SELECT * FROM app.{table}"))
+
+
+def check_no_loss(pair: MariaDBPair, new, writers: Writers) -> None:
+    auto, tx = rows(new, "auto"), rows(new, "tx")
+    missing = [a for a in (t for tl in writers.tallies for t in tl.acked)
+               if (a[0] == "auto" and (a[1], a[2]) not in auto)
+               or (a[0] == "tx" and {(a[1], a[2], 1), (a[1], a[2], 2)} - tx)]
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    counters = dict(new.root_sql("SELECT writer, n FROM app.counters"))
+    for tally in writers.tallies:
+        if "tx" in tally.name:
+            assert counters.get(tally.name, 0) == len(tally.acked), tally.name
+
+
+def test_switch_under_load_ten_times(pair, config):
+    resil.start(config)
+    servers = {"a": pair.primary, "b": pair.replica}
+    writers = start_writers("s")
+    reports = []
+    try:
+        time.sleep(0.5)
+        for i, to in enumerate(["b", "a"] * 5):
+            before = writers.acked
+            began = time.monotonic()
+            out = switch(config, to)
+            assert out.returncode == 0, out.stdout + out.stderr
+            reports.append(out.stdout)
+            time.sleep(0.3)
+            assert writers.acked > before, f"switch {i + 1}: writes did not resume"
+            assert not writers.errors, writers.errors[:3]
+            assert max(writers.pauses_since(began)) < 1.0, (writers.pauses_since(began), out.stdout)
+    finally:
+        writers.stop()
+    assert not writers.errors, writers.errors[:3]
+    new, old = servers["a"], servers["b"]          # ten switches end where they began
+    assert new.root_sql("SELECT @@read_only") == [(0,)]
+    assert old.root_sql("SELECT @@read_only") == [(1,)]
+    check_no_loss(pair, new, writers)
+    # No write reached the old primary after its fence: it replicates cleanly and holds
+    # exactly what the new primary holds.
+    deadline = time.monotonic() + 10
+    position = new.gtid_binlog_pos()
+    while old.root_sql("SELECT @@gtid_slave_pos")[0][0] != position:
+        assert time.monotonic() < deadline, old.slave_status()
+        time.sleep(0.05)
+    assert old.slave_status()["Slave_SQL_Running"] == "Yes"
+    assert rows(old, "auto") == rows(new, "auto") and rows(old, "tx") == rows(new, "tx")
+    assert writers.acked > 1000
+    stats = registry.stats()
+    assert stats.get("mysql_connections_moved", 0) >= 10 * 12, stats
+    print(f"\nacked {writers.acked}, longest pause {writers.longest_pause() * 1000:.0f} ms, "
+          f"stats {stats}\n" + reports[0])
+
+
+def test_aborted_catch_up_leaves_the_old_primary_serving(pair, config):
+    """A replica that cannot catch up: the switch rolls back and writes keep flowing."""
+    resil.start(config)
+    current = "a" if pair.primary.root_sql("SELECT @@read_only") == [(0,)] else "b"
+    primary, replica = (pair.primary, pair.replica) if current == "a" else \
+        (pair.replica, pair.primary)
+    target = "b" if current == "a" else "a"
+    writers = start_writers("r")
+    with registry.bypass():     # resil's routing would send this to the primary
+        blocker = replica.connect(user="resil", password="resilpw", database="app")
+    try:
+        time.sleep(0.3)
+        with blocker.cursor() as cur:    # the replica's SQL thread now waits on this lock
+            cur.execute("LOCK TABLES auto READ")
+        time.sleep(0.2)
+        out = switch(config, target, "--catchup-timeout", "0.5")
+        assert out.returncode == 1, out.stdout
+        assert "rolling back" in out.stdout and "did not reach" in out.stderr
+        before = writers.acked
+        time.sleep(0.5)
+        assert writers.acked > before
+    finally:
+        writers.stop()
+        blocker.close()
+        pair.wait_caught_up() if current == "a" else None
+    assert not writers.errors, writers.errors[:3]
+    assert primary.root_sql("SELECT @@read_only") == [(0,)]
+    status = subprocess.run([RESIL, "status", "--config", str(config), "--json"],
+                            capture_output=True, text=True, env={**os.environ, **ENV})
+    assert '"locks": {}' in status.stdout
+    check_no_loss(pair, primary, writers)
+
+
+def test_precheck_failure_changes_nothing(pair, config):
+    out = switch(config, "a" if pair.primary.root_sql("SELECT @@read_only") == [(1,)] else "b",
+                 "--dry-run")
+    assert out.returncode == 0 and "prechecks passed" in out.stdout
+    out = switch(config, "c")
+    assert out.returncode == 1 and "no endpoint in unit 'c'" in out.stderr

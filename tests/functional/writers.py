@@ -1,0 +1,84 @@
+"""Writer threads that count acknowledged writes, errors and pauses (tests and benchmarks).
+
+Each writer writes as fast as it can, in one of the shapes real applications use, and
+records every write the driver acknowledged. Afterwards :func:`missing_mysql` and
+:func:`missing_redis` say which acknowledged writes are absent from a server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Tally:
+    """What one writer saw."""
+
+    name: str
+    acked: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+
+
+class Writers:
+    """Runs ``write(tally, seq)`` callables in threads until :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.tallies: list[Tally] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    def add(self, name: str, write: Callable[[Tally, int], Any],
+            setup: Callable[[], Any] | None = None) -> None:
+        tally = Tally(name)
+        self.tallies.append(tally)
+
+        def loop() -> None:
+            context = setup() if setup else None
+            seq = 0
+            while not self._stop.is_set():
+                seq += 1
+                began = time.monotonic()
+                try:
+                    write(tally, seq) if context is None else write(tally, seq, context)
+                except Exception as exc:
+                    tally.errors.append(f"{type(exc).__name__}: {exc}\n"
+                                        f"{traceback.format_exc(limit=3)}")
+                    time.sleep(0.01)
+                end = time.monotonic()
+                tally.latencies.append(end - began)
+                tally.ends.append(end)
+
+        self._threads.append(threading.Thread(target=loop, name=name, daemon=True))
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for t in self.tallies for e in t.errors]
+
+    @property
+    def acked(self) -> int:
+        return sum(len(t.acked) for t in self.tallies)
+
+    def longest_pause(self) -> float:
+        """The longest time any writer waited for one write to be acknowledged."""
+        return max((max(t.latencies) for t in self.tallies if t.latencies), default=0.0)
+
+    def pauses_since(self, since: float) -> list[float]:
+        """Per writer, the longest latency among writes that ended after ``since``."""
+        return [max((lat for lat, end in zip(t.latencies, t.ends) if end >= since),
+                    default=0.0) for t in self.tallies]
