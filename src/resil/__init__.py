@@ -5,14 +5,41 @@ Run a program under the agent with ``resil-run python app.py``, or start it from
     import resil
     resil.start()          # reads RESIL_CONFIG or ./resil.toml
 
-Nothing happens at import time: importing resil starts no thread and patches nothing.
+Nothing happens at import time: importing resil starts no thread, patches nothing and
+imports only the small error module; the agent loads when :func:`start` is called.
 """
 
 from __future__ import annotations
 
-from .agent import start, stop
-from .errors import ConfigError, ControlPlaneError, ResilError, SignalError
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ConfigError,
+    ControlPlaneError,
+    LockTimeoutError,
+    ResilError,
+    SignalError,
+    SwitchError,
+    TransactionInterruptedError,
+)
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .config import Config
 
 __version__ = "0.1.0"
-__all__ = ["start", "stop", "ConfigError", "ControlPlaneError", "ResilError", "SignalError",
+__all__ = ["start", "stop", "ConfigError", "ControlPlaneError", "LockTimeoutError",
+           "ResilError", "SignalError", "SwitchError", "TransactionInterruptedError",
            "__version__"]
+
+
+def start(config: Config | str | Any = None) -> Agent | None:
+    """Start the agent in this process; see :func:`resil.agent.start`."""
+    from .agent import start as _start
+    return _start(config)
+
+
+def stop() -> None:
+    """Stop the agent and remove its patches; see :func:`resil.agent.stop`."""
+    from .agent import stop as _stop
+    _stop()

@@ -117,9 +117,9 @@ class _Unparsable(Exception):
 
 # --------------------------------------------------------------------------- lexer
 #
-# Two kinds of pattern. ``_SPECIALS`` find what needs care (literals, quoted identifiers,
+# Two kinds of pattern. ``_special()`` patterns find what needs care (literals, quoted identifiers,
 # comments, executable comments); the plain stretches between them are cut into words
-# and punctuation by ``_PLAIN`` in one C-level ``findall``. Each alternative is linear:
+# and punctuation by ``_plain()`` in one C-level ``findall``. Each alternative is linear:
 # possessive quantifiers (Python 3.11) and disjoint alternatives leave nothing to
 # backtrack into, so an unterminated literal fails in one pass and falls through to
 # ``bad``. No special token can start inside a plain one (plain tokens are words,
@@ -127,10 +127,14 @@ class _Unparsable(Exception):
 # exactly as a left-to-right lexer would (tests/unit/test_sql.py checks this against
 # a character-by-character lexer).
 
-_PLAIN = re.compile(r"[0-9A-Za-z_$\x80-\U0010ffff]++|@@|[^ \t\n\r\f\v]")
+@functools.cache
+def _plain() -> re.Pattern[str]:
+    return re.compile(r"[0-9A-Za-z_$\x80-\U0010ffff]++|@@|[^ \t\n\r\f\v]")
 
 
-def _compile_special(single_backslash: bool, double_backslash: bool) -> re.Pattern[str]:
+@functools.cache
+def _special(single_backslash: bool, double_backslash: bool) -> re.Pattern[str]:
+    # Compiled on first use, not at import: the agent imports this module at start-up.
     single = r"'(?:[^'\\]++|\\.|'')*+'" if single_backslash else r"'(?:[^']++|'')*+'"
     double = r'"(?:[^"\\]++|\\.|"")*+"' if double_backslash else r'"(?:[^"]++|"")*+"'
     return re.compile(
@@ -149,7 +153,6 @@ def _compile_special(single_backslash: bool, double_backslash: bool) -> re.Patte
     )
 
 
-_SPECIALS = {(s, d): _compile_special(s, d) for s in (True, False) for d in (True, False)}
 
 # MySQL keywords are ASCII and compared case-insensitively in ASCII only: str.upper()
 # would turn U+017F (long s) into "S" and make a keyword of an identifier.
@@ -176,7 +179,7 @@ def _tokens(
     """
     out: list[str] = []
     extend = out.extend
-    plain = _PLAIN.findall
+    plain = _plain().findall
     find = special.match  # skips plain text, then matches a special token
     pos = 0  # start of the plain stretch not yet tokenised
     at = 0  # where to look for the next special token
@@ -594,7 +597,7 @@ def _classify(text: str, no_backslash_escapes: bool) -> Access:
     backslash = not no_backslash_escapes
     seen: set[str] = set()
     try:
-        best = _classify_reading(text, _SPECIALS[backslash, backslash], True, seen)
+        best = _classify_reading(text, _special(backslash, backslash), True, seen)
     except (_Unparsable, RecursionError):
         return _WRITE
     if not seen or best is _WRITE:
@@ -611,7 +614,7 @@ def _classify(text: str, no_backslash_escapes: bool) -> Access:
             done.add((double_backslash, expand))
             try:
                 access = _classify_reading(
-                    text, _SPECIALS[backslash, double_backslash], expand, seen
+                    text, _special(backslash, double_backslash), expand, seen
                 )
             except (_Unparsable, RecursionError):
                 return _WRITE

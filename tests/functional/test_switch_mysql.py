@@ -16,11 +16,11 @@ from pathlib import Path
 import pymysql
 import pytest
 import sqlalchemy
-from functional.writers import Tally, Writers
-from servers import MariaDBPair
 
 import resil
+from functional.writers import Tally, Writers
 from resil import registry
+from servers import MariaDBPair
 
 RESIL = str(Path(sys.executable).parent / "resil")
 CONFIG = """

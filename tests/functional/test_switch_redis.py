@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from functional.writers import Tally, Writers
-from servers import RedisPair
 
 import resil
+from functional.writers import Tally, Writers
 from resil import registry
+from servers import RedisPair
 
 RESIL = str(Path(sys.executable).parent / "resil")
 CONFIG = """
@@ -84,7 +84,8 @@ def test_switch_under_load_ten_times(pair, config):
     finally:
         writers.stop()
     assert not writers.errors, writers.errors[:3]
-    primary = pair.primary.client()
+    with registry.bypass():
+        primary = pair.primary.client()
     assert primary.info("replication")["role"] == "master"
     for tally in writers.tallies:
         if tally.name.startswith("incr"):
@@ -109,7 +110,8 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
         time.sleep(0.2)
         out = switch(config, "a", "--dry-run")     # "a" is already the primary
         assert out.returncode == 1 and "already the primary" in out.stderr
-        pair.replica.client().execute_command("REPLICAOF", "NO", "ONE")   # breaks precheck
+        with registry.bypass():     # else resil routes this to the primary
+            pair.replica.client().execute_command("REPLICAOF", "NO", "ONE")   # breaks precheck
         out = switch(config, "b")
         assert out.returncode == 1 and "not a replica" in out.stderr
         before = writers.acked
@@ -117,5 +119,7 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
         assert writers.acked > before
     finally:
         writers.stop()
-        pair.replica.client().execute_command("REPLICAOF", "127.0.0.1", str(pair.primary.port))
+        with registry.bypass():
+            pair.replica.client().execute_command("REPLICAOF", "127.0.0.1",
+                                                  str(pair.primary.port))
     assert not writers.errors, writers.errors[:3]

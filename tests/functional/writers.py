@@ -80,5 +80,9 @@ class Writers:
 
     def pauses_since(self, since: float) -> list[float]:
         """Per writer, the longest latency among writes that ended after ``since``."""
-        return [max((lat for lat, end in zip(t.latencies, t.ends) if end >= since),
-                    default=0.0) for t in self.tallies]
+        result = []
+        for t in self.tallies:
+            n = min(len(t.latencies), len(t.ends))      # the writer may be mid-append
+            pairs = zip(t.latencies[:n], t.ends[:n], strict=True)
+            result.append(max((lat for lat, end in pairs if end >= since), default=0.0))
+        return result

@@ -443,10 +443,10 @@ def reference_tokens(text: str, single_bs: bool, double_bs: bool, expand: bool) 
 
 
 def _lex_both(text: str, single_bs: bool, double_bs: bool, expand: bool) -> tuple[object, object]:
-    from resil.sql import _SPECIALS, _tokens, _Unparsable
+    from resil.sql import _special, _tokens, _Unparsable
 
     try:
-        fast: object = _tokens(text, _SPECIALS[single_bs, double_bs], expand, set())
+        fast: object = _tokens(text, _special(single_bs, double_bs), expand, set())
     except _Unparsable:
         fast = "unparsable"
     try:

@@ -11,12 +11,10 @@ point, and :func:`otel_pre_instrument` is ours, so the two compose in either ord
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(__file__))
-log = logging.getLogger("resil")
 
 
 def under_resil_run() -> bool:

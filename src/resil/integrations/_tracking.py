@@ -25,17 +25,16 @@ ATTRIBUTE = "_resil_tracked"
 class Tracked:
     """resil's record of one driver connection."""
 
-    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "in_statement")
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy")
 
     def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
         self.resource = resource
         self.origin = origin
         self.epoch = epoch
         self.connecting = False
-        self.in_statement = False
-        """Inside an application statement (``query``/``commit``)."""
+        """Inside ``connect()``: the statements it sends itself are not boundaries."""
         self.busy = False
-        """That statement passed the gate and is on its way to, or at, the server."""
+        """A statement passed (or is passing) the gate and is on its way to the server."""
 
 
 class Tracker:

@@ -5,23 +5,23 @@ Seams (all on ``pymysql.connections.Connection``):
 - ``connect``: called by ``__init__`` and on every reconnect, after ``host``/``port`` are
   set and before the socket opens. Rewriting them there routes the connection to its
   resource's current primary.
-- ``_execute_command``: every command the client sends (queries, ``BEGIN``, ``COMMIT``,
-  ``autocommit()``, ``ping()``, ``select_db()``) passes here. When the control state has
-  changed since the connection last looked and the server says no transaction is open
+- ``query`` (every cursor statement) and ``begin``: when the control state has changed
+  since the connection last looked and the server says no transaction is open
   (``SERVER_STATUS_IN_TRANS`` of the last reply), this is a transaction boundary: the
-  command waits while the resource is locked (:mod:`resil.gate`), and the connection
-  reconnects to the new primary if the primary moved. The connection object stays the
-  same object; ``connect()`` restores everything its arguments set (database, charset,
-  sql_mode, init_command, autocommit).
-- ``query`` and ``commit``: when a statement fails because a switch fenced or cut the
+  statement waits while the resource is locked (:mod:`resil.gate`), and the connection
+  reconnects to the new primary if the primary moved (or, if it did not, is checked
+  with a ping, since a rolled-back switch may have cut it). The connection object stays
+  the same object; ``connect()`` restores everything its arguments set (database,
+  charset, sql_mode, init_command, autocommit), and ``select_db()`` is remembered.
+- ``query``, ``begin`` and ``commit``: when a statement fails because a switch fenced or cut the
   old primary, the error is translated. Inside a transaction: reconnect and raise
   :class:`~resil.errors.TransactionInterruptedError`. In autocommit mode: replay once,
   but only when provably safe — the server refused it as read-only (not executed), or it
   is a read-only statement (:mod:`resil.sql`) whose connection was lost.
 
 Unix-socket connections are local by definition and never touched. With no control
-state change since a connection's last command, the added cost is one attribute lookup
-and one epoch comparison per command.
+state change since a connection's last statement, the added cost is a dictionary lookup,
+an epoch comparison and two attribute writes per statement.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .. import registry
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
-from ._tracking import Tracked, Tracker, tracked
+from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
 log = logging.getLogger("resil.integrations")
@@ -43,8 +43,7 @@ TRACKER = Tracker("mysql")
 
 _IN_TRANS = 0x0001          # SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = 0x0002        # SERVER_STATUS_AUTOCOMMIT
-_COM_QUERY = 0x03
-_SESSION_COMMANDS = frozenset({0x01, 0x02, 0x0E})    # COM_QUIT, COM_INIT_DB, COM_PING
+_NO_BACKSLASH_ESCAPES = 0x0200
 #: The server refused the statement because it is read-only: it was not executed.
 _REFUSED_READ_ONLY = frozenset({1290, 1836})
 #: The connection was cut (killed by a fence, server gone, network).
@@ -55,10 +54,8 @@ def _server_status(conn: Any) -> int:
     return int(getattr(conn, "server_status", 0) or 0)
 
 
-def _access(command: int, sql: Any) -> Access:
-    if command == _COM_QUERY:
-        return classify(sql)
-    return Access.SESSION if command in _SESSION_COMMANDS else Access.WRITE
+def _access(sql: Any, status: int) -> Access:
+    return classify(sql, no_backslash_escapes=bool(status & _NO_BACKSLASH_ESCAPES))
 
 
 # --------------------------------------------------------------------------- connect
@@ -94,70 +91,45 @@ def _reconnect(conn: Any, record: Tracked) -> None:
 
 # --------------------------------------------------------------------------- boundary
 
-def _boundary(conn: Any, args: tuple[Any, ...]) -> tuple[Tracked, bool] | None:
-    """Hold if needed; say whether the connection must move (True) or be checked (False).
+def _boundary(conn: Any, record: Tracked, sql: Any) -> bool | None:
+    """At a statement that may start a transaction: hold it while the resource is
+    locked; then say whether the connection must move (True) or be checked (False).
 
     A check is needed when the control state changed but the primary did not: a switch
     that rolled back may have fenced the primary and cut this connection meanwhile.
     """
-    record = tracked(conn)
-    if record is None or record.connecting:
-        return None
     router = registry.router()
-    if router is None:
+    agent = registry.agent()
+    if router is None or agent is None:
         return None
     state = router.state()
     name = record.resource.name
-    if state.epoch == record.epoch and name not in state.locks:
-        return None                             # the hot path: nothing changed
     status = _server_status(conn)
     if status & _IN_TRANS:
         return None                             # finish where it started
-    if name in state.locks:
-        command, sql = args[0], args[1] if len(args) > 1 else b""
-        if must_hold(_access(command, sql), bool(status & _AUTOCOMMIT)):
-            agent = registry.agent()
-            if agent is not None:
-                record.busy = False     # a held statement is not in flight
-                try:
-                    state = agent.gate.hold(name, record.resource.lock_timeout)
-                finally:
-                    record.busy = record.in_statement
+    if name in state.locks and must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
+        record.busy = False                     # a held statement is not in flight
+        try:
+            state = agent.gate.hold(name, record.resource.lock_timeout)
+        finally:
+            record.busy = True
     endpoint = router.primary_of(record.resource, state)
     if endpoint is None or (conn.host, conn.port) == (endpoint.host, endpoint.port):
         if name in state.locks:
             return None                         # a read while locked: runs where it is
         changed = state.epoch != record.epoch
         record.epoch = state.epoch
-        return (record, False) if changed else None
-    return record, True
-
-
-def _execute_command(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> Any:
-    record = tracked(instance)
-    if record is not None and record.in_statement:
-        # Counted as in flight *before* the boundary reads the control state: a switch
-        # that sees no in-flight statement after its lock cannot miss this one.
-        record.busy = True
-    action = fail_open("pymysql.boundary", _boundary, instance, args)
-    if action is not None:
-        record, move = action
-        if move or not _alive(instance, record):
-            _reconnect(instance, record)
-    return wrapped(*args, **kwargs)
+        return False if changed else None
+    return True
 
 
 def _alive(conn: Any, record: Tracked) -> bool:
-    """One COM_PING, not itself a boundary."""
-    record.connecting = True
+    """One COM_PING (pymysql's ``ping`` does not pass through our wrappers)."""
     try:
         conn.ping()
         return True
     except Exception:
         return False
-    finally:
-        record.connecting = False
 
 
 # --------------------------------------------------------------------------- errors
@@ -190,14 +162,27 @@ def _after_error(conn: Any, record: Tracked, in_transaction: bool, exc: BaseExce
     return None
 
 
-def _guarded_statement(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
-                       kwargs: dict[str, Any], sql: Any, may_replay: bool) -> Any:
-    record = tracked(conn)
-    if record is None:
+# --------------------------------------------------------------------------- wrappers
+
+def _statement(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any], sql: Any, boundary: bool, may_replay: bool) -> Any:
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    if record is None or record.connecting:
         return wrapped(*args, **kwargs)
     in_transaction = bool(_server_status(conn) & _IN_TRANS)
-    record.in_statement = True
+    # Counted as in flight *before* the control state is read: a switch that sees no
+    # statement in flight after its lock cannot miss this one.
+    record.busy = True
     try:
+        if boundary:
+            agent = registry.agent()
+            state = agent.state if agent is not None else None
+            if state is not None and (state.epoch != record.epoch
+                                      or record.resource.name in state.locks):
+                move = fail_open("pymysql.boundary", _boundary, conn, record, sql)
+                if move or (move is False and not _alive(conn, record)):
+                    _reconnect(conn, record)
+                    in_transaction = False
         return wrapped(*args, **kwargs)
     except Exception as exc:
         action = fail_open("pymysql.error", _after_error, conn, record, in_transaction, exc,
@@ -213,20 +198,28 @@ def _guarded_statement(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, 
         _reconnect(conn, record)
         return wrapped(*args, **kwargs)         # once; its errors are the app's
     finally:
-        record.in_statement = record.busy = False
+        record.busy = False
 
 
 def _query(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> Any:
     sql = args[0] if args else kwargs.get("sql", b"")
-    return _guarded_statement(wrapped, instance, args, kwargs, sql, may_replay=True)
+    return _statement(wrapped, instance, args, kwargs, sql, boundary=True, may_replay=True)
+
+
+def _begin(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> Any:
+    # BEGIN opens a transaction: held while locked, and it must start on the primary.
+    return _statement(wrapped, instance, args, kwargs, b"BEGIN", boundary=True,
+                      may_replay=False)
 
 
 def _commit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:
     # A COMMIT whose connection was lost may or may not have committed: never replayed,
     # and translated only when the server said the connection was killed or read-only.
-    return _guarded_statement(wrapped, instance, args, kwargs, b"COMMIT", may_replay=False)
+    return _statement(wrapped, instance, args, kwargs, b"COMMIT", boundary=False,
+                      may_replay=False)
 
 
 def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -245,8 +238,8 @@ class PyMySQLIntegration(Integration):
     supported = ((1, 0), (2,))
     targets = (
         Target("pymysql.connections", "Connection.connect", _connect),
-        Target("pymysql.connections", "Connection._execute_command", _execute_command),
         Target("pymysql.connections", "Connection.query", _query),
+        Target("pymysql.connections", "Connection.begin", _begin),
         Target("pymysql.connections", "Connection.commit", _commit),
         Target("pymysql.connections", "Connection.select_db", _select_db),
     )

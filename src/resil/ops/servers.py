@@ -91,7 +91,7 @@ class MySQLServer:
     needs_replication_account = True
 
     def __init__(self, endpoint: Endpoint, credentials: Credentials) -> None:
-        import pymysql
+        import pymysql  # type: ignore[import-untyped]
         self.endpoint = endpoint
         self._credentials = credentials
         if not credentials.admin_user:
@@ -108,10 +108,10 @@ class MySQLServer:
                               f"{exc}") from exc
 
     def _rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        import pymysql.cursors
-        with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
+        with self._conn.cursor() as cur:
             cur.execute(sql, params or None)
-            return list(cur.fetchall())
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _one(self, sql: str, *params: Any) -> Any:
         rows = self._rows(sql, *params)
@@ -137,7 +137,7 @@ class MySQLServer:
         return str(self._one("SELECT @@gtid_binlog_pos"))
 
     def wait_for(self, position: str, timeout: float) -> bool:
-        return self._one("SELECT MASTER_GTID_WAIT(%s, %s)", position, timeout) == 0
+        return bool(self._one("SELECT MASTER_GTID_WAIT(%s, %s)", position, timeout) == 0)
 
     def fence(self, hold_for: float) -> int:
         self._rows("SET GLOBAL read_only = 1")
@@ -215,7 +215,7 @@ class RedisServer:
 
     def _call(self, *args: Any) -> Any:
         with registry.bypass():
-            return self._client.execute_command(*args)
+            return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _info(self) -> dict[str, Any]:
         with registry.bypass():

@@ -124,7 +124,7 @@ class Switch:
         except BaseException as exc:
             self._rollback(resource, old, fenced, locked, exc)
             raise
-        self._step("promote", lambda: new.promote() or f"{new_ep} accepts writes")
+        self._step("promote", lambda: self._promote(new, new_ep))
         self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
         epoch = self._step("publish", lambda: self._publish(resource))
         self._step("verify", lambda: self._verify(resource.name, new, epoch))
@@ -184,6 +184,10 @@ class Switch:
             raise SwitchError(f"target {new.endpoint} did not reach {position} within "
                               f"{self.options.catchup_timeout} s")
         return f"target applied {position}"
+
+    def _promote(self, new: Server, new_ep: Endpoint) -> str:
+        new.promote()
+        return f"{new_ep} accepts writes"
 
     def _reverse(self, old: Server, new_ep: Endpoint, credentials: Credentials) -> str:
         reverse = self.options.reverse and (credentials.replication_user
