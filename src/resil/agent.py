@@ -159,7 +159,7 @@ class Agent:
             except Exception as exc:  # a full disk must not kill the loop
                 registry.record_fault("heartbeat", exc)
             # While a switch holds a lock it waits on our in-flight count: report often.
-            interval = 0.05 if self._state.locks else self.config.heartbeat_interval
+            interval = 0.02 if self._state.locks else self.config.heartbeat_interval
             with self._changed:
                 if not self._stopped:
                     self._changed.wait(interval)

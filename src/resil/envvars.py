@@ -81,7 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
             "this interval plus the time to read the file)."),
     Setting("control.heartbeat_interval", "float", 1.0,
             "Seconds between an agent's heartbeats (unit, applied epoch, in-flight "
-            "transactions); every 50 ms while a resource is locked."),
+            "transactions); every 20 ms while a resource is locked."),
     Setting("admin.listen", "str", "127.0.0.1:9464",
             "host:port of the admin endpoint (/healthz /readyz /metrics /state)."),
     Setting("sessions.resource", "str", "",

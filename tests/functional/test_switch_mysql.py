@@ -200,3 +200,55 @@ def test_precheck_failure_changes_nothing(pair, config):
     assert out.returncode == 0 and "prechecks passed" in out.stdout
     out = switch(config, "c")
     assert out.returncode == 1 and "no endpoint in unit 'c'" in out.stderr
+
+
+def test_open_transaction_across_the_fence_gets_the_documented_error(pair, config):
+    """A transaction still open when the drain gives up is interrupted, and says so."""
+    resil.start(config)
+    conn = connect()
+    conn.begin()
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO auto VALUES ('interrupted', 1)")
+    out = switch(config, "b", "--drain-timeout", "0.3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 open transaction(s) will be interrupted" in out.stdout
+    with pytest.raises(resil.TransactionInterruptedError) as info, conn.cursor() as cur:
+        cur.execute("INSERT INTO auto VALUES ('interrupted', 2)")
+    assert info.value.resource == "orders-db" and "safe to retry" in str(info.value)
+    assert not isinstance(info.value, pymysql.err.MySQLError)
+    conn.rollback()                         # what the application does next: a no-op
+    with conn.cursor() as cur:              # the same object now works on the new primary
+        cur.execute("SELECT @@server_id, COUNT(*) FROM auto WHERE writer = 'interrupted'")
+        assert cur.fetchone() == (2, 0)     # nothing of the transaction was committed
+    assert switch(config, "a").returncode == 0
+
+
+def test_write_held_beyond_lock_timeout_fails_unsent(pair, config, monkeypatch):
+    """A lock that outlives lock_timeout: the write fails with LockTimeoutError, unsent;
+    autocommit reads keep working meanwhile."""
+    monkeypatch.setenv("RESIL_RESOURCES_ORDERS_DB_LOCK_TIMEOUT", "0.3")
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState, Lock
+    agent = resil.start(config)
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, None)
+    conn = connect()
+    plane.publish(ControlState.initial(cfg.topology).evolve(
+        locks={"orders-db": Lock("stuck-operator", time.time(), "test")}), issuer="test")
+    deadline = time.monotonic() + 2
+    while "orders-db" not in agent.state.locks:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM auto")            # reads run during the lock
+        began = time.monotonic()
+        with pytest.raises(resil.LockTimeoutError, match="stuck-operator"):
+            cur.execute("INSERT INTO auto VALUES ('held', 1)")
+        assert 0.3 <= time.monotonic() - began < 1.0
+    plane.publish(ControlState.initial(cfg.topology).evolve(epoch=2), issuer="test")
+    time.sleep(0.1)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM auto WHERE writer = 'held'")
+        assert cur.fetchone() == (0,)                        # it was never sent
+        cur.execute("INSERT INTO auto VALUES ('held', 2)")   # and writes flow again

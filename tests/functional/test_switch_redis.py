@@ -84,8 +84,9 @@ def test_switch_under_load_ten_times(pair, config):
     finally:
         writers.stop()
     assert not writers.errors, writers.errors[:3]
-    with registry.bypass():
-        primary = pair.primary.client()
+    primary = pair.primary.client()
+    bypass = registry.bypass()      # read the server itself, not what resil routes to
+    bypass.__enter__()
     assert primary.info("replication")["role"] == "master"
     for tally in writers.tallies:
         if tally.name.startswith("incr"):
@@ -97,6 +98,7 @@ def test_switch_under_load_ten_times(pair, config):
         else:
             keys = {f"set:{tally.name}:{a[2]}" for a in tally.acked}
             assert all(primary.exists(k) for k in keys), tally.name
+    bypass.__exit__()
     assert writers.acked > 1000
     print(f"\nacked {writers.acked}, longest pause {writers.longest_pause() * 1000:.0f} ms, "
           f"stats {registry.stats()}")
@@ -123,3 +125,37 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
             pair.replica.client().execute_command("REPLICAOF", "127.0.0.1",
                                                   str(pair.primary.port))
     assert not writers.errors, writers.errors[:3]
+
+
+def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):
+    """A write refused with READONLY waits for the new primary and is retried there once."""
+    import threading
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState
+    resil.start(config)
+    client = redis.Redis(host="cache", socket_timeout=5)
+    client.set("before", 1)
+    old, new = pair.primary.client(), pair.replica.client()
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, None)
+    # Someone else demoted the primary behind resil's back; the new state comes 0.3 s later.
+    with registry.bypass():     # (connections open lazily: the commands go inside)
+        new.execute_command("REPLICAOF", "NO", "ONE")
+        old.execute_command("REPLICAOF", "127.0.0.1", str(pair.replica.port))
+    timer = threading.Timer(0.3, lambda: plane.publish(
+        ControlState.initial(cfg.topology).evolve(primaries={"cache": "b"}), issuer="test"))
+    timer.start()
+    try:
+        began = time.monotonic()
+        assert client.set("after", 2)                   # READONLY, then retried on b
+        assert 0.25 < time.monotonic() - began < 2
+        with registry.bypass():
+            assert new.get("after") == "2"
+        assert registry.stats().get("redis_replayed") == 1
+    finally:
+        timer.join()
+        with registry.bypass():
+            old.execute_command("REPLICAOF", "NO", "ONE")   # put the pair back: a primary
+            new.execute_command("REPLICAOF", "127.0.0.1", str(pair.primary.port))

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import registry
 from ..topology import Resource
-from ._tracking import Tracker, tracked
+from ._tracking import ATTRIBUTE, Tracked, Tracker
 from .base import Integration, Target, fail_open
 
 TRACKER = Tracker("redis")
@@ -61,15 +61,12 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
 
 # --------------------------------------------------------------------------- boundary
 
-def _stale(conn: Any) -> bool:
+def _stale(conn: Any, record: Tracked) -> bool:
     """Whether a checked-out connection points at a primary that is no longer current."""
-    record = tracked(conn)
     router = registry.router()
-    if record is None or router is None:
+    if router is None:
         return False
     state = router.state()
-    if state.epoch == record.epoch:
-        return False
     endpoint = router.primary_of(record.resource, state)
     if endpoint is None or (conn.host, conn.port) == (endpoint.host, endpoint.port):
         if record.resource.name not in state.locks:
@@ -81,7 +78,12 @@ def _stale(conn: Any) -> bool:
 def _get_connection(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
     conn = wrapped(*args, **kwargs)
-    if fail_open("redis.boundary", _stale, conn):
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    if record is None:
+        return conn
+    agent = registry.agent()
+    if agent is not None and agent.state.epoch != record.epoch \
+            and fail_open("redis.boundary", _stale, conn, record):
         conn.disconnect()       # redis-py reconnects on the next send, through _connect
         registry.count("redis_connections_moved")
     return conn
@@ -99,13 +101,12 @@ def _resource_of(client: Any) -> Resource | None:
     return router.resource("redis", str(kwargs["host"]), int(kwargs.get("port", 6379)))
 
 
-def _hold_if_locked(client: Any, commands: list[Any]) -> None:
-    router = registry.router()
-    if router is None or not router.state().locks:
-        return                  # the hot path: no switch anywhere
+def _hold_if_locked(client: Any, commands: tuple[Any, ...]) -> None:
+    if registry.bypassed():
+        return                  # resil's own commands (a switch in this process)
     resource = _resource_of(client)
     agent = registry.agent()
-    if resource is None or agent is None or resource.name not in router.state().locks:
+    if resource is None or agent is None or resource.name not in agent.state.locks:
         return
     if any(_is_write(c) for c in commands):
         agent.gate.hold(resource.name, resource.lock_timeout)
@@ -119,6 +120,8 @@ def _refused_by_demoted_primary(exc: Exception) -> bool:
 
 def _await_new_primary(client: Any, epoch: int) -> bool:
     """After a refused write: wait (bounded) for a newer state; True to retry once."""
+    if registry.bypassed():
+        return False
     resource = _resource_of(client)
     agent = registry.agent()
     if resource is None or agent is None:
@@ -133,10 +136,14 @@ def _await_new_primary(client: Any, epoch: int) -> bool:
 
 
 def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
-             kwargs: dict[str, Any], commands: list[Any]) -> Any:
-    router = registry.router()
-    epoch = router.state().epoch if router is not None else -1
-    fail_open("redis.gate", _hold_if_locked, client, commands)
+             kwargs: dict[str, Any], commands: tuple[Any, ...]) -> Any:
+    agent = registry.agent()
+    if agent is None:
+        return wrapped(*args, **kwargs)
+    state = agent.state
+    epoch = state.epoch
+    if state.locks:             # a switch somewhere: is it this client's resource?
+        fail_open("redis.gate", _hold_if_locked, client, commands)
     try:
         return wrapped(*args, **kwargs)
     except Exception as exc:
@@ -150,12 +157,12 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
 
 def _execute_command(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
-    return _guarded(wrapped, instance, args, kwargs, list(args[:1]))
+    return _guarded(wrapped, instance, args, kwargs, args[:1])
 
 
 def _pipeline_execute(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> Any:
-    commands = [entry[0][0] for entry in getattr(instance, "command_stack", []) if entry[0]]
+    commands = tuple(e[0][0] for e in getattr(instance, "command_stack", ()) if e[0])
     return _guarded(wrapped, instance, args, kwargs, commands)
 
 

@@ -1,0 +1,206 @@
+"""What a planned switch costs the application: write pause, errors, lost writes, steps.
+
+Starts a MariaDB GTID pair and a Redis pair on loopback, starts the resil agent in this
+process, runs writer threads against "orders-db" / "cache" (names only resil resolves)
+and switches each primary back and forth with the same procedure as
+``resil db switch``. It prints, for MySQL and for Redis:
+
+- the write pause per switch (the longest time any writer waited for one write to be
+  acknowledged, among writes that finished after the switch began): p50 and max;
+- client errors (any exception a writer saw) and lost writes (acknowledged, then absent);
+- the duration of each switch step: p50 and max.
+
+Usage: ``.venv/bin/python benchmarks/switch.py [--switches N] [--quick]``
+(``make bench-switch``). Results also go to benchmarks/results/switch.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))         # the real-server harness and writers
+
+import pymysql  # noqa: E402
+import redis  # noqa: E402
+from functional.writers import Tally, Writers  # noqa: E402
+from servers import MariaDBPair, RedisPair  # noqa: E402
+
+import resil  # noqa: E402
+from resil import registry  # noqa: E402
+from resil.config import load_config  # noqa: E402
+from resil.control import open_control_plane  # noqa: E402
+from resil.ops.switch import Switch  # noqa: E402
+
+CONFIG = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+heartbeat_interval = 0.2
+[resources.orders-db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{ma}", b = "127.0.0.1:{mb}" }}
+aliases = ["orders-db"]
+admin_user = "resil"
+admin_password_env = "BENCH_ADMIN_PW"
+replication_user = "repl"
+replication_password_env = "BENCH_REPL_PW"
+[resources.cache]
+kind = "redis"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{ra}", b = "127.0.0.1:{rb}" }}
+aliases = ["cache"]
+"""
+
+
+def mysql_writers(n: int) -> Writers:
+    """n threads of autocommit INSERTs and multi-statement transactions, half each."""
+    writers = Writers()
+
+    def connect() -> Any:
+        return pymysql.connect(host="orders-db", user="app", password="apppw",
+                               database="app", autocommit=True, read_timeout=10)
+
+    def auto(tally: Tally, seq: int, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO bench VALUES (%s, %s, 0)", (tally.name, seq))
+        tally.acked.append((tally.name, seq))
+
+    def tx(tally: Tally, seq: int, conn: Any) -> None:
+        conn.begin()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO bench VALUES (%s, %s, 1)", (tally.name, seq))
+            cur.execute("INSERT INTO bench VALUES (%s, %s, 2)", (tally.name, -seq))
+        conn.commit()
+        tally.acked.append((tally.name, seq))
+        tally.acked.append((tally.name, -seq))
+
+    for i in range(n):
+        writers.add(f"{'tx' if i % 2 else 'auto'}{i}", tx if i % 2 else auto, setup=connect)
+    return writers
+
+
+def redis_writers(n: int) -> Writers:
+    """n threads of INCR and SET, half each."""
+    client = redis.Redis(host="cache", socket_timeout=10)
+    writers = Writers()
+
+    def incr(tally: Tally, seq: int) -> None:
+        tally.acked.append(("incr", int(client.incr(f"bench:n:{tally.name}"))))
+
+    def setter(tally: Tally, seq: int) -> None:
+        client.set(f"bench:s:{tally.name}:{seq}", seq)
+        tally.acked.append(("set", seq))
+
+    for i in range(n):
+        writers.add(f"{'set' if i % 2 else 'incr'}{i}", setter if i % 2 else incr)
+    return writers
+
+
+def lost_mysql(pair: MariaDBPair, writers: Writers) -> int:
+    present = set(pair.primary.root_sql("SELECT writer, seq FROM app.bench"))
+    present |= set(pair.replica.root_sql("SELECT writer, seq FROM app.bench"))
+    return sum(1 for t in writers.tallies for a in t.acked if a not in present)
+
+
+def lost_redis(primary: redis.Redis, writers: Writers) -> int:
+    lost = 0
+    for t in writers.tallies:
+        for kind, value in t.acked:
+            if kind == "incr":
+                lost += int(int(primary.get(f"bench:n:{t.name}") or 0) < value)
+            else:
+                lost += int(not primary.exists(f"bench:s:{t.name}:{value}"))
+    return lost
+
+
+def run_switches(config: Any, resource: str, writers: Writers, count: int) -> dict[str, Any]:
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    pauses: list[float] = []
+    steps: dict[str, list[float]] = {}
+    writers.start()
+    time.sleep(0.5)
+    try:
+        for i in range(count):
+            began = time.monotonic()
+            done = Switch(config, plane, resource, "b" if i % 2 == 0 else "a",
+                          out=lambda line: None).run()
+            time.sleep(0.4)
+            pauses.append(max(writers.pauses_since(began)))
+            for step in done:
+                steps.setdefault(step.name, []).append(step.seconds)
+    finally:
+        writers.stop()
+    return {"pauses": pauses, "steps": steps, "errors": len(writers.errors),
+            "acked": writers.acked, "error_samples": writers.errors[:3]}
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1000:7.1f} ms   max {max(values) * 1000:7.1f} ms"
+
+
+def report(title: str, result: dict[str, Any]) -> None:
+    print(f"\n{title}")
+    print(f"  write pause per switch   {ms(result['pauses'])}")
+    print(f"  client errors            {result['errors']}")
+    print(f"  acknowledged writes      {result['acked']}")
+    print(f"  lost writes              {result['lost']}")
+    print("  steps")
+    for name, values in result["steps"].items():
+        print(f"    {name:<10}             {ms(values)}")
+    for sample in result["error_samples"]:
+        print(f"  error: {sample.splitlines()[0]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--switches", type=int, default=10, help="switches per resource")
+    parser.add_argument("--quick", action="store_true", help="4 switches per resource")
+    args = parser.parse_args()
+    count = 4 if args.quick else args.switches
+    os.environ.update(BENCH_ADMIN_PW="resilpw", BENCH_REPL_PW="replpw")
+    base = Path(tempfile.mkdtemp(prefix="resil-bench-switch-"))
+    with MariaDBPair(base / "mysql") as mysql, RedisPair(base / "redis") as cache:
+        mysql.primary.root_sql("CREATE TABLE app.bench (writer VARCHAR(16), seq INT, "
+                               "part INT, PRIMARY KEY (writer, seq))")
+        mysql.wait_caught_up()
+        path = base / "resil.toml"
+        path.write_text(CONFIG.format(state=(base / "state.json").as_uri(),
+                                      ma=mysql.primary.port, mb=mysql.replica.port,
+                                      ra=cache.primary.port, rb=cache.replica.port))
+        config = load_config(path)
+        resil.start(config)
+        try:
+            writers = mysql_writers(16)
+            my = run_switches(config, "orders-db", writers, count)
+            my["lost"] = lost_mysql(mysql, writers)
+            writers = redis_writers(8)
+            rd = run_switches(config, "cache", writers, count)
+            with registry.bypass():
+                current = cache.primary if count % 2 == 0 else cache.replica
+                rd["lost"] = lost_redis(current.client(), writers)
+        finally:
+            resil.stop()
+    report(f"MySQL: 16 writers, {count} switches", my)
+    report(f"Redis: 8 writers, {count} switches", rd)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "switch.json").write_text(json.dumps({"mysql": my, "redis": rd}, indent=1))
+    bad = my["errors"] or my["lost"] or rd["errors"] or rd["lost"]
+    print("\ntargets: 0 client errors, 0 lost writes, write pause < 1 s:",
+          "MET" if not bad and max(my["pauses"] + rd["pauses"]) < 1 else "MISSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
