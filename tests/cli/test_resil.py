@@ -59,3 +59,37 @@ def test_status_reports_a_corrupt_state_file(pair_config, tmp_path):
 def test_unknown_command_is_a_usage_error():
     out = resil("teleport")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_status_lists_live_agents_with_their_epoch(pair_config, publish, tmp_path):
+    import os
+    import time
+    app = ("import pymysql, time\n"
+           "c = pymysql.connect(host='orders-db', user='app', password='apppw')\n"
+           "print('ready', flush=True)\n"
+           "time.sleep(30)\n")
+    (tmp_path / "app.py").write_text(app)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "resil-run"), "python", "app.py"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        publish(orders_db="b")
+        deadline = time.monotonic() + 5
+        while True:
+            report = json.loads(resil("status", "--json", "--config", str(pair_config)).stdout)
+            mine = [a for a in report["agents"] if a["id"].endswith(f":{proc.pid}")]
+            if mine and mine[0]["epoch"] == 1:
+                break
+            assert time.monotonic() < deadline, report["agents"]
+            time.sleep(0.1)
+        assert mine[0]["live"] and mine[0]["unit"] == "a"
+        assert mine[0]["in_flight"] == {"orders-db": 0, "cache": 0}
+        text = resil("status", "--config", str(pair_config)).stdout
+        assert "agents:   1 live" in text and "BEHIND" not in text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # A dead process's heartbeat is cleaned up the next time agents are listed.
+    report = json.loads(resil("status", "--json", "--config", str(pair_config)).stdout)
+    assert not [a for a in report["agents"] if a["id"].endswith(f":{proc.pid}")]

@@ -17,6 +17,7 @@ twice.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -34,16 +35,23 @@ from . import _hooks
 
 log = logging.getLogger("resil.integrations")
 T = TypeVar("T")
-WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
 class Target:
-    """One attribute to wrap: ``module`` and a dotted ``path`` inside it."""
+    """One attribute to wrap: ``module`` and a dotted ``path`` inside it.
+
+    By default ``wrapper`` is a wrapt wrapper ``(wrapped, instance, args, kwargs)``
+    installed with ``wrapt.FunctionWrapper``. With ``method=True`` it is a factory that
+    takes the original function and returns a plain replacement function: about 20 ns
+    per call instead of wrapt's 450 ns here, for the few targets on the per-command hot
+    path (a loopback round trip is ~30 µs, and the overhead budget is 3 %).
+    """
 
     module: str
     path: str
-    wrapper: WrapperFn
+    wrapper: Callable[..., Any]
+    method: bool = False
 
 
 @dataclass
@@ -161,7 +169,11 @@ class Integration:
             importlib.import_module(target.module), target.path)
         if (owner, attribute) in done:
             return
-        wrapper = wrapt.FunctionWrapper(original, target.wrapper)
+        wrapper: Any
+        if target.method:
+            wrapper = functools.wraps(original)(target.wrapper(original))
+        else:
+            wrapper = wrapt.FunctionWrapper(original, target.wrapper)
         setattr(owner, attribute, wrapper)
         self._patched.append(_Patched(owner, attribute, original, wrapper))
 

@@ -164,62 +164,78 @@ def _after_error(conn: Any, record: Tracked, in_transaction: bool, exc: BaseExce
 
 # --------------------------------------------------------------------------- wrappers
 
-def _statement(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
+def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any], sql: Any, boundary: bool, may_replay: bool) -> Any:
+    """Run one application statement (``original(*args, **kwargs)``) under resil's care.
+
+    Kept short on purpose: with no control-state change it is a handful of attribute
+    reads per statement (``benchmarks/overhead.py`` measures it).
+    """
     record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
     if record is None or record.connecting:
-        return wrapped(*args, **kwargs)
-    in_transaction = bool(_server_status(conn) & _IN_TRANS)
+        return original(*args, **kwargs)
     # Counted as in flight *before* the control state is read: a switch that sees no
     # statement in flight after its lock cannot miss this one.
     record.busy = True
     try:
         if boundary:
             agent = registry.agent()
-            state = agent.state if agent is not None else None
-            if state is not None and (state.epoch != record.epoch
-                                      or record.resource.name in state.locks):
-                move = fail_open("pymysql.boundary", _boundary, conn, record, sql)
-                if move or (move is False and not _alive(conn, record)):
-                    _reconnect(conn, record)
-                    in_transaction = False
-        return wrapped(*args, **kwargs)
+            if agent is not None:
+                state = agent.state
+                if state.epoch != record.epoch or state.locks:
+                    _at_boundary(conn, record, sql)
+        return original(*args, **kwargs)
     except Exception as exc:
-        action = fail_open("pymysql.error", _after_error, conn, record, in_transaction, exc,
-                           sql, may_replay)
-        if action is None:
-            raise
-        registry.count(f"mysql_{action}")
-        if action == "interrupted":
-            with contextlib.suppress(Exception):
-                _reconnect(conn, record)
-            raise TransactionInterruptedError(record.resource.name, exc) from exc
-        log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
-        _reconnect(conn, record)
-        return wrapped(*args, **kwargs)         # once; its errors are the app's
+        return _on_error(original, conn, record, args, kwargs, sql, may_replay, exc)
     finally:
         record.busy = False
 
 
-def _query(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> Any:
-    sql = args[0] if args else kwargs.get("sql", b"")
-    return _statement(wrapped, instance, args, kwargs, sql, boundary=True, may_replay=True)
+def _at_boundary(conn: Any, record: Tracked, sql: Any) -> None:
+    """The control state changed, or something is locked: hold, move or check."""
+    move = fail_open("pymysql.boundary", _boundary, conn, record, sql)
+    if move or (move is False and not _alive(conn, record)):
+        _reconnect(conn, record)
+
+
+def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
+              args: tuple[Any, ...], kwargs: dict[str, Any], sql: Any, may_replay: bool,
+              exc: Exception) -> Any:
+    # pymysql updates server_status only on success: it still says whether the failed
+    # statement ran inside a transaction.
+    in_transaction = bool(_server_status(conn) & _IN_TRANS) and not record.connecting
+    action = fail_open("pymysql.error", _after_error, conn, record, in_transaction, exc, sql,
+                       may_replay)
+    if action is None:
+        raise exc
+    registry.count(f"mysql_{action}")
+    if action == "interrupted":
+        with contextlib.suppress(Exception):
+            _reconnect(conn, record)
+        raise TransactionInterruptedError(record.resource.name, exc) from exc
+    log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
+    _reconnect(conn, record)
+    return original(*args, **kwargs)        # once; its errors are the app's
+
+
+def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.query``, every cursor statement: the hot path, a plain method."""
+    def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
+        return _statement(original, self, (self, sql, unbuffered), {}, sql, True, True)
+    return query
 
 
 def _begin(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> Any:
     # BEGIN opens a transaction: held while locked, and it must start on the primary.
-    return _statement(wrapped, instance, args, kwargs, b"BEGIN", boundary=True,
-                      may_replay=False)
+    return _statement(wrapped, instance, args, kwargs, b"BEGIN", True, False)
 
 
 def _commit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:
     # A COMMIT whose connection was lost may or may not have committed: never replayed,
     # and translated only when the server said the connection was killed or read-only.
-    return _statement(wrapped, instance, args, kwargs, b"COMMIT", boundary=False,
-                      may_replay=False)
+    return _statement(wrapped, instance, args, kwargs, b"COMMIT", False, False)
 
 
 def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -238,7 +254,7 @@ class PyMySQLIntegration(Integration):
     supported = ((1, 0), (2,))
     targets = (
         Target("pymysql.connections", "Connection.connect", _connect),
-        Target("pymysql.connections", "Connection.query", _query),
+        Target("pymysql.connections", "Connection.query", _make_query, method=True),
         Target("pymysql.connections", "Connection.begin", _begin),
         Target("pymysql.connections", "Connection.commit", _commit),
         Target("pymysql.connections", "Connection.select_db", _select_db),

@@ -75,18 +75,20 @@ def _stale(conn: Any, record: Tracked) -> bool:
     return True
 
 
-def _get_connection(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
-    conn = wrapped(*args, **kwargs)
-    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
-    if record is None:
+def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``ConnectionPool.get_connection``: per command, so a plain method."""
+    def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = original(self, *args, **kwargs)
+        record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+        if record is None:
+            return conn
+        agent = registry.agent()
+        if agent is not None and agent.state.epoch != record.epoch \
+                and fail_open("redis.boundary", _stale, conn, record):
+            conn.disconnect()   # redis-py reconnects on the next send, through _connect
+            registry.count("redis_connections_moved")
         return conn
-    agent = registry.agent()
-    if agent is not None and agent.state.epoch != record.epoch \
-            and fail_open("redis.boundary", _stale, conn, record):
-        conn.disconnect()       # redis-py reconnects on the next send, through _connect
-        registry.count("redis_connections_moved")
-    return conn
+    return get_connection
 
 
 # --------------------------------------------------------------------------- gate
@@ -141,23 +143,38 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
     if agent is None:
         return wrapped(*args, **kwargs)
     state = agent.state
-    epoch = state.epoch
     if state.locks:             # a switch somewhere: is it this client's resource?
         fail_open("redis.gate", _hold_if_locked, client, commands)
     try:
         return wrapped(*args, **kwargs)
     except Exception as exc:
-        if not _refused_by_demoted_primary(exc):
-            raise
-        if not fail_open("redis.readonly", _await_new_primary, client, epoch):
-            raise
-        registry.count("redis_replayed")
-        return wrapped(*args, **kwargs)     # once; the command was refused, not executed
+        return _on_error(wrapped, client, args, kwargs, state.epoch, exc)
 
 
-def _execute_command(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> Any:
-    return _guarded(wrapped, instance, args, kwargs, args[:1])
+def _on_error(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any], epoch: int, exc: Exception) -> Any:
+    if not _refused_by_demoted_primary(exc):
+        raise exc
+    if not fail_open("redis.readonly", _await_new_primary, client, epoch):
+        raise exc
+    registry.count("redis_replayed")
+    return wrapped(*args, **kwargs)     # once; the command was refused, not executed
+
+
+def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Redis.execute_command``: per command, so a plain method."""
+    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
+        agent = registry.agent()
+        if agent is None:
+            return original(self, *args, **options)
+        state = agent.state
+        if state.locks:         # a switch somewhere: is it this client's resource?
+            fail_open("redis.gate", _hold_if_locked, self, args[:1])
+        try:
+            return original(self, *args, **options)
+        except Exception as exc:
+            return _on_error(original, self, (self, *args), options, state.epoch, exc)
+    return execute_command
 
 
 def _pipeline_execute(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -174,9 +191,11 @@ class RedisIntegration(Integration):
     supported = ((5, 0), (9,))
     targets = (
         Target("redis.connection", "Connection._connect", _connect),
-        Target("redis.connection", "ConnectionPool.get_connection", _get_connection),
-        Target("redis.connection", "BlockingConnectionPool.get_connection", _get_connection),
-        Target("redis.client", "Redis.execute_command", _execute_command),
+        Target("redis.connection", "ConnectionPool.get_connection", _make_get_connection,
+               method=True),
+        Target("redis.connection", "BlockingConnectionPool.get_connection",
+               _make_get_connection, method=True),
+        Target("redis.client", "Redis.execute_command", _make_execute_command, method=True),
         Target("redis.client", "Pipeline.execute", _pipeline_execute),
         Target("redis.asyncio.connection", "Connection._connect", _connect),
     )

@@ -229,7 +229,9 @@ class RedisServer:
             "role": "replica",
             "source": (str(info.get("master_host")), int(info.get("master_port", 0))),
             "running": info.get("master_link_status") == "up",
-            "lag": float(info.get("master_last_io_seconds_ago", 0)),
+            # Redis has no lag in seconds (master_last_io_seconds_ago counts idle time up
+            # to the ping period): a live link passes; catch-up bounds the real wait.
+            "lag": 0.0 if info.get("master_link_status") == "up" else None,
             "gtid": True,
             "error": "" if info.get("master_link_status") == "up" else "link down",
         }
