@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench docs servers venv clean
+.PHONY: demo test bench bench-switch docs servers venv clean
 
 demo: venv servers  ## the main job: a small app under resil-run against real MariaDB and Redis
 	$(PY) examples/quickstart/run.py
@@ -16,6 +16,9 @@ test: venv servers  ## the test suite (real servers, started and stopped by the 
 
 bench: venv servers  ## overhead and start-up benchmarks, ratios against the unpatched baseline
 	$(PY) benchmarks/overhead.py
+
+bench-switch: venv servers  ## planned switches under load: pause, errors, lost writes, steps
+	$(PY) benchmarks/switch.py
 
 docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
 	$(PY) -c "from resil.envvars import markdown; print(markdown(), end='')" > docs/configuration.md

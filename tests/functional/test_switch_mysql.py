@@ -252,3 +252,30 @@ def test_write_held_beyond_lock_timeout_fails_unsent(pair, config, monkeypatch):
         cur.execute("SELECT COUNT(*) FROM auto WHERE writer = 'held'")
         assert cur.fetchone() == (0,)                        # it was never sent
         cur.execute("INSERT INTO auto VALUES ('held', 2)")   # and writes flow again
+
+
+def test_moved_connection_is_the_same_object_with_its_session_restored(pair, config):
+    resil.start(config)
+    pair.primary.root_sql("CREATE DATABASE IF NOT EXISTS other; "
+                          "GRANT ALL ON other.* TO 'app'@'127.0.0.1'")
+    pair.wait_caught_up()
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           charset="latin1", autocommit=False, sql_mode="ANSI_QUOTES",
+                           init_command="SET @resil_init = 42", read_timeout=10)
+    conn.select_db("other")
+
+    def session() -> tuple:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id, DATABASE(), @@character_set_client, @@autocommit,"
+                        " @@sql_mode, @resil_init")
+            row = cur.fetchone()
+        conn.commit()
+        return row
+
+    before = session()
+    assert before[0] == 1
+    assert switch(config, "b").returncode == 0
+    after = session()                          # the same object, now on server 2
+    assert after == (2, *before[1:]) == (2, "other", "latin1", 0, "ANSI_QUOTES", 42)
+    assert switch(config, "a").returncode == 0
+    assert session()[0] == 1
