@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT / "tests"))         # the real-server harness and wr
 
 import pymysql  # noqa: E402
 import redis  # noqa: E402
-from functional.writers import Tally, Writers  # noqa: E402
-from servers import MariaDBPair, RedisPair  # noqa: E402
 
 import resil  # noqa: E402
+from functional.writers import Tally, Writers  # noqa: E402
 from resil import registry  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.ops.switch import Switch  # noqa: E402
+from servers import MariaDBPair, RedisPair  # noqa: E402
 
 CONFIG = """
 unit = "a"

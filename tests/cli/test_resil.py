@@ -93,3 +93,20 @@ def test_status_lists_live_agents_with_their_epoch(pair_config, publish, tmp_pat
     # A dead process's heartbeat is cleaned up the next time agents are listed.
     report = json.loads(resil("status", "--json", "--config", str(pair_config)).stdout)
     assert not [a for a in report["agents"] if a["id"].endswith(f":{proc.pid}")]
+
+
+def test_db_unlock_removes_a_stale_lock(pair_config):
+    import time
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState, Lock
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, None)
+    plane.publish(ControlState.initial(config.topology).evolve(
+        locks={"orders-db": Lock("dead-switch", time.time(), "switch to b")}), issuer="t")
+    out = resil("db", "unlock", "orders-db", "--config", str(pair_config))
+    assert out.returncode == 0 and "unlocked orders-db (held by dead-switch" in out.stdout
+    assert "orders-db" not in plane.load().state.locks
+    out = resil("db", "unlock", "orders-db", "--config", str(pair_config))
+    assert out.returncode == 0 and "is not locked" in out.stdout

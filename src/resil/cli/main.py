@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..agent import issuer
 from ..config import Config, load_config
 from ..control import open_control_plane
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
@@ -54,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
                         help="leave the old primary fenced instead of making it a replica")
     switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
     switch.set_defaults(func=_db_switch)
+    unlock = db_sub.add_parser(
+        "unlock", help="remove a lock left by a switch that died before publishing")
+    unlock.add_argument("resource")
+    unlock.add_argument("--config", metavar="PATH", help="configuration file")
+    unlock.set_defaults(func=_db_unlock)
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
@@ -86,6 +92,28 @@ def _db_switch(args: argparse.Namespace) -> int:
     except (SwitchError, ControlPlaneError, SignalError) as exc:
         print(f"resil: switch failed: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _db_unlock(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        signal = plane.load()
+        state = signal.state if signal else ControlState.initial(config.topology)
+        lock = state.locks.get(args.resource)
+        if lock is None:
+            print(f"{args.resource} is not locked (epoch {state.epoch})")
+            return 0
+        locks = {k: v for k, v in state.locks.items() if k != args.resource}
+        epoch = plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
+    except (ControlPlaneError, SignalError) as exc:
+        print(f"resil: unlock failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"unlocked {args.resource} (held by {lock.holder} for {lock.reason!r}) at epoch "
+          f"{epoch}; held writes now go to the primary {state.primaries.get(args.resource)}."
+          "\nCheck that server accepts writes: a switch that died after its fence step "
+          "left it read-only.")
     return 0
 
 
