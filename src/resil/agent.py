@@ -36,7 +36,9 @@ class Agent:
 
     def __init__(self, config: Config, plane: ControlPlane | None = None) -> None:
         self.config = config
-        self._state = ControlState.initial(config.topology)
+        self.state = ControlState.initial(config.topology)
+        """The control state applied now: an immutable snapshot, swapped as a whole by
+        :meth:`apply` (a plain attribute, read on every statement: no property)."""
         self._changed = threading.Condition()
         self.router = Router(config.topology, self.current_state)
         self.gate = Gate(self.current_state, self.wait_for_change)
@@ -58,16 +60,11 @@ class Agent:
             except ControlPlaneError as exc:
                 log.error("resil: %s; running on the configuration's initial state", exc)
 
-    @property
-    def state(self) -> ControlState:
-        """The control state applied now (an immutable snapshot)."""
-        return self._state
-
     def current_state(self) -> ControlState:
         """The applied control state; starts the watch on first use in this process."""
         if not self._watching:
             self._ensure_watching()
-        return self._state
+        return self.state
 
     def start(self) -> None:
         """Load the control state once and install the integrations (no thread)."""
@@ -113,13 +110,13 @@ class Agent:
     def apply(self, signal: Signal) -> bool:
         """Adopt ``signal``'s state if its epoch is newer; return whether it was."""
         with self._changed:
-            current = self._state
+            current = self.state
             if not newer(current, signal):
                 if signal.epoch < current.epoch:
                     log.warning("resil: stale signal ignored: epoch %d < applied epoch %d "
                                 "(issuer %s)", signal.epoch, current.epoch, signal.issuer)
                 return False
-            self._state = signal.state      # one reference swap: readers never lock
+            self.state = signal.state      # one reference swap: readers never lock
             self._changed.notify_all()      # held writes and the heartbeat wake up
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
@@ -131,8 +128,8 @@ class Agent:
         if not self._watching:
             self._ensure_watching()
         with self._changed:
-            self._changed.wait_for(lambda: self._state.epoch != epoch or self._stopped, timeout)
-            return self._state
+            self._changed.wait_for(lambda: self.state.epoch != epoch or self._stopped, timeout)
+            return self.state
 
     def in_flight(self) -> dict[str, int]:
         """Open transactions and running writes per resource, over all integrations."""
@@ -147,7 +144,7 @@ class Agent:
         """What this agent reports to the control plane."""
         return {
             "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-            "unit": self.config.unit, "epoch": self._state.epoch,
+            "unit": self.config.unit, "epoch": self.state.epoch,
             "in_flight": self.in_flight(), "started_at": self.started_at,
             "reported_at": time.time(), "program": " ".join(sys.argv)[:200],
         }
@@ -159,7 +156,7 @@ class Agent:
             except Exception as exc:  # a full disk must not kill the loop
                 registry.record_fault("heartbeat", exc)
             # While a switch holds a lock it waits on our in-flight count: report often.
-            interval = 0.02 if self._state.locks else self.config.heartbeat_interval
+            interval = 0.02 if self.state.locks else self.config.heartbeat_interval
             with self._changed:
                 if not self._stopped:
                     self._changed.wait(interval)
@@ -169,7 +166,7 @@ class Agent:
         if message != self._last_error:     # a bad file is reported once, not per poll
             self._last_error = message
             kind = "signal rejected" if isinstance(exc, SignalError) else "control plane error"
-            log.warning("resil: %s: %s; keeping epoch %d", kind, message, self._state.epoch)
+            log.warning("resil: %s: %s; keeping epoch %d", kind, message, self.state.epoch)
 
     def _ensure_watching(self) -> None:
         if self.plane is None or self._stopped:

@@ -219,9 +219,30 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
 
 
 def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``Connection.query``, every cursor statement: the hot path, a plain method."""
+    """``Connection.query``, every cursor statement: the hot path, a plain method.
+
+    The same as ``_statement(..., boundary=True, may_replay=True)``, inlined: this runs
+    for every statement the application sends (about 200 ns here with nothing changed).
+    """
+    agent_of = registry.agent
+
     def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
-        return _statement(original, self, (self, sql, unbuffered), {}, sql, True, True)
+        record: Tracked | None = self.__dict__.get(ATTRIBUTE)
+        if record is None or record.connecting:
+            return original(self, sql, unbuffered)
+        record.busy = True      # before the state is read: see _statement
+        try:
+            agent = agent_of()
+            if agent is not None:
+                state = agent.state
+                if state.epoch != record.epoch or state.locks:
+                    _at_boundary(self, record, sql)
+            return original(self, sql, unbuffered)
+        except Exception as exc:
+            return _on_error(original, self, record, (self, sql, unbuffered), {}, sql, True,
+                             exc)
+        finally:
+            record.busy = False
     return query
 
 
