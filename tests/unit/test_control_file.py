@@ -116,3 +116,21 @@ def test_corrupt_and_forged_files_are_reported_once_and_not_delivered(plane, top
     assert [s.epoch for s in signals] == [1]
     assert len(errors) == 2, errors
     assert "not JSON" in str(errors[0]) and "unsigned" in str(errors[1])
+
+
+def test_lease_is_exclusive_renewable_and_expires(tmp_path, topology):
+    now = [1000.0]
+    plane = open_control_plane((tmp_path / "s.json").as_uri(), topology, None,
+                               clock=lambda: now[0])
+    assert plane.lease("monitor", "m1", ttl=3)
+    assert not plane.lease("monitor", "m2", ttl=3)      # held by m1
+    now[0] += 2
+    assert plane.lease("monitor", "m1", ttl=3)          # renewed until 1005
+    now[0] += 2.5
+    assert not plane.lease("monitor", "m2", ttl=3)
+    now[0] += 1
+    assert plane.lease("monitor", "m2", ttl=3)          # m1's lease expired
+    plane.release("monitor", "m1")                      # not m1's any more: no effect
+    assert not plane.lease("monitor", "m1", ttl=3)
+    plane.release("monitor", "m2")
+    assert plane.lease("monitor", "m1", ttl=3)

@@ -61,6 +61,13 @@ class ControlPlane(Protocol):
     def agents(self) -> list[dict[str, Any]]:
         """The latest heartbeat of every agent that reported, oldest first."""
 
+    def lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease ``name`` if it is free or expired, or renew it if ``holder``
+        has it; return whether ``holder`` holds it now (for ``ttl`` seconds)."""
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` has it."""
+
     def close(self) -> None:
         """Release connections and files."""
 

@@ -128,6 +128,39 @@ class FileControlPlane:
             found.append(beat)
         return sorted(found, key=lambda b: float(b.get("started_at", 0)))
 
+    def _lease_file(self, name: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        return self.path.with_name(f"{self.path.name}.lease-{safe}")
+
+    def lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew a lease: a small JSON file, changed under the publish lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self._lease_file(name)
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            now = self._clock()
+            try:
+                current = json.loads(file.read_bytes())
+            except (OSError, ValueError):
+                current = {}
+            if current.get("holder") not in (None, holder) \
+                    and float(current.get("expires", 0)) > now:
+                return False
+            _write_atomic(file, json.dumps({"holder": holder, "expires": now + ttl}).encode(),
+                          durable=False)
+            return True
+
+    def release(self, name: str, holder: str) -> None:
+        """Delete the lease file if ``holder`` has the lease."""
+        file = self._lease_file(name)
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if json.loads(file.read_bytes()).get("holder") == holder:
+                    file.unlink()
+            except (OSError, ValueError):
+                pass
+
     def close(self) -> None:
         """Nothing to release: files are opened per operation."""
 
