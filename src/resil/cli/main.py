@@ -19,6 +19,7 @@ from ..agent import issuer
 from ..config import Config, load_config
 from ..control import open_control_plane
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
+from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions, live_agents
 from ..state import ControlState, Signal
 
@@ -61,6 +62,25 @@ def parser() -> argparse.ArgumentParser:
     unlock.add_argument("--config", metavar="PATH", help="configuration file")
     unlock.set_defaults(func=_db_unlock)
 
+    monitor = sub.add_parser(
+        "monitor", help="detect dead primaries and fail over (one acts: lease in the "
+        "control plane)")
+    monitor.add_argument("--config", metavar="PATH", help="configuration file")
+    mdefaults = MonitorOptions()
+    monitor.add_argument("--interval", type=float, default=mdefaults.interval, metavar="S",
+                         help="seconds between probes (default %(default)s)")
+    monitor.add_argument("--failures", type=int, default=mdefaults.failures, metavar="N",
+                         help="failed probes in a row before a primary is suspected "
+                         "(default %(default)s)")
+    monitor.add_argument("--timeout", type=float, default=mdefaults.timeout, metavar="S",
+                         help="bound of one probe (default %(default)s s)")
+    monitor.add_argument("--anti-flap", type=float, default=mdefaults.anti_flap, metavar="S",
+                         help="no second automatic failover of a resource within this "
+                         "(default %(default)s s)")
+    monitor.add_argument("--lease-ttl", type=float, default=mdefaults.lease_ttl, metavar="S",
+                         help="lease of the acting monitor (default %(default)s s)")
+    monitor.set_defaults(func=_monitor)
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     check = config_sub.add_parser("check", help="validate a configuration and print the topology")
@@ -92,6 +112,25 @@ def _db_switch(args: argparse.Namespace) -> int:
     except (SwitchError, ControlPlaneError, SignalError) as exc:
         print(f"resil: switch failed: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    config = load_config(args.config)
+    options = MonitorOptions(interval=args.interval, failures=args.failures,
+                             timeout=args.timeout, anti_flap=args.anti_flap,
+                             lease_ttl=args.lease_ttl)
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    except ControlPlaneError as exc:
+        print(f"resil: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Monitor(config, plane, options, out=lambda line: print(line, flush=True)).run(stop)
     return 0
 
 

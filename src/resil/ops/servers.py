@@ -77,6 +77,19 @@ class Server(Protocol):
     def probe(self, token: str) -> None:
         """Write ``token`` through this server (a verification write)."""
 
+    def writable(self) -> bool:
+        """Whether applications could write here (a primary that is not fenced)."""
+
+    def fence_for_good(self) -> int:
+        """Refuse application writes until an operator rejoins it; return clients cut."""
+
+    def progress(self) -> tuple[int, ...]:
+        """How far this server's data goes (GTID sequence / replication offset): the
+        replica with the highest progress is the one to promote."""
+
+    def apply_received(self, timeout: float) -> bool:
+        """A replica: apply everything it has received from its (lost) primary."""
+
     def close(self) -> None:
         """Close the admin connection."""
 
@@ -90,7 +103,8 @@ class MySQLServer:
 
     needs_replication_account = True
 
-    def __init__(self, endpoint: Endpoint, credentials: Credentials) -> None:
+    def __init__(self, endpoint: Endpoint, credentials: Credentials,
+                 timeout: float = 3.0, read_timeout: float = 30.0) -> None:
         import pymysql  # type: ignore[import-untyped]
         self.endpoint = endpoint
         self._credentials = credentials
@@ -101,8 +115,8 @@ class MySQLServer:
             with registry.bypass():
                 self._conn = pymysql.connect(
                     host=endpoint.host, port=endpoint.port, user=credentials.admin_user,
-                    password=credentials.admin_password, connect_timeout=3, read_timeout=30,
-                    write_timeout=10, autocommit=True)
+                    password=credentials.admin_password, connect_timeout=timeout,
+                    read_timeout=read_timeout, write_timeout=read_timeout, autocommit=True)
         except pymysql.err.MySQLError as exc:
             raise SwitchError(f"cannot connect to {endpoint} (unit {endpoint.unit}): "
                               f"{exc}") from exc
@@ -140,8 +154,12 @@ class MySQLServer:
         return bool(self._one("SELECT MASTER_GTID_WAIT(%s, %s)", position, timeout) == 0)
 
     def fence(self, hold_for: float) -> int:
+        # Cut the clients first: SET GLOBAL read_only waits for every commit in progress,
+        # and a primary coming back from a freeze has commits waiting for a semi-sync
+        # ACK that will never come. Killed, they were never acknowledged to anyone.
+        cut = self._kill_clients()
         self._rows("SET GLOBAL read_only = 1")
-        return self._kill_clients()
+        return cut + self._kill_clients()      # anyone who got in between
 
     def _kill_clients(self) -> int:
         placeholders = ", ".join(["%s"] * len(self._SYSTEM_COMMANDS))
@@ -186,6 +204,29 @@ class MySQLServer:
                    "token VARCHAR(128), at DOUBLE)")
         self._rows("REPLACE INTO resil.probe VALUES ('switch', %s, %s)", token, time.time())
 
+    def writable(self) -> bool:
+        return not self._rows("SHOW SLAVE STATUS") and not self._one("SELECT @@read_only")
+
+    def fence_for_good(self) -> int:
+        return self.fence(0.0)          # read_only stays until an operator lifts it
+
+    def progress(self) -> tuple[int, ...]:
+        # gtid_current_pos covers what this server applied, as replica or as primary.
+        # One entry per replication domain: domain-server-sequence; compare sequences.
+        text = str(self._one("SELECT @@gtid_current_pos") or "")
+        seqs = sorted((int(d), int(q)) for d, _, q in
+                      (g.strip().split("-") for g in text.split(",") if g.strip()))
+        return tuple(q for _, q in seqs)
+
+    def apply_received(self, timeout: float) -> bool:
+        rows = self._rows("SHOW SLAVE STATUS")
+        if not rows:
+            return True
+        received = str(rows[0].get("Gtid_IO_Pos") or "")
+        if not received:
+            return True
+        return bool(self._one("SELECT MASTER_GTID_WAIT(%s, %s)", received, timeout) == 0)
+
     def close(self) -> None:
         try:
             self._conn.close()
@@ -198,15 +239,19 @@ class RedisServer:
 
     needs_replication_account = False
 
-    def __init__(self, endpoint: Endpoint, credentials: Credentials) -> None:
+    def __init__(self, endpoint: Endpoint, credentials: Credentials,
+                 timeout: float = 3.0, read_timeout: float = 30.0) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
         self.endpoint = endpoint
         with registry.bypass():
             self._client = redis.Redis(
                 host=endpoint.host, port=endpoint.port,
                 username=credentials.admin_user or None,
-                password=credentials.admin_password or None, socket_connect_timeout=3,
-                socket_timeout=30, decode_responses=True, retry_on_timeout=False)
+                password=credentials.admin_password or None, socket_connect_timeout=timeout,
+                socket_timeout=read_timeout,
+                decode_responses=True, retry=Retry(NoBackoff(), 0))
             try:
                 self._client.ping()
             except redis.RedisError as exc:
@@ -277,6 +322,25 @@ class RedisServer:
     def probe(self, token: str) -> None:
         self._call("SET", "resil:probe", token)
 
+    def fence_for_good(self) -> int:
+        self._call("CONFIG", "SET", "min-replicas-to-write", "1000000")     # NOREPLICAS
+        return int(self._call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") or 0)
+
+    def writable(self) -> bool:
+        info = self._info()
+        if info.get("role") != "master":
+            return False
+        config = self._call("CONFIG", "GET", "min-replicas-to-write")
+        return int(config.get("min-replicas-to-write", 0) if isinstance(config, dict)
+                   else config[1]) < 1000000
+
+    def progress(self) -> tuple[int, ...]:
+        info = self._info()
+        return (int(info.get("slave_repl_offset", info.get("master_repl_offset", 0))),)
+
+    def apply_received(self, timeout: float) -> bool:
+        return True     # a Redis replica applies what it receives as it receives it
+
     def close(self) -> None:
         try:
             self._client.close()
@@ -284,10 +348,12 @@ class RedisServer:
             pass
 
 
-def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials) -> Server:
-    """An admin handle on ``endpoint`` of ``resource``."""
+def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials,
+                timeout: float = 3.0, read_timeout: float = 30.0) -> Server:
+    """An admin handle on ``endpoint`` of ``resource``: ``timeout`` bounds the connect,
+    ``read_timeout`` every command (a probe of a frozen server wants both short)."""
     if resource.kind == "mysql":
-        return MySQLServer(endpoint, credentials)
+        return MySQLServer(endpoint, credentials, timeout, read_timeout)
     if resource.kind == "redis":
-        return RedisServer(endpoint, credentials)
+        return RedisServer(endpoint, credentials, timeout, read_timeout)
     raise SwitchError(f"{resource.name} is an http resource: it has no primary to switch")

@@ -1,0 +1,321 @@
+"""``resil monitor``: detect a dead primary and fail over to the most advanced replica.
+
+Every ``interval`` the monitor probes the current primary of each mysql/redis resource
+(a fresh admin connection and a trivial command, bounded by ``timeout``). A primary is
+declared dead only when
+
+1. it failed ``failures`` probes in a row, **and**
+2. every replica the monitor can reach has lost it too (MySQL: the replica's IO thread
+   is not running; Redis: ``master_link_status:down``) — so a monitor cut off from a
+   primary that its replicas still see does not fail over.
+
+Then the monitor that holds the lease ``monitor`` in the control plane (several may run;
+only one acts) fails over: it locks the resource (agents hold new writes), promotes the
+replica with the most data (GTID / replication offset) after it applied what it had
+received, fences the old primary if it answers, and publishes the new primary with the
+next epoch. A resource that failed over is not failed over again for ``anti_flap``
+seconds. Old primaries that come back writable are fenced. Every decision is logged with
+its evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agent import issuer
+from ..config import Config
+from ..control import ControlPlane
+from ..errors import ControlPlaneError, ResilError, SignalError
+from ..state import ControlState, Lock
+from ..topology import Endpoint, Resource
+from .servers import Credentials, Server, open_server
+
+log = logging.getLogger("resil.monitor")
+LEASE = "monitor"
+
+
+@dataclass
+class MonitorOptions:
+    """Detection and failover settings (flags of ``resil monitor``)."""
+
+    interval: float = 0.5
+    """Seconds between probes."""
+    failures: int = 3
+    """Consecutive failed probes before a primary is suspected."""
+    timeout: float = 1.0
+    """Bound of one probe (connect and command)."""
+    anti_flap: float = 60.0
+    """No second automatic failover of a resource within this many seconds."""
+    lease_ttl: float = 3.0
+    """How long the acting monitor's lease lasts without renewal."""
+    apply_timeout: float = 5.0
+    """Longest wait for the chosen replica to apply what it had received."""
+
+    @property
+    def detection_time(self) -> float:
+        """Worst-case time from a crash to the decision (without replica confirmation)."""
+        return self.failures * (self.interval + self.timeout)
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    since: float = 0.0
+
+
+@dataclass
+class Monitor:
+    """One monitor process. :meth:`run` loops until ``stop`` is set."""
+
+    config: Config
+    plane: ControlPlane
+    options: MonitorOptions = field(default_factory=MonitorOptions)
+    out: Callable[[str], None] = print
+    holder: str = field(default_factory=issuer)
+    clock: Callable[[], float] = time.monotonic
+    _health: dict[str, _Health] = field(default_factory=dict)
+    _leader: bool = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Probe, decide and act until ``stop`` is set; release the lease at the end."""
+        self.say(f"monitoring {', '.join(self._resources())} every {self.options.interval} s "
+                 f"(dead after {self.options.failures} failed probes of "
+                 f"{self.options.timeout} s, confirmed by the replicas; worst-case "
+                 f"detection {self.options.detection_time:.1f} s)")
+        try:
+            while not stop.is_set():
+                self.tick()
+                stop.wait(self.options.interval)
+        finally:
+            if self._leader:
+                self.plane.release(LEASE, self.holder)
+
+    def tick(self) -> None:
+        """One round: renew the lease, probe every resource, act if leader."""
+        try:
+            leader = self.plane.lease(LEASE, self.holder, self.options.lease_ttl)
+        except ControlPlaneError as exc:
+            self.say(f"control plane unreachable ({exc}): not acting")
+            leader = False
+        if leader != self._leader:
+            self.say("holding the lease: this monitor acts" if leader else
+                     "lease held by another monitor: observing only")
+            self._leader = leader
+        try:
+            signal = self.plane.load()
+        except (ControlPlaneError, SignalError) as exc:
+            self.say(f"cannot read control state: {exc}")
+            return
+        state = signal.state if signal else ControlState.initial(self.config.topology)
+        for name in self._resources():
+            try:
+                self._check(self.config.resources[name], state)
+            except ResilError as exc:
+                self.say(f"{name}: {exc}")
+
+    def say(self, message: str) -> None:
+        """Log and print one decision or observation."""
+        log.info("resil monitor: %s", message)
+        self.out(f"{time.strftime('%H:%M:%S')} {message}")
+
+    # ------------------------------------------------------------------ detection
+
+    def _resources(self) -> list[str]:
+        return [n for n, r in self.config.resources.items() if r.kind in ("mysql", "redis")]
+
+    def _check(self, resource: Resource, state: ControlState) -> None:
+        unit = state.primaries.get(resource.name) or resource.primary or ""
+        primary = resource.endpoint_in(unit)
+        if primary is None or resource.name in state.locks:
+            return
+        health = self._health.setdefault(resource.name, _Health())
+        error = self._probe(resource, primary)
+        if error is None:
+            if health.failures:
+                self.say(f"{resource.name}: primary {primary} answers again after "
+                         f"{health.failures} failed probe(s)")
+            health.failures = 0
+            if self._leader:
+                self._fence_stale(resource, primary)
+            return
+        health.failures += 1
+        if health.failures == 1:
+            health.since = self.clock()
+        self.say(f"{resource.name}: probe {health.failures}/{self.options.failures} of primary "
+                 f"{primary} failed: {error}")
+        if health.failures < self.options.failures:
+            return
+        replicas = self._replica_views(resource, primary)
+        if not replicas:
+            self.say(f"{resource.name}: no replica reachable: cannot confirm, no failover")
+            return
+        still_see = [ep for ep, lost in replicas.items() if not lost]
+        if still_see:
+            self.say(f"{resource.name}: replica(s) {', '.join(map(str, still_see))} still "
+                     f"replicate from {primary}: this monitor is cut off, no failover")
+            return
+        if not self._leader:
+            self.say(f"{resource.name}: primary {primary} is dead (replicas agree); the lease "
+                     "holder acts")
+            return
+        self._failover(resource, state, primary, list(replicas))
+        health.failures = 0
+
+    def _probe(self, resource: Resource, endpoint: Endpoint) -> str | None:
+        try:
+            server = open_server(resource, endpoint, Credentials.of(resource),
+                                 timeout=self.options.timeout,
+                                 read_timeout=self.options.timeout)
+        except ResilError as exc:
+            return str(exc).split(": ", 1)[-1]
+        try:
+            server.position()
+            return None
+        except Exception as exc:
+            return repr(exc)
+        finally:
+            server.close()
+
+    def _replica_views(self, resource: Resource, primary: Endpoint) -> dict[Endpoint, bool]:
+        """Each reachable replica: True when it has lost the primary too."""
+        views: dict[Endpoint, bool] = {}
+        for unit in resource.units:
+            endpoint = resource.endpoint_in(unit)
+            if endpoint is None or endpoint == primary:
+                continue
+            try:
+                server = open_server(resource, endpoint, Credentials.of(resource),
+                                     timeout=self.options.timeout,
+                                     read_timeout=self.options.timeout * 3)
+            except ResilError:
+                continue
+            try:
+                status = server.replication()
+                views[endpoint] = status["role"] != "replica" or not status["running"]
+            except Exception:
+                continue
+            finally:
+                server.close()
+        return views
+
+    # ------------------------------------------------------------------ failover
+
+    def _failover(self, resource: Resource, state: ControlState, old: Endpoint,
+                  candidates: list[Endpoint]) -> None:
+        name = resource.name
+        if not self.plane.lease(f"failover:{name}", self.holder, self.options.anti_flap):
+            self.say(f"{name}: failed over less than {self.options.anti_flap:g} s ago: "
+                     "refusing another automatic failover (anti-flap)")
+            return
+        started = self.clock()
+        detected = started - self._health[name].since
+        lock = Lock(self.holder, time.time(), f"failover from {old.unit}")
+        locked = self.plane.publish(state.evolve(locks={**state.locks, name: lock}),
+                                    issuer=self.holder)
+        self.say(f"{name}: FAILOVER from {old} (unit {old.unit}): first failed probe "
+                 f"{detected:.2f} s ago; locked at epoch {locked.epoch}, writes held")
+        credentials = Credentials.of(resource)
+        servers: dict[Endpoint, Server] = {}
+        try:
+            for endpoint in candidates:
+                try:
+                    servers[endpoint] = open_server(resource, endpoint, credentials,
+                                                    timeout=self.options.timeout)
+                except ResilError as exc:
+                    self.say(f"{name}: candidate {endpoint} unreachable: {exc}")
+            if not servers:
+                raise ResilError("no candidate replica reachable")
+            ranked = sorted(servers.items(), key=lambda kv: kv[1].progress(), reverse=True)
+            chosen_ep, chosen = ranked[0]
+            self.say(f"{name}: promoting {chosen_ep} (unit {chosen_ep.unit}); progress "
+                     + ", ".join(f"{ep.unit}={srv.progress()}" for ep, srv in ranked))
+            if not chosen.apply_received(self.options.apply_timeout):
+                self.say(f"{name}: {chosen_ep} did not apply its relay log within "
+                         f"{self.options.apply_timeout} s; promoting anyway")
+            chosen.promote()
+            for _endpoint, server in ranked[1:]:
+                self._repoint(name, server, chosen_ep, credentials)
+        except Exception as exc:
+            unlock = self.plane.load()
+            current = unlock.state if unlock else state
+            locks = {k: v for k, v in current.locks.items() if k != name}
+            self.plane.publish(current.evolve(locks=locks), issuer=self.holder)
+            self.plane.release(f"failover:{name}", self.holder)
+            self.say(f"{name}: failover aborted, unlocked: {exc}")
+            return
+        finally:
+            for server in servers.values():
+                server.close()
+        self._fence_old(resource, old)
+        current_signal = self.plane.load()
+        current = current_signal.state if current_signal else state
+        locks = {k: v for k, v in current.locks.items() if k != name}
+        epoch = self.plane.publish(current.evolve(
+            primaries={**current.primaries, name: chosen_ep.unit}, locks=locks),
+            issuer=self.holder).epoch
+        self.say(f"{name}: new primary {chosen_ep} (unit {chosen_ep.unit}) published at epoch "
+                 f"{epoch}; failover took {self.clock() - started:.2f} s after detection, "
+                 f"{self.clock() - self._health[name].since:.2f} s after the first failed "
+                 "probe")
+
+    def _repoint(self, name: str, server: Server, primary: Endpoint,
+                 credentials: Credentials) -> None:
+        try:
+            server.replicate_from(primary, credentials)
+            self.say(f"{name}: {server.endpoint} now replicates from {primary}")
+        except Exception as exc:
+            self.say(f"{name}: could not re-point {server.endpoint}: {exc}")
+
+    def _fence_old(self, resource: Resource, old: Endpoint) -> None:
+        # Bounded like a probe: a frozen old primary must not delay the publish. If it
+        # cannot be fenced now, _fence_stale fences it the moment it answers again.
+        try:
+            server = open_server(resource, old, Credentials.of(resource),
+                                 timeout=self.options.timeout,
+                                 read_timeout=self.options.timeout * 2)
+        except ResilError:
+            self.say(f"{resource.name}: old primary {old} unreachable: it will be fenced "
+                     "when it answers again")
+            return
+        try:
+            cut = server.fence_for_good()
+            self.say(f"{resource.name}: old primary {old} fenced, {cut} client(s) cut")
+        except Exception as exc:
+            self.say(f"{resource.name}: could not fence old primary {old}: {exc!r}")
+        finally:
+            server.close()
+
+    def _fence_stale(self, resource: Resource, primary: Endpoint) -> None:
+        """Any other endpoint that accepts writes is a stale primary: fence it."""
+        for unit in resource.units:
+            endpoint = resource.endpoint_in(unit)
+            if endpoint is None or endpoint == primary:
+                continue
+            try:
+                server = open_server(resource, endpoint, Credentials.of(resource),
+                                     timeout=self.options.timeout,
+                                     read_timeout=self.options.timeout * 4)
+            except ResilError:
+                continue
+            try:
+                if server.writable():
+                    cut = server.fence_for_good()
+                    self.say(f"{resource.name}: {endpoint} came back writable while "
+                             f"{primary} is the primary: fenced, {cut} client(s) cut; it "
+                             "needs a rejoin (CHANGE MASTER / REPLICAOF) by an operator")
+            except Exception as exc:
+                self.say(f"{resource.name}: could not check {endpoint}: {exc!r}")
+            finally:
+                server.close()
+
+
+def describe(options: MonitorOptions) -> dict[str, Any]:
+    """The published defaults and the detection time they imply."""
+    return {"interval": options.interval, "failures": options.failures,
+            "timeout": options.timeout, "anti_flap": options.anti_flap,
+            "lease_ttl": options.lease_ttl, "detection_time": options.detection_time}

@@ -1,0 +1,170 @@
+"""Unplanned failover: `resil monitor` promotes the replica when the primary dies or freezes.
+
+Each test starts its own semi-synchronous MariaDB pair (the tests break it), runs the
+agent in this process with 16 writer threads, and `resil monitor` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+import resil
+from functional.writers import Tally, Writers
+from resil import registry
+from servers import MariaDBPair
+
+BIN = Path(sys.executable).parent
+CONFIG = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+heartbeat_interval = 0.2
+[resources.orders-db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
+aliases = ["orders-db"]
+admin_user = "resil"
+admin_password_env = "TEST_ADMIN_PW"
+replication_user = "repl"
+replication_password_env = "TEST_REPL_PW"
+"""
+ENV = {"TEST_ADMIN_PW": "resilpw", "TEST_REPL_PW": "replpw"}
+TIMEOUT = 2.0       # the application's read/write timeout: the longest a thread may block
+
+
+@pytest.fixture
+def pair(tmp_path):
+    with MariaDBPair(tmp_path / "mysql", semi_sync=True) as pair:
+        # Semi-sync must not fall back to asynchronous while we test "no acked write
+        # lost"; a frozen primary is noticed by the replica after slave_net_timeout.
+        pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000;"
+                              "CREATE TABLE app.w (writer VARCHAR(16), seq INT, "
+                              "PRIMARY KEY (writer, seq))")
+        pair.replica.root_sql("STOP SLAVE; SET GLOBAL slave_net_timeout = 2; "
+                              "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
+        pair.wait_caught_up()
+        yield pair
+
+
+@pytest.fixture
+def config(pair, write_config, tmp_path, monkeypatch):
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    return write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
+                                      a=pair.primary.port, b=pair.replica.port))
+
+
+def start_monitor(config: Path, tmp_path: Path, name: str = "monitor") -> subprocess.Popen:
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
+                             "--interval", "0.3", "--failures", "3", "--timeout", "0.5",
+                             "--lease-ttl", "2"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **ENV})
+
+
+def start_writers() -> tuple[Writers, list[float]]:
+    """16 threads of autocommit INSERTs; returns them and the times of acknowledged writes."""
+    writers = Writers()
+    acked_at: list[float] = []
+
+    def connect():
+        return pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                               autocommit=True, connect_timeout=TIMEOUT,
+                               read_timeout=TIMEOUT, write_timeout=TIMEOUT)
+
+    for i in range(16):
+        def write(tally: Tally, seq: int, box: list) -> None:
+            if box[0] is None:
+                box[0] = connect()
+            try:
+                with box[0].cursor() as cur:
+                    cur.execute("INSERT INTO w VALUES (%s, %s)", (tally.name, seq))
+            except pymysql.err.MySQLError:
+                box[0] = None       # what a pool does: drop the broken connection
+                raise
+            tally.acked.append(seq)
+            acked_at.append(time.monotonic())
+        writers.add(f"w{i}", write, setup=lambda: [None])
+    writers.start()
+    return writers, acked_at
+
+
+def present(server) -> set[tuple[str, int]]:
+    with registry.bypass():
+        return set(server.root_sql("SELECT writer, seq FROM app.w"))
+
+
+def wait_for_write_after(acked_at: list[float], moment: float, timeout: float) -> float:
+    deadline = moment + timeout
+    while time.monotonic() < deadline:
+        after = [t for t in acked_at if t > moment + 0.05]
+        if after:
+            return min(after) - moment
+        time.sleep(0.02)
+    raise AssertionError(f"no acknowledged write within {timeout} s")
+
+
+def test_kill_9_of_the_primary(pair, config, tmp_path):
+    resil.start(config)
+    monitor = start_monitor(config, tmp_path)
+    writers, acked_at = start_writers()
+    try:
+        time.sleep(1.5)                        # the monitor holds its lease; writes flow
+        killed = time.monotonic()
+        pair.primary.kill()
+        recovered = wait_for_write_after(acked_at, killed, timeout=5.0)
+        time.sleep(0.5)
+    finally:
+        writers.stop()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+    log = (tmp_path / "monitor.log").read_text()
+    assert "FAILOVER from" in log and "new primary" in log, log
+    assert recovered < 5.0
+    rows = present(pair.replica)
+    lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
+    assert not lost, f"{len(lost)} acknowledged writes lost"
+    longest = writers.longest_pause()
+    assert longest < TIMEOUT + 1.0, longest    # nobody blocked beyond the app's timeout
+    print(f"\nkill -9: first write on the new primary {recovered:.2f} s after the kill; "
+          f"{len(writers.errors)} client errors; {writers.acked} acked, 0 lost; longest "
+          f"block {longest:.2f} s\n{log}")
+
+
+def test_frozen_primary_is_failed_over_and_fenced_when_it_thaws(pair, config, tmp_path):
+    resil.start(config)
+    monitor = start_monitor(config, tmp_path)
+    writers, acked_at = start_writers()
+    try:
+        time.sleep(1.5)
+        frozen = time.monotonic()
+        pair.primary.freeze()
+        recovered = wait_for_write_after(acked_at, frozen, timeout=10.0)
+        pair.primary.thaw()
+        deadline = time.monotonic() + 5
+        while "came back writable" not in (tmp_path / "monitor.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        pair.primary.thaw()
+        writers.stop()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+    assert pair.primary.root_sql("SELECT @@read_only") == [(1,)]     # fenced, not writable
+    rows = present(pair.replica)
+    lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
+    assert not lost, f"{len(lost)} acknowledged writes lost"
+    assert writers.longest_pause() < TIMEOUT + 1.0
+    print(f"\nSIGSTOP: first write on the new primary {recovered:.2f} s after the freeze; "
+          f"{len(writers.errors)} client errors")
