@@ -168,3 +168,63 @@ def test_frozen_primary_is_failed_over_and_fenced_when_it_thaws(pair, config, tm
     assert writers.longest_pause() < TIMEOUT + 1.0
     print(f"\nSIGSTOP: first write on the new primary {recovered:.2f} s after the freeze; "
           f"{len(writers.errors)} client errors")
+
+
+def test_two_monitors_fail_over_once_and_the_second_takes_over(pair, config, tmp_path):
+    """Only the lease holder acts; kill it and the other one takes the lease over."""
+    first = start_monitor(config, tmp_path, "first")
+    time.sleep(1.0)                                   # the first one holds the lease
+    second = start_monitor(config, tmp_path, "second")
+    third = None
+    try:
+        time.sleep(1.0)
+        assert "observing only" in (tmp_path / "second.log").read_text()
+        first.kill()                                  # mid-run, no release of its lease
+        first.wait(5)
+        deadline = time.monotonic() + 5               # lease ttl 2 s
+        while "this monitor acts" not in (tmp_path / "second.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "second.log").read_text()
+            time.sleep(0.1)
+        third = start_monitor(config, tmp_path, "third")
+        time.sleep(1.0)
+        pair.primary.kill()
+        deadline = time.monotonic() + 8
+        while "new primary" not in (tmp_path / "second.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "second.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1.5)
+    finally:
+        for proc in (first, second, third):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+    logs = [(tmp_path / f"{n}.log").read_text() for n in ("first", "second", "third")]
+    assert sum(log.count("FAILOVER from") for log in logs) == 1, logs
+    assert "the lease holder acts" in logs[2]
+
+
+def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp_path,
+                                                              write_config):
+    """The monitor's view of the primary goes through a black hole; the replica still
+    replicates from the real primary: no failover."""
+    import socket
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)                                   # accepts, never answers
+    text = config.read_text().replace(f'a = "127.0.0.1:{pair.primary.port}"',
+                                      f'a = "127.0.0.1:{hole.getsockname()[1]}"')
+    cut_off = write_config(text, name="monitor.toml")
+    monitor = start_monitor(cut_off, tmp_path)
+    try:
+        deadline = time.monotonic() + 6
+        while "this monitor is cut off" not in (tmp_path / "monitor.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+        hole.close()
+    assert "FAILOVER" not in (tmp_path / "monitor.log").read_text()
+    assert pair.primary.root_sql("SELECT @@read_only") == [(0,)]
+    assert pair.replica.slave_status()["Slave_IO_Running"] == "Yes"

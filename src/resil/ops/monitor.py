@@ -79,7 +79,7 @@ class Monitor:
     holder: str = field(default_factory=issuer)
     clock: Callable[[], float] = time.monotonic
     _health: dict[str, _Health] = field(default_factory=dict)
-    _leader: bool = False
+    _leader: bool | None = None     # unknown until the first tick, which says which
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""

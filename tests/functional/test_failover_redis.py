@@ -1,0 +1,83 @@
+"""Unplanned failover of a Redis primary: `resil monitor` promotes the replica."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+import resil
+from functional.writers import Tally, Writers
+from resil import registry
+from servers import RedisPair
+
+BIN = Path(sys.executable).parent
+CONFIG = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+[resources.cache]
+kind = "redis"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
+aliases = ["cache"]
+"""
+
+
+@pytest.fixture
+def pair(tmp_path):
+    with RedisPair(tmp_path / "redis") as pair:
+        yield pair
+
+
+def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
+    config = write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
+                                        a=pair.primary.port, b=pair.replica.port))
+    resil.start(config)
+    log = open(tmp_path / "monitor.log", "w")
+    monitor = subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
+                                "--interval", "0.3", "--timeout", "0.5"], stdout=log,
+                               stderr=subprocess.STDOUT)
+    client = redis.Redis(host="cache", socket_timeout=2, socket_connect_timeout=1)
+    writers = Writers()
+    acked_at: list[float] = []
+    for i in range(8):
+        def write(tally: Tally, seq: int) -> None:
+            client.set(f"k:{tally.name}:{seq}", seq)
+            tally.acked.append(seq)
+            acked_at.append(time.monotonic())
+        writers.add(f"w{i}", write)
+    writers.start()
+    try:
+        time.sleep(1.0)
+        killed = time.monotonic()
+        pair.primary.kill()
+        deadline = killed + 5
+        while not [t for t in acked_at if t > killed + 0.05]:
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.02)
+        recovered = min(t for t in acked_at if t > killed + 0.05) - killed
+        time.sleep(0.3)
+    finally:
+        writers.stop()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+    text = (tmp_path / "monitor.log").read_text()
+    assert "FAILOVER from" in text and "new primary" in text
+    with registry.bypass():
+        new = pair.replica.client()
+        assert new.info("replication")["role"] == "master"
+        keys = set(new.keys("k:*"))
+    lost = sum(1 for t in writers.tallies for s in t.acked if f"k:{t.name}:{s}" not in keys)
+    # Redis replicates asynchronously: the writes acknowledged in the last instant before
+    # the kill may not have reached the replica. They are counted, not hidden.
+    print(f"\nredis kill -9: first write {recovered:.2f} s after the kill; "
+          f"{len(writers.errors)} client errors; {lost} of {writers.acked} acked writes lost")
+    assert recovered < 5.0
+    assert lost <= 50
