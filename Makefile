@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-switch docs servers venv clean
+.PHONY: demo test bench bench-switch bench-failover docs servers venv clean
 
 demo: venv servers  ## the main job: a small app under resil-run against real MariaDB and Redis
 	$(PY) examples/quickstart/run.py
@@ -19,6 +19,9 @@ bench: venv servers  ## overhead and start-up benchmarks, ratios against the unp
 
 bench-switch: venv servers  ## planned switches under load: pause, errors, lost writes, steps
 	$(PY) benchmarks/switch.py
+
+bench-failover: venv servers  ## kill -9 of a primary under load: detection, first write, losses
+	$(PY) benchmarks/failover.py
 
 docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
 	$(PY) -c "from resil.envvars import markdown; print(markdown(), end='')" > docs/configuration.md

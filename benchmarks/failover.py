@@ -1,0 +1,206 @@
+"""Unplanned failover: detection time, time to the first write, lost writes, client errors.
+
+For MySQL (a semi-synchronous MariaDB pair, 16 writer threads of autocommit INSERTs)
+and Redis (8 writer threads of SET), it starts the resil agent and a monitor in this
+process (the same code as ``resil monitor``: probe every 0.3 s, 3 failures, 0.5 s
+timeout), ``kill -9``s the primary and measures from the kill:
+
+- detection: until the monitor decides the primary is dead (and locks it);
+- published: until the new primary is published;
+- first write: until a writer's write is acknowledged again;
+- client errors: exceptions the writers saw; lost: acknowledged writes absent afterwards.
+
+Usage: ``.venv/bin/python benchmarks/failover.py [--runs N]`` (``make bench-failover``).
+Results also go to benchmarks/results/failover.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))         # the real-server harness and writers
+
+import pymysql  # noqa: E402
+import redis  # noqa: E402
+
+import resil  # noqa: E402
+from functional.writers import Tally, Writers  # noqa: E402
+from resil import registry  # noqa: E402
+from resil.config import load_config  # noqa: E402
+from resil.control import open_control_plane  # noqa: E402
+from resil.ops.monitor import Monitor, MonitorOptions  # noqa: E402
+from servers import MariaDBPair, RedisPair  # noqa: E402
+
+MYSQL = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+[resources.orders-db]
+kind = "mysql"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
+aliases = ["orders-db"]
+admin_user = "resil"
+admin_password_env = "BENCH_ADMIN_PW"
+replication_user = "repl"
+replication_password_env = "BENCH_REPL_PW"
+"""
+REDIS = """
+unit = "a"
+[control]
+url = "{state}"
+poll_interval = 0.01
+[resources.cache]
+kind = "redis"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
+aliases = ["cache"]
+"""
+OPTIONS = MonitorOptions(interval=0.3, failures=3, timeout=0.5)
+
+
+def mysql_writers(acked_at: list[float]) -> Writers:
+    writers = Writers()
+    for i in range(16):
+        def write(tally: Tally, seq: int, box: list[Any]) -> None:
+            if box[0] is None:
+                box[0] = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                         database="app", autocommit=True, connect_timeout=2,
+                                         read_timeout=2, write_timeout=2)
+            try:
+                with box[0].cursor() as cur:
+                    cur.execute("INSERT INTO w VALUES (%s, %s)", (tally.name, seq))
+            except pymysql.err.MySQLError:
+                box[0] = None       # what a pool does with a broken connection
+                raise
+            tally.acked.append(seq)
+            acked_at.append(time.monotonic())
+        writers.add(f"w{i}", write, setup=lambda: [None])
+    return writers
+
+
+def redis_writers(acked_at: list[float]) -> Writers:
+    client = redis.Redis(host="cache", socket_timeout=2, socket_connect_timeout=1)
+    writers = Writers()
+    for i in range(8):
+        def write(tally: Tally, seq: int) -> None:
+            client.set(f"k:{tally.name}:{seq}", seq)
+            tally.acked.append(seq)
+            acked_at.append(time.monotonic())
+        writers.add(f"w{i}", write)
+    return writers
+
+
+def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: Any,
+            present: Any) -> dict[str, Any]:
+    config = load_config(config_path)
+    plane = open_control_plane(config.control_url, config.topology, None)
+    events: dict[str, float] = {}
+
+    def out(line: str) -> None:
+        for word, key in (("FAILOVER", "detected"), ("new primary", "published")):
+            if word in line:
+                events.setdefault(key, time.monotonic())
+
+    resil.start(config)
+    stop = threading.Event()
+    monitor = threading.Thread(target=Monitor(config, plane, OPTIONS, out=out).run,
+                               args=(stop,), daemon=True)
+    monitor.start()
+    writers.start()
+    try:
+        time.sleep(1.5)
+        killed = time.monotonic()
+        kill()
+        deadline = killed + 15
+        while time.monotonic() < deadline and not [t for t in acked_at if t > killed + 0.05]:
+            time.sleep(0.01)
+        time.sleep(0.5)
+    finally:
+        writers.stop()
+        stop.set()
+        monitor.join(10)
+        resil.stop()
+    after = [t for t in acked_at if t > killed + 0.05]
+    with registry.bypass():
+        rows = present()
+    lost = sum(1 for t in writers.tallies for s in t.acked if (t.name, s) not in rows)
+    return {
+        "detected_s": events.get("detected", float("nan")) - killed,
+        "published_s": events.get("published", float("nan")) - killed,
+        "first_write_s": (min(after) - killed) if after else float("nan"),
+        "client_errors": len(writers.errors), "acked": writers.acked, "lost": lost,
+    }
+
+
+def run_mysql(base: Path) -> dict[str, Any]:
+    with MariaDBPair(base, semi_sync=True) as pair:
+        pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000;"
+                              "CREATE TABLE app.w (writer VARCHAR(16), seq INT, "
+                              "PRIMARY KEY (writer, seq))")
+        pair.replica.root_sql("STOP SLAVE; SET GLOBAL slave_net_timeout = 2; "
+                              "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
+        pair.wait_caught_up()
+        path = base / "resil.toml"
+        path.write_text(MYSQL.format(state=(base / "state.json").as_uri(),
+                                     a=pair.primary.port, b=pair.replica.port))
+        acked_at: list[float] = []
+        return measure(path, mysql_writers(acked_at), acked_at, pair.primary.kill,
+                       lambda: set(pair.replica.root_sql("SELECT writer, seq FROM app.w")))
+
+
+def run_redis(base: Path) -> dict[str, Any]:
+    with RedisPair(base) as pair:
+        path = base / "resil.toml"
+        path.write_text(REDIS.format(state=(base / "state.json").as_uri(),
+                                     a=pair.primary.port, b=pair.replica.port))
+        acked_at: list[float] = []
+
+        def present() -> set[tuple[str, int]]:
+            keys = pair.replica.client().keys("k:*")
+            return {(k.split(":")[1], int(k.split(":")[2])) for k in keys}
+        return measure(path, redis_writers(acked_at), acked_at, pair.primary.kill, present)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="kills per database (default 3)")
+    args = parser.parse_args()
+    os.environ.update(BENCH_ADMIN_PW="resilpw", BENCH_REPL_PW="replpw")
+    results: dict[str, list[dict[str, Any]]] = {"mysql": [], "redis": []}
+    for i in range(args.runs):
+        base = Path(tempfile.mkdtemp(prefix="resil-bench-failover-"))
+        results["mysql"].append(run_mysql(base / f"mysql{i}"))
+        results["redis"].append(run_redis(base / f"redis{i}"))
+    print(f"\nkill -9 of the primary, monitor: probe every {OPTIONS.interval} s, "
+          f"{OPTIONS.failures} failures, {OPTIONS.timeout} s timeout; {args.runs} run(s) each")
+    print(f"{'':8}{'detected':>10}{'published':>11}{'first write':>13}"
+          f"{'errors':>8}{'acked':>8}{'lost':>6}")
+    for name, runs in results.items():
+        for r in runs:
+            print(f"{name:<8}{r['detected_s']:>9.2f}s{r['published_s']:>10.2f}s"
+                  f"{r['first_write_s']:>12.2f}s{r['client_errors']:>8}{r['acked']:>8}"
+                  f"{r['lost']:>6}")
+        med = statistics.median(r["first_write_s"] for r in runs)
+        print(f"{name:<8} median first write {med:.2f} s after the kill")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "failover.json").write_text(json.dumps(results, indent=1))
+    print("\nMySQL runs semi-synchronous replication: no acknowledged write may be lost. "
+          "Redis replicates asynchronously: a write acknowledged just before the kill can be.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
