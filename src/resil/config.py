@@ -290,9 +290,18 @@ def _build_resource(name: str, table: object, source: _Source) -> Resource:
     if not 0 < lock_timeout <= 300:
         raise source.error(f"{prefix}.lock_timeout", lock_timeout,
                            "must be between 0 and 300 seconds")
+    connect_timeout = _number(table, "connect_timeout", source, prefix=prefix, default=5.0)
+    if not 0 < connect_timeout <= 300:
+        raise source.error(f"{prefix}.connect_timeout", connect_timeout,
+                           "must be between 0 and 300 seconds")
+    io_timeout = _number(table, "io_timeout", source, prefix=prefix, default=30.0)
+    if not 0 <= io_timeout <= 3600:
+        raise source.error(f"{prefix}.io_timeout", io_timeout,
+                           "must be between 0 (leave as is) and 3600 seconds")
     return Resource(
         name=name, kind=rkind, endpoints=MappingProxyType(endpoints), primary=primary,
-        aliases=aliases, lock_timeout=lock_timeout,
+        aliases=aliases, lock_timeout=lock_timeout, connect_timeout=connect_timeout,
+        io_timeout=io_timeout,
         admin_user=_str(table, "admin_user", source, prefix=prefix),
         admin_password_env=_str(table, "admin_password_env", source, prefix=prefix),
         replication_user=_str(table, "replication_user", source, prefix=prefix),

@@ -105,6 +105,13 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "mysql/redis: longest time a write is held while a switch has the resource "
             "locked; then it fails with LockTimeoutError (never sent, safe to retry).",
             flag=False),
+    Setting("connect_timeout", "float", 5.0,
+            "mysql/redis: upper bound of the application's connect timeout to this "
+            "resource (a dead endpoint fails fast).", flag=False),
+    Setting("io_timeout", "float", 30.0,
+            "mysql/redis: read/write timeout given to connections whose application set "
+            "none (PyMySQL and redis-py wait forever on a frozen server by default); 0 "
+            "leaves them as they are.", flag=False),
     Setting("admin_user", "str", "",
             "mysql: account used by `resil db switch` and `resil monitor`, never by the "
             "application.", flag=False),

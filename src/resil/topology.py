@@ -56,6 +56,10 @@ class Resource:
     aliases: tuple[Alias, ...] = ()
     lock_timeout: float = 5.0
     """Longest hold of a write while a switch has the resource locked (seconds)."""
+    connect_timeout: float = 5.0
+    """Upper bound of the application's connect timeout (seconds)."""
+    io_timeout: float = 30.0
+    """Read/write timeout for connections that set none (seconds; 0: leave them)."""
     admin_user: str = ""
     admin_password_env: str = ""
     replication_user: str = ""

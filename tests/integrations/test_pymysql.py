@@ -119,3 +119,16 @@ def test_disabled_integration_is_not_installed(pair_config, monkeypatch):
     assert [i.name for i in agent.integrations] == ["redis"]
     with pytest.raises(pymysql.err.OperationalError):
         pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
+
+
+def test_timeouts_are_bounded_for_routed_connections(pair_config, mariadb_pair):
+    resil.start(pair_config)
+    routed = pymysql.connect(host="orders-db", user="app", password="apppw")
+    assert routed.connect_timeout == 5.0                      # capped from pymysql's 10
+    assert routed._read_timeout == routed._write_timeout == 30.0  # none set: bounded
+    mine = pymysql.connect(host="orders-db", user="app", password="apppw",
+                           connect_timeout=2, read_timeout=7)
+    assert (mine.connect_timeout, mine._read_timeout) == (2, 7)   # the app's own stay
+    other = pymysql.connect(host="localhost", port=mariadb_pair.replica.port, user="app",
+                            password="apppw")
+    assert other._read_timeout is None                        # not a resource: untouched

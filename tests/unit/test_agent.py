@@ -121,7 +121,7 @@ def test_start_is_idempotent_and_disabled_does_nothing(setup, monkeypatch):
 
 
 def test_unsupported_control_url_falls_back_to_initial_state(write_config, caplog):
-    path = write_config(CONFIG.format(url="redis://127.0.0.1:1/0", signing=""))
+    path = write_config(CONFIG.format(url="etcd://127.0.0.1:1/", signing=""))
     with caplog.at_level(logging.ERROR, logger="resil"):
         agent = resil.start(path)
     assert "not available in this version" in caplog.text

@@ -63,7 +63,22 @@ def _access(sql: Any, status: int) -> Access:
 def _route(conn: Any) -> Tracked | None:
     if getattr(conn, "unix_socket", None):
         return None
-    return TRACKER.route(conn)
+    record = TRACKER.route(conn)
+    if record is not None:
+        _bound_timeouts(conn, record)
+    return record
+
+
+def _bound_timeouts(conn: Any, record: Tracked) -> None:
+    """No application thread waits on a dead or frozen primary without a bound."""
+    resource = record.resource
+    if conn.connect_timeout is None or conn.connect_timeout > resource.connect_timeout:
+        conn.connect_timeout = resource.connect_timeout
+    if resource.io_timeout:
+        if conn._read_timeout is None:
+            conn._read_timeout = resource.io_timeout
+        if conn._write_timeout is None:
+            conn._write_timeout = resource.io_timeout
 
 
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],

@@ -50,7 +50,15 @@ def _is_write(command: Any) -> bool:
 
 
 def _route(conn: Any) -> None:
-    TRACKER.route(conn)
+    record = TRACKER.route(conn)
+    if record is None:
+        return
+    resource = record.resource     # no thread waits on a dead or frozen primary unbounded
+    if conn.socket_connect_timeout is None \
+            or conn.socket_connect_timeout > resource.connect_timeout:
+        conn.socket_connect_timeout = resource.connect_timeout
+    if resource.io_timeout and conn.socket_timeout is None:
+        conn.socket_timeout = resource.io_timeout
 
 
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
