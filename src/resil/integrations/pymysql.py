@@ -81,14 +81,28 @@ def _bound_timeouts(conn: Any, record: Tracked) -> None:
             conn._write_timeout = resource.io_timeout
 
 
+def _wait_if_locked(conn: Any, record: Tracked) -> None:
+    """A new connection while a switch or failover has the resource locked: the primary
+    it would reach is being replaced (or is dead). Wait for the new one, then route."""
+    agent = registry.agent()
+    if agent is None or record.resource.name not in agent.state.locks:
+        return
+    agent.gate.hold(record.resource.name, record.resource.lock_timeout)
+    TRACKER.route(conn)
+
+
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
     record = fail_open("pymysql.connect", _route, instance)
     if record is None:
         return wrapped(*args, **kwargs)
+    fail_open("pymysql.connect", _wait_if_locked, instance, record)
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
         return wrapped(*args, **kwargs)
+    except Exception:
+        registry.count(f"connect_failures:{instance.host}:{instance.port}")
+        raise
     finally:
         record.connecting = False
 
