@@ -54,9 +54,10 @@ class Agent:
         self._last_error = ""
         if plane is None:
             try:
-                self.plane = open_control_plane(config.control_url, config.topology,
-                                                config.signing_key,
-                                                poll_interval=config.poll_interval)
+                self.plane = open_control_plane(
+                    config.control_url, config.topology, config.signing_key,
+                    poll_interval=config.poll_interval,
+                    agent_ttl=max(10.0, 3 * config.heartbeat_interval))
             except ControlPlaneError as exc:
                 log.error("resil: %s; running on the configuration's initial state", exc)
 
@@ -153,7 +154,9 @@ class Agent:
         while not self._stopped and self.plane is not None:
             try:
                 self.plane.report(self.heartbeat())
-            except Exception as exc:  # a full disk must not kill the loop
+            except ResilError as exc:   # the control plane is down: said once, not a fault
+                self._report(exc)
+            except Exception as exc:    # a full disk must not kill the loop
                 registry.record_fault("heartbeat", exc)
             # While a switch holds a lock it waits on our in-flight count: report often.
             interval = 0.02 if self.state.locks else self.config.heartbeat_interval

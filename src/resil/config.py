@@ -200,7 +200,10 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
             raise source.error("control.signing_key_env", key_env,
                                f"environment variable {key_env} is not set or empty")
         signing_key = value.encode()
-    poll = _number(control, "poll_interval", source, prefix="control", default=0.05)
+    # The file backend polls a local stat (cheap); Redis polls only to reconcile missed
+    # pub/sub messages, so every process asking it 20 times a second would be waste.
+    poll_default = 0.05 if urlsplit(control_url).scheme == "file" else 1.0
+    poll = _number(control, "poll_interval", source, prefix="control", default=poll_default)
     if not 0.001 <= poll <= 60:
         raise source.error("control.poll_interval", poll, "must be between 0.001 and 60 seconds")
     heartbeat = _number(control, "heartbeat_interval", source, prefix="control", default=1.0)

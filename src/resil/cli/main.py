@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..agent import issuer
 from ..config import Config, load_config
@@ -161,7 +162,7 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"configuration OK: {config.path}")
     print(f"unit: {config.unit}")
     print(f"units: {', '.join(config.topology.units)}")
-    print(f"control: {config.control_url}"
+    print(f"control: {safe_url(config.control_url)}"
           f"{' (signed with $' + config.signing_key_env + ')' if config.signing_key_env else ''}")
     print(f"admin: {config.admin_listen[0]}:{config.admin_listen[1]}")
     print("resources:")
@@ -196,13 +197,21 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
         plane = open_control_plane(config.control_url, config.topology, config.signing_key)
     except ControlPlaneError as exc:
         return initial, None, str(exc), []
-    live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
-    agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
     try:
+        live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
+        agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
         signal = plane.load()
     except (ControlPlaneError, SignalError) as exc:
-        return initial, None, str(exc), agents
+        return initial, None, str(exc), []
     return (signal.state if signal else initial), signal, "", agents
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its credentials replaced by ``***`` (for printing)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,
@@ -222,7 +231,7 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
     return {
         "unit": config.unit,
         "control": {
-            "url": config.control_url,
+            "url": safe_url(config.control_url),
             "epoch": state.epoch,
             "issued_at": signal.issued_at if signal else None,
             "issuer": signal.issuer if signal else None,

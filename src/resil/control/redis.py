@@ -311,7 +311,6 @@ class RedisControlPlane:
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_timeout": socket_timeout,
             "retry": Retry(NoBackoff(), 0),     # fail fast: the watch has its own backoff
-            "retry_on_timeout": False,
             "decode_responses": False,
             "client_name": "resil-control",
         }
@@ -320,10 +319,12 @@ class RedisControlPlane:
             if target.sentinel_password is not None:
                 sentinel_options["password"] = target.sentinel_password
             with registry.bypass():
-                sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options,
-                                    **options)
-                return sentinel.master_for(target.service, db=target.db,
-                                           username=target.username, password=target.password)
+                sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                    list(target.hosts), sentinel_kwargs=sentinel_options, **options)
+                master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                    target.service, db=target.db, username=target.username,
+                    password=target.password)
+                return master
         if target.scheme == "rediss":
             options["ssl"] = True
             if target.ssl_ca_certs is not None:
@@ -361,10 +362,11 @@ class RedisControlPlane:
             return None
         return self.decode(data)
 
-    def decode(self, data: bytes) -> Signal:
+    def decode(self, data: bytes | str) -> Signal:
         """Verify stored or published bytes; SignalError names the plane."""
+        raw = data.encode() if isinstance(data, str) else data
         try:
-            return decode_signal(data, self._topology, self._key)
+            return decode_signal(raw, self._topology, self._key)
         except SignalError as exc:
             raise SignalError(f"{self.url} {self.state_key}: {exc}") from None
 
@@ -390,7 +392,7 @@ class RedisControlPlane:
                 self._client.pipeline(transaction=True) as pipe:
             for _ in range(PUBLISH_ATTEMPTS):
                 try:
-                    pipe.watch(self.state_key)
+                    pipe.watch(self.state_key)  # type: ignore[no-untyped-call]
                     stored = pipe.get(self.state_key)
                     current = None
                     if stored is not None:
@@ -469,10 +471,17 @@ class RedisControlPlane:
         return bool(held)
 
     def release(self, name: str, holder: str) -> None:
-        """Give the lease ``name`` up, if ``holder`` holds it (else do nothing)."""
+        """Give the lease ``name`` up, if ``holder`` holds it (else do nothing).
+
+        Best effort, like the file backend's: when Redis is unreachable the lease is
+        left to expire by itself (a warning is logged).
+        """
         key = self.lease_key(name)
-        with self._talking(f"release lease {key}"):
-            self._release_script(keys=[key], args=[holder])
+        try:
+            with self._talking(f"release lease {key}"):
+                self._release_script(keys=[key], args=[holder])
+        except ControlPlaneError as exc:
+            log.warning("resil: %s; the lease expires by itself", exc)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -542,8 +551,9 @@ class _RedisWatch:
                 if client is None:
                     client = self._plane.new_client(socket_timeout=WATCH_SOCKET_TIMEOUT)
                 with registry.bypass():
-                    pubsub = client.pubsub(ignore_subscribe_messages=False)
-                    self._subscribe(pubsub)
+                    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                self._subscribe(pubsub)
+                with registry.bypass():
                     data = client.get(self._plane.state_key)    # catch up
                 if self._down:
                     log.info("resil: control plane %s reachable again", self._plane.url)
@@ -569,10 +579,12 @@ class _RedisWatch:
 
     def _subscribe(self, pubsub: redis.client.PubSub) -> None:
         """Subscribe and wait for the confirmation: from then on nothing is missed."""
-        pubsub.subscribe(self._plane.channel)
+        with registry.bypass():
+            pubsub.subscribe(self._plane.channel)
         deadline = time.monotonic() + CONNECT_TIMEOUT + WATCH_SOCKET_TIMEOUT
         while time.monotonic() < deadline and not self._stopped.is_set():
-            message = pubsub.get_message(timeout=_LISTEN_SLICE)
+            with registry.bypass():
+                message = pubsub.get_message(timeout=_LISTEN_SLICE)
             if message is None:
                 continue
             if message.get("type") == "subscribe":
