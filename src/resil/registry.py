@@ -22,7 +22,11 @@ _faults: Counter[str] = Counter()
 _faults_lock = threading.Lock()
 _stats: Counter[str] = Counter()
 _max_hold = 0.0
-_bypass = threading.local()
+class _Bypass(threading.local):
+    depth = 0       # a class default: reading it never raises (fast on every connect)
+
+
+_bypass = _Bypass()
 
 
 def agent() -> Agent | None:
@@ -89,7 +93,7 @@ class bypass:
     """
 
     def __enter__(self) -> None:
-        _bypass.depth = getattr(_bypass, "depth", 0) + 1
+        _bypass.depth += 1
 
     def __exit__(self, *exc: object) -> None:
         _bypass.depth -= 1
@@ -97,7 +101,7 @@ class bypass:
 
 def bypassed() -> bool:
     """Whether the current thread is inside :class:`bypass`."""
-    return getattr(_bypass, "depth", 0) > 0
+    return _bypass.depth > 0
 
 
 def reset() -> None:

@@ -50,7 +50,7 @@ class Tracker:
         router = registry.router()
         if router is None or registry.bypassed():
             return None
-        record: Tracked | None = getattr(conn, ATTRIBUTE, None)
+        record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         state = router.state()
         if record is None:
             origin = (str(conn.host), int(conn.port))
@@ -78,4 +78,5 @@ class Tracker:
 
 def tracked(conn: Any) -> Tracked | None:
     """The record of ``conn``, if resil routes it."""
-    return getattr(conn, ATTRIBUTE, None)
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    return record
