@@ -39,7 +39,10 @@ replication_user = "repl"
 replication_password_env = "TEST_REPL_PW"
 """
 ENV = {"TEST_ADMIN_PW": "resilpw", "TEST_REPL_PW": "replpw"}
-TIMEOUT = 2.0       # the application's read/write timeout: the longest a thread may block
+TIMEOUT = 2.0       # the application's connect and read/write timeouts
+# One write is at most a connect (TCP, then the server's greeting: each bounded by
+# TIMEOUT) and one statement (bounded by TIMEOUT); plus scheduling slack.
+BOUND = 3 * TIMEOUT + 0.5
 
 
 @pytest.fixture
@@ -135,7 +138,7 @@ def test_kill_9_of_the_primary(pair, config, tmp_path):
     lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
     assert not lost, f"{len(lost)} acknowledged writes lost"
     longest = writers.longest_pause()
-    assert longest < TIMEOUT + 1.0, longest    # nobody blocked beyond the app's timeout
+    assert longest < BOUND, longest             # nobody blocked beyond the app's timeouts
     print(f"\nkill -9: first write on the new primary {recovered:.2f} s after the kill; "
           f"{len(writers.errors)} client errors; {writers.acked} acked, 0 lost; longest "
           f"block {longest:.2f} s\n{log}")
@@ -165,7 +168,7 @@ def test_frozen_primary_is_failed_over_and_fenced_when_it_thaws(pair, config, tm
     rows = present(pair.replica)
     lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
     assert not lost, f"{len(lost)} acknowledged writes lost"
-    assert writers.longest_pause() < TIMEOUT + 1.0
+    assert writers.longest_pause() < BOUND
     print(f"\nSIGSTOP: first write on the new primary {recovered:.2f} s after the freeze; "
           f"{len(writers.errors)} client errors")
 

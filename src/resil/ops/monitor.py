@@ -23,9 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..agent import issuer
 from ..config import Config
@@ -181,9 +180,9 @@ class Monitor:
         finally:
             server.close()
 
-    def _replica_views(self, resource: Resource, primary: Endpoint) -> dict[Endpoint, bool]:
-        """Each reachable replica: True when it has lost the primary too."""
-        views: dict[Endpoint, bool] = {}
+    def _others(self, resource: Resource, primary: Endpoint,
+                read_factor: float) -> Iterator[tuple[Endpoint, Server]]:
+        """Admin handles on the reachable endpoints other than ``primary`` (closed after)."""
         for unit in resource.units:
             endpoint = resource.endpoint_in(unit)
             if endpoint is None or endpoint == primary:
@@ -191,16 +190,23 @@ class Monitor:
             try:
                 server = open_server(resource, endpoint, Credentials.of(resource),
                                      timeout=self.options.timeout,
-                                     read_timeout=self.options.timeout * 3)
+                                     read_timeout=self.options.timeout * read_factor)
             except ResilError:
                 continue
             try:
-                status = server.replication()
-                views[endpoint] = status["role"] != "replica" or not status["running"]
-            except Exception:
-                continue
+                yield endpoint, server
             finally:
                 server.close()
+
+    def _replica_views(self, resource: Resource, primary: Endpoint) -> dict[Endpoint, bool]:
+        """Each reachable replica: True when it has lost the primary too."""
+        views: dict[Endpoint, bool] = {}
+        for endpoint, server in self._others(resource, primary, 3):
+            try:
+                status = server.replication()
+            except Exception:
+                continue
+            views[endpoint] = status["role"] != "replica" or not status["running"]
         return views
 
     # ------------------------------------------------------------------ failover
@@ -292,16 +298,7 @@ class Monitor:
 
     def _fence_stale(self, resource: Resource, primary: Endpoint) -> None:
         """Any other endpoint that accepts writes is a stale primary: fence it."""
-        for unit in resource.units:
-            endpoint = resource.endpoint_in(unit)
-            if endpoint is None or endpoint == primary:
-                continue
-            try:
-                server = open_server(resource, endpoint, Credentials.of(resource),
-                                     timeout=self.options.timeout,
-                                     read_timeout=self.options.timeout * 4)
-            except ResilError:
-                continue
+        for endpoint, server in self._others(resource, primary, 4):
             try:
                 if server.writable():
                     cut = server.fence_for_good()
@@ -310,12 +307,4 @@ class Monitor:
                              "needs a rejoin (CHANGE MASTER / REPLICAOF) by an operator")
             except Exception as exc:
                 self.say(f"{resource.name}: could not check {endpoint}: {exc!r}")
-            finally:
-                server.close()
 
-
-def describe(options: MonitorOptions) -> dict[str, Any]:
-    """The published defaults and the detection time they imply."""
-    return {"interval": options.interval, "failures": options.failures,
-            "timeout": options.timeout, "anti_flap": options.anti_flap,
-            "lease_ttl": options.lease_ttl, "detection_time": options.detection_time}
