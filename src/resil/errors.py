@@ -71,9 +71,10 @@ class TransactionInterruptedError(ResilError):
 
 
 class LockTimeoutError(ResilError):
-    """A write waited longer than the resource's ``lock_timeout`` for a switch to finish.
+    """A write (or a new connection) waited longer than the resource's ``lock_timeout``
+    for a switch or failover to finish.
 
-    The write was never sent: it is safe to retry it.
+    Nothing was sent: it is safe to retry.
     """
 
     def __init__(self, resource: str, waited: float, holder: str) -> None:

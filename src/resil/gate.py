@@ -59,6 +59,10 @@ class Gate:
                 registry.count("hold_timeouts")
                 raise LockTimeoutError(resource, self._clock() - started,
                                        state.locks[resource].holder)
-            state = self._wait(state.epoch, remaining)
+            changed = self._wait(state.epoch, remaining)
+            if changed.epoch == state.epoch:
+                # Woken without a new epoch (the agent is stopping): do not spin.
+                time.sleep(min(0.05, max(remaining, 0.0)))
+            state = changed
         registry.observe_hold(self._clock() - started)
         return state
