@@ -159,3 +159,46 @@ def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):
         with registry.bypass():
             old.execute_command("REPLICAOF", "NO", "ONE")   # put the pair back: a primary
             new.execute_command("REPLICAOF", "127.0.0.1", str(pair.primary.port))
+
+
+def test_asyncio_client_follows_switches_without_errors(pair, config):
+    import asyncio
+
+    import redis.asyncio
+    resil.start(config)
+
+    async def main() -> tuple[dict[str, int], list[str], int]:
+        client = redis.asyncio.Redis(host="cache", socket_timeout=10)
+        for key in await client.keys("acount:*"):
+            await client.delete(key)
+        acked: dict[str, int] = {}
+        errors: list[str] = []
+        stop = asyncio.Event()
+
+        async def writer(name: str) -> None:
+            while not stop.is_set():
+                try:
+                    acked[name] = int(await client.incr(f"acount:{name}"))
+                except Exception as exc:
+                    errors.append(repr(exc))
+                    await asyncio.sleep(0.01)
+        tasks = [asyncio.create_task(writer(f"t{i}")) for i in range(4)]
+        await asyncio.sleep(0.3)
+        for to in ("b", "a", "b", "a"):
+            out = await asyncio.to_thread(switch, config, to)
+            assert out.returncode == 0, out.stdout + out.stderr
+            await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*tasks)
+        port = int((await client.config_get("port"))["port"])
+        await client.aclose()
+        return acked, errors, port
+
+    acked, errors, port = asyncio.run(main())
+    assert not errors, errors[:3]
+    assert port == pair.primary.port
+    with registry.bypass():
+        primary = pair.primary.client()
+        for name, value in acked.items():       # every acknowledged INCR is there, once
+            assert int(primary.get(f"acount:{name}")) == value
+    assert registry.stats().get("redis_connections_moved", 0) >= 4

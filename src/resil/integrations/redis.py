@@ -14,13 +14,16 @@ Seams:
   is a switch signal: resil re-reads the control state, waits for the new primary and
   retries the command once.
 
-The asyncio client is routed on (re)connect; moving its pooled connections and holding
-its writes is not done yet.
+The asyncio client (``redis.asyncio``) gets the same treatment through the same seams
+of its own classes; there a held write awaits (polling the control state every 10 ms)
+instead of blocking the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import registry
@@ -191,6 +194,66 @@ def _pipeline_execute(wrapped: Callable[..., Any], instance: Any, args: tuple[An
     return _guarded(wrapped, instance, args, kwargs, commands)
 
 
+# --------------------------------------------------------------------------- asyncio
+
+def _make_async_get_connection(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """``redis.asyncio`` ``ConnectionPool.get_connection``: move a stale connection."""
+    async def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = await original(self, *args, **kwargs)
+        record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+        if record is None:
+            return conn
+        agent = registry.agent()
+        if agent is not None and agent.state.epoch != record.epoch \
+                and fail_open("redis.boundary", _stale, conn, record):
+            await conn.disconnect()
+            registry.count("redis_connections_moved")
+        return conn
+    return get_connection
+
+
+def _async_lock_of(client: Any, commands: tuple[Any, ...]) -> tuple[str, float] | None:
+    """(resource, lock_timeout) when these commands must wait for a lock to clear."""
+    if registry.bypassed():
+        return None
+    resource = _resource_of(client)
+    agent = registry.agent()
+    if resource is None or agent is None or resource.name not in agent.state.locks:
+        return None
+    if not any(_is_write(c) for c in commands):
+        return None
+    return resource.name, resource.lock_timeout
+
+
+async def _async_hold(name: str, timeout: float) -> None:
+    """Await (never block the loop) until ``name`` is unlocked; LockTimeoutError after."""
+    from ..errors import LockTimeoutError
+    started = time.monotonic()
+    registry.count("held_writes")
+    while True:
+        agent = registry.agent()
+        state = agent.state if agent is not None else None
+        if state is None or name not in state.locks:
+            registry.observe_hold(time.monotonic() - started)
+            return
+        if time.monotonic() - started >= timeout:
+            registry.count("hold_timeouts")
+            raise LockTimeoutError(name, time.monotonic() - started, state.locks[name].holder)
+        await asyncio.sleep(0.01)
+
+
+def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """``redis.asyncio`` ``Redis.execute_command``: hold writes while locked."""
+    async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
+        agent = registry.agent()
+        if agent is not None and agent.state.locks:
+            lock = fail_open("redis.gate", _async_lock_of, self, args[:1])
+            if lock is not None:
+                await _async_hold(*lock)
+        return await original(self, *args, **options)
+    return execute_command
+
+
 class RedisIntegration(Integration):
     """Routing and hot switching for redis-py."""
 
@@ -206,4 +269,10 @@ class RedisIntegration(Integration):
         Target("redis.client", "Redis.execute_command", _make_execute_command, method=True),
         Target("redis.client", "Pipeline.execute", _pipeline_execute),
         Target("redis.asyncio.connection", "Connection._connect", _connect),
+        Target("redis.asyncio.connection", "ConnectionPool.get_connection",
+               _make_async_get_connection, method=True),
+        Target("redis.asyncio.connection", "BlockingConnectionPool.get_connection",
+               _make_async_get_connection, method=True),
+        Target("redis.asyncio.client", "Redis.execute_command", _make_async_execute_command,
+               method=True),
     )
