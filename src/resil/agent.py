@@ -9,6 +9,7 @@ watch in each worker instead of a thread that did not survive ``fork()``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pwd
@@ -183,6 +184,15 @@ class Agent:
                                                name="resil-heartbeat", daemon=True)
             self._heartbeat.start()
             self._watching = True
+            atexit.register(self._retire_at_exit)
+
+    def _retire_at_exit(self) -> None:
+        """At interpreter exit: take this agent's heartbeat off the control plane."""
+        if self.plane is not None and self._watching and not self._stopped:
+            try:
+                self.plane.retire(self.id)
+            except Exception:  # exiting anyway; a stale heartbeat ages out
+                pass
 
     def _on_watch_error(self, exc: Exception) -> None:
         if isinstance(exc, ResilError):

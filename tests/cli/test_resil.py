@@ -110,3 +110,17 @@ def test_db_unlock_removes_a_stale_lock(pair_config):
     assert "orders-db" not in plane.load().state.locks
     out = resil("db", "unlock", "orders-db", "--config", str(pair_config))
     assert out.returncode == 0 and "is not locked" in out.stdout
+
+
+def test_an_agent_takes_its_heartbeat_away_when_it_exits(pair_config, tmp_path):
+    import os
+    app = ("import pymysql, time\n"
+           "pymysql.connect(host='orders-db', user='app', password='apppw')\n"
+           "time.sleep(0.5)\n")
+    (tmp_path / "app.py").write_text(app)
+    agents_dir = tmp_path / "state.json.agents"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([str(Path(sys.executable).parent / "resil-run"), "python", "app.py"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert agents_dir.is_dir() and not list(agents_dir.glob("*.json"))
