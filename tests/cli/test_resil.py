@@ -124,3 +124,11 @@ def test_an_agent_takes_its_heartbeat_away_when_it_exits(pair_config, tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert agents_dir.is_dir() and not list(agents_dir.glob("*.json"))
+
+
+def test_a_malformed_control_url_is_a_configuration_error(write_config):
+    bad = write_config(EXAMPLE.read_text().replace("file:///var/lib/resil/state.json",
+                                                   "redis://h:6379/x"))
+    out = resil("config", "check", str(bad))
+    assert out.returncode == 2
+    assert "control.url = 'redis://h:6379/x'" in out.stderr and "not a number" in out.stderr

@@ -158,7 +158,9 @@ def _db_unlock(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from .run import _check_control_url
     config = load_config(args.path)
+    _check_control_url(config)
     print(f"configuration OK: {config.path}")
     print(f"unit: {config.unit}")
     print(f"units: {', '.join(config.topology.units)}")

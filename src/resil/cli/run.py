@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import envvars
 from ..bootstrap import BOOTSTRAP_DIR
-from ..config import config_path, disabled, load_config
+from ..config import Config, config_path, disabled, load_config
 from ..errors import ConfigError
 
 
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not disabled(env):
         try:
             path, _ = config_path(args.config, env)
-            load_config(path, env)
+            config = load_config(path, env)
+            _check_control_url(config)
         except ConfigError as exc:
             print(f"resil-run: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -67,6 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
     return _exec(args.command, env)
+
+
+def _check_control_url(config: Config) -> None:
+    """A malformed control-plane URL is a configuration error, found before the program
+    starts (building a backend parses the URL; it connects to nothing)."""
+    from ..control import open_control_plane
+    from ..errors import ControlPlaneError
+    try:
+        open_control_plane(config.control_url, config.topology, config.signing_key)
+    except ControlPlaneError as exc:
+        source = f"environment variable {envvars.by_key()['control.url'].env}" \
+            if envvars.by_key()["control.url"].env in os.environ else str(config.path)
+        raise ConfigError(source, "control.url", config.control_url, str(exc)) from None
 
 
 def _exec(command: list[str], env: dict[str, str]) -> int:
