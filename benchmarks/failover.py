@@ -40,33 +40,8 @@ from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.ops.monitor import Monitor, MonitorOptions  # noqa: E402
 from servers import MariaDBPair, RedisPair  # noqa: E402
+from servers.config import PASSWORDS, resil_toml  # noqa: E402
 
-MYSQL = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-[resources.orders-db]
-kind = "mysql"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["orders-db"]
-admin_user = "resil"
-admin_password_env = "BENCH_ADMIN_PW"
-replication_user = "repl"
-replication_password_env = "BENCH_REPL_PW"
-"""
-REDIS = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-[resources.cache]
-kind = "redis"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["cache"]
-"""
 OPTIONS = MonitorOptions(interval=0.3, failures=3, timeout=0.5)
 
 
@@ -153,8 +128,8 @@ def run_mysql(base: Path) -> dict[str, Any]:
                               "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
         pair.wait_caught_up()
         path = base / "resil.toml"
-        path.write_text(MYSQL.format(state=(base / "state.json").as_uri(),
-                                     a=pair.primary.port, b=pair.replica.port))
+        path.write_text(resil_toml((base / "state.json").as_uri(), mysql=pair,
+                                   control="poll_interval = 0.01"))
         acked_at: list[float] = []
         return measure(path, mysql_writers(acked_at), acked_at, pair.primary.kill,
                        lambda: set(pair.replica.root_sql("SELECT writer, seq FROM app.w")))
@@ -163,8 +138,8 @@ def run_mysql(base: Path) -> dict[str, Any]:
 def run_redis(base: Path) -> dict[str, Any]:
     with RedisPair(base) as pair:
         path = base / "resil.toml"
-        path.write_text(REDIS.format(state=(base / "state.json").as_uri(),
-                                     a=pair.primary.port, b=pair.replica.port))
+        path.write_text(resil_toml((base / "state.json").as_uri(), redis=pair,
+                                   control="poll_interval = 0.01"))
         acked_at: list[float] = []
 
         def present() -> set[tuple[str, int]]:
@@ -177,7 +152,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="kills per database (default 3)")
     args = parser.parse_args()
-    os.environ.update(BENCH_ADMIN_PW="resilpw", BENCH_REPL_PW="replpw")
+    os.environ.update(PASSWORDS)
     results: dict[str, list[dict[str, Any]]] = {"mysql": [], "redis": []}
     for i in range(args.runs):
         base = Path(tempfile.mkdtemp(prefix="resil-bench-failover-"))

@@ -39,28 +39,7 @@ from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.ops.switch import Switch  # noqa: E402
 from servers import MariaDBPair, RedisPair  # noqa: E402
-
-CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-heartbeat_interval = 0.2
-[resources.orders-db]
-kind = "mysql"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{ma}", b = "127.0.0.1:{mb}" }}
-aliases = ["orders-db"]
-admin_user = "resil"
-admin_password_env = "BENCH_ADMIN_PW"
-replication_user = "repl"
-replication_password_env = "BENCH_REPL_PW"
-[resources.cache]
-kind = "redis"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{ra}", b = "127.0.0.1:{rb}" }}
-aliases = ["cache"]
-"""
+from servers.config import PASSWORDS, resil_toml  # noqa: E402
 
 
 def mysql_writers(n: int) -> Writers:
@@ -168,16 +147,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="4 switches per resource")
     args = parser.parse_args()
     count = 4 if args.quick else args.switches
-    os.environ.update(BENCH_ADMIN_PW="resilpw", BENCH_REPL_PW="replpw")
+    os.environ.update(PASSWORDS)
     base = Path(tempfile.mkdtemp(prefix="resil-bench-switch-"))
     with MariaDBPair(base / "mysql") as mysql, RedisPair(base / "redis") as cache:
         mysql.primary.root_sql("CREATE TABLE app.bench (writer VARCHAR(16), seq INT, "
                                "part INT, PRIMARY KEY (writer, seq))")
         mysql.wait_caught_up()
         path = base / "resil.toml"
-        path.write_text(CONFIG.format(state=(base / "state.json").as_uri(),
-                                      ma=mysql.primary.port, mb=mysql.replica.port,
-                                      ra=cache.primary.port, rb=cache.replica.port))
+        path.write_text(resil_toml((base / "state.json").as_uri(), mysql=mysql, redis=cache))
         config = load_config(path)
         resil.start(config)
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from resil import registry
+from servers.config import resil_toml
 
 pytest_plugins = ["servers.fixtures"]
 
@@ -31,31 +32,14 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
-PAIR_CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.02
-[resources.orders-db]
-kind = "mysql"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{mysql_a}", b = "127.0.0.1:{mysql_b}" }}
-aliases = ["orders-db", "mysql.internal:3306"]
-[resources.cache]
-kind = "redis"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{redis_a}", b = "127.0.0.1:{redis_b}" }}
-aliases = ["cache"]
-"""
 
 
 @pytest.fixture
 def pair_config(write_config, mariadb_pair, redis_pair, tmp_path) -> Path:
     """A two-unit resil.toml over the real MariaDB and Redis pairs (primaries in unit a)."""
-    return write_config(PAIR_CONFIG.format(
-        state=(tmp_path / "state.json").as_uri(),
-        mysql_a=mariadb_pair.primary.port, mysql_b=mariadb_pair.replica.port,
-        redis_a=redis_pair.primary.port, redis_b=redis_pair.replica.port))
+    return write_config(resil_toml(
+        (tmp_path / "state.json").as_uri(), mysql=mariadb_pair, redis=redis_pair,
+        mysql_aliases=("orders-db", "mysql.internal:3306"), control="poll_interval = 0.02"))
 
 
 @pytest.fixture

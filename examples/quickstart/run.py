@@ -24,30 +24,9 @@ sys.path.insert(0, str(ROOT / "tests"))          # the real-server harness of th
 
 import resil  # noqa: E402,F401  (installed by `make demo`)
 from servers import MariaDBPair, RedisPair  # noqa: E402
+from servers.config import PASSWORDS, resil_toml  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CONFIG = """\
-unit = "beijing"
-
-[control]
-url = "{state}"
-
-[resources.orders-db]
-kind = "mysql"
-primary = "beijing"
-endpoints = {{ beijing = "127.0.0.1:{mysql_a}", hangzhou = "127.0.0.1:{mysql_b}" }}
-aliases = ["orders-db"]
-admin_user = "resil"
-admin_password_env = "ORDERS_DB_ADMIN_PASSWORD"
-replication_user = "repl"
-replication_password_env = "ORDERS_DB_REPL_PASSWORD"
-
-[resources.cache]
-kind = "redis"
-primary = "beijing"
-endpoints = {{ beijing = "127.0.0.1:{redis_a}", hangzhou = "127.0.0.1:{redis_b}" }}
-aliases = ["cache"]
-"""
 
 
 def step(title: str) -> None:
@@ -57,8 +36,7 @@ def step(title: str) -> None:
 def sh(*args: str, cwd: Path) -> str:
     """Run a command the way a user would, echo it and its output; fail loudly."""
     print("$ " + " ".join(a if " " not in a else repr(a) for a in args), flush=True)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "ORDERS_DB_ADMIN_PASSWORD": "resilpw", "ORDERS_DB_REPL_PASSWORD": "replpw"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **PASSWORDS}
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     print(out.stdout + out.stderr, end="", flush=True)
     if out.returncode != 0:
@@ -75,10 +53,9 @@ def main() -> int:
     with MariaDBPair(base / "mysql") as mysql, RedisPair(base / "redis") as cache:
         print(f"MariaDB beijing :{mysql.primary.port} -> hangzhou :{mysql.replica.port}; "
               f"Redis beijing :{cache.primary.port} -> hangzhou :{cache.replica.port}")
-        (work / "resil.toml").write_text(CONFIG.format(
-            state=(work / "resil-state.json").as_uri(),
-            mysql_a=mysql.primary.port, mysql_b=mysql.replica.port,
-            redis_a=cache.primary.port, redis_b=cache.replica.port))
+        (work / "resil.toml").write_text(resil_toml(
+            (work / "resil-state.json").as_uri(), mysql=mysql, redis=cache,
+            units=("beijing", "hangzhou"), control=""))
 
         step("the configuration")
         sh("resil", "config", "check", cwd=work)

@@ -20,25 +20,10 @@ import resil
 from functional.writers import Tally, Writers
 from resil import registry
 from servers import MariaDBPair
+from servers.config import PASSWORDS, resil_toml
 
 BIN = Path(sys.executable).parent
-CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-heartbeat_interval = 0.2
-[resources.orders-db]
-kind = "mysql"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["orders-db"]
-admin_user = "resil"
-admin_password_env = "TEST_ADMIN_PW"
-replication_user = "repl"
-replication_password_env = "TEST_REPL_PW"
-"""
-ENV = {"TEST_ADMIN_PW": "resilpw", "TEST_REPL_PW": "replpw"}
+ENV = PASSWORDS
 TIMEOUT = 2.0       # the application's connect and read/write timeouts
 # One write is at most a connect (TCP, then the server's greeting: each bounded by
 # TIMEOUT) and one statement (bounded by TIMEOUT); plus scheduling slack.
@@ -63,8 +48,7 @@ def pair(tmp_path):
 def config(pair, write_config, tmp_path, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    return write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
-                                      a=pair.primary.port, b=pair.replica.port))
+    return write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
 
 
 def start_monitor(config: Path, tmp_path: Path, name: str = "monitor") -> subprocess.Popen:

@@ -15,19 +15,9 @@ import resil
 from functional.writers import Tally, Writers
 from resil import registry
 from servers import RedisPair
+from servers.config import resil_toml
 
 BIN = Path(sys.executable).parent
-CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-[resources.cache]
-kind = "redis"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["cache"]
-"""
 
 
 @pytest.fixture
@@ -37,8 +27,7 @@ def pair(tmp_path):
 
 
 def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
-    config = write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
-                                        a=pair.primary.port, b=pair.replica.port))
+    config = write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
     resil.start(config)
     log = open(tmp_path / "monitor.log", "w")
     monitor = subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),

@@ -21,25 +21,10 @@ import resil
 from functional.writers import Tally, Writers
 from resil import registry
 from servers import MariaDBPair
+from servers.config import PASSWORDS, resil_toml
 
 RESIL = str(Path(sys.executable).parent / "resil")
-CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-heartbeat_interval = 0.2
-[resources.orders-db]
-kind = "mysql"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["orders-db"]
-admin_user = "resil"
-admin_password_env = "TEST_ADMIN_PW"
-replication_user = "repl"
-replication_password_env = "TEST_REPL_PW"
-"""
-ENV = {"TEST_ADMIN_PW": "resilpw", "TEST_REPL_PW": "replpw"}
+ENV = PASSWORDS
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +43,7 @@ def pair(tmp_path_factory):
 def config(pair, write_config, tmp_path, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    return write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
-                                      a=pair.primary.port, b=pair.replica.port))
+    return write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
 
 
 def switch(config: Path, to: str, *extra: str) -> subprocess.CompletedProcess[str]:

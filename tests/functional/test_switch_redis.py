@@ -15,20 +15,9 @@ import resil
 from functional.writers import Tally, Writers
 from resil import registry
 from servers import RedisPair
+from servers.config import resil_toml
 
 RESIL = str(Path(sys.executable).parent / "resil")
-CONFIG = """
-unit = "a"
-[control]
-url = "{state}"
-poll_interval = 0.01
-heartbeat_interval = 0.2
-[resources.cache]
-kind = "redis"
-primary = "a"
-endpoints = {{ a = "127.0.0.1:{a}", b = "127.0.0.1:{b}" }}
-aliases = ["cache"]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +28,7 @@ def pair(tmp_path_factory):
 
 @pytest.fixture
 def config(pair, write_config, tmp_path):
-    return write_config(CONFIG.format(state=(tmp_path / "state.json").as_uri(),
-                                      a=pair.primary.port, b=pair.replica.port))
+    return write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
 
 
 def switch(config: Path, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
