@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import registry
 from .config import Config, load_config
@@ -27,6 +27,9 @@ from .gate import Gate
 from .integrations.base import Integration, discover
 from .router import Router
 from .state import ControlState, Signal, newer
+
+if TYPE_CHECKING:
+    from .telemetry.admin import AdminServer
 
 log = logging.getLogger("resil")
 _fork_hook_registered = False
@@ -46,6 +49,7 @@ class Agent:
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
         self._heartbeat: threading.Thread | None = None
+        self.admin: AdminServer | None = None
         self.plane = plane
         self.integrations: list[Integration] = []
         self._watch: Watch | None = None
@@ -69,8 +73,15 @@ class Agent:
         return self.state
 
     def start(self) -> None:
-        """Load the control state once and install the integrations (no thread)."""
+        """Load the control state once, install the integrations and, unless it is off,
+        start the admin endpoint (the one thread started here: a load balancer asks
+        ``/readyz`` before the first request, so it cannot wait for first use)."""
         self.refresh()
+        if self.config.admin_listen is not None:
+            from .telemetry.admin import AdminServer
+            self.admin = AdminServer(self, *self.config.admin_listen)
+            if not self.admin.start():
+                self.admin = None
         self.integrations = discover(self.config.disabled_integrations)
         for integration in self.integrations:
             try:
@@ -79,8 +90,11 @@ class Agent:
                 registry.record_fault(f"{integration.name}.instrument", exc)
 
     def stop(self) -> None:
-        """Stop watching and heartbeats, and remove every patch."""
+        """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
+        if self.admin is not None:
+            self.admin.stop()
+            self.admin = None
         with self._changed:
             self._changed.notify_all()      # wakes the heartbeat loop, which then exits
         with self._watch_lock:
@@ -149,6 +163,8 @@ class Agent:
             "unit": self.config.unit, "epoch": self.state.epoch,
             "in_flight": self.in_flight(), "started_at": self.started_at,
             "reported_at": time.time(), "program": " ".join(sys.argv)[:200],
+            "admin": "{}:{}".format(*self.admin.address)
+            if self.admin is not None and self.admin.address else None,
         }
 
     def _heartbeat_loop(self) -> None:
@@ -201,6 +217,10 @@ class Agent:
             registry.record_fault("control watch", exc)
 
     def _after_fork_in_child(self) -> None:
+        # The admin endpoint stays the parent's: close our copy of its socket.
+        if self.admin is not None:
+            self.admin.after_fork_in_child()
+            self.admin = None
         # The watch thread did not survive fork(); its lock may have been held by it.
         self._watch = None
         self._heartbeat = None

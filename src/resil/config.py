@@ -43,7 +43,8 @@ class Config:
     signing_key: bytes | None
     poll_interval: float
     heartbeat_interval: float
-    admin_listen: tuple[str, int]
+    admin_listen: tuple[str, int] | None
+    """Where the admin endpoint listens; None when ``[admin] listen = "off"``."""
     sessions_resource: str
     disabled: bool
     disabled_integrations: frozenset[str]
@@ -211,9 +212,13 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         raise source.error("control.heartbeat_interval", heartbeat,
                            "must be between 0.05 and 60 seconds")
     listen_text = _str(admin, "listen", source, prefix="admin") or "127.0.0.1:9464"
-    listen = _host_port(listen_text)
-    if listen is None:
-        raise source.error("admin.listen", listen_text, "malformed address: expected host:port")
+    listen = None
+    if listen_text.lower() != "off":
+        listen = _host_port(listen_text, allow_any_port=True)
+        if listen is None:
+            raise source.error("admin.listen", listen_text,
+                               "malformed address: expected host:port (port 0: any free "
+                               "port) or \"off\"")
     sessions_resource = _str(sessions, "resource", source, prefix="sessions")
     if sessions_resource:
         found = resources.get(sessions_resource)
@@ -232,7 +237,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         signing_key=signing_key,
         poll_interval=poll,
         heartbeat_interval=heartbeat,
-        admin_listen=(listen.host, listen.port),
+        admin_listen=(listen.host, listen.port) if listen else None,
         sessions_resource=sessions_resource,
         disabled=_bool(raw, "disabled", source),
         disabled_integrations=frozenset(_list(raw, "disabled_integrations", source)),
@@ -417,14 +422,16 @@ class _HostPort:
     port: int
 
 
-def _host_port(text: str) -> _HostPort | None:
-    """Parse ``host:port`` or ``[v6]:port``; None when malformed."""
+def _host_port(text: str, allow_any_port: bool = False) -> _HostPort | None:
+    """Parse ``host:port`` or ``[v6]:port``; None when malformed (port 0 only if allowed)."""
     text = text.strip()
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
     else:
         host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not _valid_host(host):
+    lowest = 0 if allow_any_port else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536 \
+            or not _valid_host(host):
         return None
     return _HostPort(host.lower(), int(port))
 

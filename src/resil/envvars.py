@@ -84,7 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between an agent's heartbeats (unit, applied epoch, in-flight "
             "transactions); every 20 ms while a resource is locked."),
     Setting("admin.listen", "str", "127.0.0.1:9464",
-            "host:port of the admin endpoint (/healthz /readyz /metrics /state)."),
+            "host:port of the admin endpoint (/healthz /readyz /metrics /state), served by "
+            "the process that started the agent (gunicorn's master). Port 0: any free port "
+            "(shown by `resil status`); `off`: none."),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions.", flag=False),
 )

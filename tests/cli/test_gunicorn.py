@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,9 @@ def sample(url: str, n: int = 6) -> set[tuple[int, int]]:
 def test_two_workers_route_and_follow_a_switch(pair_config, redis_pair, publish, tmp_path,
                                                preload):
     (tmp_path / "app.py").write_text(APP)
+    admin = free_port()
+    pair_config.write_text(pair_config.read_text().replace(
+        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{admin}"'))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -68,6 +72,10 @@ def test_two_workers_route_and_follow_a_switch(pair_config, redis_pair, publish,
         seen = sample(url)
         assert len({pid for pid, _ in seen}) == 2, seen           # both workers answered
         assert {p for _, p in seen} == {redis_pair.primary.port}
+        # One admin endpoint for the instance, served by the master (resil-run exec'd
+        # gunicorn, so the master is the process we started); workers serve none.
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=5) as r:
+            assert json.loads(r.read())["pid"] == proc.pid
         publish(cache="b")
         time.sleep(0.3)
         seen = sample(url)

@@ -84,6 +84,7 @@ def test_status_lists_live_agents_with_their_epoch(pair_config, publish, tmp_pat
             assert time.monotonic() < deadline, report["agents"]
             time.sleep(0.1)
         assert mine[0]["live"] and mine[0]["unit"] == "a"
+        assert mine[0]["admin"].startswith("127.0.0.1:")      # where its /healthz is
         assert mine[0]["in_flight"] == {"orders-db": 0, "cache": 0}
         text = resil("status", "--config", str(pair_config)).stdout
         assert "agents:   1 live" in text and "BEHIND" not in text

@@ -131,11 +131,15 @@ def test_child_processes_get_the_agent(pair_config, tmp_path):
     assert out.stdout == "True\n"
 
 
-def test_no_thread_at_start_up(pair_config, tmp_path):
-    probe = "import threading; print(threading.active_count())"
+def test_only_the_admin_thread_at_start_up(pair_config, tmp_path):
+    """The watch and heartbeat start on first use; the admin endpoint cannot wait."""
+    probe = "import threading; print(sorted(t.name for t in threading.enumerate()))"
     out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == "1\n"
+    assert out.stdout == "['MainThread', 'resil-admin']\n"
+    out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path,
+              env={"RESIL_ADMIN_LISTEN": "off"})
+    assert out.stdout == "['MainThread']\n"
 
 
 @pytest.mark.parametrize("order", ["otel-outside", "otel-inside"])

@@ -20,10 +20,16 @@ PASSWORDS = {ADMIN_PASSWORD_ENV: "resilpw", REPL_PASSWORD_ENV: "replpw"}
 def resil_toml(state: str, *, mysql: MariaDBPair | None = None,
                redis: RedisPair | None = None, units: tuple[str, str] = ("a", "b"),
                mysql_aliases: tuple[str, ...] = ("orders-db",),
-               control: str = "poll_interval = 0.01\nheartbeat_interval = 0.2") -> str:
-    """The configuration text; ``state`` is the control URL (e.g. a ``file://`` URI)."""
+               control: str = "poll_interval = 0.01\nheartbeat_interval = 0.2",
+               admin: str = "127.0.0.1:0") -> str:
+    """The configuration text; ``state`` is the control URL (e.g. a ``file://`` URI).
+
+    The admin endpoint listens on any free port by default, so that processes of
+    several tests never compete for one.
+    """
     a, b = units
-    text = f'unit = "{a}"\n\n[control]\nurl = "{state}"\n{control}\n'
+    text = (f'unit = "{a}"\n\n[control]\nurl = "{state}"\n{control}\n'
+            f'\n[admin]\nlisten = "{admin}"\n')
     if mysql is not None:
         aliases = ", ".join(f'"{alias}"' for alias in mysql_aliases)
         text += (

@@ -101,15 +101,18 @@ def test_forged_unsigned_corrupt_and_missing_keep_the_last_good_state(setup, cap
     assert eventually(lambda: agent.state.epoch == 2 and primary_host(agent) == "10.0.0.1")
 
 
+def resil_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("resil-")}
+
+
 def test_watch_starts_lazily_and_stops(setup):
     config, _plane = setup(signed=False)
-    before = threading.active_count()
     agent = resil.start(config)
-    assert threading.active_count() == before            # nothing at start
+    assert resil_threads() == {"resil-admin"}            # only the admin endpoint at start
     primary_host(agent)                                  # first use starts the watch
-    assert any(t.name == "resil-control-watch" for t in threading.enumerate())
+    assert resil_threads() == {"resil-admin", "resil-control-watch", "resil-heartbeat"}
     resil.stop()
-    assert not any(t.name == "resil-control-watch" for t in threading.enumerate())
+    assert resil_threads() == set()
 
 
 def test_start_is_idempotent_and_disabled_does_nothing(setup, monkeypatch):

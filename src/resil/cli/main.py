@@ -166,7 +166,8 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"units: {', '.join(config.topology.units)}")
     print(f"control: {safe_url(config.control_url)}"
           f"{' (signed with $' + config.signing_key_env + ')' if config.signing_key_env else ''}")
-    print(f"admin: {config.admin_listen[0]}:{config.admin_listen[1]}")
+    admin = config.admin_listen
+    print(f"admin: {f'{admin[0]}:{admin[1]}' if admin else 'off'}")
     print("resources:")
     for resource in config.resources.values():
         primary = f"  primary {resource.primary}" if resource.primary else ""
@@ -247,7 +248,7 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
             {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
              "in_flight": a.get("in_flight", {}), "live": a.get("live", False),
              "age_s": round(time.time() - float(a.get("reported_at", 0)), 1),
-             "program": a.get("program", "")}
+             "program": a.get("program", ""), "admin": a.get("admin")}
             for a in agents or []
         ],
     }
@@ -287,8 +288,9 @@ def _print_status(report: dict[str, Any]) -> None:
         busy = ", ".join(f"{r}={n}" for r, n in a["in_flight"].items() if n) or "idle"
         behind = "" if a["epoch"] == control["epoch"] else f"  BEHIND (epoch {a['epoch']})"
         state = "" if a["live"] else f"  STALE ({a['age_s']:g} s ago)"
+        admin = f"  admin http://{a['admin']}/" if a.get("admin") else ""
         print(f"  {a['id']:<24} unit {a['unit']:<10} epoch {a['epoch']:<4} {busy}"
-              f"{behind}{state}  {a['program'][:40]}")
+              f"{behind}{state}{admin}  {a['program'][:40]}")
 
 
 if __name__ == "__main__":  # pragma: no cover

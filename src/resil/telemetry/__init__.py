@@ -1,0 +1,1 @@
+"""Telemetry: the admin endpoint and resil's own metrics."""

@@ -1,0 +1,163 @@
+"""The admin endpoint: ``/healthz``, ``/readyz``, ``/state`` and ``/metrics`` on loopback.
+
+One per process tree: it is served by the process where the agent started (with
+gunicorn, the master), from a daemon thread of its own started with the agent — a load
+balancer asks ``/readyz`` before any request arrives, so it cannot wait for first use.
+A forked worker closes its inherited copy of the listening socket and serves nothing;
+its state is the master's (aggregating workers' metrics is not done yet).
+
+The server is a few lines over ``socketserver`` rather than ``http.server``, whose
+imports would cost start-up time in every process: it answers ``GET`` with HTTP/1.0,
+one request per connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socketserver
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .. import registry
+from .metrics import prometheus_text
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+log = logging.getLogger("resil")
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def readiness(agent: Agent) -> list[str]:
+    """Why this instance should not get traffic now (empty: it should)."""
+    reasons = []
+    unit = agent.config.unit
+    if agent.state.weights.get(unit, 1.0) <= 0:
+        reasons.append(f"unit {unit} is cut (weight 0 at epoch {agent.state.epoch})")
+    return reasons
+
+
+def state_document(agent: Agent) -> dict[str, Any]:
+    """What ``GET /state`` answers."""
+    state = agent.current_state()
+    resources: dict[str, Any] = {}
+    for name, resource in agent.config.resources.items():
+        entry: dict[str, Any] = {
+            "kind": resource.kind,
+            "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
+        }
+        if resource.kind != "http":
+            endpoint = agent.router.primary_of(resource, state)
+            entry["primary"] = {"unit": endpoint.unit if endpoint else None,
+                                "endpoint": str(endpoint) if endpoint else None}
+            lock = state.locks.get(name)
+            entry["lock"] = lock.to_dict() if lock else None
+        resources[name] = entry
+    return {
+        "unit": agent.config.unit, "pid": os.getpid(), "epoch": state.epoch,
+        "ready": not readiness(agent), "weights": dict(state.weights),
+        "resources": resources, "in_flight": agent.in_flight(),
+        "events": registry.stats(), "faults": registry.faults(),
+    }
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        try:
+            line = self.rfile.readline(8192).decode("latin-1").split()
+            while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                pass                                    # headers: not needed
+            if len(line) < 2:
+                return
+            status, body, kind = self.server.answer(line[0], line[1].split("?", 1)[0])
+        except Exception as exc:  # a bad request must not kill the admin thread
+            registry.record_fault("admin endpoint", exc)
+            status, body, kind = 503, b'{"error": "internal"}', "application/json"
+        head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
+                f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        self.wfile.write(head + body)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], agent: Agent) -> None:
+        self.agent = agent
+        super().__init__(address, _Handler)
+
+    def answer(self, method: str, path: str) -> tuple[int, bytes, str]:
+        if method != "GET":
+            return 405, b"only GET\n", "text/plain"
+        agent = self.agent
+        if path == "/healthz":
+            return 200, _json({"status": "ok", "pid": os.getpid(),
+                               "epoch": agent.state.epoch}), "application/json"
+        if path == "/readyz":
+            agent.current_state()                   # starts the watch if nothing did yet
+            reasons = readiness(agent)
+            return (503 if reasons else 200,
+                    _json({"ready": not reasons, "reasons": reasons}), "application/json")
+        if path == "/state":
+            return 200, _json(state_document(agent)), "application/json"
+        if path == "/metrics":
+            return (200, prometheus_text(agent).encode(),
+                    "text/plain; version=0.0.4; charset=utf-8")
+        return 404, b"not found: try /healthz /readyz /state /metrics\n", "text/plain"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True).encode() + b"\n"
+
+
+class AdminServer:
+    """The admin endpoint of one agent."""
+
+    def __init__(self, agent: Agent, host: str, port: int) -> None:
+        self._agent = agent
+        self._requested = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where it listens (the real port when 0 was asked for), or None."""
+        if self._server is None:
+            return None
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> bool:
+        """Bind and serve; on a taken port log one clear error and return False."""
+        host, port = self._requested
+        try:
+            self._server = _Server((host, port), self._agent)
+        except OSError as exc:
+            log.error("resil: admin endpoint not started: cannot listen on %s:%d (%s); set "
+                      "[admin] listen (RESIL_ADMIN_LISTEN) to a free port, or to \"off\"",
+                      host, port, exc.strerror)
+            return False
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.5,),
+                                        name="resil-admin", daemon=True)
+        self._thread.start()
+        log.info("resil: admin endpoint on http://%s:%d/", *self.address)  # type: ignore[misc]
+        return True
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self.after_fork_in_child()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: close the inherited socket; the parent keeps serving."""
+        if self._server is not None:
+            self._server.server_close()
+        self._server = None
+        self._thread = None

@@ -1,0 +1,88 @@
+"""resil's own metrics in the Prometheus text exposition format (``GET /metrics``).
+
+Names follow Prometheus conventions (``resil_`` prefix, ``_total`` counters, base units).
+Request metrics and scale signals are not here yet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import __version__, registry
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: str) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+
+
+class _Text:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, **labels: str) -> None:
+        self.lines.append(f"{name}{_labels(**labels)} {value:g}")
+
+
+def prometheus_text(agent: Agent) -> str:
+    """Every metric of ``agent`` and of resil's process-wide counters."""
+    from .admin import readiness
+    state = agent.state
+    out = _Text()
+    out.family("resil_info", "gauge", "The agent's unit and version (value always 1).")
+    out.sample("resil_info", 1, unit=agent.config.unit, version=__version__)
+    out.family("resil_applied_epoch", "gauge", "Epoch of the control state the agent applied.")
+    out.sample("resil_applied_epoch", state.epoch)
+    out.family("resil_ready", "gauge", "1 when this instance should get traffic (/readyz).")
+    out.sample("resil_ready", 0 if readiness(agent) else 1)
+    out.family("resil_unit_weight", "gauge", "Traffic weight of each unit (0: cut).")
+    for unit, weight in state.weights.items():
+        out.sample("resil_unit_weight", weight, unit=unit)
+    resources = [n for n, r in agent.config.resources.items() if r.kind != "http"]
+    out.family("resil_resource_locked", "gauge",
+               "1 while a switch or failover holds the resource's write lock.")
+    for name in resources:
+        out.sample("resil_resource_locked", 1 if name in state.locks else 0, resource=name)
+    out.family("resil_primary_info", "gauge", "The unit of each resource's primary (value 1).")
+    for name in resources:
+        unit = state.primaries.get(name) or agent.config.resources[name].primary or ""
+        out.sample("resil_primary_info", 1, resource=name, unit=unit)
+    out.family("resil_in_flight", "gauge",
+               "Open transactions and running statements per resource.")
+    for name, busy in agent.in_flight().items():
+        out.sample("resil_in_flight", busy, resource=name)
+    stats = registry.stats()
+    max_hold = stats.pop("max_hold_s", 0.0)
+    held_ms = stats.pop("held_ms_total", 0)
+    failures = {k.split(":", 1)[1]: v for k, v in stats.items()
+                if k.startswith("connect_failures:")}
+    out.family("resil_events_total", "counter",
+               "resil's own events: held writes, moved connections, replays, timeouts.")
+    for event, count in sorted(stats.items()):
+        if not event.startswith("connect_failures:"):
+            out.sample("resil_events_total", count, event=event)
+    out.family("resil_hold_seconds_total", "counter", "Time writes spent held by the gate.")
+    out.sample("resil_hold_seconds_total", held_ms / 1000)
+    out.family("resil_hold_seconds_max", "gauge", "Longest single hold of a write.")
+    out.sample("resil_hold_seconds_max", max_hold)
+    out.family("resil_connect_failures_total", "counter",
+               "Failed connection attempts per endpoint.")
+    for endpoint, count in sorted(failures.items()):
+        out.sample("resil_connect_failures_total", count, endpoint=endpoint)
+    out.family("resil_faults_total", "counter",
+               "Exceptions in resil's own code, caught by the fail-open guard.")
+    for where, faults in sorted(registry.faults().items()):
+        out.sample("resil_faults_total", faults, where=where)
+    return "\n".join(out.lines) + "\n"

@@ -1,0 +1,110 @@
+"""The admin endpoint: /healthz, /readyz (a unit cut flips it), /state and /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pymysql
+from prometheus_client.parser import text_string_to_metric_families
+
+import resil
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.state import ControlState, Lock
+
+
+def get(address: tuple[str, int], path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metrics(address: tuple[str, int]) -> dict[tuple[str, tuple], float]:
+    status, text = get(address, "/metrics")
+    assert status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_health_readiness_state_and_metrics(pair_config, mariadb_pair):
+    agent = resil.start(pair_config)
+    address = agent.admin.address
+    assert address[0] == "127.0.0.1" and address[1] > 0       # port 0: any free port
+    status, body = get(address, "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert get(address, "/readyz")[0] == 200
+    assert get(address, "/nope")[0] == 404
+
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, None)
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw")
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    plane.publish(ControlState.initial(config.topology).evolve(
+        weights={"a": 0.0, "b": 1.0}, primaries={"orders-db": "b", "cache": "a"},
+        locks={"cache": Lock("op", 1.0, "switch")}), issuer="op")
+    deadline = time.monotonic() + 2
+    while get(address, "/readyz")[0] != 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    status, body = get(address, "/readyz")
+    assert json.loads(body) == {"ready": False, "reasons": ["unit a is cut (weight 0 at epoch 1)"]}
+
+    state = json.loads(get(address, "/state")[1])
+    assert state["unit"] == "a" and state["epoch"] == 1 and state["ready"] is False
+    assert state["resources"]["orders-db"]["primary"] == {
+        "unit": "b", "endpoint": f"127.0.0.1:{mariadb_pair.replica.port}"}
+    assert state["resources"]["cache"]["lock"]["holder"] == "op"
+
+    m = metrics(address)
+    assert m[("resil_applied_epoch", ())] == 1
+    assert m[("resil_ready", ())] == 0
+    assert m[("resil_unit_weight", (("unit", "a"),))] == 0
+    assert m[("resil_resource_locked", (("resource", "cache"),))] == 1
+    assert m[("resil_resource_locked", (("resource", "orders-db"),))] == 0
+    assert m[("resil_primary_info", (("resource", "orders-db"), ("unit", "b")))] == 1
+    assert not [k for k in m if k[0] == "resil_faults_total"]     # no fault caught
+    with conn.cursor() as cur:                   # at its next statement: moved to unit b
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone() == (2,)
+
+    plane.publish(ControlState.initial(config.topology).evolve(epoch=2), issuer="op")
+    deadline = time.monotonic() + 2
+    while get(address, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with conn.cursor() as cur:                   # the connection moves back to unit a
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone() == (1,)
+    m = metrics(address)
+    assert m[("resil_ready", ())] == 1
+    assert m[("resil_events_total", (("event", "mysql_connections_moved"),))] == 2
+    resil.stop()
+    assert agent.admin is None
+
+
+def test_a_taken_port_is_a_clear_error_and_the_app_runs(pair_config, caplog):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    text = pair_config.read_text().replace('listen = "127.0.0.1:0"',
+                                           f'listen = "127.0.0.1:{port}"')
+    pair_config.write_text(text)
+    try:
+        with caplog.at_level(logging.ERROR, logger="resil"):
+            agent = resil.start(pair_config)
+        assert agent is not None and agent.admin is None
+        assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
+        assert 'or to "off"' in caplog.text
+        conn = pymysql.connect(host="orders-db", user="app", password="apppw")
+        conn.ping()                              # the application works regardless
+    finally:
+        taken.close()
