@@ -108,3 +108,32 @@ def test_a_taken_port_is_a_clear_error_and_the_app_runs(pair_config, caplog):
         conn.ping()                              # the application works regardless
     finally:
         taken.close()
+
+
+def test_traffic_cut_and_restore_flip_readiness(pair_config):
+    import subprocess
+    import sys
+    from pathlib import Path
+    resil_cmd = str(Path(sys.executable).parent / "resil")
+    agent = resil.start(pair_config)
+    address = agent.admin.address
+    assert get(address, "/readyz")[0] == 200
+
+    def traffic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([resil_cmd, "traffic", *args, "--config", str(pair_config)],
+                              capture_output=True, text=True, timeout=30)
+
+    out = traffic("cut", "a")
+    assert out.returncode == 0 and "unit a cut" in out.stdout
+    deadline = time.monotonic() + 2
+    while get(address, "/readyz")[0] != 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "weight" in traffic("cut", "a").stdout            # already cut: no new epoch
+    out = traffic("restore", "a")
+    assert out.returncode == 0 and "restored" in out.stdout
+    deadline = time.monotonic() + 2
+    while get(address, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert traffic("cut", "nowhere").returncode == 2

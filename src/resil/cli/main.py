@@ -82,6 +82,17 @@ def parser() -> argparse.ArgumentParser:
                          help="lease of the acting monitor (default %(default)s s)")
     monitor.set_defaults(func=_monitor)
 
+    traffic = sub.add_parser("traffic", help="take a unit out of service and bring it back")
+    traffic_sub = traffic.add_subparsers(dest="traffic_command", metavar="SUBCOMMAND",
+                                         required=True)
+    for name, help_text in (("cut", "set the unit's weight to 0: its instances turn "
+                                    "not-ready (/readyz 503)"),
+                            ("restore", "set the unit's weight back to 1")):
+        command = traffic_sub.add_parser(name, help=help_text)
+        command.add_argument("unit")
+        command.add_argument("--config", metavar="PATH", help="configuration file")
+        command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     check = config_sub.add_parser("check", help="validate a configuration and print the topology")
@@ -132,6 +143,30 @@ def _monitor(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     Monitor(config, plane, options, out=lambda line: print(line, flush=True)).run(stop)
+    return 0
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.unit not in config.topology.units:
+        print(f"resil: unknown unit {args.unit!r} (units: {', '.join(config.topology.units)})",
+              file=sys.stderr)
+        return 2
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        signal = plane.load()
+        state = signal.state if signal else ControlState.initial(config.topology)
+        if state.weights.get(args.unit) == args.weight:
+            print(f"unit {args.unit} already has weight {args.weight:g} (epoch {state.epoch})")
+            return 0
+        epoch = plane.publish(state.evolve(weights={**state.weights, args.unit: args.weight}),
+                              issuer=issuer()).epoch
+    except (ControlPlaneError, SignalError) as exc:
+        print(f"resil: traffic change failed: {exc}", file=sys.stderr)
+        return 1
+    what = "cut: its instances answer /readyz with 503" if args.weight == 0 else \
+        "restored: its instances are ready again"
+    print(f"unit {args.unit} {what} (epoch {epoch})")
     return 0
 
 
