@@ -30,6 +30,7 @@ from .state import ControlState, Signal, newer
 
 if TYPE_CHECKING:
     from .telemetry.admin import AdminServer
+    from .telemetry.drain import Drain
 
 log = logging.getLogger("resil")
 _fork_hook_registered = False
@@ -50,6 +51,7 @@ class Agent:
         self.started_at = time.time()
         self._heartbeat: threading.Thread | None = None
         self.admin: AdminServer | None = None
+        self.drain: Drain | None = None
         self.plane = plane
         self.integrations: list[Integration] = []
         self._watch: Watch | None = None
@@ -77,6 +79,10 @@ class Agent:
         start the admin endpoint (the one thread started here: a load balancer asks
         ``/readyz`` before the first request, so it cannot wait for first use)."""
         self.refresh()
+        if self.config.drain_period > 0:
+            from .telemetry.drain import Drain
+            self.drain = Drain(self.config.drain_period)
+            self.drain.install()
         if self.config.admin_listen is not None:
             from .telemetry.admin import AdminServer
             self.admin = AdminServer(self, *self.config.admin_listen)
@@ -92,6 +98,8 @@ class Agent:
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
+        if self.drain is not None:
+            self.drain.uninstall()
         if self.admin is not None:
             self.admin.stop()
             self.admin = None
@@ -221,6 +229,9 @@ class Agent:
         if self.admin is not None:
             self.admin.after_fork_in_child()
             self.admin = None
+        if self.drain is not None:
+            self.drain.after_fork_in_child()
+            self.drain = None
         # The watch thread did not survive fork(); its lock may have been held by it.
         self._watch = None
         self._heartbeat = None

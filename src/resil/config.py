@@ -45,6 +45,8 @@ class Config:
     heartbeat_interval: float
     admin_listen: tuple[str, int] | None
     """Where the admin endpoint listens; None when ``[admin] listen = "off"``."""
+    drain_period: float
+    """Seconds of not-ready serving after SIGTERM (0: SIGTERM untouched)."""
     sessions_resource: str
     disabled: bool
     disabled_integrations: frozenset[str]
@@ -219,6 +221,9 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
             raise source.error("admin.listen", listen_text,
                                "malformed address: expected host:port (port 0: any free "
                                "port) or \"off\"")
+    drain = _number(admin, "drain_period", source, prefix="admin", default=0.0)
+    if not 0 <= drain <= 3600:
+        raise source.error("admin.drain_period", drain, "must be between 0 and 3600 seconds")
     sessions_resource = _str(sessions, "resource", source, prefix="sessions")
     if sessions_resource:
         found = resources.get(sessions_resource)
@@ -238,6 +243,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         poll_interval=poll,
         heartbeat_interval=heartbeat,
         admin_listen=(listen.host, listen.port) if listen else None,
+        drain_period=drain,
         sessions_resource=sessions_resource,
         disabled=_bool(raw, "disabled", source),
         disabled_integrations=frozenset(_list(raw, "disabled_integrations", source)),

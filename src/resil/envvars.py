@@ -87,6 +87,9 @@ SETTINGS: tuple[Setting, ...] = (
             "host:port of the admin endpoint (/healthz /readyz /metrics /state), served by "
             "the process that started the agent (gunicorn's master). Port 0: any free port "
             "(shown by `resil status`); `off`: none."),
+    Setting("admin.drain_period", "float", 0.0,
+            "Seconds an instance keeps serving after SIGTERM while /readyz says 503, before "
+            "the application's own SIGTERM handling runs. 0: SIGTERM is left alone."),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions.", flag=False),
 )

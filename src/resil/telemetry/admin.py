@@ -33,6 +33,8 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 def readiness(agent: Agent) -> list[str]:
     """Why this instance should not get traffic now (empty: it should)."""
     reasons = []
+    if agent.drain is not None and agent.drain.draining:
+        reasons.append(f"draining after SIGTERM ({agent.config.drain_period:g} s)")
     unit = agent.config.unit
     if agent.state.weights.get(unit, 1.0) <= 0:
         reasons.append(f"unit {unit} is cut (weight 0 at epoch {agent.state.epoch})")
