@@ -79,6 +79,8 @@ class Agent:
         start the admin endpoint (the one thread started here: a load balancer asks
         ``/readyz`` before the first request, so it cannot wait for first use)."""
         self.refresh()
+        from .telemetry import otel
+        otel.install_when_sdk_loads()
         if self.config.drain_period > 0:
             from .telemetry.drain import Drain
             self.drain = Drain(self.config.drain_period)

@@ -21,6 +21,7 @@ from . import registry
 from .errors import LockTimeoutError
 from .sql import Access
 from .state import ControlState
+from .telemetry import otel
 
 #: Statements that run at once on a locked resource in autocommit mode.
 _PASS_AUTOCOMMIT = frozenset({Access.READ, Access.SESSION, Access.END})
@@ -52,17 +53,25 @@ class Gate:
         if resource not in state.locks:
             return state
         started = self._clock()
+        started_ns = otel.now_ns()
         registry.count("held_writes")
         while resource in state.locks:
             remaining = started + timeout - self._clock()
             if remaining <= 0:
                 registry.count("hold_timeouts")
-                raise LockTimeoutError(resource, self._clock() - started,
-                                       state.locks[resource].holder)
+                waited = self._clock() - started
+                otel.span("resil.hold", started_ns, otel.now_ns(), {
+                    "resil.resource": resource, "resil.held_ms": waited * 1000,
+                    "resil.epoch": state.epoch, "resil.outcome": "timeout"})
+                raise LockTimeoutError(resource, waited, state.locks[resource].holder)
             changed = self._wait(state.epoch, remaining)
             if changed.epoch == state.epoch:
                 # Woken without a new epoch (the agent is stopping): do not spin.
                 time.sleep(min(0.05, max(remaining, 0.0)))
             state = changed
-        registry.observe_hold(self._clock() - started)
+        held = self._clock() - started
+        registry.observe_hold(held)
+        otel.span("resil.hold", started_ns, otel.now_ns(), {
+            "resil.resource": resource, "resil.held_ms": held * 1000,
+            "resil.epoch": state.epoch, "resil.outcome": "released"})
         return state

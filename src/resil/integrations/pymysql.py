@@ -35,6 +35,7 @@ from .. import registry
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
+from ..telemetry import otel
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -109,13 +110,25 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
 
 def _reconnect(conn: Any, record: Tracked) -> None:
     """Close ``conn`` and open it again: ``connect`` routes it to the current primary."""
+    started = otel.now_ns()
     with contextlib.suppress(Exception):
         conn.close()            # COM_QUIT if the socket still works; closes it anyway
     conn._result = None
     conn.connect()              # driver errors (new primary unreachable) reach the app
     registry.count("mysql_connections_moved")
+    otel.span("resil.move", started, otel.now_ns(), {
+        "resil.resource": record.resource.name, "resil.epoch": record.epoch,
+        "resil.endpoint": f"{conn.host}:{conn.port}",
+        "resil.endpoint.unit": _unit_of(record, conn)})
     log.debug("resil: mysql connection moved to %s:%s (%s, epoch %d)", conn.host, conn.port,
               record.resource.name, record.epoch)
+
+
+def _unit_of(record: Tracked, conn: Any) -> str:
+    for unit, endpoints in record.resource.endpoints.items():
+        if any((e.host, e.port) == (conn.host, conn.port) for e in endpoints):
+            return unit
+    return ""
 
 
 # --------------------------------------------------------------------------- boundary

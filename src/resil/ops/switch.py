@@ -18,6 +18,7 @@ the old primary keeps serving. ``dry_run`` runs the precheck only.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from ..config import Config
 from ..control import ControlPlane
 from ..errors import SwitchError
 from ..state import ControlState, Lock
+from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from .servers import Credentials, Server, open_server
 
@@ -90,6 +92,8 @@ class Switch:
             raise SwitchError(f"{resource.name} is locked by {lock.holder} ({lock.reason}); "
                               "another switch is under way or was interrupted: see "
                               "`resil status`")
+        if "opentelemetry.sdk.trace" in sys.modules:
+            otel.install()      # an operator running the SDK sees the steps as spans
         credentials = Credentials.of(resource)
         old = new = None
         try:
@@ -132,9 +136,12 @@ class Switch:
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
 
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
-        begun = self.clock()
+        begun, begun_ns = self.clock(), otel.now_ns()
         result = action()
         seconds = self.clock() - begun
+        otel.span("resil.switch.step", begun_ns, otel.now_ns(), {
+            "resil.step": name, "resil.resource": self.resource_name,
+            "resil.target.unit": self.to_unit})
         detail = result if isinstance(result, str) else (
             f"epoch {result}" if isinstance(result, int) else "")
         self.steps.append(Step(name, seconds, detail))

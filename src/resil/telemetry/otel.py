@@ -1,0 +1,129 @@
+"""OpenTelemetry: resil's metrics as instruments, and spans for holds, moves and switches.
+
+Nothing here is imported at start-up. When a process loads the OpenTelemetry *SDK*
+(``opentelemetry.sdk.metrics`` or ``opentelemetry.sdk.trace`` — the application's own
+set-up, or ``opentelemetry-instrument``), a post-import hook calls :func:`install`, which
+registers observable instruments on the global meter (through ``opentelemetry-api``, so
+they bind to whatever provider the application sets, before or after) and a tracer.
+A process without the SDK pays nothing: the API alone would record nothing anyway.
+
+Spans carry ``resil.unit``, ``resil.resource``, ``resil.epoch`` and, per kind,
+``resil.held_ms``, ``resil.endpoint.unit`` or ``resil.step``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import registry
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+_tracer: Any = None
+_installed = False
+
+
+def install_when_sdk_loads() -> None:
+    """Run :func:`install` when (or if already) the OpenTelemetry SDK is imported."""
+    from ..integrations import _hooks
+    for module in ("opentelemetry.sdk.metrics", "opentelemetry.sdk.trace"):
+        _hooks.register(module, _on_sdk)
+
+
+def _on_sdk(module: Any) -> None:
+    try:
+        install()
+    except Exception as exc:  # an unexpected OpenTelemetry version: resil goes on
+        registry.record_fault("otel install", exc)
+
+
+def install() -> None:
+    """Create resil's instruments and tracer (idempotent; called by the import hook)."""
+    global _tracer, _installed
+    if _installed:
+        return
+    from opentelemetry import metrics, trace
+
+    from .. import __version__
+    _tracer = trace.get_tracer("resil", __version__)
+    meter = metrics.get_meter("resil", __version__)
+    meter.create_observable_gauge("resil.applied_epoch", callbacks=[_epoch],
+                                  description="Epoch of the control state applied")
+    meter.create_observable_gauge("resil.ready", callbacks=[_ready],
+                                  description="1 when this instance should get traffic")
+    meter.create_observable_gauge("resil.in_flight", callbacks=[_in_flight],
+                                  description="Open transactions and running statements")
+    meter.create_observable_counter("resil.events", callbacks=[_events],
+                                    description="Held writes, moved connections, replays")
+    meter.create_observable_counter("resil.hold.duration", callbacks=[_held], unit="s",
+                                    description="Time writes spent held by the gate")
+    meter.create_observable_counter("resil.faults", callbacks=[_faults],
+                                    description="Faults caught by the fail-open guard")
+    _installed = True
+
+
+def span(name: str, started_ns: int, ended_ns: int, attributes: Mapping[str, Any]) -> None:
+    """Record a finished span (no-op unless :func:`install` ran)."""
+    if _tracer is None:
+        return
+    agent = registry.agent()
+    attrs = {"resil.unit": agent.config.unit} if agent is not None else {}
+    attrs.update(attributes)
+    try:
+        item = _tracer.start_span(name, start_time=started_ns, attributes=attrs)
+        item.end(end_time=ended_ns)
+    except Exception as exc:  # telemetry must never break what it observes
+        registry.record_fault("otel span", exc)
+
+
+def now_ns() -> int:
+    """Wall-clock nanoseconds, as OpenTelemetry timestamps are."""
+    return time.time_ns()
+
+
+def _observations(values: Iterable[tuple[float, dict[str, str]]]) -> list[Any]:
+    from opentelemetry.metrics import Observation
+    return [Observation(value, attributes) for value, attributes in values]
+
+
+def _agent_unit() -> tuple[Agent | None, dict[str, str]]:
+    agent = registry.agent()
+    return agent, ({"resil.unit": agent.config.unit} if agent is not None else {})
+
+
+def _epoch(options: Any) -> list[Any]:
+    agent, unit = _agent_unit()
+    return _observations([(agent.state.epoch, unit)] if agent is not None else [])
+
+
+def _ready(options: Any) -> list[Any]:
+    from .admin import readiness
+    agent, unit = _agent_unit()
+    return _observations([(0 if readiness(agent) else 1, unit)] if agent is not None else [])
+
+
+def _in_flight(options: Any) -> list[Any]:
+    agent, unit = _agent_unit()
+    if agent is None:
+        return []
+    return _observations((n, {**unit, "resil.resource": r}) for r, n in agent.in_flight().items())
+
+
+def _events(options: Any) -> list[Any]:
+    _, unit = _agent_unit()
+    stats = registry.stats()
+    return _observations((n, {**unit, "resil.event": e}) for e, n in stats.items()
+                         if e not in ("max_hold_s", "held_ms_total"))
+
+
+def _held(options: Any) -> list[Any]:
+    _, unit = _agent_unit()
+    return _observations([(registry.stats().get("held_ms_total", 0) / 1000, unit)])
+
+
+def _faults(options: Any) -> list[Any]:
+    _, unit = _agent_unit()
+    return _observations((n, {**unit, "resil.where": w}) for w, n in registry.faults().items())
