@@ -175,6 +175,8 @@ class Agent:
             "reported_at": time.time(), "program": " ".join(sys.argv)[:200],
             "admin": "{}:{}".format(*self.admin.address)
             if self.admin is not None and self.admin.address else None,
+            "ppid": os.getppid(),
+            "requests": registry.requests().snapshot() if registry.requests().seen else None,
         }
 
     def _heartbeat_loop(self) -> None:

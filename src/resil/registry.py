@@ -11,6 +11,8 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from .telemetry.requests import RequestStats
+
 if TYPE_CHECKING:
     from .agent import Agent
     from .router import Router
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("resil")
 
 _agent: Agent | None = None
+_requests = RequestStats()
 _faults: Counter[str] = Counter()
 _faults_lock = threading.Lock()
 _stats: Counter[str] = Counter()
@@ -44,6 +47,11 @@ def router() -> Router | None:
     """The running agent's router, or None when no agent runs (calls stay untouched)."""
     current = _agent
     return current.router if current is not None else None
+
+
+def requests() -> RequestStats:
+    """This process's request metrics (recorded by the Flask and Django integrations)."""
+    return _requests
 
 
 def record_fault(where: str, exc: BaseException) -> None:
@@ -110,7 +118,8 @@ def reset() -> None:
     if current is not None:
         current.stop()
     set_agent(None)
-    global _max_hold
+    global _max_hold, _requests
+    _requests = RequestStats()
     with _faults_lock:
         _faults.clear()
         _stats.clear()

@@ -19,9 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 from ..agent import issuer
 from ..config import Config, load_config
 from ..control import open_control_plane
+from ..control.base import live_agents
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
 from ..ops.monitor import Monitor, MonitorOptions
-from ..ops.switch import Switch, SwitchOptions, live_agents
+from ..ops.switch import Switch, SwitchOptions
 from ..state import ControlState, Signal
 
 

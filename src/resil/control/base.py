@@ -90,3 +90,10 @@ def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
                                  agent_ttl=agent_ttl)
     raise ControlPlaneError(f"control plane {url!r}: the {parts.scheme!r} backend is not "
                             "available in this version; use a file:// URL")
+
+
+def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
+    """Agents whose last heartbeat is recent (within three intervals plus a second)."""
+    now = time.time()
+    return [a for a in plane.agents()
+            if now - float(a.get("reported_at", 0)) <= 3 * interval + 1]

@@ -28,6 +28,7 @@ from typing import Any
 from ..agent import issuer
 from ..config import Config
 from ..control import ControlPlane
+from ..control.base import live_agents
 from ..errors import SwitchError
 from ..state import ControlState, Lock
 from ..telemetry import otel
@@ -267,13 +268,6 @@ class Switch:
 
     def _live_agents(self) -> list[dict[str, Any]]:
         return live_agents(self.plane, self.config.heartbeat_interval)
-
-
-def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
-    """Agents whose last heartbeat is recent (within three intervals plus a second)."""
-    now = time.time()
-    return [a for a in plane.agents()
-            if now - float(a.get("reported_at", 0)) <= 3 * interval + 1]
 
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -6,9 +6,12 @@ Request metrics and scale signals are not here yet.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, registry
+from ..control.base import live_agents
+from .requests import BUCKETS, combine
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -34,6 +37,39 @@ class _Text:
 
     def sample(self, name: str, value: float, **labels: str) -> None:
         self.lines.append(f"{name}{_labels(**labels)} {value:g}")
+
+
+def instance_requests(agent: Agent) -> dict[str, Any]:
+    """Request metrics of this process plus its live child processes (gunicorn workers,
+    Django's autoreloader child), which report theirs in their heartbeats."""
+    snapshots = [registry.requests().snapshot()]
+    if agent.plane is not None:
+        try:
+            beats = live_agents(agent.plane, agent.config.heartbeat_interval)
+        except Exception:   # the control plane is down: this process's own figures
+            beats = []
+        me = os.getpid()
+        snapshots += [b["requests"] for b in beats
+                      if b.get("ppid") == me and b.get("pid") != me and b.get("requests")]
+    return combine(snapshots)
+
+
+def _request_metrics(agent: Agent, out: _Text) -> None:
+    requests = instance_requests(agent)
+    out.family("resil_http_requests_in_flight", "gauge",
+               "Requests being served (this process and its workers).")
+    out.sample("resil_http_requests_in_flight", requests["in_flight"])
+    out.family("resil_http_requests_total", "counter", "Requests served, by status class.")
+    for klass, count in sorted(requests["by_class"].items()):
+        out.sample("resil_http_requests_total", count, status_class=klass)
+    out.family("resil_http_request_duration_seconds", "histogram", "Request latency.")
+    running = 0
+    for bound, count in zip((*BUCKETS, float("inf")), requests["buckets"], strict=True):
+        running += count
+        out.sample("resil_http_request_duration_seconds_bucket", running,
+                   le="+Inf" if bound == float("inf") else f"{bound:g}")
+    out.sample("resil_http_request_duration_seconds_sum", requests["seconds"])
+    out.sample("resil_http_request_duration_seconds_count", running)
 
 
 def prometheus_text(agent: Agent) -> str:
@@ -81,6 +117,7 @@ def prometheus_text(agent: Agent) -> str:
                "Failed connection attempts per endpoint.")
     for endpoint, count in sorted(failures.items()):
         out.sample("resil_connect_failures_total", count, endpoint=endpoint)
+    _request_metrics(agent, out)
     out.family("resil_faults_total", "counter",
                "Exceptions in resil's own code, caught by the fail-open guard.")
     for where, faults in sorted(registry.faults().items()):

@@ -1,0 +1,39 @@
+"""Request metrics around a WSGI callable, shared by the Flask and Django integrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import registry
+from ..telemetry.requests import status_of
+from .base import fail_open
+
+
+def _watching() -> None:
+    agent = registry.agent()
+    if agent is not None:
+        agent.current_state()   # heartbeats (which carry these metrics) start on first use
+
+
+def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A replacement for ``original(self, environ, start_response)`` that counts the
+    request: in flight while it runs, then its status class and duration."""
+    def wsgi(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:
+        if registry.agent() is None:
+            return original(self, environ, start_response)
+        fail_open("wsgi.metrics", _watching)
+        stats = registry.requests()
+        token = stats.begin()
+        status = [0]
+
+        def start(status_line: str, headers: Any, exc_info: Any = None) -> Any:
+            status[0] = status_of(status_line)
+            if exc_info is None:
+                return start_response(status_line, headers)
+            return start_response(status_line, headers, exc_info)
+        try:
+            return original(self, environ, start)
+        finally:
+            stats.end(token, status[0] or 500)
+    return wsgi
