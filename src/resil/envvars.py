@@ -77,8 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Name of the environment variable that holds the HMAC key. When set, every "
             "signal must carry a valid signature; unsigned and forged signals are rejected."),
     Setting("control.poll_interval", "float", 0.05,
-            "Seconds between checks of the file control plane (changes apply within "
-            "this interval plus the time to read the file). With Redis, changes arrive by "
+            "File control plane: seconds between checks where inotify is unavailable (on "
+            "Linux the watch sleeps until the file changes). With Redis, changes arrive by "
             "pub/sub and this is the reconciling poll: default 1.0 there."),
     Setting("control.heartbeat_interval", "float", 1.0,
             "Seconds between an agent's heartbeats (unit, applied epoch, in-flight "
