@@ -176,8 +176,16 @@ class Agent:
             "admin": "{}:{}".format(*self.admin.address)
             if self.admin is not None and self.admin.address else None,
             "ppid": os.getppid(),
+            "utilization": self._utilization(),
             "requests": registry.requests().snapshot() if registry.requests().seen else None,
         }
+
+    def _utilization(self) -> float | None:
+        """This instance's utilization, when it serves the admin endpoint."""
+        if self.admin is None:
+            return None
+        from .telemetry.metrics import scale_figures
+        return round(scale_figures(self)["utilization"], 4)
 
     def _heartbeat_loop(self) -> None:
         while not self._stopped and self.plane is not None:

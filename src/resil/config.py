@@ -47,6 +47,10 @@ class Config:
     """Where the admin endpoint listens; None when ``[admin] listen = "off"``."""
     drain_period: float
     """Seconds of not-ready serving after SIGTERM (0: SIGTERM untouched)."""
+    capacity: float
+    """Concurrent requests the instance can serve (0: its reporting workers)."""
+    target_utilization: float
+    """Target busy fraction for ``desired_instances``."""
     sessions_resource: str
     disabled: bool
     disabled_integrations: frozenset[str]
@@ -224,6 +228,12 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
     drain = _number(admin, "drain_period", source, prefix="admin", default=0.0)
     if not 0 <= drain <= 3600:
         raise source.error("admin.drain_period", drain, "must be between 0 and 3600 seconds")
+    capacity = _number(admin, "capacity", source, prefix="admin", default=0.0)
+    if not 0 <= capacity <= 100000:
+        raise source.error("admin.capacity", capacity, "must be between 0 (auto) and 100000")
+    target = _number(admin, "target_utilization", source, prefix="admin", default=0.6)
+    if not 0 < target <= 1:
+        raise source.error("admin.target_utilization", target, "must be in (0, 1]")
     sessions_resource = _str(sessions, "resource", source, prefix="sessions")
     if sessions_resource:
         found = resources.get(sessions_resource)
@@ -244,6 +254,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         heartbeat_interval=heartbeat,
         admin_listen=(listen.host, listen.port) if listen else None,
         drain_period=drain,
+        capacity=capacity,
+        target_utilization=target,
         sessions_resource=sessions_resource,
         disabled=_bool(raw, "disabled", source),
         disabled_integrations=frozenset(_list(raw, "disabled_integrations", source)),

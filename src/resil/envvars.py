@@ -90,6 +90,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.drain_period", "float", 0.0,
             "Seconds an instance keeps serving after SIGTERM while /readyz says 503, before "
             "the application's own SIGTERM handling runs. 0: SIGTERM is left alone."),
+    Setting("admin.capacity", "float", 0.0,
+            "Concurrent requests this instance can serve, for the scale signals; 0: the "
+            "number of worker processes that report requests (at least 1)."),
+    Setting("admin.target_utilization", "float", 0.6,
+            "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1)."),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions.", flag=False),
 )

@@ -55,6 +55,14 @@ class Gate:
         started = self._clock()
         started_ns = otel.now_ns()
         registry.count("held_writes")
+        registry.holding(+1)
+        try:
+            return self._wait_out(resource, timeout, state, started, started_ns)
+        finally:
+            registry.holding(-1)
+
+    def _wait_out(self, resource: str, timeout: float, state: ControlState, started: float,
+                  started_ns: int) -> ControlState:
         while resource in state.locks:
             remaining = started + timeout - self._clock()
             if remaining <= 0:

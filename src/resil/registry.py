@@ -25,6 +25,7 @@ _faults: Counter[str] = Counter()
 _faults_lock = threading.Lock()
 _stats: Counter[str] = Counter()
 _max_hold = 0.0
+_holding = 0
 class _Bypass(threading.local):
     depth = 0       # a class default: reading it never raises (fast on every connect)
 
@@ -77,6 +78,14 @@ def count(name: str, n: int = 1) -> None:
     """Add to one of resil's own event counters (switch moves, held writes, ...)."""
     with _faults_lock:
         _stats[name] += n
+
+
+def holding(delta: int = 0) -> int:
+    """Writes held by the gate right now (``delta`` +1 when one starts waiting, -1 after)."""
+    global _holding
+    with _faults_lock:
+        _holding += delta
+        return _holding
 
 
 def observe_hold(seconds: float) -> None:

@@ -113,3 +113,61 @@ def test_request_metrics_of_two_workers(pair_config, tmp_path, framework):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+SLOW = textwrap.dedent("""
+    import time
+    from flask import Flask
+    app = Flask(__name__)
+
+    @app.get("/")
+    def index():
+        time.sleep(0.1)
+        return "slow"
+""")
+
+
+def test_scale_signals_of_a_busy_instance(pair_config, tmp_path):
+    """Two sync workers kept busy by two clients: utilization near 1, and at a target of
+    0.5 the HPA rule asks for two instances."""
+    import threading
+    admin, port = free_port(), free_port()
+    pair_config.write_text(pair_config.read_text().replace(
+        'listen = "127.0.0.1:0"',
+        f'listen = "127.0.0.1:{admin}"\ntarget_utilization = 0.5'))
+    (tmp_path / "web.py").write_text(SLOW)
+    proc = subprocess.Popen([str(BIN / "resil-run"), "gunicorn", "-w", "2", "-b",
+                             f"127.0.0.1:{port}", "web:app"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status(base)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        scrape(admin)                                   # the window starts here
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                status(base)
+        clients = [threading.Thread(target=client) for _ in range(2)]
+        for c in clients:
+            c.start()
+        time.sleep(3.0)
+        m = scrape(admin)
+        stop.set()
+        for c in clients:
+            c.join()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert m[("resil_scale_capacity", ())] == 2                 # two reporting workers
+    assert 0.6 <= m[("resil_scale_utilization", ())] <= 1.1, m[("resil_scale_utilization", ())]
+    assert m[("resil_scale_desired_instances", ())] == 2
+    assert m[("resil_scale_saturation", ())] == 0

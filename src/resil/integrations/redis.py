@@ -227,9 +227,17 @@ def _async_lock_of(client: Any, commands: tuple[Any, ...]) -> tuple[str, float] 
 
 async def _async_hold(name: str, timeout: float) -> None:
     """Await (never block the loop) until ``name`` is unlocked; LockTimeoutError after."""
-    from ..errors import LockTimeoutError
     started = time.monotonic()
     registry.count("held_writes")
+    registry.holding(+1)
+    try:
+        await _async_wait_out(name, timeout, started)
+    finally:
+        registry.holding(-1)
+
+
+async def _async_wait_out(name: str, timeout: float, started: float) -> None:
+    from ..errors import LockTimeoutError
     while True:
         agent = registry.agent()
         state = agent.state if agent is not None else None

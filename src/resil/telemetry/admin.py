@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from .metrics import prometheus_text
+from .scale import Sampler
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -125,6 +126,7 @@ class AdminServer:
         self._requested = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.sampler = Sampler()
 
     @property
     def address(self) -> tuple[str, int] | None:

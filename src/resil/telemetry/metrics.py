@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__, registry
 from ..control.base import live_agents
 from .requests import BUCKETS, combine
+from .scale import desired_instances
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -39,23 +40,58 @@ class _Text:
         self.lines.append(f"{name}{_labels(**labels)} {value:g}")
 
 
-def instance_requests(agent: Agent) -> dict[str, Any]:
-    """Request metrics of this process plus its live child processes (gunicorn workers,
-    Django's autoreloader child), which report theirs in their heartbeats."""
+def scale_figures(agent: Agent) -> dict[str, float]:
+    """Capacity, utilization, saturation and the fleet's desired_instances (see scale)."""
+    requests, workers, fleet = _instance(agent)
+    capacity = agent.config.capacity or max(workers, 1)
+    sampler = agent.admin.sampler if agent.admin is not None else None
+    utilization = sampler.utilization(requests["seconds"], capacity) if sampler else 0.0
+    saturation = max(0, requests["in_flight"] - capacity) + registry.holding()
+    utilizations = [u for other, u in fleet.items() if other != agent.id] + [utilization]
+    return {"capacity": capacity, "utilization": utilization, "saturation": saturation,
+            "instances": len(utilizations),
+            "desired_instances": desired_instances(utilizations,
+                                                   agent.config.target_utilization)}
+
+
+def _instance(agent: Agent) -> tuple[dict[str, Any], int, dict[str, float]]:
+    """This instance's requests (itself and its workers), how many workers report, and
+    every live instance's last reported utilization."""
     snapshots = [registry.requests().snapshot()]
+    workers = 0
+    fleet: dict[str, float] = {}
     if agent.plane is not None:
         try:
             beats = live_agents(agent.plane, agent.config.heartbeat_interval)
         except Exception:   # the control plane is down: this process's own figures
             beats = []
         me = os.getpid()
-        snapshots += [b["requests"] for b in beats
-                      if b.get("ppid") == me and b.get("pid") != me and b.get("requests")]
-    return combine(snapshots)
+        for beat in beats:
+            if beat.get("ppid") == me and beat.get("pid") != me and beat.get("requests"):
+                snapshots.append(beat["requests"])
+                workers += 1
+            if beat.get("utilization") is not None:
+                fleet[str(beat.get("id"))] = float(beat["utilization"])
+    return combine(snapshots), workers, fleet
+
+
+def _scale_metrics(agent: Agent, out: _Text) -> None:
+    if agent.admin is None:
+        return
+    figures = scale_figures(agent)
+    for name, kind, help_text in (
+            ("capacity", "gauge", "Concurrent requests this instance can serve."),
+            ("utilization", "gauge", "Busy fraction of capacity over the last minute."),
+            ("saturation", "gauge", "Requests beyond capacity plus writes held now."),
+            ("instances", "gauge", "Instances reporting utilization in the control plane."),
+            ("desired_instances", "gauge",
+             "Instances for the target utilization (the HPA rule, tolerance 0.1).")):
+        out.family(f"resil_scale_{name}", kind, help_text)
+        out.sample(f"resil_scale_{name}", figures[name])
 
 
 def _request_metrics(agent: Agent, out: _Text) -> None:
-    requests = instance_requests(agent)
+    requests = _instance(agent)[0]
     out.family("resil_http_requests_in_flight", "gauge",
                "Requests being served (this process and its workers).")
     out.sample("resil_http_requests_in_flight", requests["in_flight"])
@@ -118,6 +154,7 @@ def prometheus_text(agent: Agent) -> str:
     for endpoint, count in sorted(failures.items()):
         out.sample("resil_connect_failures_total", count, endpoint=endpoint)
     _request_metrics(agent, out)
+    _scale_metrics(agent, out)
     out.family("resil_faults_total", "counter",
                "Exceptions in resil's own code, caught by the fail-open guard.")
     for where, faults in sorted(registry.faults().items()):
