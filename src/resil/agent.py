@@ -144,6 +144,12 @@ class Agent:
                 return False
             self.state = signal.state      # one reference swap: readers never lock
             self._changed.notify_all()      # held writes and the heartbeat wake up
+        registry.count("signals_applied")
+        moved = [n for n, u in signal.state.primaries.items() if current.primaries.get(n) != u]
+        if moved:
+            registry.count("primary_changes", len(moved))
+        if set(signal.state.locks) - set(current.locks):
+            registry.count("locks_seen", len(set(signal.state.locks) - set(current.locks)))
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
                  signal.issuer, dict(signal.state.primaries))
@@ -205,6 +211,8 @@ class Agent:
         message = str(exc)
         if message != self._last_error:     # a bad file is reported once, not per poll
             self._last_error = message
+            if isinstance(exc, SignalError):
+                registry.count("signals_rejected")
             kind = "signal rejected" if isinstance(exc, SignalError) else "control plane error"
             log.warning("resil: %s: %s; keeping epoch %d", kind, message, self.state.epoch)
 

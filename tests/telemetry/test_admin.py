@@ -86,6 +86,11 @@ def test_health_readiness_state_and_metrics(pair_config, mariadb_pair):
     m = metrics(address)
     assert m[("resil_ready", ())] == 1
     assert m[("resil_events_total", (("event", "mysql_connections_moved"),))] == 2
+    assert m[("resil_events_total", (("event", "signals_applied"),))] == 2
+    assert m[("resil_events_total", (("event", "primary_changes"),))] == 2   # a→b→a
+    assert m[("resil_events_total", (("event", "locks_seen"),))] == 1
+    assert m[("resil_process_resident_memory_bytes", ())] > 10_000_000
+    assert m[("resil_process_cpu_seconds_total", ())] > 0
     resil.stop()
     assert agent.admin is None
 

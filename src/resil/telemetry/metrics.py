@@ -40,6 +40,14 @@ class _Text:
         self.lines.append(f"{name}{_labels(**labels)} {value:g}")
 
 
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def scale_figures(agent: Agent) -> dict[str, float]:
     """Capacity, utilization, saturation and the fleet's desired_instances (see scale)."""
     requests, workers, fleet = _instance(agent)
@@ -155,6 +163,12 @@ def prometheus_text(agent: Agent) -> str:
         out.sample("resil_connect_failures_total", count, endpoint=endpoint)
     _request_metrics(agent, out)
     _scale_metrics(agent, out)
+    cpu = os.times()
+    out.family("resil_process_cpu_seconds_total", "counter",
+               "CPU time of the process serving this endpoint (user + system).")
+    out.sample("resil_process_cpu_seconds_total", cpu.user + cpu.system)
+    out.family("resil_process_resident_memory_bytes", "gauge", "Resident memory (RSS).")
+    out.sample("resil_process_resident_memory_bytes", _rss_bytes())
     out.family("resil_faults_total", "counter",
                "Exceptions in resil's own code, caught by the fail-open guard.")
     for where, faults in sorted(registry.faults().items()):
