@@ -171,3 +171,47 @@ def test_scale_signals_of_a_busy_instance(pair_config, tmp_path):
     assert 0.6 <= m[("resil_scale_utilization", ())] <= 1.1, m[("resil_scale_utilization", ())]
     assert m[("resil_scale_desired_instances", ())] == 2
     assert m[("resil_scale_saturation", ())] == 0
+
+
+def test_django_over_asgi_is_counted(pair_config):
+    """Django's ASGI handler, driven in-process as an ASGI server would."""
+    import asyncio
+
+    from django.conf import settings
+    from django.http import HttpResponse
+    from django.urls import path
+
+    import resil
+    from resil import registry
+    if not settings.configured:
+        settings.configure(DEBUG=False, SECRET_KEY="x" * 50, ROOT_URLCONF=__name__,
+                           ALLOWED_HOSTS=["*"], INSTALLED_APPS=[])
+    global urlpatterns
+    urlpatterns = [path("", lambda request: HttpResponse("hi"))]
+    resil.start(pair_config)
+    from django.core.handlers.asgi import ASGIHandler
+    handler = ASGIHandler()
+    sent: list[dict] = []
+    received: list[int] = []
+
+    async def receive() -> dict:
+        received.append(1)
+        if len(received) % 2:       # the body once per request, then no disconnect
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)   # Django cancels this when the response is sent
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    def scope(route: str) -> dict:
+        return {"type": "http", "method": "GET", "path": route, "query_string": b"",
+                "headers": [(b"host", b"test")], "server": ("test", 80), "scheme": "http",
+                "asgi": {"version": "3.0"}}
+
+    async def main() -> None:
+        await handler(scope("/"), receive, send)
+        await handler(scope("/missing"), receive, send)
+    asyncio.run(main())
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 404]
+    assert registry.requests().snapshot()["by_class"] == {"2xx": 1, "4xx": 1}

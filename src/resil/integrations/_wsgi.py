@@ -37,3 +37,25 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             stats.end(token, status[0] or 500)
     return wsgi
+
+
+def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A replacement for an ASGI ``original(self, scope, receive, send)`` that counts
+    HTTP requests; the status comes from the ``http.response.start`` message."""
+    async def asgi(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+        if registry.agent() is None or scope.get("type") != "http":
+            return await original(self, scope, receive, send)
+        fail_open("asgi.metrics", _watching)
+        stats = registry.requests()
+        token = stats.begin()
+        status = [0]
+
+        async def sending(message: Any) -> Any:
+            if message.get("type") == "http.response.start":
+                status[0] = int(message.get("status", 0))
+            return await send(message)
+        try:
+            return await original(self, scope, receive, sending)
+        finally:
+            stats.end(token, status[0] or 500)
+    return asgi
