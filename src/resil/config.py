@@ -49,6 +49,8 @@ class Config:
     """Seconds of not-ready serving after SIGTERM (0: SIGTERM untouched)."""
     capacity: float
     """Concurrent requests the instance can serve (0: its reporting workers)."""
+    ready_requires_primary: bool
+    """Whether readiness also needs every resource's primary to be reachable."""
     target_utilization: float
     """Target busy fraction for ``desired_instances``."""
     sessions_resource: str
@@ -255,6 +257,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         admin_listen=(listen.host, listen.port) if listen else None,
         drain_period=drain,
         capacity=capacity,
+        ready_requires_primary=_bool(admin, "ready_requires_primary", source, prefix="admin"),
         target_utilization=target,
         sessions_resource=sessions_resource,
         disabled=_bool(raw, "disabled", source),

@@ -90,6 +90,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.drain_period", "float", 0.0,
             "Seconds an instance keeps serving after SIGTERM while /readyz says 503, before "
             "the application's own SIGTERM handling runs. 0: SIGTERM is left alone."),
+    Setting("admin.ready_requires_primary", "bool", False,
+            "`/readyz` also answers 503 while a mysql/redis resource's primary does not "
+            "accept TCP connections (checked at most every 2 s, 0.5 s timeout)."),
     Setting("admin.capacity", "float", 0.0,
             "Concurrent requests this instance can serve, for the scale signals; 0: the "
             "number of worker processes that report requests (at least 1)."),

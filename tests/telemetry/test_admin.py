@@ -142,3 +142,19 @@ def test_traffic_cut_and_restore_flip_readiness(pair_config):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert traffic("cut", "nowhere").returncode == 2
+
+
+def test_readiness_can_require_reachable_primaries(pair_config):
+    from servers.ports import free_port
+    dead = free_port()                          # nothing listens there
+    pair_config.write_text(pair_config.read_text().replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nready_requires_primary = true')
+        + f'\n[resources.ghost]\nkind = "redis"\nendpoints = {{ a = "127.0.0.1:{dead}" }}\n')
+    agent = resil.start(pair_config)
+    status, body = get(agent.admin.address, "/readyz")
+    assert status == 503
+    assert json.loads(body)["reasons"] == [
+        f"ghost: primary 127.0.0.1:{dead} unreachable (Connection refused)"]
+    state = json.loads(get(agent.admin.address, "/state")[1])
+    assert state["resources"]["ghost"]["health"] == {
+        f"127.0.0.1:{dead}": {"unit": "a", "connect_failures": 0}}

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import socketserver
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
@@ -31,6 +33,35 @@ log = logging.getLogger("resil")
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
+class _Reachability:
+    """TCP reachability of primaries, cached briefly: /readyz may be asked very often."""
+
+    TTL, TIMEOUT = 2.0, 0.5
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def problem(self, host: str, port: int) -> str | None:
+        """None when ``host:port`` accepts a connection, else the error."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get((host, port))
+        if cached is not None and now - cached[0] < self.TTL:
+            return cached[1]
+        try:
+            with registry.bypass(), socket.create_connection((host, port), self.TIMEOUT):
+                error = None
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        with self._lock:
+            self._cache[(host, port)] = (now, error)
+        return error
+
+
+REACHABILITY = _Reachability()
+
+
 def readiness(agent: Agent) -> list[str]:
     """Why this instance should not get traffic now (empty: it should)."""
     reasons = []
@@ -39,6 +70,14 @@ def readiness(agent: Agent) -> list[str]:
     unit = agent.config.unit
     if agent.state.weights.get(unit, 1.0) <= 0:
         reasons.append(f"unit {unit} is cut (weight 0 at epoch {agent.state.epoch})")
+    if agent.config.ready_requires_primary:
+        for name, resource in agent.config.resources.items():
+            if resource.kind == "http":
+                continue
+            endpoint = agent.router.primary_of(resource, agent.state)
+            error = REACHABILITY.problem(endpoint.host, endpoint.port) if endpoint else "none"
+            if error:
+                reasons.append(f"{name}: primary {endpoint} unreachable ({error})")
     return reasons
 
 
@@ -51,6 +90,12 @@ def state_document(agent: Agent) -> dict[str, Any]:
             "kind": resource.kind,
             "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
         }
+        failures = registry.stats()
+        entry["health"] = {
+            str(e): {"unit": e.unit,
+                     "connect_failures": int(failures.get(f"connect_failures:{e.host}:{e.port}",
+                                                          0))}
+            for eps in resource.endpoints.values() for e in eps}
         if resource.kind != "http":
             endpoint = agent.router.primary_of(resource, state)
             entry["primary"] = {"unit": endpoint.unit if endpoint else None,
