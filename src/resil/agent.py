@@ -184,6 +184,7 @@ class Agent:
             "ppid": os.getppid(),
             "utilization": self._utilization(),
             "requests": registry.requests().snapshot() if registry.requests().seen else None,
+            "events": registry.stats(), "faults": registry.faults(),
         }
 
     def _utilization(self) -> float | None:

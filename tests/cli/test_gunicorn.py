@@ -81,6 +81,17 @@ def test_two_workers_route_and_follow_a_switch(pair_config, redis_pair, publish,
         seen = sample(url)
         assert len({pid for pid, _ in seen}) == 2, seen
         assert {p for _, p in seen} == {redis_pair.replica.port}  # each worker's watch runs
+        # The workers' counters add up in the master's /metrics (through their heartbeats).
+        deadline = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            moved = [line for line in text.splitlines()
+                     if line.startswith('resil_events_total{event="signals_applied"}')]
+            if moved and float(moved[0].split()[-1]) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert moved and float(moved[0].split()[-1]) >= 2, moved
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)

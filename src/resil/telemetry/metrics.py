@@ -62,6 +62,32 @@ def scale_figures(agent: Agent) -> dict[str, float]:
                                                    agent.config.target_utilization)}
 
 
+def _instance_counters(agent: Agent) -> tuple[dict[str, float], dict[str, int]]:
+    """resil's event counters and faults of this process plus its live workers (their
+    heartbeats carry theirs: the moves and holds happen where the connections are)."""
+    stats: dict[str, float] = dict(registry.stats())
+    faults: dict[str, int] = dict(registry.faults())
+    for beat in _children(agent):
+        for key, value in dict(beat.get("events") or {}).items():
+            stats[key] = max(stats.get(key, 0), value) if key == "max_hold_s" \
+                else stats.get(key, 0) + value
+        for key, value in dict(beat.get("faults") or {}).items():
+            faults[key] = faults.get(key, 0) + int(value)
+    return stats, faults
+
+
+def _children(agent: Agent) -> list[dict[str, Any]]:
+    """Live heartbeats of this process's child processes (gunicorn workers)."""
+    if agent.plane is None:
+        return []
+    try:
+        beats = live_agents(agent.plane, agent.config.heartbeat_interval)
+    except Exception:   # the control plane is down: this process's own figures
+        return []
+    me = os.getpid()
+    return [b for b in beats if b.get("ppid") == me and b.get("pid") != me]
+
+
 def _instance(agent: Agent) -> tuple[dict[str, Any], int, dict[str, float]]:
     """This instance's requests (itself and its workers), how many workers report, and
     every live instance's last reported utilization."""
@@ -141,9 +167,13 @@ def prometheus_text(agent: Agent) -> str:
         out.sample("resil_primary_info", 1, resource=name, unit=unit)
     out.family("resil_in_flight", "gauge",
                "Open transactions and running statements per resource.")
-    for name, busy in agent.in_flight().items():
+    in_flight = agent.in_flight()
+    for beat in _children(agent):
+        for name, busy in dict(beat.get("in_flight") or {}).items():
+            in_flight[name] = in_flight.get(name, 0) + int(busy)
+    for name, busy in in_flight.items():
         out.sample("resil_in_flight", busy, resource=name)
-    stats = registry.stats()
+    stats, faults = _instance_counters(agent)
     max_hold = stats.pop("max_hold_s", 0.0)
     held_ms = stats.pop("held_ms_total", 0)
     failures = {k.split(":", 1)[1]: v for k, v in stats.items()
@@ -171,6 +201,6 @@ def prometheus_text(agent: Agent) -> str:
     out.sample("resil_process_resident_memory_bytes", _rss_bytes())
     out.family("resil_faults_total", "counter",
                "Exceptions in resil's own code, caught by the fail-open guard.")
-    for where, faults in sorted(registry.faults().items()):
-        out.sample("resil_faults_total", faults, where=where)
+    for where, count in sorted(faults.items()):
+        out.sample("resil_faults_total", count, where=where)
     return "\n".join(out.lines) + "\n"
