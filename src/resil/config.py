@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from . import envvars
 from .errors import MISSING, ConfigError
-from .topology import KINDS, Alias, Endpoint, Resource, ResourceKind, Topology, address_keys
+from .topology import (KINDS, Alias, Endpoint, HttpPolicy, Resource, ResourceKind, Topology,
+                       address_keys)
 
 DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
@@ -54,6 +55,13 @@ class Config:
     target_utilization: float
     """Target busy fraction for ``desired_instances``."""
     sessions_resource: str
+    routing_key: tuple[str, str] | None
+    """Where incoming requests carry their routing key: (``header``/``cookie``/``query``,
+    name); None when wrong-unit protection is off."""
+    wrong_unit: str
+    """``reject``, ``forward`` or ``allow``."""
+    forward_to: str
+    """The http resource wrong-unit writes are forwarded to."""
     disabled: bool
     disabled_integrations: frozenset[str]
     log_level: str
@@ -242,6 +250,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         if found is None or found.kind != "redis":
             raise source.error("sessions.resource", sessions_resource,
                                "must name a resource of kind redis")
+    routing_key, wrong_unit, forward_to = _routing(raw.get("routing", {}), resources, source)
     level = (_str(raw, "log_level", source) or "WARNING").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise source.error("log_level", level, "expected DEBUG, INFO, WARNING or ERROR")
@@ -260,10 +269,39 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         ready_requires_primary=_bool(admin, "ready_requires_primary", source, prefix="admin"),
         target_utilization=target,
         sessions_resource=sessions_resource,
+        routing_key=routing_key,
+        wrong_unit=wrong_unit,
+        forward_to=forward_to,
         disabled=_bool(raw, "disabled", source),
         disabled_integrations=frozenset(_list(raw, "disabled_integrations", source)),
         log_level=level,
     )
+
+
+def _routing(table: dict[str, Any], resources: dict[str, Resource],
+             source: _Source) -> tuple[tuple[str, str] | None, str, str]:
+    text = _str(table, "key", source, prefix="routing")
+    key = None
+    if text:
+        where, sep, name = text.partition(":")
+        if not sep or where.strip() not in ("header", "cookie", "query") or not name.strip():
+            raise source.error("routing.key", text,
+                               "expected header:NAME, cookie:NAME or query:NAME")
+        key = (where.strip(), name.strip())
+    wrong_unit = _str(table, "wrong_unit", source, prefix="routing") or "reject"
+    if wrong_unit not in ("reject", "forward", "allow"):
+        raise source.error("routing.wrong_unit", wrong_unit, "expected reject, forward or allow")
+    forward_to = _str(table, "forward_to", source, prefix="routing")
+    if forward_to:
+        found = resources.get(forward_to)
+        if found is None or found.kind != "http":
+            raise source.error("routing.forward_to", forward_to,
+                               "must name a resource of kind http")
+    elif wrong_unit == "forward":
+        raise source.error("routing.forward_to", MISSING,
+                           "required by wrong_unit = \"forward\": the http resource whose "
+                           "endpoints are this application's instances")
+    return key, wrong_unit, forward_to
 
 
 def _check_keys(raw: dict[str, Any], source: _Source) -> None:
@@ -327,14 +365,65 @@ def _build_resource(name: str, table: object, source: _Source) -> Resource:
     if not 0 <= io_timeout <= 3600:
         raise source.error(f"{prefix}.io_timeout", io_timeout,
                            "must be between 0 (leave as is) and 3600 seconds")
+    policy = _http_policy(prefix, rkind, table, source)
     return Resource(
         name=name, kind=rkind, endpoints=MappingProxyType(endpoints), primary=primary,
-        aliases=aliases, lock_timeout=lock_timeout, connect_timeout=connect_timeout,
+        aliases=aliases, http=policy, lock_timeout=lock_timeout, connect_timeout=connect_timeout,
         io_timeout=io_timeout,
         admin_user=_str(table, "admin_user", source, prefix=prefix),
         admin_password_env=_str(table, "admin_password_env", source, prefix=prefix),
         replication_user=_str(table, "replication_user", source, prefix=prefix),
         replication_password_env=_str(table, "replication_password_env", source, prefix=prefix),
+    )
+
+
+_HTTP_KEYS = ("retries", "retry_statuses", "retry_budget", "retry_budget_min", "eject_after",
+              "eject_time", "max_ejected_percent", "panic_threshold", "half_open_requests",
+              "health_path", "health_interval")
+
+
+def _http_policy(prefix: str, kind: ResourceKind, table: dict[str, Any],
+                 source: _Source) -> HttpPolicy:
+    """The retry and outlier-detection policy of an http resource, each value checked."""
+    if kind != "http":
+        for key in _HTTP_KEYS:
+            if key in table:
+                raise source.error(f"{prefix}.{key}", table[key], "only for http resources")
+        return HttpPolicy()
+    default = HttpPolicy()
+
+    def number(name: str, low: float, high: float, integer: bool = False) -> float:
+        value = _number(table, name, source, prefix=prefix, default=getattr(default, name))
+        if not low <= value <= high or (integer and value != int(value)):
+            what = "a whole number" if integer else "a number"
+            raise source.error(f"{prefix}.{name}", value, f"must be {what} between {low:g} "
+                               f"and {high:g}")
+        return value
+
+    statuses = table.get("retry_statuses", sorted(default.retry_statuses))
+    if isinstance(statuses, list):
+        try:
+            statuses = [int(s) for s in statuses]
+        except (TypeError, ValueError):
+            statuses = None
+    if not isinstance(statuses, list) or not all(500 <= s <= 599 for s in statuses):
+        raise source.error(f"{prefix}.retry_statuses", table.get("retry_statuses"),
+                           "expected a list of 5xx statuses, e.g. [502, 503, 504]")
+    path = _str(table, "health_path", source, prefix=prefix)
+    if path and not path.startswith("/"):
+        raise source.error(f"{prefix}.health_path", path, "must start with /")
+    return HttpPolicy(
+        retries=int(number("retries", 0, 10, integer=True)),
+        retry_statuses=frozenset(statuses),
+        retry_budget=number("retry_budget", 0, 1),
+        retry_budget_min=number("retry_budget_min", 0, 10000),
+        eject_after=int(number("eject_after", 1, 1000, integer=True)),
+        eject_time=number("eject_time", 0.01, 3600),
+        max_ejected_percent=number("max_ejected_percent", 0, 100),
+        panic_threshold=number("panic_threshold", 0, 100),
+        half_open_requests=int(number("half_open_requests", 1, 100, integer=True)),
+        health_path=path,
+        health_interval=number("health_interval", 0.05, 3600),
     )
 
 

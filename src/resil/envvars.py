@@ -100,6 +100,18 @@ SETTINGS: tuple[Setting, ...] = (
             "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1)."),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions.", flag=False),
+    Setting("routing.key", "str", "",
+            "Where an incoming request carries its routing key (a user id, a shop id): "
+            "`header:NAME`, `cookie:NAME` or `query:NAME`. With rules in the control state "
+            "(`resil traffic rules`), a write request whose key belongs to another unit is "
+            "refused or forwarded. Empty: no wrong-unit protection.", flag=False),
+    Setting("routing.wrong_unit", "str", "reject",
+            "What a write request (POST, PATCH, ...) whose routing key belongs to another "
+            "unit gets: `reject` (409 naming the right unit), `forward` (sent on to that "
+            "unit's instance of `routing.forward_to`) or `allow`.", flag=False),
+    Setting("routing.forward_to", "str", "",
+            "The http resource whose endpoints are this application's instances in each "
+            "unit; required by `wrong_unit = \"forward\"`.", flag=False),
 )
 """Every top-level and section key, in documentation order."""
 
@@ -134,6 +146,40 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
     Setting("replication_user", "str", "", "mysql: replication account.", flag=False),
     Setting("replication_password_env", "str", "",
             "Name of the environment variable holding the replication password.", flag=False),
+    Setting("retries", "float", 2,
+            "http: further attempts of a call that is safe to repeat (GET, HEAD, OPTIONS, "
+            "PUT, DELETE, or one with an `Idempotency-Key` header) after a failure before "
+            "any response, or a status in `retry_statuses`; the first goes to another unit.",
+            flag=False),
+    Setting("retry_statuses", "list", (502, 503, 504),
+            "http: response statuses that are retried like a connection failure.",
+            flag=False),
+    Setting("retry_budget", "float", 0.2,
+            "http: retries allowed as a fraction of the calls of the last 10 s, so that "
+            "retries cannot multiply an outage.", flag=False),
+    Setting("retry_budget_min", "float", 3.0,
+            "http: retries per second allowed whatever the budget (for low traffic).",
+            flag=False),
+    Setting("eject_after", "float", 5,
+            "http: consecutive failures (connection errors or 5xx) that eject an endpoint.",
+            flag=False),
+    Setting("eject_time", "float", 30.0,
+            "http: seconds of the first ejection; each repeated ejection lasts one more "
+            "multiple (capped at 10). Then a half-open probe decides.", flag=False),
+    Setting("max_ejected_percent", "float", 50.0,
+            "http: at most this share of a resource's endpoints is ejected at once (at "
+            "least one may always be).", flag=False),
+    Setting("panic_threshold", "float", 50.0,
+            "http: below this percentage of healthy endpoints, health is ignored and every "
+            "endpoint of a unit with traffic takes calls (Envoy's panic mode).", flag=False),
+    Setting("half_open_requests", "float", 1,
+            "http: calls let through at once to an endpoint whose ejection ended; one "
+            "success brings it back, a failure ejects it again for longer.", flag=False),
+    Setting("health_path", "str", "",
+            "http: path of an active health check (e.g. `/healthz`), asked of every "
+            "endpoint by one background thread; empty: passive detection only.", flag=False),
+    Setting("health_interval", "float", 5.0,
+            "http: seconds between active health checks of an endpoint.", flag=False),
 )
 """Keys of a ``[resources.NAME]`` table."""
 
@@ -153,6 +199,8 @@ def _default_text(setting: Setting) -> str:
         return "—"
     if isinstance(setting.default, bool):
         return "`1`" if setting.default else "`0`"
+    if isinstance(setting.default, tuple):
+        return "`" + ",".join(map(str, setting.default)) + "`"
     return f"`{setting.default}`"
 
 

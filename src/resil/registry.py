@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from .telemetry.requests import RequestStats
@@ -31,6 +32,10 @@ class _Bypass(threading.local):
 
 
 _bypass = _Bypass()
+
+route_key: ContextVar[str | None] = ContextVar("resil_route_key", default=None)
+"""The routing key of the request being served (set by the Flask/Django layer), carried
+on outgoing calls to http resources as ``x-resil-route-key``."""
 
 
 def agent() -> Agent | None:

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -42,6 +43,49 @@ class Lock:
         return {"holder": self.holder, "since": self.since, "reason": self.reason}
 
 
+HASH_BUCKETS = 100
+"""Routing keys hash into this many buckets (CRC-32 of the UTF-8 key, modulo)."""
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One rule mapping routing keys to their home unit. Exactly one of the three forms:
+
+    - ``range``: integer keys ``low <= key <= high``;
+    - ``hash``: keys whose bucket (:func:`bucket`) is ``low <= bucket <= high``;
+    - ``keys``: an explicit list.
+    """
+
+    unit: str
+    form: str
+    low: int = 0
+    high: int = 0
+    keys: frozenset[str] = frozenset()
+
+    def matches(self, key: str) -> bool:
+        """Whether ``key`` falls under this rule."""
+        if self.form == "keys":
+            return key in self.keys
+        if self.form == "hash":
+            return self.low <= bucket(key) <= self.high
+        try:
+            number = int(key)
+        except ValueError:
+            return False
+        return self.low <= number <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        if self.form == "keys":
+            return {"unit": self.unit, "keys": sorted(self.keys)}
+        return {"unit": self.unit, self.form: [self.low, self.high]}
+
+
+def bucket(key: str) -> int:
+    """The hash bucket of a routing key: stable across processes, hosts and versions."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % HASH_BUCKETS
+
+
 @dataclass(frozen=True)
 class ControlState:
     """Epoch-versioned primaries, unit weights and locks. Never mutated."""
@@ -53,6 +97,15 @@ class ControlState:
     """Unit → traffic weight; 0 means the unit is cut."""
     locks: Mapping[str, Lock] = field(default_factory=lambda: _EMPTY)
     """Resource name → write lock."""
+    routes: tuple[RouteRule, ...] = ()
+    """Rules mapping routing keys to home units, tried in order; the first match wins."""
+
+    def home_unit(self, key: str) -> str | None:
+        """The home unit of routing key ``key``, or None when no rule claims it."""
+        for rule in self.routes:
+            if rule.matches(key):
+                return rule.unit
+        return None
 
     @classmethod
     def initial(cls, topology: Topology) -> ControlState:
@@ -63,7 +116,8 @@ class ControlState:
 
     def evolve(self, *, epoch: int | None = None, primaries: Mapping[str, str] | None = None,
                weights: Mapping[str, float] | None = None,
-               locks: Mapping[str, Lock] | None = None) -> ControlState:
+               locks: Mapping[str, Lock] | None = None,
+               routes: tuple[RouteRule, ...] | None = None) -> ControlState:
         """A copy with some parts replaced; the epoch advances by one unless given."""
         return replace(
             self,
@@ -71,6 +125,7 @@ class ControlState:
             primaries=MappingProxyType(dict(self.primaries if primaries is None else primaries)),
             weights=MappingProxyType(dict(self.weights if weights is None else weights)),
             locks=MappingProxyType(dict(self.locks if locks is None else locks)),
+            routes=self.routes if routes is None else tuple(routes),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +134,7 @@ class ControlState:
             "primaries": dict(self.primaries),
             "weights": dict(self.weights),
             "locks": {name: lock.to_dict() for name, lock in self.locks.items()},
+            "routes": [rule.to_dict() for rule in self.routes],
         }
 
 
@@ -197,8 +253,49 @@ def _decode_state(raw: object, epoch: int, topology: Topology) -> ControlState:
             raise SignalError(f"signal epoch {epoch}: lock on {name!r} is malformed")
         if name in topology.resources:
             locks[name] = Lock(lock["holder"], float(lock["since"]), str(lock.get("reason", "")))
+    routes = decode_routes(raw.get("routes", []), topology, f"signal epoch {epoch}: ")
     return ControlState(epoch, MappingProxyType(primaries), MappingProxyType(weights),
-                        MappingProxyType(locks))
+                        MappingProxyType(locks), routes)
+
+
+def decode_routes(raw: object, topology: Topology, where: str = "") -> tuple[RouteRule, ...]:
+    """Parse routing rules (the ``routes`` list of a signal, or a rules file).
+
+    Raises :class:`SignalError` naming the rule (by position) and what is wrong with it.
+    """
+    if not isinstance(raw, list):
+        raise SignalError(f"{where}routes must be a list of rules")
+    rules = []
+    for i, item in enumerate(raw):
+        what = f"{where}route rule {i + 1}"
+        if not isinstance(item, dict):
+            raise SignalError(f"{what}: expected an object like "
+                              '{"unit": "beijing", "range": [0, 4999]}')
+        unit = item.get("unit")
+        if unit not in topology.units:
+            raise SignalError(f"{what}: unit {unit!r} is not one of the units "
+                              f"({', '.join(topology.units)})")
+        forms = [f for f in ("range", "hash", "keys") if f in item]
+        unknown = set(item) - {"unit", "range", "hash", "keys"}
+        if len(forms) != 1 or unknown:
+            raise SignalError(f"{what}: expected exactly one of range, hash or keys"
+                              + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
+        form = forms[0]
+        value = item[form]
+        if form == "keys":
+            if not isinstance(value, list) or not all(isinstance(k, (str, int)) and
+                                                      not isinstance(k, bool) for k in value):
+                raise SignalError(f"{what}: keys must be a list of strings")
+            rules.append(RouteRule(unit, form, keys=frozenset(str(k) for k in value)))
+            continue
+        if not isinstance(value, list) or len(value) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value) \
+                or value[0] > value[1]:
+            raise SignalError(f"{what}: {form} must be [low, high] with integers low <= high")
+        if form == "hash" and not (0 <= value[0] and value[1] < HASH_BUCKETS):
+            raise SignalError(f"{what}: hash buckets run from 0 to {HASH_BUCKETS - 1}")
+        rules.append(RouteRule(unit, form, value[0], value[1]))
+    return tuple(rules)
 
 
 def _object(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -45,6 +45,23 @@ class Alias:
 
 
 @dataclass(frozen=True)
+class HttpPolicy:
+    """How calls to an http resource are retried, and when an endpoint is ejected."""
+
+    retries: int = 2
+    retry_statuses: frozenset[int] = frozenset({502, 503, 504})
+    retry_budget: float = 0.2
+    retry_budget_min: float = 3.0
+    eject_after: int = 5
+    eject_time: float = 30.0
+    max_ejected_percent: float = 50.0
+    panic_threshold: float = 50.0
+    half_open_requests: int = 1
+    health_path: str = ""
+    health_interval: float = 5.0
+
+
+@dataclass(frozen=True)
 class Resource:
     """Something the application talks to, with its endpoints in each unit."""
 
@@ -64,6 +81,8 @@ class Resource:
     admin_password_env: str = ""
     replication_user: str = ""
     replication_password_env: str = ""
+    http: HttpPolicy = HttpPolicy()
+    """http: retry and outlier-detection policy (defaults for other kinds, unused)."""
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -123,6 +142,8 @@ def _bracket(host: str) -> str:
 def address_keys(resource: Resource) -> list[tuple[str, int | None]]:
     """Every (host, port) under which ``resource`` is known; port None means any."""
     keys: list[tuple[str, int | None]] = []
+    if resource.kind == "http":     # http://productservice/... names the resource itself
+        keys.append((resource.name.lower(), None))
     for endpoints in resource.endpoints.values():
         keys += [(e.host.lower(), e.port) for e in endpoints]
     keys += [(a.host.lower(), a.port) for a in resource.aliases]
