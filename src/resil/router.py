@@ -1,14 +1,31 @@
-"""Routing decisions: which endpoint a connection to a resource should use.
+"""Routing decisions: which endpoint a connection or a call to a resource should use.
 
 The router knows the topology and reads the current control state through a callable,
-so it always sees the newest snapshot without a lock. For mysql and redis resources
-this first slice answers one question: the endpoint of the resource's current primary.
+so it always sees the newest snapshot without a lock. For mysql and redis resources it
+answers one question: the endpoint of the resource's current primary. For http
+resources, :meth:`Router.pick` chooses the endpoint of each attempt of a call:
+
+1. the own unit first, while its weight is above 0 and it has a healthy endpoint;
+2. otherwise another unit with weight above 0, chosen in proportion to the weights;
+3. a retry goes to a unit not tried yet (a failure in one unit is likely to repeat
+   there), then to the remaining endpoints of the tried units.
+
+Within a unit, calls rotate over its healthy endpoints. Health is per resource
+(:mod:`resil.health`); when every unit is cut, the weights are ignored rather than
+failing every call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any
 
+from .health import ResourceHealth
+from .retry import RetryBudget
 from .state import ControlState
 from .topology import Endpoint, Resource, ResourceKind, Topology
 
@@ -16,9 +33,17 @@ from .topology import Endpoint, Resource, ResourceKind, Topology
 class Router:
     """Maps the addresses an application uses to the endpoints it should use."""
 
-    def __init__(self, topology: Topology, state: Callable[[], ControlState]) -> None:
+    def __init__(self, topology: Topology, state: Callable[[], ControlState],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.topology = topology
         self._state = state
+        self._clock = clock
+        self._health: dict[str, ResourceHealth] = {}
+        self._budgets: dict[str, RetryBudget] = {}
+        self._health_lock = threading.Lock()
+        self._turn = itertools.count()
+        self._random = random.Random()
+        self._http_matches: MutableMapping[str, Any] | None = None
 
     def state(self) -> ControlState:
         """The control state applied now."""
@@ -41,3 +66,81 @@ class Router:
         """
         resource = self.topology.match(kind, host, port)
         return None if resource is None else self.primary_of(resource)
+
+    # ------------------------------------------------------------------ http resources
+
+    @property
+    def http_matches(self) -> MutableMapping[str, Any]:
+        """Scheme and authority of an outgoing HTTP call → its resource match or None
+        (a bounded LRU, created when the first HTTP call is made)."""
+        cache = self._http_matches
+        if cache is None:
+            from cachetools import LRUCache
+            cache = self._http_matches = LRUCache(maxsize=512)
+        return cache
+
+    def health(self, resource: Resource) -> ResourceHealth:
+        """The endpoint health of an http resource (created on first use)."""
+        found = self._health.get(resource.name)
+        if found is None:
+            with self._health_lock:
+                found = self._health.setdefault(resource.name,
+                                                ResourceHealth(resource, self._clock))
+        return found
+
+    def budget(self, resource: Resource) -> RetryBudget:
+        """The retry budget of an http resource (created on first use)."""
+        found = self._budgets.get(resource.name)
+        if found is None:
+            with self._health_lock:
+                found = self._budgets.setdefault(resource.name, RetryBudget(
+                    resource.http.retry_budget, resource.http.retry_budget_min, self._clock))
+        return found
+
+    def health_snapshot(self) -> dict[str, dict[str, dict[str, object]]]:
+        """Endpoint health of every http resource that took a call (for /state)."""
+        return {name: health.snapshot() for name, health in list(self._health.items())}
+
+    def pick(self, resource: Resource, tried: Sequence[Endpoint] = ()) -> Endpoint | None:
+        """The endpoint for the next attempt of a call to ``resource``.
+
+        ``tried`` lists the endpoints earlier attempts of the same call used. None when
+        no endpoint is left for a retry. The first attempt always gets an endpoint: if
+        nothing is healthy and panic mode is off, the own unit's (or the first unit's)
+        endpoint is used rather than failing a call resil could not route.
+        """
+        state = self._state()
+        health = self.health(resource)
+        ignore = health.panic()
+        units = [u for u in resource.endpoints if state.weights.get(u, 1.0) > 0] \
+            or list(resource.endpoints)
+        tried_units = {e.unit for e in tried}
+        own = self.topology.unit
+        order = [own] if own in units and own not in tried_units else []
+        order += self._by_weight([u for u in units if u != own and u not in tried_units],
+                                 state)
+        order += [u for u in units if u in tried_units]
+        for unit in order:
+            endpoints = resource.endpoints[unit]
+            start = next(self._turn)
+            for i in range(len(endpoints)):
+                endpoint = endpoints[(start + i) % len(endpoints)]
+                if endpoint not in tried and health.take(endpoint, ignore):
+                    return endpoint
+        if tried:
+            return None
+        fallback = resource.endpoints.get(own) or next(iter(resource.endpoints.values()))
+        return fallback[0]
+
+    def _by_weight(self, units: list[str], state: ControlState) -> list[str]:
+        """``units`` in a random order drawn in proportion to their weights."""
+        if len(units) < 2:
+            return units
+        left = list(units)
+        ordered = []
+        while left:
+            weights = [state.weights.get(u, 1.0) for u in left]
+            chosen = self._random.choices(left, weights)[0]
+            ordered.append(chosen)
+            left.remove(chosen)
+        return ordered

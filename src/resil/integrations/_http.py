@@ -1,0 +1,137 @@
+"""What the HTTP client integrations (requests, urllib3, httpx) share.
+
+:func:`plan` answers, for the URL of an outgoing call: does it name an http resource —
+by the resource's name (``http://productservice/...``), an alias, or any of its
+endpoints — and if so, which endpoint the first attempt goes to and which part of the
+URL (path, query) is carried over. A URL that names no resource gets None and the call
+is left exactly as the application made it. The answer for a scheme and authority is
+cached per router (a bounded LRU), so an unrouted call costs one string search and one
+dictionary lookup.
+
+Routed calls carry ``x-resil-unit`` (the caller's unit) and, while a request with a
+routing key is being served, ``x-resil-route-key``. Calls to other hosts carry nothing
+of resil's: a unit name is no business of a third party.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import registry
+from ..topology import Endpoint, Resource
+
+UNIT_HEADER = "x-resil-unit"
+ROUTE_KEY_HEADER = "x-resil-route-key"
+_CACHE_SIZE = 512
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class _Match:
+    resource: Resource
+    userinfo: str
+    """``user:password@`` of the original URL, kept on the rewritten one."""
+    base_path: str
+    """The base path of the endpoint the URL named directly ("" otherwise), which the
+    chosen endpoint's own base path replaces."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A routed call: its resource, where its first attempt goes, the rest of its URL."""
+
+    resource: Resource
+    first: Endpoint
+    userinfo: str
+    rest: str
+    """Path, query and fragment of the original URL (``/items?page=2``)."""
+
+    def url(self, endpoint: Endpoint) -> str:
+        """The URL of an attempt sent to ``endpoint``."""
+        base = endpoint.url or f"http://{endpoint}"
+        if self.userinfo:
+            scheme, _, tail = base.partition("://")
+            base = f"{scheme}://{self.userinfo}{tail}"
+        return base + (self.rest or "/")
+
+
+class _Nesting(threading.local):
+    depth = 0
+
+
+_nesting = _Nesting()
+
+
+class inside:
+    """Context manager around a routed call: a library that calls itself again inside
+    it (urllib3 follows redirects by recursion) is not routed a second time."""
+
+    def __enter__(self) -> None:
+        _nesting.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _nesting.depth -= 1
+
+
+def plan(url: Any) -> Plan | None:
+    """The routing plan of a call to ``url``, or None to leave the call untouched."""
+    router = registry.router()
+    if router is None or _nesting.depth or registry.bypassed():
+        return None
+    text = url if isinstance(url, str) else str(url)
+    start = text.find("://")
+    if start < 0:
+        return None
+    end = start + 3
+    length = len(text)
+    while end < length and text[end] not in "/?#":
+        end += 1
+    prefix = text[:end]
+    cache = router.http_matches
+    try:
+        match = cache[prefix]
+    except KeyError:
+        match = cache[prefix] = _match(router, prefix)
+    if match is None:
+        return None
+    rest = text[end:]
+    if match.base_path and (rest == match.base_path or
+                            rest.startswith((match.base_path + "/", match.base_path + "?"))):
+        rest = rest[len(match.base_path):]
+    router.budget(match.resource).record_call()
+    first = router.pick(match.resource)
+    return Plan(match.resource, first, match.userinfo, rest)
+
+
+def _match(router: Any, prefix: str) -> _Match | None:
+    parts = urlsplit(prefix)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    resource = router.topology.match("http", parts.hostname, port)
+    if resource is None:
+        return None
+    userinfo = parts.netloc.rpartition("@")[0]
+    base_path = ""
+    for endpoints in resource.endpoints.values():
+        for endpoint in endpoints:
+            if endpoint.host == parts.hostname.lower() and endpoint.port == port:
+                base_path = urlsplit(endpoint.url or "").path.rstrip("/")
+    return _Match(resource, userinfo + "@" if userinfo else "", base_path)
+
+
+def propagation() -> dict[str, str]:
+    """Headers every routed call carries."""
+    agent = registry.agent()
+    headers = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
+    key = registry.route_key.get()
+    if key:
+        headers[ROUTE_KEY_HEADER] = key
+    return headers

@@ -1,0 +1,113 @@
+"""httpx: calls of ``Client`` and ``AsyncClient`` to http resources are routed.
+
+Seam: ``HTTPTransport.handle_request`` and ``AsyncHTTPTransport.handle_async_request`` —
+the transport the client chose for the URL (its default one, or a mounted
+``HTTPTransport``), just before the request goes to the connection pool. The request's
+URL is set to the chosen endpoint's (the ``Host`` header follows, unless the
+application set its own), two headers are added (:mod:`._http`), and everything else —
+headers, body, streaming, timeouts (``request.extensions``), TLS settings of the
+transport — passes through. Custom transports (``MockTransport``, a user's own) are
+left alone: they decide for themselves where a request goes.
+
+A request whose body is a stream (a generator) is not retried: it cannot be sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import registry
+from ..retry import Exchange, execute, execute_async, repeatable
+from . import _http
+from .base import Integration, Target, fail_open
+
+
+def _transport_error(exc: BaseException) -> bool:
+    import httpx
+    return isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError))
+
+
+def _discard(response: Any) -> None:
+    response.close()
+
+
+async def _discard_async(response: Any) -> None:
+    await response.aclose()
+
+
+def _status(response: Any) -> int:
+    return int(response.status_code)
+
+
+def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] | None:
+    """The routing plan of ``request``, its exchange, and how to aim it at an endpoint."""
+    import httpx
+    plan = _http.plan(str(request.url))
+    if plan is None:
+        return None
+    original_host = request.headers.get("host")
+    default_host = request.url.netloc.decode("ascii")
+    keep_host = original_host is not None and original_host != default_host
+    for name, value in _http.propagation().items():
+        request.headers[name] = value
+    exchange: Exchange[Any] = Exchange(
+        plan.resource,
+        repeatable(request.method, request.headers, isinstance(request.stream, httpx.ByteStream)),
+        _transport_error, _status, _discard)
+
+    def aim(endpoint: Any) -> None:
+        request.url = httpx.URL(plan.url(endpoint))
+        if not keep_host:
+            request.headers["host"] = request.url.netloc.decode("ascii")
+    return plan, exchange, aim
+
+
+def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A replacement for ``HTTPTransport.handle_request(self, request)``."""
+    def handle_request(self: Any, request: Any) -> Any:
+        if registry._agent is None:
+            return original(self, request)
+        prepared = fail_open("httpx.route", _prepare, request)
+        if prepared is None:
+            return original(self, request)
+        plan, exchange, aim = prepared
+
+        def attempt(endpoint: Any) -> Any:
+            aim(endpoint)
+            return original(self, request)
+        return execute(registry.router(), exchange, attempt, plan.first)
+    return handle_request
+
+
+def make_handle_async(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A replacement for ``AsyncHTTPTransport.handle_async_request(self, request)``."""
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        if registry._agent is None:
+            return await original(self, request)
+        prepared = fail_open("httpx.route", _prepare, request)
+        if prepared is None:
+            return await original(self, request)
+        plan, exchange, aim = prepared
+
+        async def attempt(endpoint: Any) -> Any:
+            aim(endpoint)
+            return await original(self, request)
+        return await execute_async(registry.router(), exchange, attempt, _discard_async,
+                                   plan.first)
+    return handle_async_request
+
+
+class HttpxIntegration(Integration):
+    """Same-unit routing, outlier ejection and retries for httpx (sync and asyncio)."""
+
+    name = "httpx"
+    distribution = "httpx"
+    supported = ((0, 23), (1,))
+    targets = (
+        Target("httpx._transports.default", "HTTPTransport.handle_request", make_handle,
+               method=True),
+        Target("httpx._transports.default", "AsyncHTTPTransport.handle_async_request",
+               make_handle_async, method=True),
+    )

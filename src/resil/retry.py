@@ -1,0 +1,298 @@
+"""Calls to http resources: one attempt per chosen endpoint, retries across units.
+
+:func:`execute` (and :func:`execute_async`) run one call of an HTTP client library. The
+integration supplies how to send an attempt to an endpoint and how to read its outcome
+(:class:`Exchange`); this module knows no client library. It decides:
+
+- **whether a failure may be retried**: only for a call that is safe to repeat (GET,
+  HEAD, OPTIONS, TRACE, PUT, DELETE, or one with an ``Idempotency-Key`` header, and
+  whose body can be sent again), only when no response was received (a transport error)
+  or the response status is one of the resource's ``retry_statuses``, and at most
+  ``retries`` times;
+- **where the retry goes**: :meth:`resil.router.Router.pick` sends it to a unit not
+  tried yet;
+- **whether the budget allows it** (:class:`RetryBudget`): retries are limited to a
+  fraction of the calls of the last 10 seconds plus a small floor, so that retrying can
+  never multiply the load of an outage.
+
+Every outcome feeds the endpoint's health (passive outlier detection). The first attempt
+runs inline: tenacity is imported and used only once a call is actually retried, which
+keeps the cost of a call that succeeds at a few microseconds.
+
+When the retries are spent (or not allowed) the application gets exactly what the last
+attempt produced: the driver's own exception, or the last response.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from . import registry
+from .topology import Endpoint, Resource
+
+R = TypeVar("R")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods a retry may repeat: idempotent by their definition (RFC 9110, 9.2.2)."""
+WINDOW = 10
+"""Seconds of calls the retry budget looks back over."""
+
+
+class RetryBudget:
+    """Retries allowed: ``ratio`` × calls of the last :data:`WINDOW` seconds, plus
+    ``min_per_second`` × :data:`WINDOW` (so a quiet service can still retry)."""
+
+    def __init__(self, ratio: float, min_per_second: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ratio = ratio
+        self.floor = min_per_second * WINDOW
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._calls = [0] * WINDOW
+        self._retries = [0] * WINDOW
+        self._second = int(clock())
+
+    def _advance(self) -> int:
+        now = int(self._clock())
+        gap = now - self._second
+        if gap > 0:
+            for i in range(1, min(gap, WINDOW) + 1):
+                slot = (self._second + i) % WINDOW
+                self._calls[slot] = self._retries[slot] = 0
+            self._second = now
+        return now % WINDOW
+
+    def record_call(self) -> None:
+        """A call started (each call, not each attempt)."""
+        with self._lock:
+            self._calls[self._advance()] += 1
+
+    def withdraw(self) -> bool:
+        """Take one retry from the budget; False when it is spent."""
+        with self._lock:
+            slot = self._advance()
+            if sum(self._retries) >= self.floor + self.ratio * sum(self._calls):
+                return False
+            self._retries[slot] += 1
+            return True
+
+
+@dataclass
+class Exchange(Generic[R]):
+    """What an integration tells :func:`execute` about one call."""
+
+    resource: Resource
+    repeatable: bool
+    """Safe to send again: a safe method or an Idempotency-Key, and a replayable body."""
+    transport_error: Callable[[BaseException], bool]
+    """Whether an exception means no response was received (connection refused, reset,
+    timed out): those count against the endpoint and may be retried."""
+    status: Callable[[R], int]
+    discard: Callable[[R], None]
+    """Release a response that a retry replaces (close it, return its connection)."""
+    tried: list[Endpoint] = field(default_factory=list)
+
+
+def repeatable(method: str, headers: Any, body_replayable: bool = True) -> bool:
+    """Whether a call may be repeated: a safe method, or an ``Idempotency-Key`` header."""
+    if not body_replayable:
+        return False
+    if method.upper() in SAFE_METHODS:
+        return True
+    try:
+        return bool(headers) and any(str(k).lower() == "idempotency-key" for k in headers)
+    except TypeError:
+        return False
+
+
+def _observe(router: Any, exchange: Exchange[R], endpoint: Endpoint,
+             exc: BaseException | None, response: Any) -> None:
+    """Feed one attempt's outcome to the endpoint's health (a fault here is counted and
+    forgotten: it must not change what the application gets)."""
+    try:
+        _feed(router, exchange, endpoint, exc, response)
+    except Exception as fault:
+        registry.record_fault("http.health", fault)
+
+
+def _feed(router: Any, exchange: Exchange[R], endpoint: Endpoint,
+          exc: BaseException | None, response: Any) -> None:
+    health = router.health(exchange.resource)
+    if exc is not None:
+        if exchange.transport_error(exc):
+            if health.failure(endpoint):
+                _ejected(exchange.resource, endpoint)
+        else:
+            health.release(endpoint)
+    elif exchange.status(response) >= 500:
+        if health.failure(endpoint):
+            _ejected(exchange.resource, endpoint)
+    else:
+        health.success(endpoint)
+
+
+def _ejected(resource: Resource, endpoint: Endpoint) -> None:
+    from .telemetry import otel
+    now = otel.now_ns()
+    otel.span("resil.http.eject", now, now, {"resil.resource": resource.name,
+                                             "resil.endpoint": str(endpoint),
+                                             "resil.endpoint.unit": endpoint.unit})
+
+
+def _wants_retry(router: Any, exchange: Exchange[R], exc: BaseException | None,
+                 response: Any) -> Endpoint | None:
+    """The endpoint of the next attempt, or None when this outcome is final (also when
+    resil's own code fails: the application then gets the outcome it has)."""
+    try:
+        return _next_attempt(router, exchange, exc, response)
+    except Exception as fault:
+        registry.record_fault("http.retry", fault)
+        return None
+
+
+def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
+                  response: Any) -> Endpoint | None:
+    resource = exchange.resource
+    if not exchange.repeatable or len(exchange.tried) > resource.http.retries:
+        return None
+    if exc is not None:
+        if not isinstance(exc, Exception) or not exchange.transport_error(exc):
+            return None
+    elif exchange.status(response) not in resource.http.retry_statuses:
+        return None
+    endpoint = router.pick(resource, exchange.tried)
+    if endpoint is None:
+        return None
+    if not router.budget(resource).withdraw():
+        router.health(resource).release(endpoint)
+        registry.count(f"http_retry_refused:{resource.name}")
+        return None
+    registry.count(f"http_retries:{resource.name}")
+    from .telemetry import otel
+    now = otel.now_ns()
+    otel.span("resil.http.retry", now, now, {
+        "resil.resource": resource.name, "resil.attempt": len(exchange.tried) + 1,
+        "resil.endpoint.unit": endpoint.unit,
+        "resil.previous.unit": exchange.tried[-1].unit if exchange.tried else ""})
+    return endpoint
+
+
+def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
+            first: Endpoint) -> R:
+    """Run a call whose first attempt goes to ``first`` (chosen by the integration, under
+    its fail-open guard, with :meth:`~resil.router.Router.pick`): that attempt inline,
+    retries (if any) under tenacity."""
+    resource = exchange.resource
+    endpoint = first
+    exchange.tried.append(endpoint)
+    registry.count(f"http_calls:{resource.name}:{endpoint.unit}")
+    try:
+        response = send(endpoint)
+    except BaseException as exc:
+        _observe(router, exchange, endpoint, exc, None)
+        following = _wants_retry(router, exchange, exc, None)
+        if following is None:
+            raise
+        return _retry(router, exchange, send, following)
+    _observe(router, exchange, endpoint, None, response)
+    following = _wants_retry(router, exchange, None, response)
+    if following is None:
+        return response
+    exchange.discard(response)
+    return _retry(router, exchange, send, following)
+
+
+def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
+           first: Endpoint) -> R:
+    from tenacity import Retrying, retry_base, stop_never, wait_none
+    following = [first]
+
+    def attempt() -> R:
+        endpoint = following.pop()
+        exchange.tried.append(endpoint)
+        registry.count(f"http_calls:{exchange.resource.name}:{endpoint.unit}")
+        try:
+            response = send(endpoint)
+        except BaseException as exc:
+            _observe(router, exchange, endpoint, exc, None)
+            raise
+        _observe(router, exchange, endpoint, None, response)
+        return response
+
+    class again(retry_base):
+        def __call__(self, state: Any) -> bool:
+            outcome = state.outcome
+            exc = outcome.exception()
+            response = None if exc is not None else outcome.result()
+            endpoint = _wants_retry(router, exchange, exc, response)
+            if endpoint is None:
+                return False
+            if exc is None:
+                exchange.discard(response)
+            following.append(endpoint)
+            return True
+
+    retrying = Retrying(retry=again(), stop=stop_never, wait=wait_none(), reraise=True)
+    return retrying(attempt)
+
+
+async def execute_async(router: Any, exchange: Exchange[R],
+                        send: Callable[[Endpoint], Awaitable[R]],
+                        discard: Callable[[R], Awaitable[None]], first: Endpoint) -> R:
+    """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""
+    resource = exchange.resource
+    following: list[Endpoint] = [first]
+
+    async def attempt() -> R:
+        endpoint = following.pop()
+        exchange.tried.append(endpoint)
+        registry.count(f"http_calls:{resource.name}:{endpoint.unit}")
+        try:
+            response = await send(endpoint)
+        except BaseException as exc:
+            _observe(router, exchange, endpoint, exc, None)
+            raise
+        _observe(router, exchange, endpoint, None, response)
+        return response
+
+    try:
+        response = await attempt()
+    except BaseException as exc:
+        endpoint = _wants_retry(router, exchange, exc, None)
+        if endpoint is None:
+            raise
+        following.append(endpoint)
+    else:
+        endpoint = _wants_retry(router, exchange, None, response)
+        if endpoint is None:
+            return response
+        await discard(response)
+        following.append(endpoint)
+
+    from tenacity import AsyncRetrying, retry_base, stop_never, wait_none
+    pending: list[R] = []
+
+    class again(retry_base):
+        def __call__(self, state: Any) -> bool:
+            outcome = state.outcome
+            exc = outcome.exception()
+            result = None if exc is not None else outcome.result()
+            endpoint = _wants_retry(router, exchange, exc, result)
+            if endpoint is None:
+                return False
+            if exc is None:
+                pending.append(result)
+            following.append(endpoint)
+            return True
+
+    async def discard_then_attempt() -> R:
+        while pending:
+            await discard(pending.pop())
+        return await attempt()
+
+    retrying = AsyncRetrying(retry=again(), stop=stop_never, wait=wait_none(), reraise=True)
+    return await retrying(discard_then_attempt)

@@ -1,0 +1,126 @@
+"""Routing of HTTP calls (requests, urllib3, httpx) against real loopback servers.
+
+Two units with two servers each; the agent runs in this process, in unit ``a``. Each
+server answers with its unit and port, so every test sees where each call went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import resil
+from resil import registry
+from servers.web import HttpUnits
+
+FAST = "eject_after = 2\neject_time = 0.3\nretry_budget_min = 100\n"
+
+
+@pytest.fixture(scope="module")
+def units() -> Iterator[HttpUnits]:
+    with HttpUnits() as running:
+        yield running
+
+
+def start_agent(write_config: Callable[..., Path], tmp_path: Path, units: HttpUnits,
+                extra: str = FAST, unit: str = "a", more: str = "") -> None:
+    path = write_config(
+        f'unit = "{unit}"\n[control]\nurl = "{(tmp_path / "state.json").as_uri()}"\n'
+        'poll_interval = 0.01\n[admin]\nlisten = "off"\n'
+        + units.toml("products", extra) + more)
+    resil.start(path)
+
+
+def test_requests_calls_stay_in_the_own_unit_and_spread(write_config, tmp_path, units):
+    import requests
+    start_agent(write_config, tmp_path, units)
+    seen = Counter()
+    with requests.Session() as session:
+        for i in range(40):
+            answer = session.get(f"http://products/items?page={i}", timeout=5).json()
+            assert answer["path"] == f"/items?page={i}"
+            assert answer["headers"]["x-resil-unit"] == "a"
+            seen[(answer["unit"], answer["port"])] += 1
+    assert {unit for unit, _ in seen} == {"a"}
+    assert len(seen) == 2, "calls spread over both endpoints of the own unit"
+
+
+def test_unrouted_calls_are_untouched(write_config, tmp_path, units):
+    import requests
+    start_agent(write_config, tmp_path, units, more='\n[resources.other]\nkind = "http"\n'
+                'endpoints = { a = "http://other.example:80" }\n')
+    server = units.servers["b"][0]
+    answer = requests.get(f"http://localhost:{server.port}/x", timeout=5).json()
+    assert answer["unit"] == "b" and "x-resil-unit" not in answer["headers"]
+
+
+def test_urllib3_and_httpx_are_routed(write_config, tmp_path, units):
+    import httpx
+    import urllib3
+    start_agent(write_config, tmp_path, units)
+    answer = urllib3.PoolManager().request("GET", "http://products/u?q=1").json()
+    assert (answer["unit"], answer["path"]) == ("a", "/u?q=1")
+    with httpx.Client() as client:
+        answer = client.post("http://products/h", content=b"payload").json()
+    assert (answer["unit"], answer["body"], answer["method"]) == ("a", "payload", "POST")
+    assert answer["headers"]["host"] == f"127.0.0.1:{answer['port']}"
+
+    async def run() -> dict:
+        async with httpx.AsyncClient() as client:
+            return (await client.get("http://products/async")).json()
+    answer = asyncio.run(run())
+    assert (answer["unit"], answer["path"]) == ("a", "/async")
+
+
+def test_only_calls_safe_to_repeat_are_retried(write_config, tmp_path, units):
+    import requests
+    start_agent(write_config, tmp_path, units, extra="eject_after = 100\n")
+    units.kill("a")
+    try:
+        with pytest.raises(requests.ConnectionError):   # the original error, not retried
+            requests.post("http://products/order", data=b"1", timeout=5)
+        assert registry.stats().get("http_retries:products", 0) == 0
+        answer = requests.post("http://products/order", data=b"2", timeout=5,
+                               headers={"Idempotency-Key": "k-2"}).json()
+        assert (answer["unit"], answer["body"]) == ("b", "2")
+        for method in ("GET", "PUT", "DELETE", "HEAD", "OPTIONS"):
+            assert requests.request(method, "http://products/x", timeout=5).ok
+        assert registry.stats()["http_retries:products"] == 6
+    finally:
+        units.start("a")
+
+
+def test_ejected_endpoints_get_traffic_again_after_a_probe(write_config, tmp_path, units):
+    import requests
+    start_agent(write_config, tmp_path, units)
+    units.kill("a")
+    try:
+        for _ in range(20):
+            assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
+        health = registry.router().health_snapshot()["products"]
+        assert [h["state"] for h in health.values() if h["unit"] == "a"] == ["ejected"] * 2
+    finally:
+        units.start("a")
+    import time
+    time.sleep(0.35)            # eject_time: the next calls are the half-open probes
+    seen = Counter(requests.get("http://products/x", timeout=5).json()["unit"]
+                   for _ in range(20))
+    assert seen["a"] >= 18, seen
+    health = registry.router().health_snapshot()["products"]
+    assert all(h["state"] == "healthy" for h in health.values())
+
+
+def test_a_retryable_status_goes_to_the_other_unit(write_config, tmp_path, units):
+    import httpx
+    start_agent(write_config, tmp_path, units, extra=FAST + "retries = 1\n")
+    with httpx.Client() as client:
+        # /status/503 answers 503 everywhere: the one retry goes to unit b, answers 503
+        # too, and the application gets that last answer (not an exception)
+        answer = client.get("http://products/status/503")
+        assert answer.status_code == 503 and answer.json()["unit"] == "b"
+        assert registry.stats()["http_retries:products"] == 1
+        assert client.get("http://products/status/500").json()["unit"] == "a"   # not listed
