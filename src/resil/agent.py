@@ -100,6 +100,8 @@ class Agent:
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
+        if self.router.checks is not None:
+            self.router.checks.stop()
         if self.drain is not None:
             self.drain.uninstall()
         if self.admin is not None:
@@ -185,7 +187,13 @@ class Agent:
             "utilization": self._utilization(),
             "requests": registry.requests().snapshot() if registry.requests().seen else None,
             "events": registry.stats(), "faults": registry.faults(),
+            "http_health": self._unhealthy_endpoints(),
         }
+
+    def _unhealthy_endpoints(self) -> dict[str, dict[str, Any]]:
+        """The http endpoints this process avoids now (all others are healthy)."""
+        return {name: bad for name, report in self.router.health_snapshot().items()
+                if (bad := {e: h for e, h in report.items() if h["state"] != "healthy"})}
 
     def _utilization(self) -> float | None:
         """This instance's utilization, when it serves the admin endpoint."""
@@ -253,6 +261,8 @@ class Agent:
         if self.drain is not None:
             self.drain.after_fork_in_child()
             self.drain = None
+        if self.router.checks is not None:
+            self.router.checks.after_fork_in_child()
         # The watch thread did not survive fork(); its lock may have been held by it.
         close = getattr(self._watch, "close_after_fork", None)
         if close is not None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
+from .checks import ActiveChecks
 from .health import ResourceHealth
 from .retry import RetryBudget
 from .state import ControlState
@@ -44,6 +45,10 @@ class Router:
         self._turn = itertools.count()
         self._random = random.Random()
         self._http_matches: MutableMapping[str, Any] | None = None
+        self.checks: ActiveChecks | None = None
+        http = [r for r in topology.resources.values() if r.kind == "http"]
+        if any(r.http.health_path for r in http):
+            self.checks = ActiveChecks(http, self.health, clock)
 
     def state(self) -> ControlState:
         """The control state applied now."""
@@ -109,6 +114,8 @@ class Router:
         nothing is healthy and panic mode is off, the own unit's (or the first unit's)
         endpoint is used rather than failing a call resil could not route.
         """
+        if self.checks is not None and not self.checks.running:
+            self.checks.start()     # lazily, and again in a forked worker
         state = self._state()
         health = self.health(resource)
         ignore = health.panic()

@@ -124,3 +124,25 @@ def test_a_retryable_status_goes_to_the_other_unit(write_config, tmp_path, units
         assert answer.status_code == 503 and answer.json()["unit"] == "b"
         assert registry.stats()["http_retries:products"] == 1
         assert client.get("http://products/status/500").json()["unit"] == "a"   # not listed
+
+
+def test_active_checks_take_a_failing_endpoint_out_and_back(write_config, tmp_path):
+    import requests
+    down = tmp_path / "down"
+    with HttpUnits(per_unit=1, env={"HTTP_APP_DOWN_FILE": str(down)}) as units:
+        start_agent(write_config, tmp_path, units,
+                    extra='health_path = "/healthz"\nhealth_interval = 0.1\n')
+        assert requests.get("http://products/x", timeout=5).json()["unit"] == "a"
+        checks = registry.router().checks
+        assert checks is not None and checks.running
+        down.touch()        # both servers' /healthz now answer 503: ...
+        import time
+        time.sleep(0.5)
+        health = registry.router().health_snapshot()["products"]
+        assert {h["state"] for h in health.values()} == {"down"}
+        # ... every endpoint is down: panic mode spreads calls rather than failing them
+        assert requests.get("http://products/x", timeout=5).ok
+        down.unlink()
+        time.sleep(0.5)
+        health = registry.router().health_snapshot()["products"]
+        assert {h["state"] for h in health.values()} == {"healthy"}

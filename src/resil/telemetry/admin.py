@@ -91,11 +91,13 @@ def state_document(agent: Agent) -> dict[str, Any]:
             "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
         }
         failures = registry.stats()
-        entry["health"] = {
-            str(e): {"unit": e.unit,
-                     "connect_failures": int(failures.get(f"connect_failures:{e.host}:{e.port}",
-                                                          0))}
-            for eps in resource.endpoints.values() for e in eps}
+        if resource.kind == "http":
+            entry["health"] = agent.router.health(resource).snapshot()
+        else:
+            entry["health"] = {
+                str(e): {"unit": e.unit, "connect_failures": int(
+                    failures.get(f"connect_failures:{e.host}:{e.port}", 0))}
+                for eps in resource.endpoints.values() for e in eps}
         if resource.kind != "http":
             endpoint = agent.router.primary_of(resource, state)
             entry["primary"] = {"unit": endpoint.unit if endpoint else None,

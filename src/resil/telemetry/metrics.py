@@ -1,7 +1,9 @@
 """resil's own metrics in the Prometheus text exposition format (``GET /metrics``).
 
 Names follow Prometheus conventions (``resil_`` prefix, ``_total`` counters, base units).
-Request metrics and scale signals are not here yet.
+Counters with labels are kept by :func:`resil.registry.count` as ``name:label:...``
+events (so gunicorn workers report them in their heartbeats like any other) and are
+written out by the :data:`LABELED` table.
 """
 
 from __future__ import annotations
@@ -142,6 +144,42 @@ def _request_metrics(agent: Agent, out: _Text) -> None:
     out.sample("resil_http_request_duration_seconds_count", running)
 
 
+LABELED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("connect_failures", "Failed connection attempts per endpoint.", ("endpoint",)),
+    ("http_calls", "Attempts of calls to http resources, by the unit of the endpoint used.",
+     ("resource", "unit")),
+    ("http_retries", "Retries of calls to http resources.", ("resource",)),
+    ("http_retry_refused", "Retries the retry budget refused.", ("resource",)),
+    ("http_ejections", "Ejections of http endpoints by outlier detection.",
+     ("resource", "endpoint")),
+    ("http_restored", "Ejected http endpoints brought back by a successful probe.",
+     ("resource", "endpoint")),
+)
+"""resil's counters kept as ``name:label:label`` events: metric name, help, label names."""
+
+
+def _endpoint_health(agent: Agent, out: _Text) -> None:
+    """How many processes (this one and its workers) avoid each http endpoint now."""
+    avoided: dict[tuple[str, str, str], int] = {}
+    reports = [agent.router.health_snapshot()] + [
+        dict(beat.get("http_health") or {}) for beat in _children(agent)]
+    for name, resource in agent.config.resources.items():
+        if resource.kind != "http":
+            continue
+        for endpoints in resource.endpoints.values():
+            for endpoint in endpoints:
+                avoided[(name, str(endpoint), endpoint.unit)] = sum(
+                    1 for report in reports
+                    if dict(report.get(name) or {}).get(str(endpoint), {}).get(
+                        "state", "healthy") != "healthy")
+    out.family("resil_http_endpoint_unhealthy", "gauge",
+               "Processes that avoid the endpoint now (ejected, half-open or failing its "
+               "active check).")
+    for (name, endpoint, unit), count in sorted(avoided.items()):
+        out.sample("resil_http_endpoint_unhealthy", count, resource=name, endpoint=endpoint,
+                   unit=unit)
+
+
 def prometheus_text(agent: Agent) -> str:
     """Every metric of ``agent`` and of resil's process-wide counters."""
     from .admin import readiness
@@ -176,21 +214,22 @@ def prometheus_text(agent: Agent) -> str:
     stats, faults = _instance_counters(agent)
     max_hold = stats.pop("max_hold_s", 0.0)
     held_ms = stats.pop("held_ms_total", 0)
-    failures = {k.split(":", 1)[1]: v for k, v in stats.items()
-                if k.startswith("connect_failures:")}
     out.family("resil_events_total", "counter",
                "resil's own events: held writes, moved connections, replays, timeouts.")
     for event, count in sorted(stats.items()):
-        if not event.startswith("connect_failures:"):
+        if ":" not in event:
             out.sample("resil_events_total", count, event=event)
     out.family("resil_hold_seconds_total", "counter", "Time writes spent held by the gate.")
     out.sample("resil_hold_seconds_total", held_ms / 1000)
     out.family("resil_hold_seconds_max", "gauge", "Longest single hold of a write.")
     out.sample("resil_hold_seconds_max", max_hold)
-    out.family("resil_connect_failures_total", "counter",
-               "Failed connection attempts per endpoint.")
-    for endpoint, count in sorted(failures.items()):
-        out.sample("resil_connect_failures_total", count, endpoint=endpoint)
+    for name, help_text, labels in LABELED:
+        out.family(f"resil_{name}_total", "counter", help_text)
+        for key, count in sorted(stats.items()):
+            if key.startswith(name + ":"):
+                values = key.split(":", len(labels))[1:]
+                out.sample(f"resil_{name}_total", count, **dict(zip(labels, values, strict=True)))
+    _endpoint_health(agent, out)
     _request_metrics(agent, out)
     _scale_metrics(agent, out)
     cpu = os.times()

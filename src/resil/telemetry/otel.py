@@ -62,6 +62,11 @@ def install() -> None:
                                     description="Time writes spent held by the gate")
     meter.create_observable_counter("resil.faults", callbacks=[_faults],
                                     description="Faults caught by the fail-open guard")
+    from .metrics import LABELED
+    for name, help_text, labels in LABELED:
+        meter.create_observable_counter(f"resil.{name.replace('_', '.', 1)}",
+                                        callbacks=[_labeled(name, labels)],
+                                        description=help_text)
     _installed = True
 
 
@@ -116,7 +121,21 @@ def _events(options: Any) -> list[Any]:
     _, unit = _agent_unit()
     stats = registry.stats()
     return _observations((n, {**unit, "resil.event": e}) for e, n in stats.items()
-                         if e not in ("max_hold_s", "held_ms_total"))
+                         if e not in ("max_hold_s", "held_ms_total") and ":" not in e)
+
+
+def _labeled(name: str, labels: tuple[str, ...]) -> Any:
+    """The callback of a labeled counter kept as ``name:label:...`` events."""
+    def observe(options: Any) -> list[Any]:
+        _, unit = _agent_unit()
+        found = []
+        for key, count in registry.stats().items():
+            if key.startswith(name + ":"):
+                values = key.split(":", len(labels))[1:]
+                found.append((count, {**unit, **{f"resil.{label}": value for label, value
+                                                 in zip(labels, values, strict=True)}}))
+        return _observations(found)
+    return observe
 
 
 def _held(options: Any) -> list[Any]:
