@@ -61,9 +61,13 @@ class ResourceHealth:
         self._all = [e for eps in resource.endpoints.values() for e in eps]
         self._state = {e: _Endpoint() for e in self._all}
 
-    def take(self, endpoint: Endpoint, ignore_health: bool = False) -> bool:
+    def take(self, endpoint: Endpoint, ignore_health: bool = False, probe: bool = True) -> bool:
         """Whether a call may go to ``endpoint`` now; a half-open endpoint's probe slot is
-        taken by a True answer (and given back by :meth:`success` or :meth:`failure`)."""
+        taken by a True answer (and given back by :meth:`success` or :meth:`failure`).
+
+        ``probe=False`` (a call that may not be retried) never gets a half-open endpoint:
+        a probe that fails must cost the application nothing but a retry elsewhere.
+        """
         if ignore_health:
             return True
         with self._lock:
@@ -76,7 +80,7 @@ class ResourceHealth:
                 if self._clock() < entry.ejected_until:
                     return False
                 entry.state, entry.probes = HALF_OPEN, 0
-            if entry.probes >= self.policy.half_open_requests:
+            if not probe or entry.probes >= self.policy.half_open_requests:
                 return False
             entry.probes += 1
             return True

@@ -164,7 +164,7 @@ def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
             return None
     elif exchange.status(response) not in resource.http.retry_statuses:
         return None
-    endpoint = router.pick(resource, exchange.tried)
+    endpoint = router.pick(resource, exchange.tried, True)
     if endpoint is None:
         return None
     if not router.budget(resource).withdraw():

@@ -106,10 +106,12 @@ class Router:
         """Endpoint health of every http resource that took a call (for /state)."""
         return {name: health.snapshot() for name, health in list(self._health.items())}
 
-    def pick(self, resource: Resource, tried: Sequence[Endpoint] = ()) -> Endpoint | None:
+    def pick(self, resource: Resource, tried: Sequence[Endpoint] = (),
+             repeatable: bool = True) -> Endpoint | None:
         """The endpoint for the next attempt of a call to ``resource``.
 
-        ``tried`` lists the endpoints earlier attempts of the same call used. None when
+        ``tried`` lists the endpoints earlier attempts of the same call used. Only a
+        ``repeatable`` call may be a half-open endpoint's probe. None when
         no endpoint is left for a retry. The first attempt always gets an endpoint: if
         nothing is healthy and panic mode is off, the own unit's (or the first unit's)
         endpoint is used rather than failing a call resil could not route.
@@ -132,7 +134,7 @@ class Router:
             start = next(self._turn)
             for i in range(len(endpoints)):
                 endpoint = endpoints[(start + i) % len(endpoints)]
-                if endpoint not in tried and health.take(endpoint, ignore):
+                if endpoint not in tried and health.take(endpoint, ignore, repeatable):
                     return endpoint
         if tried:
             return None

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import registry
+from ..retry import repeatable
 from ..topology import Endpoint, Resource
 
 UNIT_HEADER = "x-resil-unit"
@@ -48,6 +49,8 @@ class Plan:
     userinfo: str
     rest: str
     """Path, query and fragment of the original URL (``/items?page=2``)."""
+    repeatable: bool
+    """Whether the call is safe to send again (see :func:`resil.retry.repeatable`)."""
 
     def url(self, endpoint: Endpoint) -> str:
         """The URL of an attempt sent to ``endpoint``."""
@@ -76,7 +79,7 @@ class inside:
         _nesting.depth -= 1
 
 
-def plan(url: Any) -> Plan | None:
+def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | None:
     """The routing plan of a call to ``url``, or None to leave the call untouched."""
     router = registry.router()
     if router is None or _nesting.depth or registry.bypassed():
@@ -101,9 +104,10 @@ def plan(url: Any) -> Plan | None:
     if match.base_path and (rest == match.base_path or
                             rest.startswith((match.base_path + "/", match.base_path + "?"))):
         rest = rest[len(match.base_path):]
+    again = repeatable(method, headers, body_replayable)
     router.budget(match.resource).record_call()
-    first = router.pick(match.resource)
-    return Plan(match.resource, first, match.userinfo, rest)
+    first = router.pick(match.resource, (), again)
+    return Plan(match.resource, first, match.userinfo, rest, again)
 
 
 def _match(router: Any, prefix: str) -> _Match | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute, execute_async, repeatable
+from ..retry import Exchange, execute, execute_async
 from . import _http
 from .base import Integration, Target, fail_open
 
@@ -44,7 +44,8 @@ def _status(response: Any) -> int:
 def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] | None:
     """The routing plan of ``request``, its exchange, and how to aim it at an endpoint."""
     import httpx
-    plan = _http.plan(str(request.url))
+    plan = _http.plan(str(request.url), request.method, request.headers,
+                      isinstance(request.stream, httpx.ByteStream))
     if plan is None:
         return None
     original_host = request.headers.get("host")
@@ -52,10 +53,8 @@ def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] |
     keep_host = original_host is not None and original_host != default_host
     for name, value in _http.propagation().items():
         request.headers[name] = value
-    exchange: Exchange[Any] = Exchange(
-        plan.resource,
-        repeatable(request.method, request.headers, isinstance(request.stream, httpx.ByteStream)),
-        _transport_error, _status, _discard)
+    exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
+                                       _status, _discard)
 
     def aim(endpoint: Any) -> None:
         request.url = httpx.URL(plan.url(endpoint))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute, repeatable
+from ..retry import Exchange, execute
 from . import _http
 from .base import Integration, Target, fail_open
 
@@ -41,15 +41,13 @@ def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         if registry._agent is None:
             return original(self, request, *args, **kwargs)
-        plan = fail_open("requests.route", _http.plan, request.url)
+        body = request.body
+        plan = fail_open("requests.route", _http.plan, request.url, request.method or "GET",
+                         request.headers, body is None or isinstance(body, (bytes, str)))
         if plan is None:
             return original(self, request, *args, **kwargs)
-        body = request.body
-        exchange: Exchange[Any] = Exchange(
-            plan.resource,
-            repeatable(request.method or "GET", request.headers,
-                       body is None or isinstance(body, (bytes, str))),
-            _transport_error, _status, _discard)
+        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
+                                           _status, _discard)
         headers = fail_open("requests.headers", _http.propagation) or {}
         request.headers.update(headers)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute, repeatable
+from ..retry import Exchange, execute
 from . import _http
 from .base import Integration, Target, fail_open
 
@@ -47,17 +47,16 @@ def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if registry._agent is None:
             return original(self, method, url, *args, **kwargs)
-        plan = fail_open("urllib3.route", _http.plan, url)
-        if plan is None:
-            return original(self, method, url, *args, **kwargs)
         body = kwargs.get("body")
         headers = dict(kwargs.get("headers") or self.headers)
+        plan = fail_open("urllib3.route", _http.plan, url, method, headers,
+                         body is None or isinstance(body, (bytes, str)))
+        if plan is None:
+            return original(self, method, url, *args, **kwargs)
         headers.update(fail_open("urllib3.headers", _http.propagation) or {})
         kwargs["headers"] = headers
-        exchange: Exchange[Any] = Exchange(
-            plan.resource,
-            repeatable(method, headers, body is None or isinstance(body, (bytes, str))),
-            _transport_error, _status, _discard)
+        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
+                                           _status, _discard)
 
         def attempt(endpoint: Any) -> Any:
             with _http.inside():
