@@ -117,6 +117,22 @@ BAD = [
     ((None, None), {"RESIL_ADMIN_LISTEN": "localhost"}, "admin.listen", "malformed address"),
     ((None, None), {"RESIL_CONTROL_SIGNING_KEY_ENV": "NOPE_KEY"}, "control.signing_key_env",
      "not set"),
+    (('hangzhou = "http://10.0.2.7:8000/api/" }', 'hangzhou = "http://10.0.2.7:8000" }\n'
+      'retries = 2.5'), {}, "resources.productservice.retries", "whole number"),
+    (('hangzhou = "http://10.0.2.7:8000/api/" }', 'hangzhou = "http://10.0.2.7:8000" }\n'
+      'retry_statuses = [404]'), {}, "resources.productservice.retry_statuses", "5xx"),
+    (('hangzhou = "http://10.0.2.7:8000/api/" }', 'hangzhou = "http://10.0.2.7:8000" }\n'
+      'health_path = "healthz"'), {}, "resources.productservice.health_path", "start with /"),
+    (('kind = "redis"', 'kind = "redis"\nretries = 1'), {}, "resources.cache.retries",
+     "only for http"),
+    ((None, None), {"RESIL_RESOURCES_PRODUCTSERVICE_PANIC_THRESHOLD": "150"},
+     "resources.productservice.panic_threshold", "between 0 and 100"),
+    (('[sessions]', '[routing]\nkey = "body:user"\n[sessions]'), {}, "routing.key",
+     "header:NAME"),
+    (('[sessions]', '[routing]\nwrong_unit = "forward"\n[sessions]'), {},
+     "routing.forward_to", "required"),
+    (('[sessions]', '[routing]\nwrong_unit = "forward"\nforward_to = "cache"\n[sessions]'), {},
+     "routing.forward_to", "kind http"),
 ]
 
 
@@ -135,6 +151,23 @@ def test_bad_config_names_the_key(write_config, edit, env, key, words):
         assert "environment variable RESIL_" in err.source
     else:
         assert err.source == str(path)
+
+
+def test_http_policy_and_routing_keys(write_config):
+    text = GOOD.replace('hangzhou = "http://10.0.2.7:8000/api/" }',
+                        'hangzhou = "http://10.0.2.7:8000" }\nretries = 1\n'
+                        'retry_statuses = [503]\neject_time = 2\nhealth_path = "/healthz"')
+    text += '[routing]\nkey = "header:X-User-Id"\nwrong_unit = "forward"\n' \
+        'forward_to = "productservice"\n'
+    config = load_config(write_config(text), env={"RESIL_RESOURCES_PRODUCTSERVICE_RETRIES": "3"})
+    policy = config.resources["productservice"].http
+    assert (policy.retries, policy.retry_statuses, policy.eject_time, policy.health_path) == \
+        (3, frozenset({503}), 2.0, "/healthz")
+    assert config.routing_key == ("header", "X-User-Id")
+    assert (config.wrong_unit, config.forward_to) == ("forward", "productservice")
+    assert config.topology.match("http", "productservice", 80).name == "productservice", \
+        "an http resource is reachable by its name"
+    assert load_config(write_config(GOOD), env={}).routing_key is None
 
 
 def test_bad_value_is_shown(write_config):
