@@ -158,3 +158,41 @@ def test_readiness_can_require_reachable_primaries(pair_config):
     state = json.loads(get(agent.admin.address, "/state")[1])
     assert state["resources"]["ghost"]["health"] == {
         f"127.0.0.1:{dead}": {"unit": "a", "connect_failures": 0}}
+
+
+def test_http_routing_metrics_and_state(write_config, tmp_path):
+    import requests
+
+    from servers.web import HttpUnits
+    with HttpUnits(per_unit=1) as units:
+        agent = resil.start(write_config(
+            f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'
+            '[admin]\nlisten = "127.0.0.1:0"\n'
+            + units.toml("products", "eject_after = 1\neject_time = 60\n")))
+        for _ in range(3):
+            assert requests.get("http://products/x", timeout=5).json()["unit"] == "a"
+        units.kill("a")
+        try:
+            for _ in range(4):
+                assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
+        finally:
+            units.start("a")
+        found = metrics(agent.admin.address)
+        dead = f"http://127.0.0.1:{units.servers['a'][0].port}"
+        live = f"http://127.0.0.1:{units.servers['b'][0].port}"
+        assert found[("resil_http_calls_total",
+                      (("endpoint_unit", "a"), ("resource", "products")))] == 4
+        assert found[("resil_http_calls_total",
+                      (("endpoint_unit", "b"), ("resource", "products")))] == 4
+        assert found[("resil_http_retries_total", (("resource", "products"),))] == 1
+        assert found[("resil_http_ejections_total",
+                      (("endpoint", dead), ("resource", "products")))] == 1
+        assert found[("resil_http_endpoint_unhealthy",
+                      (("endpoint", dead), ("resource", "products"), ("unit", "a")))] == 1
+        assert found[("resil_http_endpoint_unhealthy",
+                      (("endpoint", live), ("resource", "products"), ("unit", "b")))] == 0
+        status, body = get(agent.admin.address, "/state")
+        health = json.loads(body)["resources"]["products"]["health"]
+        assert health[dead]["state"] == "ejected" and health[dead]["ejections"] == 1
+        assert 59 < health[dead]["ejected_for_s"] <= 60
+        assert health[live]["state"] == "healthy"

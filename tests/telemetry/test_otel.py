@@ -86,3 +86,31 @@ def test_spans_and_metrics_during_a_switch(pair_config, mysql_db, monkeypatch):
              if p.attributes["resil.event"] == "mysql_connections_moved"]
     assert moved == [1]             # the writer's connection, moved once to unit b
     assert [p.value for p in points("resil.ready")] == [1]
+
+
+def test_http_routing_spans_and_metrics(write_config, tmp_path):
+    import requests
+
+    from servers.web import HttpUnits
+    SPANS.clear()
+    with HttpUnits(per_unit=1) as units:
+        resil.start(write_config(
+            f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'
+            '[admin]\nlisten = "off"\n' + units.toml("products", "eject_after = 1\n")))
+        units.kill("a")
+        try:
+            assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
+        finally:
+            units.start("a")
+    spans = SPANS.get_finished_spans()
+    retry = [s for s in spans if s.name == "resil.http.retry"]
+    assert [(s.attributes["resil.previous.unit"], s.attributes["resil.endpoint.unit"])
+            for s in retry] == [("a", "b")]
+    eject = [s for s in spans if s.name == "resil.http.eject"]
+    assert [s.attributes["resil.endpoint.unit"] for s in eject] == ["a"]
+    assert all(s.attributes["resil.unit"] == "a" for s in retry + eject)
+    assert [p.value for p in points("resil.http.retries")] == [1]
+    assert [p.value for p in points("resil.http.ejections")] == [1]
+    calls = {(p.attributes["resil.unit"], p.attributes["resil.endpoint.unit"]): p.value
+             for p in points("resil.http.calls")}
+    assert calls == {("a", "a"): 1, ("a", "b"): 1}

@@ -147,7 +147,7 @@ def _request_metrics(agent: Agent, out: _Text) -> None:
 LABELED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("connect_failures", "Failed connection attempts per endpoint.", ("endpoint",)),
     ("http_calls", "Attempts of calls to http resources, by the unit of the endpoint used.",
-     ("resource", "unit")),
+     ("resource", "endpoint_unit")),
     ("http_retries", "Retries of calls to http resources.", ("resource",)),
     ("http_retry_refused", "Retries the retry budget refused.", ("resource",)),
     ("http_ejections", "Ejections of http endpoints by outlier detection.",

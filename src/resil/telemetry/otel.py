@@ -132,7 +132,8 @@ def _labeled(name: str, labels: tuple[str, ...]) -> Any:
         for key, count in registry.stats().items():
             if key.startswith(name + ":"):
                 values = key.split(":", len(labels))[1:]
-                found.append((count, {**unit, **{f"resil.{label}": value for label, value
+                found.append((count, {**unit, **{f"resil.{label.replace('_', '.')}": value
+                                                 for label, value
                                                  in zip(labels, values, strict=True)}}))
         return _observations(found)
     return observe
