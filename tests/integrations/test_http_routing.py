@@ -146,3 +146,35 @@ def test_active_checks_take_a_failing_endpoint_out_and_back(write_config, tmp_pa
         time.sleep(0.5)
         health = registry.router().health_snapshot()["products"]
         assert {h["state"] for h in health.values()} == {"healthy"}
+
+
+def test_streaming_timeouts_and_credentials_are_preserved(write_config, tmp_path, units):
+    import httpx
+    import requests
+    start_agent(write_config, tmp_path, units)
+    with requests.get("http://user:pw@products/s", stream=True, timeout=(1, 5)) as answer:
+        chunks = b"".join(answer.iter_content(7))
+    data = __import__("json").loads(chunks)
+    assert data["unit"] == "a" and data["headers"]["authorization"].startswith("Basic ")
+
+    def body() -> Iterator[bytes]:
+        yield b"part-1,"
+        yield b"part-2"
+    with httpx.Client(timeout=5) as client:
+        with client.stream("POST", "http://products/up", content=body()) as answer:
+            data = __import__("json").loads(answer.read())
+    assert (data["unit"], data["body"]) == ("a", "part-1,part-2")
+    with pytest.raises(requests.ReadTimeout):       # the application's timeout still rules
+        requests.post("http://products/slow/1", timeout=0.2)
+
+
+def test_a_streamed_body_is_routed_but_never_retried(write_config, tmp_path, units):
+    import requests
+    start_agent(write_config, tmp_path, units, extra="eject_after = 100\n")
+    units.kill("a")
+    try:
+        with pytest.raises(requests.ConnectionError):
+            requests.put("http://products/up", data=iter([b"a", b"b"]), timeout=5)
+        assert registry.stats().get("http_retries:products", 0) == 0
+    finally:
+        units.start("a")

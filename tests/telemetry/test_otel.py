@@ -97,6 +97,10 @@ def test_http_routing_spans_and_metrics(write_config, tmp_path):
         resil.start(write_config(
             f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'
             '[admin]\nlisten = "off"\n' + units.toml("products", "eject_after = 1\n")))
+        with trace.get_tracer("app").start_as_current_span("checkout") as outer:
+            answer = requests.get("http://products/x", timeout=5).json()
+        trace_id = format(outer.get_span_context().trace_id, "032x")
+        assert answer["headers"]["traceparent"].split("-")[1] == trace_id
         units.kill("a")
         try:
             assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
@@ -113,4 +117,4 @@ def test_http_routing_spans_and_metrics(write_config, tmp_path):
     assert [p.value for p in points("resil.http.ejections")] == [1]
     calls = {(p.attributes["resil.unit"], p.attributes["resil.endpoint.unit"]): p.value
              for p in points("resil.http.calls")}
-    assert calls == {("a", "a"): 1, ("a", "b"): 1}
+    assert calls == {("a", "a"): 2, ("a", "b"): 1}

@@ -132,10 +132,16 @@ def _match(router: Any, prefix: str) -> _Match | None:
 
 
 def propagation() -> dict[str, str]:
-    """Headers every routed call carries."""
+    """Headers every routed call carries; with an OpenTelemetry SDK loaded, also the
+    trace context (``traceparent``), as the OTel instrumentations of these libraries
+    would add it (setting it twice writes the same value)."""
     agent = registry.agent()
     headers = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
     key = registry.route_key.get()
     if key:
         headers[ROUTE_KEY_HEADER] = key
+    from ..telemetry import otel
+    if otel.installed():
+        from opentelemetry.propagate import inject
+        inject(headers)
     return headers

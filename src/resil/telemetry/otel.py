@@ -70,6 +70,11 @@ def install() -> None:
     _installed = True
 
 
+def installed() -> bool:
+    """Whether the SDK is loaded and resil's instruments are registered."""
+    return _installed
+
+
 def span(name: str, started_ns: int, ended_ns: int, attributes: Mapping[str, Any]) -> None:
     """Record a finished span (no-op unless :func:`install` ran)."""
     if _tracer is None:
