@@ -1,9 +1,10 @@
 """``resil``: the operator's command.
 
-Implemented here: ``resil config check [PATH]``, ``resil status [--json]`` and
-``resil db switch RESOURCE --to UNIT``. Exit codes: 0 success, 1 the command ran and
-found a problem (or a switch failed and was rolled back), 2 bad input (configuration,
-arguments).
+Implemented here: ``resil config check [PATH]``, ``resil status [--json]``,
+``resil db switch RESOURCE --to UNIT``, ``resil traffic cut|restore UNIT`` and (in
+:mod:`.traffic`) ``resil traffic set UNIT=WEIGHT ...`` and ``resil traffic rules``.
+Exit codes: 0 success, 1 the command ran and found a problem (or a switch failed and
+was rolled back), 2 bad input (configuration, arguments).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
 from ..state import ControlState, Signal
+from . import traffic as traffic_commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
                          help="lease of the acting monitor (default %(default)s s)")
     monitor.set_defaults(func=_monitor)
 
-    traffic = sub.add_parser("traffic", help="take a unit out of service and bring it back")
+    traffic = sub.add_parser("traffic", help="take a unit out of service and bring it back, "
+                             "set unit weights, set the routing-key rules")
     traffic_sub = traffic.add_subparsers(dest="traffic_command", metavar="SUBCOMMAND",
                                          required=True)
     for name, help_text in (("cut", "set the unit's weight to 0: its instances turn "
@@ -93,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("unit")
         command.add_argument("--config", metavar="PATH", help="configuration file")
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
+    traffic_commands.add_commands(traffic_sub)
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
@@ -279,12 +283,16 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         },
         "resources": resources,
         "weights": dict(state.weights),
+        "routes": [rule.to_dict() for rule in state.routes],
         "locks": {name: lock.to_dict() for name, lock in state.locks.items()},
         "agents": [
             {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
              "in_flight": a.get("in_flight", {}), "live": a.get("live", False),
              "age_s": round(time.time() - float(a.get("reported_at", 0)), 1),
-             "program": a.get("program", ""), "admin": a.get("admin")}
+             "program": a.get("program", ""), "admin": a.get("admin"),
+             "avoids": {f"{resource} {endpoint}": h.get("state") for resource, report
+                        in dict(a.get("http_health") or {}).items()
+                        for endpoint, h in dict(report).items()}}
             for a in agents or []
         ],
     }
@@ -314,6 +322,10 @@ def _print_status(report: dict[str, Any]) -> None:
             print(f"  {name:<20} {entry['kind']:<6} {units}")
     weights = "  ".join(f"{u}={w:g}" for u, w in report["weights"].items())
     print(f"weights:  {weights}")
+    print("routes:   " + ("none (no routing key has a home unit)" if not report["routes"]
+                          else "first match wins"))
+    for line in traffic_commands.describe_rules(report["routes"]):
+        print(f"  {line}")
     locks = report["locks"]
     print("locks:    " + (", ".join(f"{n} (by {lk['holder']})" for n, lk in locks.items())
                           if locks else "none"))
@@ -327,6 +339,8 @@ def _print_status(report: dict[str, Any]) -> None:
         admin = f"  admin http://{a['admin']}/" if a.get("admin") else ""
         print(f"  {a['id']:<24} unit {a['unit']:<10} epoch {a['epoch']:<4} {busy}"
               f"{behind}{state}{admin}  {a['program'][:40]}")
+        for endpoint, health in a.get("avoids", {}).items():
+            print(f"      avoids {endpoint} ({health})")
 
 
 if __name__ == "__main__":  # pragma: no cover
