@@ -1,4 +1,5 @@
-"""Request metrics around a WSGI callable, shared by the Flask and Django integrations."""
+"""Request metrics and wrong-unit protection around a WSGI or ASGI callable, shared by
+the Flask and Django integrations."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from typing import Any
 
 from .. import registry
 from ..telemetry.requests import status_of
+from . import _unitguard
+from ._routekey import PROPAGATED, PROPAGATED_WSGI
 from .base import fail_open
+
+_PROPAGATED_ASGI = PROPAGATED.encode()
 
 
 def _watching() -> None:
@@ -18,9 +23,11 @@ def _watching() -> None:
 
 def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``original(self, environ, start_response)`` that counts the
-    request: in flight while it runs, then its status class and duration."""
+    request (in flight while it runs, then its status class and duration) and applies
+    wrong-unit protection (:mod:`._unitguard`)."""
     def wsgi(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:
-        if registry.agent() is None:
+        agent = registry.agent()
+        if agent is None:
             return original(self, environ, start_response)
         fail_open("wsgi.metrics", _watching)
         stats = registry.requests()
@@ -33,7 +40,11 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
                 return start_response(status_line, headers)
             return start_response(status_line, headers, exc_info)
         try:
-            return original(self, environ, start)
+            # Without [routing] key and without a propagated key, nothing to look at.
+            if agent.config.routing_key is None and PROPAGATED_WSGI not in environ:
+                return original(self, environ, start)
+            return _unitguard.serve_wsgi(
+                agent, lambda env, respond: original(self, env, respond), environ, start)
         finally:
             stats.end(token, status[0] or 500)
     return wsgi
@@ -41,9 +52,11 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for an ASGI ``original(self, scope, receive, send)`` that counts
-    HTTP requests; the status comes from the ``http.response.start`` message."""
+    HTTP requests (the status comes from the ``http.response.start`` message) and
+    applies wrong-unit protection."""
     async def asgi(self: Any, scope: Any, receive: Any, send: Any) -> Any:
-        if registry.agent() is None or scope.get("type") != "http":
+        agent = registry.agent()
+        if agent is None or scope.get("type") != "http":
             return await original(self, scope, receive, send)
         fail_open("asgi.metrics", _watching)
         stats = registry.requests()
@@ -55,7 +68,11 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
                 status[0] = int(message.get("status", 0))
             return await send(message)
         try:
-            return await original(self, scope, receive, sending)
+            if agent.config.routing_key is None and not any(
+                    name == _PROPAGATED_ASGI for name, _ in scope.get("headers") or ()):
+                return await original(self, scope, receive, sending)
+            return await _unitguard.serve_asgi(
+                agent, lambda sc, rc, sd: original(self, sc, rc, sd), scope, receive, sending)
         finally:
             stats.end(token, status[0] or 500)
     return asgi
