@@ -178,3 +178,26 @@ def test_a_streamed_body_is_routed_but_never_retried(write_config, tmp_path, uni
         assert registry.stats().get("http_retries:products", 0) == 0
     finally:
         units.start("a")
+
+
+def test_urllib_request_is_routed_and_retried(write_config, tmp_path, units):
+    import json
+    import urllib.error
+    import urllib.request
+    start_agent(write_config, tmp_path, units, extra="eject_after = 100\n")
+    with urllib.request.urlopen("http://products/u?x=1", timeout=5) as answer:
+        data = json.loads(answer.read())
+    assert (data["unit"], data["path"], data["headers"]["x-resil-unit"]) == ("a", "/u?x=1", "a")
+    with pytest.raises(urllib.error.HTTPError) as info:     # retried: 503 everywhere
+        urllib.request.urlopen("http://products/status/503", timeout=5)
+    assert info.value.code == 503 and registry.stats()["http_retries:products"] == 2
+    units.kill("a")
+    try:
+        with urllib.request.urlopen("http://products/u", timeout=5) as answer:
+            assert json.loads(answer.read())["unit"] == "b"
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(urllib.request.Request(
+                "http://products/u", data=b"x", method="POST"), timeout=5)
+        assert registry.stats()["http_retries:products"] == 3
+    finally:
+        units.start("a")

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     # Starting the agent installs import hooks only: no driver gets imported.
     agent = resil.start({config!r})
     assert agent is not None and {{i.name for i in agent.integrations}} == \
-        {{"pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx"}}
+        {{"pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib"}}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print("imported", len(names), "core modules")
