@@ -201,3 +201,34 @@ def test_urllib_request_is_routed_and_retried(write_config, tmp_path, units):
         assert registry.stats()["http_retries:products"] == 3
     finally:
         units.start("a")
+
+
+def test_resil_status_shows_the_endpoints_an_agent_avoids(write_config, tmp_path, units):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    path = write_config(
+        f'unit = "a"\n[control]\nurl = "{(tmp_path / "state.json").as_uri()}"\n'
+        'heartbeat_interval = 0.1\n[admin]\nlisten = "off"\n' + units.toml("products", FAST))
+    resil.start(path)
+    units.kill("a")
+    try:
+        for _ in range(10):
+            assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
+        time.sleep(0.3)
+        resil_cli = str(Path(sys.executable).parent / "resil")
+        out = subprocess.run([resil_cli, "status", "--json", "--config", str(path)],
+                             capture_output=True, text=True, timeout=30, check=True)
+        agents = json.loads(out.stdout)["agents"]
+        text = subprocess.run([resil_cli, "status", "--config", str(path)],
+                              capture_output=True, text=True, timeout=30).stdout
+    finally:
+        units.start("a")
+    mine = [a for a in agents if a["live"]]
+    dead = {f"products {s.url}" for s in units.servers["a"]}
+    assert len(mine) == 1 and set(mine[0]["avoids"]) == dead
+    assert set(mine[0]["avoids"].values()) <= {"ejected", "half-open"}
+    assert all(f"avoids {endpoint}" in text for endpoint in dead)
