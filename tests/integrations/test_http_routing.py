@@ -232,3 +232,34 @@ def test_resil_status_shows_the_endpoints_an_agent_avoids(write_config, tmp_path
     assert len(mine) == 1 and set(mine[0]["avoids"]) == dead
     assert set(mine[0]["avoids"].values()) <= {"ejected", "half-open"}
     assert all(f"avoids {endpoint}" in text for endpoint in dead)
+
+
+@pytest.mark.parametrize("client", ["requests", "urllib3", "httpx", "urllib"])
+def test_the_routing_key_propagates_safely(write_config, tmp_path, units, client):
+    import json
+    start_agent(write_config, tmp_path, units)
+
+    def call() -> dict:
+        if client == "requests":
+            import requests
+            return requests.get("http://products/k", timeout=5).json()
+        if client == "urllib3":
+            import urllib3
+            return urllib3.PoolManager().request("GET", "http://products/k").json()
+        if client == "httpx":
+            import httpx
+            return httpx.get("http://products/k").json()
+        import urllib.request
+        with urllib.request.urlopen("http://products/k", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    for key, expected in (("user-42", "user-42"), ("张三", "张三"), ("1\r\nX-Evil: 1", None)):
+        token = registry.route_key.set(key)
+        try:
+            headers = call()["headers"]
+        finally:
+            registry.route_key.reset(token)
+        got = headers.get("x-resil-route-key")
+        # the server reads header bytes as latin-1: undo that to compare
+        assert (got.encode("latin-1").decode("utf-8") if got else None) == expected
+        assert "x-evil" not in headers

@@ -131,15 +131,28 @@ def _match(router: Any, prefix: str) -> _Match | None:
     return _Match(resource, userinfo + "@" if userinfo else "", base_path)
 
 
-def propagation() -> dict[str, str]:
+def header_value(key: str) -> str | bytes | None:
+    """``key`` as a header value: text when it is printable ASCII, its UTF-8 bytes when
+    it has other characters (every client sends bytes as they are, and the receiving
+    side decodes UTF-8), None when it holds control characters — a key taken from a
+    query string could carry CR LF, and must never become a header injection."""
+    if key.isascii():
+        return key if key.isprintable() else None
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return None
+    return key.encode("utf-8", "surrogatepass")
+
+
+def propagation() -> dict[str, Any]:
     """Headers every routed call carries; with an OpenTelemetry SDK loaded, also the
     trace context (``traceparent``), as the OTel instrumentations of these libraries
     would add it (setting it twice writes the same value)."""
     agent = registry.agent()
     headers = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
     key = registry.route_key.get()
-    if key:
-        headers[ROUTE_KEY_HEADER] = key
+    value = header_value(key) if key else None
+    if value is not None:
+        headers[ROUTE_KEY_HEADER] = value
     from ..telemetry import otel
     if otel.installed():
         from opentelemetry.propagate import inject

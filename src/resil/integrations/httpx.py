@@ -52,7 +52,11 @@ def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] |
     default_host = request.url.netloc.decode("ascii")
     keep_host = original_host is not None and original_host != default_host
     for name, value in _http.propagation().items():
-        request.headers[name] = value
+        if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
+            raw = [(k, v) for k, v in request.headers.raw if k.lower() != name.encode()]
+            request.headers = httpx.Headers([*raw, (name.encode(), value)])
+        else:
+            request.headers[name] = value
     exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
                                        _status, _discard)
 
