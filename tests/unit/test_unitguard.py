@@ -209,3 +209,9 @@ def test_a_fault_in_resil_lets_the_request_through(agent):
     env["REQUEST_METHOD"] = None
     assert serve_wsgi(agent, app, env, lambda *a: None) == [b"7"]
     assert registry.faults() == {"unit_guard.wsgi": 1}
+
+
+def test_the_wsgi_layer_names_the_same_headers_as_routekey():
+    from resil.integrations import _routekey, _wsgi
+    assert _wsgi.PROPAGATED_WSGI == _routekey.PROPAGATED_WSGI
+    assert _wsgi._PROPAGATED_ASGI == _routekey.PROPAGATED.encode()

@@ -8,11 +8,12 @@ from typing import Any
 
 from .. import registry
 from ..telemetry.requests import status_of
-from . import _unitguard
-from ._routekey import PROPAGATED, PROPAGATED_WSGI
 from .base import fail_open
 
-_PROPAGATED_ASGI = PROPAGATED.encode()
+# The same names as in ._routekey: ._unitguard (with asyncio and http.client) is
+# imported only by a process that has routing keys to look at, not at start-up.
+PROPAGATED_WSGI = "HTTP_X_RESIL_ROUTE_KEY"
+_PROPAGATED_ASGI = b"x-resil-route-key"
 
 
 def _watching() -> None:
@@ -43,6 +44,7 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
             # Without [routing] key and without a propagated key, nothing to look at.
             if agent.config.routing_key is None and PROPAGATED_WSGI not in environ:
                 return original(self, environ, start)
+            from . import _unitguard
             return _unitguard.serve_wsgi(
                 agent, lambda env, respond: original(self, env, respond), environ, start)
         finally:
@@ -71,6 +73,7 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
             if agent.config.routing_key is None and not any(
                     name == _PROPAGATED_ASGI for name, _ in scope.get("headers") or ()):
                 return await original(self, scope, receive, sending)
+            from . import _unitguard
             return await _unitguard.serve_asgi(
                 agent, lambda sc, rc, sd: original(self, sc, rc, sd), scope, receive, sending)
         finally:
