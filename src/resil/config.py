@@ -55,6 +55,10 @@ class Config:
     target_utilization: float
     """Target busy fraction for ``desired_instances``."""
     sessions_resource: str
+    sessions_on_error: str
+    """``fail`` (503) or ``degrade`` (empty session) when Redis is unreachable."""
+    sessions_max_size: int
+    sessions_replica_wait: float
     routing_key: tuple[str, str] | None
     """Where incoming requests carry their routing key: (``header``/``cookie``/``query``,
     name); None when wrong-unit protection is off."""
@@ -250,6 +254,17 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         if found is None or found.kind != "redis":
             raise source.error("sessions.resource", sessions_resource,
                                "must name a resource of kind redis")
+    on_error = _str(sessions, "on_error", source, prefix="sessions") or "fail"
+    if on_error not in ("fail", "degrade"):
+        raise source.error("sessions.on_error", on_error, "expected fail or degrade")
+    max_size = _number(sessions, "max_size", source, prefix="sessions", default=65536)
+    if not 1024 <= max_size <= 16 * 1024 * 1024 or max_size != int(max_size):
+        raise source.error("sessions.max_size", max_size,
+                           "must be a whole number of bytes between 1024 and 16777216")
+    replica_wait = _number(sessions, "replica_wait", source, prefix="sessions", default=0.1)
+    if not 0 <= replica_wait <= 10:
+        raise source.error("sessions.replica_wait", replica_wait,
+                           "must be between 0 and 10 seconds")
     routing_key, wrong_unit, forward_to = _routing(raw.get("routing", {}), resources, source)
     level = (_str(raw, "log_level", source) or "WARNING").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -269,6 +284,9 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: _Sou
         ready_requires_primary=_bool(admin, "ready_requires_primary", source, prefix="admin"),
         target_utilization=target,
         sessions_resource=sessions_resource,
+        sessions_on_error=on_error,
+        sessions_max_size=int(max_size),
+        sessions_replica_wait=replica_wait,
         routing_key=routing_key,
         wrong_unit=wrong_unit,
         forward_to=forward_to,

@@ -99,7 +99,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.target_utilization", "float", 0.6,
             "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1)."),
     Setting("sessions.resource", "str", "",
-            "The redis resource that holds Flask and Django sessions.", flag=False),
+            "The redis resource that holds Flask and Django sessions. Empty: the "
+            "frameworks' own session stores are left alone.", flag=False),
+    Setting("sessions.on_error", "str", "fail",
+            "When Redis cannot be reached: `fail` answers 503; `degrade` serves the request "
+            "with an empty session (a change it makes that cannot be saved still turns the "
+            "answer into a 503: a write never silently disappears).", flag=False),
+    Setting("sessions.max_size", "float", 65536,
+            "Largest session in bytes of JSON; a bigger one raises SessionTooLarge naming "
+            "its largest key.", flag=False),
+    Setting("sessions.replica_wait", "float", 0.1,
+            "Seconds a session write waits for the replicas in the other units (Redis "
+            "WAIT), so that the next request, in any unit, reads it from its own unit's "
+            "Redis. 0: read and write the primary only.", flag=False),
     Setting("routing.key", "str", "",
             "Where an incoming request carries its routing key (a user id, a shop id): "
             "`header:NAME`, `cookie:NAME` or `query:NAME`. With rules in the control state "
