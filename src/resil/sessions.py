@@ -166,11 +166,16 @@ class SessionStore:
 
     def _client(self, endpoint: Any) -> Any:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
         # Bytes, decoded here: a value that is not UTF-8 JSON is an invalid session,
         # not a decoding error inside redis-py.
         return redis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=2.0,
                            socket_connect_timeout=min(2.0, self.resource.connect_timeout),
-                           health_check_interval=30)
+                           health_check_interval=30,
+                           # one immediate retry (a connection cut by a switch), not
+                           # redis-py's default backoff: a request must not wait seconds
+                           retry=Retry(NoBackoff(), 1))
 
     def primary(self) -> Any:
         """A client of the primary: connected by the primary's address, which the redis

@@ -1,15 +1,42 @@
-"""Flask: request metrics for every application, with no code change (``Flask.wsgi_app``)."""
+"""Flask: request metrics, wrong-unit protection and (with ``[sessions] resource``)
+sessions in Redis for every application, with no code change (``Flask.wsgi_app``)."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .. import registry
 from ._wsgi import make_wsgi
-from .base import Integration, Target
+from .base import Integration, Target, fail_open
+
+_seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _sessions(app: Any) -> None:
+    agent = registry.agent()
+    if agent is not None and agent.config.sessions_resource:
+        from ..contrib.flask import install_default
+        install_default(app)
+
+
+def make_flask_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`._wsgi.make_wsgi`, and on an application's first request, its sessions."""
+    counted = make_wsgi(original)
+
+    def wsgi_app(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:
+        if self not in _seen:
+            _seen.add(self)
+            fail_open("flask.sessions", _sessions, self)
+        return counted(self, environ, start_response)
+    return wsgi_app
 
 
 class FlaskIntegration(Integration):
-    """Request metrics for Flask."""
+    """Request metrics, wrong-unit protection and Redis sessions for Flask."""
 
     name = "flask"
     distribution = "Flask"
     supported = ((2, 0), (4,))
-    targets = (Target("flask.app", "Flask.wsgi_app", make_wsgi, method=True),)
+    targets = (Target("flask.app", "Flask.wsgi_app", make_flask_wsgi, method=True),)
