@@ -199,3 +199,53 @@ def test_unreachable_redis_fails_or_degrades(write_config, tmp_path):
             assert me.status_code == 200 and me.json == {"user": None, "cart": []}
             assert add.status_code == 503, "a change that cannot be saved is not a success"
             assert b"not saved" in add.data
+
+
+def test_concurrent_requests_keep_each_others_changes(config_path):
+    import threading
+    import time
+    resil.start(config_path)
+    app = make_app()
+
+    @app.post("/slow-theme")
+    def slow_theme():
+        flask.session.get("user")           # loaded before the other request saves
+        time.sleep(0.3)
+        flask.session["theme"] = "dark"
+        return "ok"
+    Resil(app)
+    client = app.test_client()
+    client.post("/login/ada")
+    cookie = cookie_of(client)
+    results = []
+
+    def call(path: str) -> None:
+        other = app.test_client()
+        other.set_cookie("session", cookie)
+        results.append(other.post(path).status_code)
+    slow = threading.Thread(target=call, args=("/slow-theme",))
+    slow.start()
+    time.sleep(0.1)
+    call("/cart/book")                      # saved while /slow-theme still runs
+    slow.join()
+    assert results == [200, 200]
+    sid = unsign(cookie, ["s3cret"])
+    data = app.session_interface.store.load(sid).data
+    assert data == {"user": "ada", "cart": ["book"], "theme": "dark"}
+
+
+def test_resil_app_starts_the_agent_when_none_runs(config_path, monkeypatch):
+    monkeypatch.setenv("RESIL_CONFIG", str(config_path))
+    app = make_app()
+    Resil().init_app(app)
+    assert registry.agent() is not None
+    client = app.test_client()
+    client.post("/login/ada")
+    assert client.get("/me").json["user"] == "ada"
+
+
+def test_without_a_sessions_resource_resil_app_says_so(write_config, tmp_path):
+    resil.start(write_config(f'unit = "a"\nunits = ["a"]\n[control]\n'
+                             f'url = "{(tmp_path / "s.json").as_uri()}"\n[admin]\nlisten = "off"\n'))
+    with pytest.raises(RuntimeError, match=r"\[sessions\] resource"):
+        Resil(make_app())
