@@ -164,7 +164,7 @@ def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
             return None
     elif exchange.status(response) not in resource.http.retry_statuses:
         return None
-    endpoint = router.pick(resource, exchange.tried, True)
+    endpoint: Endpoint | None = router.pick(resource, exchange.tried, True)
     if endpoint is None:
         return None
     if not router.budget(resource).withdraw():
@@ -232,7 +232,7 @@ def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
             if endpoint is None:
                 return False
             if exc is None:
-                exchange.discard(response)
+                exchange.discard(response)   # type: ignore[arg-type]
             following.append(endpoint)
             return True
 
@@ -285,7 +285,7 @@ async def execute_async(router: Any, exchange: Exchange[R],
             if endpoint is None:
                 return False
             if exc is None:
-                pending.append(result)
+                pending.append(result)     # type: ignore[arg-type]
             following.append(endpoint)
             return True
 

@@ -246,6 +246,7 @@ def test_resil_app_starts_the_agent_when_none_runs(config_path, monkeypatch):
 
 def test_without_a_sessions_resource_resil_app_says_so(write_config, tmp_path):
     resil.start(write_config(f'unit = "a"\nunits = ["a"]\n[control]\n'
-                             f'url = "{(tmp_path / "s.json").as_uri()}"\n[admin]\nlisten = "off"\n'))
+                             f'url = "{(tmp_path / "s.json").as_uri()}"\n'
+                             '[admin]\nlisten = "off"\n'))
     with pytest.raises(RuntimeError, match=r"\[sessions\] resource"):
         Resil(make_app())

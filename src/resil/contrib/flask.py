@@ -148,9 +148,9 @@ class RedisSessionInterface(SessionInterface):
             return
         name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
                               self.get_cookie_path(app))
-        cookie = {"domain": domain, "path": path, "secure": self.get_cookie_secure(app),
-                  "samesite": self.get_cookie_samesite(app),
-                  "httponly": self.get_cookie_httponly(app)}
+        cookie: dict[str, Any] = {
+            "domain": domain, "path": path, "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app), "httponly": self.get_cookie_httponly(app)}
         if hasattr(self, "get_cookie_partitioned"):
             cookie["partitioned"] = self.get_cookie_partitioned(app)
         if session.accessed:
@@ -184,7 +184,7 @@ class RedisSessionInterface(SessionInterface):
             registry.count("session_unavailable")
             self._unsaved(response, str(exc))
             return
-        response.set_cookie(name, sign(session.sid, app.secret_key),
+        response.set_cookie(name, sign(session.sid, app.secret_key or ""),
                             expires=self.get_expiration_time(app, session), **cookie)
         response.vary.add("Cookie")
 

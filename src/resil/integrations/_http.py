@@ -107,6 +107,8 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | N
     again = repeatable(method, headers, body_replayable)
     router.budget(match.resource).record_call()
     first = router.pick(match.resource, (), again)
+    if first is None:   # pick always answers a first attempt; this keeps the types honest
+        return None
     return Plan(match.resource, first, match.userinfo, rest, again)
 
 
@@ -148,7 +150,7 @@ def propagation() -> dict[str, Any]:
     trace context (``traceparent``), as the OTel instrumentations of these libraries
     would add it (setting it twice writes the same value)."""
     agent = registry.agent()
-    headers = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
+    headers: dict[str, Any] = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
     key = registry.route_key.get()
     value = header_value(key) if key else None
     if value is not None:

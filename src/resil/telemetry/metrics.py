@@ -175,8 +175,8 @@ def _endpoint_health(agent: Agent, out: _Text) -> None:
     out.family("resil_http_endpoint_unhealthy", "gauge",
                "Processes that avoid the endpoint now (ejected, half-open or failing its "
                "active check).")
-    for (name, endpoint, unit), count in sorted(avoided.items()):
-        out.sample("resil_http_endpoint_unhealthy", count, resource=name, endpoint=endpoint,
+    for (name, address, unit), count in sorted(avoided.items()):
+        out.sample("resil_http_endpoint_unhealthy", count, resource=name, endpoint=address,
                    unit=unit)
 
 
