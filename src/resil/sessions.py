@@ -170,11 +170,12 @@ class SessionStore:
         from redis.retry import Retry
         # Bytes, decoded here: a value that is not UTF-8 JSON is an invalid session,
         # not a decoding error inside redis-py.
-        return redis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=2.0,
-                           socket_connect_timeout=min(2.0, self.resource.connect_timeout),
+        return redis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=1.0,
+                           socket_connect_timeout=min(1.0, self.resource.connect_timeout),
                            health_check_interval=30,
                            # one immediate retry (a connection cut by a switch), not
-                           # redis-py's default backoff: a request must not wait seconds
+                           # redis-py's default backoff: a frozen Redis costs a request
+                           # at most 2 s, not seconds per call
                            retry=Retry(NoBackoff(), 1))
 
     def primary(self) -> Any:

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
 
     sys.meta_path.insert(0, Blocker())
     import resil
-    skip = ("resil.integrations.", "resil.bootstrap.sitecustomize")
+    skip = ("resil.integrations.", "resil.contrib.", "resil.bootstrap.sitecustomize")
     names = [m.name for m in pkgutil.walk_packages(resil.__path__, "resil.")
              if not m.name.startswith(skip)]
     for name in names:
