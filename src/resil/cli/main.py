@@ -85,6 +85,32 @@ def parser() -> argparse.ArgumentParser:
                          help="lease of the acting monitor (default %(default)s s)")
     monitor.set_defaults(func=_monitor)
 
+    drill = sub.add_parser("drill", help="inject a fault and report RTO, RPO and client "
+                           "errors (a probe writes through the agent meanwhile)")
+    drill_sub = drill.add_subparsers(dest="drill_command", metavar="FAULT", required=True)
+    drill_switch = drill_sub.add_parser(
+        "switch", help="a planned switch (as `resil db switch`) under the probe's writes")
+    drill_switch.add_argument("resource", help="a mysql or redis resource")
+    drill_switch.add_argument("--to", required=True, metavar="UNIT",
+                              help="the unit of the new primary")
+    drill_switch.add_argument("--duration", type=float, default=3.0, metavar="S",
+                              help="seconds of probing, half before the switch and half "
+                              "after it (default %(default)s)")
+    drill_kill = drill_sub.add_parser(
+        "kill", help="kill -9 the primary's server (on this host only) and wait for a "
+        "monitor to fail over; the killed server stays down")
+    drill_kill.add_argument("resource", help="a mysql or redis resource")
+    drill_kill.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                            help="longest wait for a new primary and a write there "
+                            "(default %(default)s s)")
+    for command in (drill_switch, drill_kill):
+        command.add_argument("--config", metavar="PATH", help="configuration file")
+        command.add_argument("--json", action="store_true",
+                             help="print the report as JSON (the steps go to stderr)")
+        command.add_argument("--keep", action="store_true",
+                             help="leave the probe's rows / key in place")
+        command.set_defaults(func=_drill)
+
     traffic = sub.add_parser("traffic", help="take a unit out of service and bring it back, "
                              "set unit weights, set the routing-key rules")
     traffic_sub = traffic.add_subparsers(dest="traffic_command", metavar="SUBCOMMAND",
@@ -149,6 +175,27 @@ def _monitor(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     Monitor(config, plane, options, out=lambda line: print(line, flush=True)).run(stop)
     return 0
+
+
+def _drill(args: argparse.Namespace) -> int:
+    from ..ops.drill import Drill, DrillError, DrillInputError, DrillOptions
+    config = load_config(args.config)
+    stream = sys.stderr if args.json else sys.stdout
+    options = DrillOptions(duration=getattr(args, "duration", 3.0),
+                           timeout=getattr(args, "timeout", 60.0), keep=args.keep)
+    drill = Drill(config, args.resource, options,
+                  out=lambda line: print(line, file=stream, flush=True))
+    try:
+        report = drill.switch(args.to) if args.drill_command == "switch" else drill.kill()
+    except DrillInputError as exc:
+        print(f"resil: drill: {exc}", file=sys.stderr)
+        return 2
+    except (DrillError, ControlPlaneError, SignalError) as exc:
+        print(f"resil: drill failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    return report.exit_code
 
 
 def _traffic(args: argparse.Namespace) -> int:
