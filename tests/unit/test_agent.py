@@ -20,6 +20,8 @@ unit = "a"
 url = "{url}"
 poll_interval = 0.01
 {signing}
+[admin]
+listen = "127.0.0.1:0"
 [resources.db]
 kind = "mysql"
 primary = "a"
