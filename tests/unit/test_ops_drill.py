@@ -11,18 +11,10 @@ import pytest
 
 from resil.config import load_config
 from resil.control import open_control_plane
-from resil.ops.drill import (
-    Ack,
-    ClientError,
-    Drill,
-    DrillInputError,
-    Report,
-    _proc_address,
-    listening_pids,
-    local_addresses,
-    longest_gap,
-)
+from resil.ops.drill import Drill, Report, longest_gap
+from resil.ops.local import _proc_address, listening_pids, local_addresses
 from resil.ops.monitor import LEASE
+from resil.ops.probe import Ack, ClientError, DrillInputError
 from resil.topology import Endpoint
 
 A = Endpoint("db", "a", "127.0.0.1", 3306)
