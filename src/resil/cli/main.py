@@ -1,8 +1,10 @@
 """``resil``: the operator's command.
 
 Implemented here: ``resil config check [PATH]``, ``resil status [--json]``,
-``resil db switch RESOURCE --to UNIT``, ``resil traffic cut|restore UNIT`` and (in
-:mod:`.traffic`) ``resil traffic set UNIT=WEIGHT ...`` and ``resil traffic rules``.
+``resil db switch RESOURCE --to UNIT``, ``resil db unlock``, ``resil monitor``,
+``resil traffic cut|restore UNIT``, ``resil drill switch|kill`` (:mod:`resil.ops.drill`)
+and (in :mod:`.traffic`) ``resil traffic set UNIT=WEIGHT ...`` and ``resil traffic
+rules``.
 Exit codes: 0 success, 1 the command ran and found a problem (or a switch failed and
 was rolled back), 2 bad input (configuration, arguments).
 """
