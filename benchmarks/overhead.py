@@ -1,19 +1,23 @@
 """What resil costs an application: round trips, start-up and memory, against a baseline.
 
 Run it as ``.venv/bin/python benchmarks/overhead.py [--quick]`` (``make bench``). It starts
-one real MariaDB and one real Redis on loopback, writes a ``resil.toml`` declaring them,
-and measures, in this one process and in child processes:
+one real MariaDB, one real Redis and a small HTTP server (``http_server.py``) on loopback,
+writes a ``resil.toml`` declaring them, and measures, in this one process and in child
+processes:
 
 * round trips: the same batch of operations with no agent (baseline), with the agent
   (``resil.start()``), and with OpenTelemetry's PyMySQL/redis instrumentation as a
   reference, interleaved in a shuffled order each round; reported as median µs/op and as
-  the median of the per-round ratios mode/baseline;
+  the median of the per-round ratios mode/baseline. The operations are PyMySQL and redis
+  statements and connects, and ``requests``/``httpx`` GETs on keep-alive connections,
+  routed (by resource name) and unrouted (a URL that is no resource);
 * start-up: ``resil-run python -c pass`` and ``python -c pass`` with only the agent's
   bootstrap, against plain ``python -c pass``;
 * memory: the RSS of a process that imports pymysql and redis, with and without resil-run.
 
 The round trips run with client and servers pinned to one CPU (``--no-pin`` to let the
-scheduler place them; see :func:`one_cpu` for why). It prints a table with the targets
+scheduler place them; see :func:`one_cpu` for why; ``--http-other-cpu`` puts the HTTP
+server on another CPU than the client). It prints a table with the targets
 beside the figures and writes everything, raw rounds included, to
 ``benchmarks/results/overhead.json``. A missed target is reported, not a failure: the
 exit status is non-zero only when something goes wrong (130 when interrupted).
@@ -42,10 +46,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Python puts this script's folder first on sys.path, where benchmarks/requests.py would
+# shadow the requests library: take it off.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT / "tests"))     # the real-server harness of the test suite
 
+import httpx  # noqa: E402
 import pymysql  # noqa: E402
 import redis  # noqa: E402
+import requests  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor  # noqa: E402
 from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
@@ -54,11 +63,12 @@ import resil  # noqa: E402
 from resil import registry  # noqa: E402
 from resil.bootstrap import BOOTSTRAP_DIR  # noqa: E402
 from resil.config import Config, load_config  # noqa: E402
-from servers import APP_DATABASE, APP_PASSWORD, APP_USER, MariaDB, Redis  # noqa: E402
+from servers import APP_DATABASE, APP_PASSWORD, APP_USER, MariaDB, Redis, ports  # noqa: E402
 from servers.ports import stop_servers_on_sigterm  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "overhead.json"
 BIN = Path(sys.executable).parent           # the venv's bin: python and resil-run
+HTTP_SERVER = Path(__file__).with_name("http_server.py")
 MODES = ("baseline", "resil", "otel")
 
 # Targets (see benchmarks/README.md). Checked and printed, never enforced.
@@ -81,6 +91,10 @@ aliases = ["orders-db"]
 kind = "redis"
 endpoints = {{ a = "127.0.0.1:{redis}" }}
 aliases = ["cache"]
+
+[resources.products]
+kind = "http"
+endpoints = {{ a = ["http://127.0.0.1:{http}"], b = ["http://127.0.0.1:{http_b}"] }}
 """
 
 
@@ -93,12 +107,15 @@ class Settings:
     memory_runs: int
     scale: float            # multiplies each operation's batch size
     pin: bool               # round trips with client and servers on one CPU
+    http_other_cpu: bool = False    # the HTTP server on another CPU than the client
 
     @classmethod
-    def of(cls, quick: bool, pin: bool) -> Settings:
+    def of(cls, quick: bool, pin: bool, http_other_cpu: bool = False) -> Settings:
         if quick:
-            return cls(rounds=5, startup_runs=10, memory_runs=5, scale=0.5, pin=pin)
-        return cls(rounds=15, startup_runs=20, memory_runs=5, scale=1.0, pin=pin)
+            return cls(rounds=5, startup_runs=10, memory_runs=5, scale=0.5, pin=pin,
+                       http_other_cpu=http_other_cpu)
+        return cls(rounds=15, startup_runs=20, memory_runs=5, scale=1.0, pin=pin,
+                   http_other_cpu=http_other_cpu)
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,9 @@ class Servers:
 
     mysql_port: int
     redis_port: int
+    http_port: int          # products, unit a: where routed calls go
+    http_b_port: int        # products, unit b: declared, served, not used while a is healthy
+    http_plain_port: int    # no resource: the unrouted calls
 
 
 @dataclass(frozen=True)
@@ -115,17 +135,23 @@ class Address:
 
     mysql: tuple[str, int]
     redis: tuple[str, int]
+    http: str               # base URL of the products service
+    plain: str              # base URL of a service that is no resource (the same in every mode)
 
 
 def addresses(servers: Servers) -> dict[str, Address]:
     """Per mode, what the application connects to: equivalent targets.
 
     Under resil the application names the resources by alias with the drivers' default
-    ports, which only work if resil rewrites them to the real endpoints; the other modes
-    use those endpoints directly.
+    ports (and the HTTP service by its resource name, ``http://products``), which only
+    work if resil rewrites them to the real endpoints; the other modes use those
+    endpoints directly.
     """
-    direct = Address(("127.0.0.1", servers.mysql_port), ("127.0.0.1", servers.redis_port))
-    return {"baseline": direct, "resil": Address(("orders-db", 3306), ("cache", 6379)),
+    plain = f"http://127.0.0.1:{servers.http_plain_port}"
+    direct = Address(("127.0.0.1", servers.mysql_port), ("127.0.0.1", servers.redis_port),
+                     f"http://127.0.0.1:{servers.http_port}", plain)
+    return {"baseline": direct,
+            "resil": Address(("orders-db", 3306), ("cache", 6379), "http://products", plain),
             "otel": direct}
 
 
@@ -153,11 +179,56 @@ def one_cpu(wanted: bool) -> Iterator[int | None]:
         os.sched_setaffinity(0, allowed)
 
 
+def other_cpu() -> int | None:
+    """A CPU other than the one :func:`one_cpu` pins to (None on a one-CPU machine)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    rest = sorted(allowed - {min(allowed)})
+    return rest[0] if rest else None
+
+
+class HttpServer:
+    """``http_server.py`` in its own process, listening on ``ports``; stopped by PID.
+
+    Why not ``tests/servers/web_app.py``: it writes the head and the body of an answer
+    in two ``send`` calls without TCP_NODELAY, so on a keep-alive connection every
+    answer waits for the client's delayed ACK (~40 ms here). And ``http.server`` spends
+    ~100 µs per request parsing, which would dilute the ratio.
+    """
+
+    def __init__(self, ports_: list[int], cpu: int | None) -> None:
+        self.ports = ports_
+        self.cpu = cpu
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(HTTP_SERVER), *map(str, self.ports)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        ports.register(self)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":     # exits if a bind fails
+            raise RuntimeError(f"http_server.py on ports {self.ports} did not start")
+        if self.cpu is not None:
+            os.sched_setaffinity(self.proc.pid, {self.cpu})
+
+    def destroy(self) -> None:
+        ports.stop_process(self.proc, 5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        ports.unregister(self)
+
+
 @contextlib.contextmanager
-def real_servers(base: Path) -> Iterator[Servers]:
-    """One MariaDB and one Redis on loopback, destroyed (by PID) however we leave."""
+def real_servers(base: Path, http_cpu: int | None = None) -> Iterator[Servers]:
+    """One MariaDB, one Redis and one HTTP server on loopback, destroyed (by PID) however
+    we leave. The HTTP server serves three ports: the products service's endpoints in
+    units a and b, and a service that is no resource. ``http_cpu``: pin it there instead
+    of inheriting this process's CPU."""
     mysql = MariaDB(base / "mysql", "primary", server_id=1)
     cache = Redis(base / "redis", "primary")
+    web = HttpServer([ports.free_port() for _ in range(3)], http_cpu)
     try:
         mysql.start()
         # A single server, not a pair: a replica would only add noise on a small machine.
@@ -167,17 +238,21 @@ def real_servers(base: Path) -> Iterator[Servers]:
             f"CREATE USER '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'; "
             f"GRANT SELECT ON `{APP_DATABASE}`.* TO '{APP_USER}'@'127.0.0.1'")
         cache.start()
-        yield Servers(mysql.port, cache.port)
+        web.start()
+        yield Servers(mysql.port, cache.port, *web.ports)
     finally:
+        web.destroy()
         cache.destroy()
         mysql.destroy()
 
 
 def write_config(work: Path, servers: Servers) -> Path:
-    """The resil.toml declaring both servers as resources (one unit, like the tests)."""
+    """The resil.toml declaring the servers as resources (unit a, like the tests; the
+    http resource also has an endpoint in unit b, as a routed service would)."""
     path = work / "resil.toml"
     path.write_text(CONFIG.format(state=(work / "resil-state.json").as_uri(),
-                                  mysql=servers.mysql_port, redis=servers.redis_port))
+                                  mysql=servers.mysql_port, redis=servers.redis_port,
+                                  http=servers.http_port, http_b=servers.http_b_port))
     return path
 
 
@@ -315,14 +390,41 @@ def ping_new_client(address: Address, n: int) -> int:
     return timed(n, 5, op)
 
 
+def requests_get(base: str, n: int) -> int:
+    """GET ``base``/items (a small JSON document) on a ``requests.Session`` whose pool
+    already holds a keep-alive connection (the warm-up opens it); driver defaults."""
+    session = requests.Session()
+    url = base + "/items"
+    try:
+        return timed(n, 50, lambda: session.get(url))
+    finally:
+        session.close()
+
+
+def httpx_get(base: str, n: int) -> int:
+    """The same with an ``httpx.Client`` (its default transport)."""
+    client = httpx.Client()
+    url = base + "/items"
+    try:
+        return timed(n, 50, lambda: client.get(url))
+    finally:
+        client.close()
+
+
+HTTP_MODES = ("baseline", "resil")
+"""The HTTP operations run without the otel mode: it instruments only the drivers."""
+
+
 @dataclass(frozen=True)
 class Operation:
-    """One measured operation: a name, a batch size and the function that times it."""
+    """One measured operation: a name, a batch size, the function that times it, and
+    the modes it runs in."""
 
     key: str
     label: str
     ops: int
     run: Callable[[Address, int], int]
+    modes: tuple[str, ...] = MODES
 
 
 OPERATIONS = (
@@ -331,13 +433,26 @@ OPERATIONS = (
     Operation("mysql_connect_select", "pymysql connect+SELECT 1+close", 200,
               select_new_connection),
     Operation("redis_connect_ping", "redis new client+PING+close", 500, ping_new_client),
+    # Routed: under resil the URL names the resource (http://products/items); the
+    # baseline calls the endpoint resil picks (http://127.0.0.1:PORT/items).
+    Operation("requests_get", "requests Session.get, routed", 1000,
+              lambda a, n: requests_get(a.http, n), HTTP_MODES),
+    Operation("httpx_get", "httpx Client.get, routed", 1000,
+              lambda a, n: httpx_get(a.http, n), HTTP_MODES),
+    # Unrouted: the same URL in both modes, naming no resource: what every other call
+    # of the application pays for resil's hooks.
+    Operation("requests_get_plain", "requests Session.get, unrouted", 1000,
+              lambda a, n: requests_get(a.plain, n), HTTP_MODES),
+    Operation("httpx_get_plain", "httpx Client.get, unrouted", 1000,
+              lambda a, n: httpx_get(a.plain, n), HTTP_MODES),
 )
 
 
 # --------------------------------------------------------------------------- round trips
 
 def check_routing(config: Config, servers: Servers) -> None:
-    """Make sure the resil mode measures routed connections, not a silent fall-through."""
+    """Make sure the resil mode measures routed connections and calls, not a silent
+    fall-through."""
     with resil_mode(config):
         conn = mysql_connect(addresses(servers)["resil"])
         try:
@@ -350,10 +465,22 @@ def check_routing(config: Config, servers: Servers) -> None:
             routed_redis = (link.host, link.port)
         finally:
             link.disconnect()
+        # http://products does not resolve: an answer at all means resil routed the call;
+        # the server names the port that answered.
+        with requests.Session() as session:
+            by_requests = session.get("http://products/items", timeout=5).json()["port"]
+            plain = session.get(addresses(servers)["resil"].plain + "/items",
+                                timeout=5).json()["port"]
+        with httpx.Client(timeout=5) as client:
+            by_httpx = client.get("http://products/items").json()["port"]
     expected = (("127.0.0.1", servers.mysql_port), ("127.0.0.1", servers.redis_port))
     if (routed, routed_redis) != expected:
         raise RuntimeError(f"resil did not route: got {routed}, {routed_redis}; "
                            f"expected {expected}")
+    if (by_requests, by_httpx, plain) != (servers.http_port,) * 2 + (servers.http_plain_port,):
+        raise RuntimeError(f"resil did not route HTTP to unit a: requests -> :{by_requests}, "
+                           f"httpx -> :{by_httpx} (expected :{servers.http_port}); "
+                           f"the unrouted call -> :{plain}")
 
 
 def round_trips(config: Config, servers: Servers, settings: Settings,
@@ -365,7 +492,8 @@ def round_trips(config: Config, servers: Servers, settings: Settings,
     during it. Raw ns per batch are kept: ``{op: {mode: [ns per round]}}``.
     """
     targets = addresses(servers)
-    raw: dict[str, dict[str, list[int]]] = {op.key: {m: [] for m in MODES} for op in OPERATIONS}
+    raw: dict[str, dict[str, list[int]]] = {op.key: {m: [] for m in op.modes}
+                                            for op in OPERATIONS}
     orders = []
     for number in range(1, settings.rounds + 1):
         order = list(MODES)
@@ -375,7 +503,8 @@ def round_trips(config: Config, servers: Servers, settings: Settings,
         for mode in order:
             with MODE_CONTEXT[mode](config):
                 for op in OPERATIONS:
-                    raw[op.key][mode].append(op.run(targets[mode], batch(op, settings)))
+                    if mode in op.modes:
+                        raw[op.key][mode].append(op.run(targets[mode], batch(op, settings)))
         print(f"  round {number:2d}/{settings.rounds}  {' '.join(order):<21}"
               f"  {time.perf_counter() - started:5.1f} s", flush=True)
     return {"orders": orders, "raw_ns": raw}
@@ -391,10 +520,12 @@ def summarise_round_trips(result: dict[str, Any], settings: Settings) -> dict[st
     summary: dict[str, Any] = {}
     for op in OPERATIONS:
         n = batch(op, settings)
-        per_op = {m: [ns / n / 1000 for ns in result["raw_ns"][op.key][m]] for m in MODES}
+        per_op = {m: [ns / n / 1000 for ns in result["raw_ns"][op.key][m]] for m in op.modes}
         entry: dict[str, Any] = {"label": op.label, "ops_per_batch": n,
                                  "median_us": {m: statistics.median(v) for m, v in per_op.items()}}
         for mode in ("resil", "otel"):
+            if mode not in op.modes:
+                continue
             pairs = list(zip(per_op[mode], per_op["baseline"], strict=True))
             ratios = [x / b for x, b in pairs]
             entry[f"{mode}_ratio"] = statistics.median(ratios)
@@ -555,20 +686,24 @@ def print_report(report: dict[str, Any]) -> None:
     s = report["settings"]
     where = ("unpinned" if s["pinned_cpu"] is None
              else f"client and servers pinned to CPU {s['pinned_cpu']}")
+    if s.get("http_server_cpu") is not None:
+        where += f", the HTTP server to CPU {s['http_server_cpu']}"
     print(f"\nRound trips: {s['rounds']} rounds, modes interleaved in a shuffled order per "
           f"round, {where}.\nMedian µs/op; ratio = median of the per-round ratios "
           "mode/baseline [quartiles]; +µs = median per-round difference.")
     print(f"otel = opentelemetry-instrumentation-pymysql/-redis {report['versions']['otel']} "
           f"with the default no-op tracer provider\n({report['otel_tracer_provider']}, "
-          "nothing exported): a reference wrapper, not the cost of tracing.")
+          "nothing exported): a reference wrapper, not the cost of tracing; not run for HTTP.")
     print(f"\n  {'operation':<33}{'ops':>5}{'baseline':>9}{'resil':>9}{'otel':>9}"
           f"  {'resil/baseline':<22}{'resil +µs':>9}  {'otel/baseline':>13}")
     for e in rt.values():
         us, q = e["median_us"], e["resil_ratio_quartiles"]
+        otel_us, otel_ratio = ((f"{us['otel']:>9.1f}", f"{e['otel_ratio']:>13.3f}")
+                               if "otel" in us else (f"{'-':>9}", f"{'-':>13}"))
         print(f"  {e['label']:<33}{e['ops_per_batch']:>5}{us['baseline']:>9.1f}"
-              f"{us['resil']:>9.1f}{us['otel']:>9.1f}"
+              f"{us['resil']:>9.1f}{otel_us}"
               f"  {e['resil_ratio']:.3f} [{q[0]:.3f}-{q[1]:.3f}]  {e['resil_added_us']:>+9.1f}"
-              f"  {e['otel_ratio']:>13.3f}")
+              f"  {otel_ratio}")
     m, added = start["median_ms"], start["added_ms"]
     print(f"\nStart-up: median wall time over {start['runs']} interleaved runs of each")
     print(f"  python -c pass                      {m['python']:7.1f} ms")
@@ -606,6 +741,8 @@ def versions() -> dict[str, str]:
     return {"resil": resil.__version__, "resil_source": str(source),
             "resil_commit": commit or "unknown",
             "pymysql": version("PyMySQL"), "redis": version("redis"),
+            "requests": version("requests"), "urllib3": version("urllib3"),
+            "httpx": version("httpx"), "httpcore": version("httpcore"),
             "otel": version("opentelemetry-instrumentation-pymysql")}
 
 
@@ -619,15 +756,20 @@ def run(settings: Settings, quick: bool) -> dict[str, Any]:
     rng.seed(seed)
     work = Path(tempfile.mkdtemp(prefix="resil-bench-"))
     try:
-        print("starting MariaDB and Redis on loopback ...", flush=True)
-        with one_cpu(settings.pin) as cpu, real_servers(work) as servers:
+        print("starting MariaDB, Redis and the HTTP server on loopback ...", flush=True)
+        http_cpu = other_cpu() if settings.pin and settings.http_other_cpu else None
+        with one_cpu(settings.pin) as cpu, real_servers(work, http_cpu) as servers:
             config_path = write_config(work, servers)
             config = load_config(config_path, env={})
-            print(f"MariaDB :{servers.mysql_port}, Redis :{servers.redis_port}; "
+            print(f"MariaDB :{servers.mysql_port}, Redis :{servers.redis_port}, HTTP "
+                  f":{servers.http_port} (products, unit a) :{servers.http_b_port} "
+                  f"(unit b) :{servers.http_plain_port} (no resource); "
                   f"config {config_path}", flush=True)
             check_routing(config, servers)
             check_agent_starts(config_path)
             where = "unpinned" if cpu is None else f"client and servers on CPU {cpu}"
+            if http_cpu is not None:
+                where += f", the HTTP server on CPU {http_cpu}"
             print(f"round trips ({settings.rounds} rounds, {where}) ...", flush=True)
             rt = round_trips(config, servers, settings, rng)
             if registry.faults():
@@ -645,7 +787,7 @@ def run(settings: Settings, quick: bool) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": quick, "seed": seed, "machine": machine(), "versions": versions(),
         "settings": {"rounds": settings.rounds, "startup_runs": settings.startup_runs,
-                     "pinned_cpu": cpu,
+                     "pinned_cpu": cpu, "http_server_cpu": http_cpu,
                      "memory_runs": settings.memory_runs,
                      "ops": {op.key: batch(op, settings) for op in OPERATIONS}},
         "otel_tracer_provider": tracer_provider_description(),
@@ -661,6 +803,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer rounds, runs and operations")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the scheduler place client and servers (noisier round trips)")
+    parser.add_argument("--http-other-cpu", action="store_true",
+                        help="pin the HTTP server to another CPU than the client (slower "
+                             "round trips, so smaller ratios; see README)")
     args = parser.parse_args(argv)
     if not (BIN / "resil-run").exists():
         print(f"overhead: {BIN / 'resil-run'} not found: run with the venv's python "
@@ -668,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     restore = stop_servers_on_sigterm()     # SIGTERM then unwinds and stops the servers too
     try:
-        report = run(Settings.of(args.quick, args.pin), args.quick)
+        report = run(Settings.of(args.quick, args.pin, args.http_other_cpu), args.quick)
     except KeyboardInterrupt:
         print("\noverhead: interrupted; servers stopped", file=sys.stderr)
         return 130
