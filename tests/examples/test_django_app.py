@@ -34,20 +34,6 @@ BIN = Path(sys.executable).parent
 PRODUCTS = 8                # what `manage.py seed` creates by default
 GUNICORN = ("gunicorn", "productservice.wsgi", "-w", "2", "--threads", "4")
 
-# Known gaps in resil's PyMySQL integration, met by any Django project: Django's
-# `transaction.atomic()` starts with SET AUTOCOMMIT=0, which PyMySQL sends outside
-# `Connection.query`, so on a connection the fence cut it fails (2013) instead of moving;
-# and after a result set (SELECT ... FOR UPDATE, or INSERT ... RETURNING, which Django
-# uses on MariaDB) PyMySQL keeps the server status of the previous OK packet, so such a
-# transaction does not look open: the drain does not wait for it and its next statement
-# is moved to the new primary, in a new transaction.
-AUTOCOMMIT_SEAM = ("resil's pymysql integration: SET AUTOCOMMIT (Connection.autocommit, "
-                   "how transaction.atomic() begins) is not a seam; a connection cut by the "
-                   "fence fails with 2013 instead of moving")
-STALE_STATUS = (AUTOCOMMIT_SEAM + "; and a transaction begun with SET AUTOCOMMIT=0 whose "
-                "statements return rows (SELECT ... FOR UPDATE, INSERT ... RETURNING) is "
-                "not seen as open (stale server_status), so it is moved mid-transaction")
-
 
 @dataclass
 class Service:
@@ -301,7 +287,6 @@ def order_through_switches(service: Service, ids: list[int]
     return placed, failures, reports
 
 
-@pytest.mark.xfail(reason=STALE_STATUS, strict=False)
 @pytest.mark.parametrize("server", [("runserver",), GUNICORN], ids=["runserver", "gunicorn"])
 def test_orders_keep_flowing_through_a_planned_switch(config, mariadb_pair, mysql_db,
                                                       tmp_path, server):
@@ -325,7 +310,6 @@ def test_orders_keep_flowing_through_a_planned_switch(config, mariadb_pair, mysq
     print(f"\n{server[0]}: {len(placed)} orders during two switches\n" + reports[0])
 
 
-@pytest.mark.xfail(reason=AUTOCOMMIT_SEAM, strict=True)
 def test_a_persistent_connection_starts_a_transaction_after_a_switch(
         config, mariadb_pair, mysql_db, tmp_path):
     """One sync worker, one persistent connection: idle during the switch, then the next

@@ -207,6 +207,52 @@ def test_open_transaction_across_the_fence_gets_the_documented_error(pair, confi
     assert switch(config, "a").returncode == 0
 
 
+@pytest.mark.parametrize("first", [
+    "SELECT seq FROM auto WHERE writer = 'implicit' FOR UPDATE",     # rows, no OK packet
+    "INSERT INTO auto VALUES ('implicit', 1) RETURNING seq"])
+def test_an_implicit_transaction_that_returned_rows_is_never_moved(pair, config, first):
+    """autocommit(False) (how Django's atomic() and SQLAlchemy begin) and a first statement
+    that returns rows: PyMySQL's status still says "no transaction", but one is open. It
+    is counted in flight, and after the fence it is interrupted — never continued, half
+    of it, on the new primary."""
+    resil.start(config)
+    conn = connect()
+    conn.autocommit(False)
+    with conn.cursor() as cur:
+        cur.execute(first)
+    assert registry.agent().in_flight()["orders-db"] == 1
+    out = switch(config, "b", "--drain-timeout", "0.3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 open transaction(s) will be interrupted" in out.stdout
+    with pytest.raises(resil.TransactionInterruptedError), conn.cursor() as cur:
+        cur.execute("INSERT INTO auto VALUES ('implicit', 2)")
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@server_id, COUNT(*) FROM auto WHERE writer = 'implicit'")
+        assert cur.fetchone() == (2, 0)     # nothing of it anywhere
+    conn.commit()
+    assert switch(config, "a").returncode == 0
+
+
+def test_autocommit_off_after_a_switch_moves_the_idle_connection(pair, config):
+    """A persistent connection idle across a switch, then autocommit(False): the fence cut
+    it, and the setting is sent again on a connection to the new primary."""
+    resil.start(config)
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    assert switch(config, "b").returncode == 0
+    try:
+        conn.autocommit(False)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO auto VALUES ('idle', 1)")
+            cur.execute("SELECT @@server_id")
+            assert cur.fetchone() == (2,)
+        conn.commit()
+    finally:
+        assert switch(config, "a").returncode == 0
+
+
 def test_write_held_beyond_lock_timeout_fails_unsent(pair, config, monkeypatch):
     """A lock that outlives lock_timeout: the write fails with LockTimeoutError, unsent;
     autocommit reads keep working meanwhile."""

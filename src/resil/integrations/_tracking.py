@@ -25,7 +25,7 @@ ATTRIBUTE = "_resil_tracked"
 class Tracked:
     """resil's record of one driver connection."""
 
-    __slots__ = ("resource", "origin", "epoch", "connecting", "busy")
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx")
 
     def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
         self.resource = resource
@@ -35,6 +35,9 @@ class Tracked:
         """Inside ``connect()``: the statements it sends itself are not boundaries."""
         self.busy = False
         """A statement passed (or is passing) the gate and is on its way to the server."""
+        self.tx = False
+        """A transaction that wrote (or locked) is open, as resil saw the statements: the
+        driver's own status is not refreshed by statements that return rows."""
 
 
 class Tracker:

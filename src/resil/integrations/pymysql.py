@@ -13,6 +13,14 @@ Seams (all on ``pymysql.connections.Connection``):
   with a ping, since a rolled-back switch may have cut it). The connection object stays
   the same object; ``connect()`` restores everything its arguments set (database,
   charset, sql_mode, init_command, autocommit), and ``select_db()`` is remembered.
+- ``autocommit``: ``autocommit(False)`` starts a transaction (Django's ``atomic()``,
+  SQLAlchemy's pool): a boundary like ``begin``. It is sent outside ``query``; when a
+  switch cut the connection, it is sent again on a new one (nothing was open).
+- Whether a transaction is open: the server's ``SERVER_STATUS_IN_TRANS``, which PyMySQL
+  refreshes only from OK packets — so also resil's own record: with autocommit off, a
+  statement that writes or locks (``SELECT ... FOR UPDATE``, ``INSERT ... RETURNING``
+  return rows, not an OK packet) opens one, until ``commit``, ``rollback`` or a
+  ``COMMIT``/``ROLLBACK`` statement. An open transaction is never moved.
 - ``query``, ``begin`` and ``commit``: when a statement fails because a switch fenced or cut the
   old primary, the error is translated. Inside a transaction: reconnect and raise
   :class:`~resil.errors.TransactionInterruptedError`. In autocommit mode: replay once,
@@ -53,6 +61,20 @@ _CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 1053, 0})
 
 def _server_status(conn: Any) -> int:
     return int(getattr(conn, "server_status", 0) or 0)
+
+
+def _in_transaction(conn: Any, record: Tracked) -> bool:
+    """The server said a transaction is open, or resil saw one start that wrote."""
+    return record.tx or bool(_server_status(conn) & _IN_TRANS)
+
+
+def _note(record: Tracked, sql: Any) -> None:
+    """After a statement ran with autocommit off: did it open or end a transaction?"""
+    access = classify(sql)
+    if access is Access.END:
+        record.tx = False
+    elif access is Access.WRITE or access is Access.BEGIN:
+        record.tx = True
 
 
 def _access(sql: Any, status: int) -> Access:
@@ -114,6 +136,7 @@ def _reconnect(conn: Any, record: Tracked) -> None:
     with contextlib.suppress(Exception):
         conn.close()            # COM_QUIT if the socket still works; closes it anyway
     conn._result = None
+    record.tx = False           # a new connection has no transaction
     conn.connect()              # driver errors (new primary unreachable) reach the app
     registry.count("mysql_connections_moved")
     otel.span("resil.move", started, otel.now_ns(), {
@@ -147,7 +170,7 @@ def _boundary(conn: Any, record: Tracked, sql: Any) -> bool | None:
     state = router.state()
     name = record.resource.name
     status = _server_status(conn)
-    if status & _IN_TRANS:
+    if record.tx or status & _IN_TRANS:
         return None                             # finish where it started
     if name in state.locks and must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
         record.busy = False                     # a held statement is not in flight
@@ -245,7 +268,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
               exc: Exception) -> Any:
     # pymysql updates server_status only on success: it still says whether the failed
     # statement ran inside a transaction.
-    in_transaction = bool(_server_status(conn) & _IN_TRANS) and not record.connecting
+    in_transaction = _in_transaction(conn, record) and not record.connecting
     action = fail_open("pymysql.error", _after_error, conn, record, in_transaction, exc, sql,
                        may_replay)
     if action is None:
@@ -279,7 +302,10 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
                     _at_boundary(self, record, sql)
-            return original(self, sql, unbuffered)
+            result = original(self, sql, unbuffered)
+            if not self.autocommit_mode:
+                _note(record, sql)
+            return result
         except Exception as exc:
             return _on_error(original, self, record, (self, sql, unbuffered), {}, sql, True,
                              exc)
@@ -291,14 +317,61 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
 def _begin(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> Any:
     # BEGIN opens a transaction: held while locked, and it must start on the primary.
-    return _statement(wrapped, instance, args, kwargs, b"BEGIN", True, False)
+    result = _statement(wrapped, instance, args, kwargs, b"BEGIN", True, False)
+    record = tracked(instance)
+    if record is not None:
+        record.tx = True
+    return result
+
+
+def _ended(instance: Any) -> None:
+    record = tracked(instance)
+    if record is not None:
+        record.tx = False
 
 
 def _commit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:
     # A COMMIT whose connection was lost may or may not have committed: never replayed,
     # and translated only when the server said the connection was killed or read-only.
-    return _statement(wrapped, instance, args, kwargs, b"COMMIT", False, False)
+    try:
+        return _statement(wrapped, instance, args, kwargs, b"COMMIT", False, False)
+    finally:
+        _ended(instance)        # committed, or the connection (and its transaction) is gone
+
+
+def _rollback(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _ended(instance)
+
+
+def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+    """``autocommit(False)`` opens a transaction: a boundary (held while locked, moved to
+    a new primary). ``autocommit(True)`` commits an open one, like ``COMMIT``."""
+    record = tracked(instance)
+    if record is None or record.connecting:
+        return wrapped(*args, **kwargs)
+    value = bool(args[0] if args else kwargs.get("value"))
+    was_open = _in_transaction(instance, record)
+    if value:
+        try:
+            return _statement(wrapped, instance, args, kwargs, b"COMMIT", False, False)
+        finally:
+            _ended(instance)
+    try:
+        return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, False)
+    except Exception as exc:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+        if was_open or code not in _CONNECTION_LOST or not _switching(record):
+            raise
+        # Cut by a switch while nothing was open: the setting is sent on a new connection.
+        registry.count("mysql_replay")
+        _reconnect(instance, record)
+        return wrapped(*args, **kwargs)
 
 
 def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -320,6 +393,8 @@ class PyMySQLIntegration(Integration):
         Target("pymysql.connections", "Connection.query", _make_query, method=True),
         Target("pymysql.connections", "Connection.begin", _begin),
         Target("pymysql.connections", "Connection.commit", _commit),
+        Target("pymysql.connections", "Connection.rollback", _rollback),
+        Target("pymysql.connections", "Connection.autocommit", _autocommit),
         Target("pymysql.connections", "Connection.select_db", _select_db),
     )
 
@@ -327,6 +402,6 @@ class PyMySQLIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (_server_status(conn) & _IN_TRANS and conn._sock is not None):
+            if record.busy or (_in_transaction(conn, record) and conn._sock is not None):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts
