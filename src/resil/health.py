@@ -60,6 +60,14 @@ class ResourceHealth:
         self._lock = threading.Lock()
         self._all = [e for eps in resource.endpoints.values() for e in eps]
         self._state = {e: _Endpoint() for e in self._all}
+        self.all_healthy = True
+        """No endpoint is ejected, half-open or down: read without the lock, it lets the
+        calls of a healthy resource skip every other check (recomputed on each change)."""
+
+    def _refresh(self) -> None:
+        # under the lock, after any change of state
+        self.all_healthy = all(e.state == HEALTHY and not e.active_down
+                               for e in self._state.values())
 
     def take(self, endpoint: Endpoint, ignore_health: bool = False, probe: bool = True) -> bool:
         """Whether a call may go to ``endpoint`` now; a half-open endpoint's probe slot is
@@ -68,7 +76,7 @@ class ResourceHealth:
         ``probe=False`` (a call that may not be retried) never gets a half-open endpoint:
         a probe that fails must cost the application nothing but a retry elsewhere.
         """
-        if ignore_health:
+        if ignore_health or self.all_healthy:
             return True
         with self._lock:
             entry = self._state[endpoint]
@@ -87,6 +95,8 @@ class ResourceHealth:
 
     def success(self, endpoint: Endpoint) -> None:
         """A call to ``endpoint`` got an answer below 500."""
+        if self.all_healthy and not self._state[endpoint].failures:
+            return      # nothing to change: the common case takes no lock
         with self._lock:
             entry = self._state[endpoint]
             entry.failures = 0
@@ -94,6 +104,7 @@ class ResourceHealth:
                 entry.state = HEALTHY
                 entry.probes = 0
                 entry.healthy_since = self._clock()
+                self._refresh()
                 registry.count(f"http_restored:{self.resource.name}:{endpoint}")
 
     def release(self, endpoint: Endpoint) -> None:
@@ -132,13 +143,16 @@ class ResourceHealth:
         entry.state = EJECTED
         entry.ejected_until = now + self.policy.eject_time * entry.ejections
         entry.failures = entry.probes = 0
+        self._refresh()
         registry.count(f"http_ejections:{self.resource.name}:{endpoint}")
         return True
 
     def set_active(self, endpoint: Endpoint, problem: str) -> None:
         """Record an active check's result: ``""`` passed, otherwise why it failed."""
         with self._lock:
-            self._state[endpoint].active_down = problem
+            if self._state[endpoint].active_down != problem:
+                self._state[endpoint].active_down = problem
+                self._refresh()
 
     def healthy(self, endpoint: Endpoint) -> bool:
         """Whether ``endpoint`` takes calls now (not ejected, not down by an active check)."""
@@ -150,7 +164,7 @@ class ResourceHealth:
     def panic(self) -> bool:
         """Whether so few endpoints are healthy that health should be ignored."""
         threshold = self.policy.panic_threshold
-        if threshold <= 0:
+        if threshold <= 0 or self.all_healthy:
             return False
         healthy = sum(1 for e in self._all if self.healthy(e))
         return healthy * 100 < threshold * len(self._all)

@@ -181,6 +181,18 @@ def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
     return endpoint
 
 
+_CALLS_KEYS: dict[tuple[str, str], str] = {}
+
+
+def calls_key(resource: Resource, endpoint: Endpoint) -> str:
+    """The event counted for an attempt: ``http_calls:<resource>:<endpoint unit>``."""
+    key = (resource.name, endpoint.unit)
+    found = _CALLS_KEYS.get(key)
+    if found is None:
+        found = _CALLS_KEYS[key] = f"http_calls:{resource.name}:{endpoint.unit}"
+    return found
+
+
 def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
             first: Endpoint) -> R:
     """Run a call whose first attempt goes to ``first`` (chosen by the integration, under
@@ -189,7 +201,7 @@ def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     resource = exchange.resource
     endpoint = first
     exchange.tried.append(endpoint)
-    registry.count(f"http_calls:{resource.name}:{endpoint.unit}")
+    registry.count(calls_key(resource, endpoint))
     try:
         response = send(endpoint)
     except BaseException as exc:
@@ -198,6 +210,14 @@ def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
         if following is None:
             raise
         return _retry(router, exchange, send, following)
+    try:
+        status = exchange.status(response)
+        if status < 500 and status not in resource.http.retry_statuses:
+            router.health(resource).success(endpoint)   # the common case, short
+            return response
+    except Exception as fault:
+        registry.record_fault("http.health", fault)
+        return response
     _observe(router, exchange, endpoint, None, response)
     following = _wants_retry(router, exchange, None, response)
     if following is None:
@@ -214,7 +234,7 @@ def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     def attempt() -> R:
         endpoint = following.pop()
         exchange.tried.append(endpoint)
-        registry.count(f"http_calls:{exchange.resource.name}:{endpoint.unit}")
+        registry.count(calls_key(exchange.resource, endpoint))
         try:
             response = send(endpoint)
         except BaseException as exc:
@@ -250,7 +270,7 @@ async def execute_async(router: Any, exchange: Exchange[R],
     async def attempt() -> R:
         endpoint = following.pop()
         exchange.tried.append(endpoint)
-        registry.count(f"http_calls:{resource.name}:{endpoint.unit}")
+        registry.count(calls_key(resource, endpoint))
         try:
             response = await send(endpoint)
         except BaseException as exc:

@@ -119,12 +119,16 @@ class Router:
         if self.checks is not None and not self.checks.running:
             self.checks.start()     # lazily, and again in a forked worker
         state = self._state()
-        health = self.health(resource)
+        health = self._health.get(resource.name) or self.health(resource)
+        own = self.topology.unit
+        if not tried and health.all_healthy and state.weights.get(own, 1.0) > 0:
+            endpoints = resource.endpoints.get(own)
+            if endpoints:       # the common case: a healthy own unit, no lock, no lists
+                return endpoints[next(self._turn) % len(endpoints)]
         ignore = health.panic()
         units = [u for u in resource.endpoints if state.weights.get(u, 1.0) > 0] \
             or list(resource.endpoints)
         tried_units = {e.unit for e in tried}
-        own = self.topology.unit
         order = [own] if own in units and own not in tried_units else []
         order += self._by_weight([u for u in units if u != own and u not in tried_units],
                                  state)

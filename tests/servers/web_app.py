@@ -17,6 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: without TCP_NODELAY each keep-alive
+    # answer would wait for the client's delayed ACK (40 ms here).
+    disable_nagle_algorithm = True
     server: "Server"
 
     def _answer(self) -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .. import registry
 from ..retry import repeatable
+from ..telemetry import otel
 from ..topology import Endpoint, Resource
 
 UNIT_HEADER = "x-resil-unit"
@@ -51,6 +52,8 @@ class Plan:
     """Path, query and fragment of the original URL (``/items?page=2``)."""
     repeatable: bool
     """Whether the call is safe to send again (see :func:`resil.retry.repeatable`)."""
+    stripped: bool = False
+    """Whether a base path of the endpoint the URL named was taken off :attr:`rest`."""
 
     def url(self, endpoint: Endpoint) -> str:
         """The URL of an attempt sent to ``endpoint``."""
@@ -101,15 +104,16 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | N
     if match is None:
         return None
     rest = text[end:]
+    stripped = False
     if match.base_path and (rest == match.base_path or
                             rest.startswith((match.base_path + "/", match.base_path + "?"))):
-        rest = rest[len(match.base_path):]
+        rest, stripped = rest[len(match.base_path):], True
     again = repeatable(method, headers, body_replayable)
     router.budget(match.resource).record_call()
     first = router.pick(match.resource, (), again)
     if first is None:   # pick always answers a first attempt; this keeps the types honest
         return None
-    return Plan(match.resource, first, match.userinfo, rest, again)
+    return Plan(match.resource, first, match.userinfo, rest, again, stripped)
 
 
 def _match(router: Any, prefix: str) -> _Match | None:
@@ -155,7 +159,6 @@ def propagation() -> dict[str, Any]:
     value = header_value(key) if key else None
     if value is not None:
         headers[ROUTE_KEY_HEADER] = value
-    from ..telemetry import otel
     if otel.installed():
         from opentelemetry.propagate import inject
         inject(headers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import registry
 from ..retry import Exchange, execute, execute_async
@@ -60,11 +61,39 @@ def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] |
     exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
                                        _status, _discard)
 
+    original = request.url
+
     def aim(endpoint: Any) -> None:
-        request.url = httpx.URL(plan.url(endpoint))
+        fast = None if plan.stripped else _retarget(original, endpoint)
+        request.url = fast if fast is not None else httpx.URL(plan.url(endpoint))
         if not keep_host:
             request.headers["host"] = request.url.netloc.decode("ascii")
     return plan, exchange, aim
+
+
+_targets: dict[Any, tuple[str, str, int | None] | None] = {}
+
+
+def _retarget(url: Any, endpoint: Any) -> Any:
+    """``url`` sent to ``endpoint`` (same path, query, userinfo) without parsing a URL
+    again: httpx's parser costs ~15 µs, a fifth of a loopback call. Only for endpoints
+    without a base path, and only while httpx keeps its parsed form as it does in 0.23
+    to 0.28; otherwise None, and the URL is parsed."""
+    import httpx
+    target = _targets.get(endpoint, False)
+    if target is False:
+        parts = urlsplit(endpoint.url or "")
+        default = 443 if parts.scheme == "https" else 80
+        target = None if parts.path.strip("/") else \
+            (parts.scheme, endpoint.host, None if endpoint.port == default else endpoint.port)
+        _targets[endpoint] = target
+    reference = getattr(url, "_uri_reference", None)
+    if target is None or reference is None or not hasattr(reference, "_replace"):
+        return None
+    scheme, host, port = target
+    new = httpx.URL.__new__(httpx.URL)
+    new._uri_reference = reference._replace(scheme=scheme, host=host, port=port)
+    return new
 
 
 def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
