@@ -21,8 +21,16 @@ from urllib.parse import urlsplit
 
 from . import envvars
 from .errors import MISSING, ConfigError
-from .topology import (KINDS, Alias, Endpoint, HttpPolicy, Resource, ResourceKind, Topology,
-                       address_keys)
+from .topology import (
+    KINDS,
+    Alias,
+    Endpoint,
+    HttpPolicy,
+    Resource,
+    ResourceKind,
+    Topology,
+    address_keys,
+)
 
 DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")

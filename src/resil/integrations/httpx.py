@@ -80,8 +80,9 @@ def _retarget(url: Any, endpoint: Any) -> Any:
     without a base path, and only while httpx keeps its parsed form as it does in 0.23
     to 0.28; otherwise None, and the URL is parsed."""
     import httpx
-    target = _targets.get(endpoint, False)
-    if target is False:
+    if endpoint in _targets:
+        target = _targets[endpoint]
+    else:
         parts = urlsplit(endpoint.url or "")
         default = 443 if parts.scheme == "https" else 80
         target = None if parts.path.strip("/") else \
