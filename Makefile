@@ -8,8 +8,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench bench-switch bench-failover docs servers venv clean
 
-demo: venv servers  ## the main job: a small app under resil-run against real MariaDB and Redis
-	$(PY) examples/quickstart/run.py
+demo: venv servers  ## two units of a shop (Django + Flask under resil-run): switch, cut, kill -9
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,demo]'
+	$(PY) examples/demo/run.py
 
 test: venv servers  ## the test suite (real servers, started and stopped by the tests)
 	$(PY) -m pytest
