@@ -70,3 +70,26 @@ def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
           f"{len(writers.errors)} client errors; {lost} of {writers.acked} acked writes lost")
     assert recovered < 5.0
     assert lost <= 50
+
+
+def test_the_monitor_never_fences_a_primary_a_switch_just_promoted(pair, write_config,
+                                                                    tmp_path):
+    """A monitor that read the control state before a planned switch and checks the old
+    primary's replicas after the promotion must not take the new primary for a stale one."""
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.ops.monitor import Monitor, MonitorOptions
+    from resil.ops.switch import Switch
+    from resil.state import ControlState
+    config = load_config(write_config(resil_toml((tmp_path / "state.json").as_uri(),
+                                                 redis=pair)))
+    plane = open_control_plane(config.control_url, config.topology, None)
+    monitor = Monitor(config, plane, MonitorOptions(), out=lambda line: None)
+    monitor._leader = True
+    before = ControlState.initial(config.topology)          # read before the switch
+    resource = config.resources["cache"]
+    Switch(config, plane, "cache", "b", out=lambda line: None).run()
+    monitor._fence_stale(resource, resource.endpoint_in("a"), before)
+    new_primary = redis.Redis(port=pair.replica.port)
+    assert new_primary.set("after-switch", 1), "the promoted primary still takes writes"
+    assert new_primary.info("replication")["role"] == "master"

@@ -140,7 +140,7 @@ class Monitor:
                          f"{health.failures} failed probe(s)")
             health.failures = 0
             if self._leader:
-                self._fence_stale(resource, primary)
+                self._fence_stale(resource, primary, state)
             return
         health.failures += 1
         if health.failures == 1:
@@ -296,11 +296,26 @@ class Monitor:
         finally:
             server.close()
 
-    def _fence_stale(self, resource: Resource, primary: Endpoint) -> None:
-        """Any other endpoint that accepts writes is a stale primary: fence it."""
+    def _unchanged(self, resource: Resource, state: ControlState) -> bool:
+        """Whether the control state is still ``state`` for ``resource`` (no newer epoch,
+        no lock): read again, right before an irreversible fence."""
+        signal = self.plane.load()
+        current = signal.state if signal else ControlState.initial(self.config.topology)
+        return current.epoch == state.epoch and resource.name not in current.locks
+
+    def _fence_stale(self, resource: Resource, primary: Endpoint, state: ControlState) -> None:
+        """Any other endpoint that accepts writes is a stale primary: fence it.
+
+        Unless the control state moved on since ``state`` was read: a planned switch
+        locks the resource before it promotes, so an endpoint seen writable *then*
+        confirmed against a state with no lock and the same epoch is really stale —
+        while one promoted by a switch is never mistaken for it.
+        """
         for endpoint, server in self._others(resource, primary, 4):
             try:
                 if server.writable():
+                    if not self._unchanged(resource, state):
+                        return      # a switch or failover is under way: look next round
                     cut = server.fence_for_good()
                     self.say(f"{resource.name}: {endpoint} came back writable while "
                              f"{primary} is the primary: fenced, {cut} client(s) cut; it "
