@@ -475,8 +475,7 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
                                          app, "-w", "2", "--threads", "4", "-b",
                                          f"127.0.0.1:{ports[svc, unit]}"], cwd, env)
     monitor = [str(BIN / "resil"), "monitor", "--config", str(config)]
-    if demo.args.monitor_from_start:
-        demo.spawn("monitor", monitor, demo.base, demo.env)
+    demo.spawn("monitor", monitor, demo.base, demo.env)
     urls = [f"http://127.0.0.1:{ports[svc, u]}/healthz" for svc in ("products", "store")
             for u in UNITS]
     urls += [f"http://127.0.0.1:{ports[svc + '-admin', u]}/readyz"
@@ -513,13 +512,6 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
         demo.sh("resil", "db", "switch", "orders-db", "--to", "hangzhou")
         story_.event("db switch cache")
         demo.sh("resil", "db", "switch", "cache", "--to", "hangzhou")
-        if not demo.args.monitor_from_start:
-            # Started after the planned switch, not before: a monitor that probes during a
-            # switch can take the just-promoted primary for a stale one and fence it (it
-            # checks the switch's lock in the state it read before its probes).
-            say("$ resil monitor &")
-            started_monitor = demo.spawn("monitor", monitor, demo.base, demo.env)
-            say(f"  {'monitor':18} pid {started_monitor.pid}  log monitor.log")
         time.sleep(max(0.0, seconds["switch"] - (story_.now() - story_.steps[-1].start)))
 
         story_.begin("traffic cut beijing")
@@ -622,9 +614,6 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short steps (for the tests)")
-    parser.add_argument("--monitor-from-start", action="store_true",
-                        help="run resil monitor during the planned switch too (by default it "
-                        "starts after it)")
     parser.add_argument("--png", help="where to write the timeline (default: "
                         "examples/demo/timeline.png)")
     args = parser.parse_args()
