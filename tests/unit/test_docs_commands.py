@@ -78,3 +78,13 @@ def test_a_documented_command_parses(where, line):
             chosen.parse_args(args)
         except SystemExit as exc:
             pytest.fail(f"{where}: `{' '.join(argv)}` does not parse (exit {exc.code})")
+
+
+def test_relative_links_in_the_docs_point_at_files():
+    broken = []
+    for doc in [*DOCS, ROOT / "benchmarks" / "README.md"]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not target.startswith(("http://", "https://", "mailto:")) \
+                    and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not broken
