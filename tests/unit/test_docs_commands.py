@@ -88,3 +88,15 @@ def test_relative_links_in_the_docs_point_at_files():
                     and not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not broken
+
+
+@pytest.mark.parametrize("example", ["django_app", "flask_app"])
+def test_the_examples_configurations_pass_resil_config_check(example):
+    import subprocess
+    import sys
+    resil = Path(sys.executable).parent / "resil"
+    out = subprocess.run([str(resil), "config", "check",
+                          str(ROOT / "examples" / example / "resil.toml")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "configuration OK" in out.stdout
