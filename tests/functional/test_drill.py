@@ -133,9 +133,7 @@ def test_kill_redis_primary(pairs, config):
 def test_kill_semi_sync_mysql_primary(pairs, config):
     mysql = pairs[0]
     # The switches left a the primary. Semi-sync must not fall back to asynchronous while
-    # we test "no acknowledged write lost". (Not from the start: a server that keeps
-    # rpl_semi_sync_master_enabled while it is a replica makes its SQL thread wait for an
-    # ACK up to this timeout, which would stall the switch back to a.)
+    # we test "no acknowledged write lost".
     mysql.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000")
     deadline = time.monotonic() + 10
     while mysql.primary.root_sql("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")[0][1] \

@@ -215,3 +215,33 @@ def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp
     assert "FAILOVER" not in (tmp_path / "monitor.log").read_text()
     assert pair.primary.root_sql("SELECT @@read_only") == [(0,)]
     assert pair.replica.slave_status()["Slave_IO_Running"] == "Yes"
+
+
+def test_a_switch_moves_the_semi_sync_role_with_the_primary(pair, config):
+    """The demoted primary becomes a semi-sync *replica*: left a semi-sync primary, its
+    SQL thread would wait up to rpl_semi_sync_master_timeout (30 s here) for every
+    transaction it applies, and the switch back would fail at catch-up."""
+    def switch(to: str) -> float:
+        started = time.monotonic()
+        out = subprocess.run([str(BIN / "resil"), "db", "switch", "orders-db", "--to", to,
+                              "--config", str(config)], capture_output=True, text=True,
+                             timeout=90, env={**os.environ, **ENV})
+        assert out.returncode == 0, out.stdout + out.stderr
+        return time.monotonic() - started
+
+    def flags(server) -> dict[str, str]:
+        rows = server.root_sql("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'")
+        return {name: value for name, value in rows}
+
+    assert switch("b") < 10
+    assert flags(pair.replica)["rpl_semi_sync_master_enabled"] == "ON"
+    assert flags(pair.primary) == {"rpl_semi_sync_master_enabled": "OFF",
+                                   "rpl_semi_sync_slave_enabled": "ON"}
+    resil.start(config)
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           autocommit=True, connect_timeout=5)
+    with conn.cursor() as cur:       # written on b, applied by a's SQL thread at once
+        cur.executemany("INSERT INTO w VALUES ('semi', %s)", [(i,) for i in range(20)])
+    assert switch("a") < 10, "the switch back is not stalled by semi-sync ACK waits"
+    assert flags(pair.primary)["rpl_semi_sync_master_enabled"] == "ON"
+    assert flags(pair.replica)["rpl_semi_sync_master_enabled"] == "OFF"

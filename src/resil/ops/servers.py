@@ -68,6 +68,12 @@ class Server(Protocol):
     def promote(self) -> None:
         """Stop replicating and accept writes."""
 
+    def semi_sync_primary(self) -> bool:
+        """Whether this server waits for a replica's ACK before a commit returns."""
+
+    def make_semi_sync_primary(self) -> None:
+        """Take over the semi-sync primary role (a switch moves it with the primary)."""
+
     def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
         """Become a replica of ``source``."""
 
@@ -186,7 +192,27 @@ class MySQLServer:
         self._rows("RESET SLAVE ALL")
         self._rows("SET GLOBAL read_only = 0")
 
+    def _semi_sync(self) -> dict[str, str]:
+        """The semi-sync switches of this server ({} where the plugin is absent)."""
+        rows = self._rows("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                          "('rpl_semi_sync_master_enabled', 'rpl_semi_sync_slave_enabled')")
+        return {str(r["Variable_name"]): str(r["Value"]).upper() for r in rows}
+
+    def semi_sync_primary(self) -> bool:
+        return self._semi_sync().get("rpl_semi_sync_master_enabled") == "ON"
+
+    def make_semi_sync_primary(self) -> None:
+        if self._semi_sync():
+            self._rows("SET GLOBAL rpl_semi_sync_slave_enabled = OFF")
+            self._rows("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+
     def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
+        # A former semi-sync primary becomes a semi-sync replica. Left a semi-sync
+        # primary, its SQL thread would wait for ACKs no replica sends, up to
+        # rpl_semi_sync_master_timeout for every transaction it applies.
+        if self._semi_sync().get("rpl_semi_sync_master_enabled") == "ON":
+            self._rows("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+            self._rows("SET GLOBAL rpl_semi_sync_slave_enabled = ON")
         self._rows("STOP SLAVE")
         self._rows(
             "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
@@ -307,6 +333,12 @@ class RedisServer:
     def promote(self) -> None:
         self._call("REPLICAOF", "NO", "ONE")
         self._call("CONFIG", "SET", "min-replicas-to-write", "0")   # an earlier fence
+
+    def semi_sync_primary(self) -> bool:
+        return False        # Redis replication is asynchronous (WAIT is per command)
+
+    def make_semi_sync_primary(self) -> None:
+        pass
 
     def replicate_from(self, source: Endpoint, credentials: Credentials) -> None:
         self._call("REPLICAOF", source.host, str(source.port))

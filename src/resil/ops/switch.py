@@ -129,7 +129,8 @@ class Switch:
         except BaseException as exc:
             self._rollback(resource, old, fenced, locked, exc)
             raise
-        self._step("promote", lambda: self._promote(new, new_ep))
+        semi_sync = old.semi_sync_primary()
+        self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
         self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
         epoch = self._step("publish", lambda: self._publish(resource))
         self._step("verify", lambda: self._verify(resource.name, new, epoch))
@@ -193,8 +194,11 @@ class Switch:
                               f"{self.options.catchup_timeout} s")
         return f"target applied {position}"
 
-    def _promote(self, new: Server, new_ep: Endpoint) -> str:
+    def _promote(self, new: Server, new_ep: Endpoint, semi_sync: bool = False) -> str:
         new.promote()
+        if semi_sync:       # the durability of the old primary moves with the role
+            new.make_semi_sync_primary()
+            return f"{new_ep} accepts writes (semi-sync primary, as the old one was)"
         return f"{new_ep} accepts writes"
 
     def _reverse(self, old: Server, new_ep: Endpoint, credentials: Credentials) -> str:
