@@ -14,6 +14,15 @@ from .base import Integration, Target, fail_open
 _seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _first_request(app: Any) -> bool:
+    """Whether this is the application's first request (an app object that cannot be
+    remembered, say one with ``__slots__``, is a fault: it just gets no sessions)."""
+    if app in _seen:
+        return False
+    _seen.add(app)
+    return True
+
+
 def _sessions(app: Any) -> None:
     agent = registry.agent()
     if agent is not None and agent.config.sessions_resource:
@@ -26,8 +35,7 @@ def make_flask_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
     counted = make_wsgi(original)
 
     def wsgi_app(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:
-        if self not in _seen:
-            _seen.add(self)
+        if fail_open("flask.sessions", _first_request, self):
             fail_open("flask.sessions", _sessions, self)
         return counted(self, environ, start_response)
     return wsgi_app

@@ -92,8 +92,12 @@ def _retarget(url: Any, endpoint: Any) -> Any:
     if target is None or reference is None or not hasattr(reference, "_replace"):
         return None
     scheme, host, port = target
+    try:
+        parsed = reference._replace(scheme=scheme, host=host, port=port)
+    except (TypeError, ValueError):   # another httpx layout: the caller parses instead
+        return None
     new = httpx.URL.__new__(httpx.URL)
-    new._uri_reference = reference._replace(scheme=scheme, host=host, port=port)
+    new._uri_reference = parsed
     return new
 
 

@@ -63,6 +63,11 @@ def _server_status(conn: Any) -> int:
     return int(getattr(conn, "server_status", 0) or 0)
 
 
+def _code(exc: BaseException) -> int:
+    """The MySQL error number of a driver exception (-1 when it has none)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+
+
 def _in_transaction(conn: Any, record: Tracked) -> bool:
     """The server said a transaction is open, or resil saw one start that wrote."""
     return record.tx or bool(_server_status(conn) & _IN_TRANS)
@@ -210,7 +215,7 @@ def _switching(record: Tracked) -> bool:
 def _after_error(conn: Any, record: Tracked, in_transaction: bool, exc: BaseException,
                  sql: Any, may_replay: bool) -> str | None:
     """What to do about a failed statement: ``interrupted``, ``replay`` or None (raise)."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+    code = _code(exc)
     if code not in _REFUSED_READ_ONLY and code not in _CONNECTION_LOST:
         return None
     if not _switching(record) and code not in _REFUSED_READ_ONLY:
@@ -365,7 +370,7 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
     try:
         return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, False)
     except Exception as exc:
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+        code = _code(exc)
         if was_open or code not in _CONNECTION_LOST or not _switching(record):
             raise
         # Cut by a switch while nothing was open: the setting is sent on a new connection.
