@@ -35,7 +35,7 @@ import redis  # noqa: E402
 
 import resil  # noqa: E402
 from functional.writers import Tally, Writers  # noqa: E402
-from resil import registry  # noqa: E402
+from resil import context  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.ops.monitor import Monitor, MonitorOptions  # noqa: E402
@@ -108,7 +108,7 @@ def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: An
         monitor.join(10)
         resil.stop()
     after = [t for t in acked_at if t > killed + 0.05]
-    with registry.bypass():
+    with context.bypass():
         rows = present()
     lost = sum(1 for t in writers.tallies for s in t.acked if (t.name, s) not in rows)
     return {

@@ -60,7 +60,7 @@ from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor  # noqa: E
 from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
 
 import resil  # noqa: E402
-from resil import registry  # noqa: E402
+from resil import counters  # noqa: E402
 from resil.bootstrap import BOOTSTRAP_DIR  # noqa: E402
 from resil.config import Config, load_config  # noqa: E402
 from servers import APP_DATABASE, APP_PASSWORD, APP_USER, MariaDB, Redis, ports  # noqa: E402
@@ -602,7 +602,8 @@ def run_python(variant: tuple[list[str], dict[str, str]], code: str) -> tuple[in
 AGENT_PROBE = """\
 import pymysql.connections
 from resil import registry
-print(registry.agent() is not None, type(vars(pymysql.connections.Connection)["connect"]).__name__)
+patched = type(vars(pymysql.connections.Connection)["connect"]).__name__
+print(registry.runtime() is not None, patched)
 """
 
 
@@ -772,8 +773,8 @@ def run(settings: Settings, quick: bool) -> dict[str, Any]:
                 where += f", the HTTP server on CPU {http_cpu}"
             print(f"round trips ({settings.rounds} rounds, {where}) ...", flush=True)
             rt = round_trips(config, servers, settings, rng)
-            if registry.faults():
-                raise RuntimeError(f"resil recorded faults: {registry.faults()}")
+            if counters.faults():
+                raise RuntimeError(f"resil recorded faults: {counters.faults()}")
         # The servers are gone: start-up and memory need only the configuration file,
         # and run on every CPU, as programs normally do.
         print("start-up ...", flush=True)

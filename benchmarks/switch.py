@@ -34,7 +34,7 @@ import redis  # noqa: E402
 
 import resil  # noqa: E402
 from functional.writers import Tally, Writers  # noqa: E402
-from resil import registry  # noqa: E402
+from resil import context  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.ops.switch import Switch  # noqa: E402
@@ -163,7 +163,7 @@ def main() -> int:
             my["lost"] = lost_mysql(mysql, writers)
             writers = redis_writers(8)
             rd = run_switches(config, "cache", writers, count)
-            with registry.bypass():
+            with context.bypass():
                 current = cache.primary if count % 2 == 0 else cache.replica
                 rd["lost"] = lost_redis(current.client(), writers)
         finally:

@@ -45,10 +45,9 @@ def pair_config(write_config, mariadb_pair, redis_pair, tmp_path) -> Path:
 @pytest.fixture
 def publish(pair_config) -> Callable[..., int]:
     """Publish a control state with the given primaries; returns the new epoch."""
-    from resil.agent import issuer
     from resil.config import load_config
     from resil.control import open_control_plane
-    from resil.state import ControlState
+    from resil.state import ControlState, issuer
 
     config = load_config(pair_config, env={})
     plane = open_control_plane(config.control_url, config.topology, config.signing_key)

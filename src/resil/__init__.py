@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     ConfigError,
     ControlPlaneError,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .config import Config
 
-__version__ = "0.1.0"
 __all__ = ["start", "stop", "ConfigError", "ControlPlaneError", "LockTimeoutError",
            "ResilError", "SignalError", "SwitchError", "TransactionInterruptedError",
            "__version__"]

@@ -12,28 +12,33 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import pwd
 import socket
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import registry
+from . import counters, registry
 from .config import Config, load_config
 from .control import ControlPlane, Watch, open_control_plane
+from .control.base import live_agents
 from .errors import ControlPlaneError, ResilError, SignalError
 from .gate import Gate
-from .integrations.base import Integration, discover
+from .integrations import discover
+from .integrations.base import Integration
 from .router import Router
-from .state import ControlState, Signal, newer
+from .state import ControlState, Signal, issuer, newer
 
 if TYPE_CHECKING:
+    from .scale import Sampler
+    from .serving.drain import Drain
     from .telemetry.admin import AdminServer
-    from .telemetry.drain import Drain
+
+__all__ = ["Agent", "issuer", "start", "stop"]
 
 log = logging.getLogger("resil")
 _fork_hook_registered = False
+_agent: Agent | None = None
 
 
 class Agent:
@@ -80,9 +85,9 @@ class Agent:
         ``/readyz`` before the first request, so it cannot wait for first use)."""
         self.refresh()
         from .telemetry import otel
-        otel.install_when_sdk_loads()
+        otel.install_when_sdk_loads(self)
         if self.config.drain_period > 0:
-            from .telemetry.drain import Drain
+            from .serving.drain import Drain
             self.drain = Drain(self.config.drain_period)
             self.drain.install()
         if self.config.admin_listen is not None:
@@ -95,11 +100,13 @@ class Agent:
             try:
                 integration.instrument()
             except Exception as exc:
-                registry.record_fault(f"{integration.name}.instrument", exc)
+                counters.record_fault(f"{integration.name}.instrument", exc)
 
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
+        from .telemetry import otel
+        otel.detach(self)
         if self.router.checks is not None:
             self.router.checks.stop()
         if self.drain is not None:
@@ -146,12 +153,12 @@ class Agent:
                 return False
             self.state = signal.state      # one reference swap: readers never lock
             self._changed.notify_all()      # held writes and the heartbeat wake up
-        registry.count("signals_applied")
+        counters.count("signals_applied")
         moved = [n for n, u in signal.state.primaries.items() if current.primaries.get(n) != u]
         if moved:
-            registry.count("primary_changes", len(moved))
+            counters.count("primary_changes", len(moved))
         if set(signal.state.locks) - set(current.locks):
-            registry.count("locks_seen", len(set(signal.state.locks) - set(current.locks)))
+            counters.count("locks_seen", len(set(signal.state.locks) - set(current.locks)))
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
                  signal.issuer, dict(signal.state.primaries))
@@ -164,6 +171,25 @@ class Agent:
         with self._changed:
             self._changed.wait_for(lambda: self.state.epoch != epoch or self._stopped, timeout)
             return self.state
+
+    @property
+    def draining(self) -> bool:
+        """Whether SIGTERM arrived and the instance is draining (not ready)."""
+        return self.drain is not None and self.drain.draining
+
+    @property
+    def sampler(self) -> Sampler | None:
+        """The utilization sampler, when this process serves the admin endpoint."""
+        return self.admin.sampler if self.admin is not None else None
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """The live agents' latest heartbeats (empty when the control plane is down)."""
+        if self.plane is None:
+            return []
+        try:
+            return live_agents(self.plane, self.config.heartbeat_interval)
+        except Exception:   # the control plane is down: this process's own figures
+            return []
 
     def in_flight(self) -> dict[str, int]:
         """Open transactions and running writes per resource, over all integrations."""
@@ -185,8 +211,8 @@ class Agent:
             if self.admin is not None and self.admin.address else None,
             "ppid": os.getppid(),
             "utilization": self._utilization(),
-            "requests": registry.requests().snapshot() if registry.requests().seen else None,
-            "events": registry.stats(), "faults": registry.faults(),
+            "requests": counters.requests().snapshot() if counters.requests().seen else None,
+            "events": counters.stats(), "faults": counters.faults(),
             "http_health": self._unhealthy_endpoints(),
         }
 
@@ -200,7 +226,7 @@ class Agent:
         if self.admin is None:
             return None
         from .telemetry.metrics import scale_figures
-        return round(scale_figures(self)["utilization"], 4)
+        return round(scale_figures(self, self.fleet())["utilization"], 4)
 
     def _heartbeat_loop(self) -> None:
         while not self._stopped and self.plane is not None:
@@ -209,7 +235,7 @@ class Agent:
             except ResilError as exc:   # the control plane is down: said once, not a fault
                 self._report(exc)
             except Exception as exc:    # a full disk must not kill the loop
-                registry.record_fault("heartbeat", exc)
+                counters.record_fault("heartbeat", exc)
             # While a switch holds a lock it waits on our in-flight count: report often.
             interval = 0.02 if self.state.locks else self.config.heartbeat_interval
             with self._changed:
@@ -221,7 +247,7 @@ class Agent:
         if message != self._last_error:     # a bad file is reported once, not per poll
             self._last_error = message
             if isinstance(exc, SignalError):
-                registry.count("signals_rejected")
+                counters.count("signals_rejected")
             kind = "signal rejected" if isinstance(exc, SignalError) else "control plane error"
             log.warning("resil: %s: %s; keeping epoch %d", kind, message, self.state.epoch)
 
@@ -251,7 +277,7 @@ class Agent:
         if isinstance(exc, ResilError):
             self._report(exc)
         else:
-            registry.record_fault("control watch", exc)
+            counters.record_fault("control watch", exc)
 
     def _after_fork_in_child(self) -> None:
         # The admin endpoint stays the parent's: close our copy of its socket.
@@ -276,17 +302,8 @@ class Agent:
         self.started_at = time.time()
 
 
-def issuer() -> str:
-    """Who publishes: ``user@host:pid``, recorded in every signal."""
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}:{os.getpid()}"
-
-
 def _after_fork() -> None:
-    current = registry.agent()
+    current = _agent
     if current is not None:
         current._after_fork_in_child()
 
@@ -299,7 +316,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
     """
     global _fork_hook_registered
     from .config import disabled
-    current = registry.agent()
+    current = _agent
     if current is not None:
         return current
     if disabled():
@@ -309,7 +326,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
         return None
     _configure_logging(cfg.log_level)
     agent = Agent(cfg)
-    registry.set_agent(agent)
+    _set(agent)
     agent.start()
     if not _fork_hook_registered:
         os.register_at_fork(after_in_child=_after_fork)
@@ -320,10 +337,21 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
 
 def stop() -> None:
     """Stop the agent and remove its patches (idempotent)."""
-    current = registry.agent()
-    registry.set_agent(None)
+    current = _agent
+    _set(None)
     if current is not None:
         current.stop()
+
+
+def running() -> Agent | None:
+    """The agent running in this process, if any."""
+    return _agent
+
+
+def _set(agent: Agent | None) -> None:
+    global _agent
+    _agent = agent
+    registry.set_runtime(agent, stop)
 
 
 def _configure_logging(level: str) -> None:

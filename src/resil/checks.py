@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from . import registry
+from . import context, counters
 from .topology import Endpoint, Resource
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def probe(endpoint: Endpoint, path: str, timeout: float) -> str:
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = kind(endpoint.host, endpoint.port, timeout=timeout)
     try:
-        with registry.bypass():
+        with context.bypass():
             conn.request("GET", parts.path.rstrip("/") + path,
                          headers={"User-Agent": "resil-health-check"})
             status = conn.getresponse().status
@@ -101,7 +101,7 @@ class ActiveChecks:
                     try:
                         problem = job.result()
                     except Exception as exc:    # a bug here must not end the checks
-                        registry.record_fault("http.health_check", exc)
+                        counters.record_fault("http.health_check", exc)
                         continue
                     self._health(resource).set_active(endpoint, problem)
                 wait = min(due.values(), default=now + 1.0) - self._clock()

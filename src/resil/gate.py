@@ -17,11 +17,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import registry
+from . import counters, spans
 from .errors import LockTimeoutError
 from .sql import Access
 from .state import ControlState
-from .telemetry import otel
 
 #: Statements that run at once on a locked resource in autocommit mode.
 _PASS_AUTOCOMMIT = frozenset({Access.READ, Access.SESSION, Access.END})
@@ -53,22 +52,22 @@ class Gate:
         if resource not in state.locks:
             return state
         started = self._clock()
-        started_ns = otel.now_ns()
-        registry.count("held_writes")
-        registry.holding(+1)
+        started_ns = spans.now_ns()
+        counters.count("held_writes")
+        counters.holding(+1)
         try:
             return self._wait_out(resource, timeout, state, started, started_ns)
         finally:
-            registry.holding(-1)
+            counters.holding(-1)
 
     def _wait_out(self, resource: str, timeout: float, state: ControlState, started: float,
                   started_ns: int) -> ControlState:
         while resource in state.locks:
             remaining = started + timeout - self._clock()
             if remaining <= 0:
-                registry.count("hold_timeouts")
+                counters.count("hold_timeouts")
                 waited = self._clock() - started
-                otel.span("resil.hold", started_ns, otel.now_ns(), {
+                spans.span("resil.hold", started_ns, spans.now_ns(), {
                     "resil.resource": resource, "resil.held_ms": waited * 1000,
                     "resil.epoch": state.epoch, "resil.outcome": "timeout"})
                 raise LockTimeoutError(resource, waited, state.locks[resource].holder)
@@ -78,8 +77,8 @@ class Gate:
                 time.sleep(min(0.05, max(remaining, 0.0)))
             state = changed
         held = self._clock() - started
-        registry.observe_hold(held)
-        otel.span("resil.hold", started_ns, otel.now_ns(), {
+        counters.observe_hold(held)
+        spans.span("resil.hold", started_ns, spans.now_ns(), {
             "resil.resource": resource, "resil.held_ms": held * 1000,
             "resil.epoch": state.epoch, "resil.outcome": "released"})
         return state

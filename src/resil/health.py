@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import registry
+from . import counters
 from .topology import Endpoint, Resource
 
 HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half-open"
@@ -105,7 +105,7 @@ class ResourceHealth:
                 entry.probes = 0
                 entry.healthy_since = self._clock()
                 self._refresh()
-                registry.count(f"http_restored:{self.resource.name}:{endpoint}")
+                counters.count(f"http_restored:{self.resource.name}:{endpoint}")
 
     def release(self, endpoint: Endpoint) -> None:
         """A call taken by :meth:`take` ended without a verdict (the caller's own error)."""
@@ -144,7 +144,7 @@ class ResourceHealth:
         entry.ejected_until = now + self.policy.eject_time * entry.ejections
         entry.failures = entry.probes = 0
         self._refresh()
-        registry.count(f"http_ejections:{self.resource.name}:{endpoint}")
+        counters.count(f"http_ejections:{self.resource.name}:{endpoint}")
         return True
 
     def set_active(self, endpoint: Endpoint, problem: str) -> None:

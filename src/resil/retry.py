@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from . import registry
+from . import counters, spans
 from .topology import Endpoint, Resource
 
 R = TypeVar("R")
@@ -116,7 +116,7 @@ def _observe(router: Any, exchange: Exchange[R], endpoint: Endpoint,
     try:
         _feed(router, exchange, endpoint, exc, response)
     except Exception as fault:
-        registry.record_fault("http.health", fault)
+        counters.record_fault("http.health", fault)
 
 
 def _feed(router: Any, exchange: Exchange[R], endpoint: Endpoint,
@@ -136,9 +136,8 @@ def _feed(router: Any, exchange: Exchange[R], endpoint: Endpoint,
 
 
 def _ejected(resource: Resource, endpoint: Endpoint) -> None:
-    from .telemetry import otel
-    now = otel.now_ns()
-    otel.span("resil.http.eject", now, now, {"resil.resource": resource.name,
+    now = spans.now_ns()
+    spans.span("resil.http.eject", now, now, {"resil.resource": resource.name,
                                              "resil.endpoint": str(endpoint),
                                              "resil.endpoint.unit": endpoint.unit})
 
@@ -150,7 +149,7 @@ def _wants_retry(router: Any, exchange: Exchange[R], exc: BaseException | None,
     try:
         return _next_attempt(router, exchange, exc, response)
     except Exception as fault:
-        registry.record_fault("http.retry", fault)
+        counters.record_fault("http.retry", fault)
         return None
 
 
@@ -169,12 +168,11 @@ def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
         return None
     if not router.budget(resource).withdraw():
         router.health(resource).release(endpoint)
-        registry.count(f"http_retry_refused:{resource.name}")
+        counters.count(f"http_retry_refused:{resource.name}")
         return None
-    registry.count(f"http_retries:{resource.name}")
-    from .telemetry import otel
-    now = otel.now_ns()
-    otel.span("resil.http.retry", now, now, {
+    counters.count(f"http_retries:{resource.name}")
+    now = spans.now_ns()
+    spans.span("resil.http.retry", now, now, {
         "resil.resource": resource.name, "resil.attempt": len(exchange.tried) + 1,
         "resil.endpoint.unit": endpoint.unit,
         "resil.previous.unit": exchange.tried[-1].unit if exchange.tried else ""})
@@ -201,7 +199,7 @@ def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     resource = exchange.resource
     endpoint = first
     exchange.tried.append(endpoint)
-    registry.count(calls_key(resource, endpoint))
+    counters.count(calls_key(resource, endpoint))
     try:
         response = send(endpoint)
     except BaseException as exc:
@@ -216,7 +214,7 @@ def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
             router.health(resource).success(endpoint)   # the common case, short
             return response
     except Exception as fault:
-        registry.record_fault("http.health", fault)
+        counters.record_fault("http.health", fault)
         return response
     _observe(router, exchange, endpoint, None, response)
     following = _wants_retry(router, exchange, None, response)
@@ -234,7 +232,7 @@ def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     def attempt() -> R:
         endpoint = following.pop()
         exchange.tried.append(endpoint)
-        registry.count(calls_key(exchange.resource, endpoint))
+        counters.count(calls_key(exchange.resource, endpoint))
         try:
             response = send(endpoint)
         except BaseException as exc:
@@ -270,7 +268,7 @@ async def execute_async(router: Any, exchange: Exchange[R],
     async def attempt() -> R:
         endpoint = following.pop()
         exchange.tried.append(endpoint)
-        registry.count(calls_key(resource, endpoint))
+        counters.count(calls_key(resource, endpoint))
         try:
             response = await send(endpoint)
         except BaseException as exc:

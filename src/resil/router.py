@@ -60,7 +60,7 @@ class Router:
 
     def primary_of(self, resource: Resource, state: ControlState | None = None) -> Endpoint | None:
         """The endpoint of ``resource``'s primary in ``state`` (default: the current one)."""
-        unit = (state or self._state()).primaries.get(resource.name) or resource.primary
+        unit = (state or self._state()).primary_unit(resource)
         return resource.endpoint_in(unit) if unit else None
 
     def primary_endpoint(self, kind: ResourceKind, host: str, port: int | None) -> Endpoint | None:

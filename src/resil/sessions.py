@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import registry
+from . import context, counters, registry
 from .errors import ResilError
 
 if TYPE_CHECKING:
@@ -192,9 +192,9 @@ class SessionStore:
         if self.config.sessions_replica_wait <= 0:
             return None
         unit = self.config.unit
-        agent = registry.agent()
-        primary = agent.state.primaries.get(self.resource.name) if agent else None
-        if unit not in self.resource.endpoints or unit == (primary or self.resource.primary):
+        runtime = registry.runtime()
+        primary = runtime.state.primary_unit(self.resource) if runtime else self.resource.primary
+        if unit not in self.resource.endpoints or unit == primary:
             return None
         with self._lock:
             if self._local is None:
@@ -219,10 +219,10 @@ class SessionStore:
         local = self._local_reads()
         if local is not None:
             try:
-                with registry.bypass():     # the replica itself, not routed to the primary
+                with context.bypass():     # the replica itself, not routed to the primary
                     raw = local.hgetall(self.key(session_id))
             except Exception:   # the local replica is down: the primary answers
-                registry.count("session_local_read_failed")
+                counters.count("session_local_read_failed")
                 raw = {}
         if not raw:
             try:
@@ -230,7 +230,7 @@ class SessionStore:
             except SessionUnavailable as exc:
                 if "WRONGTYPE" not in str(exc):
                     raise
-                registry.count("session_rejected")  # not a hash: not one of ours
+                counters.count("session_rejected")  # not a hash: not one of ours
                 return None
         return self._decode(raw) if raw else None
 
@@ -247,7 +247,7 @@ class SessionStore:
                     created = float(text)
         except Exception:
             # not JSON (a pickle planted in Redis, a corrupt value): never decoded further
-            registry.count("session_rejected")
+            counters.count("session_rejected")
             return None
         return Loaded(data, encoded, created)
 
@@ -335,7 +335,7 @@ class SessionStore:
         except Exception:   # the write is on the primary: a failed WAIT loses nothing
             acked = 0
         if int(acked or 0) < replicas:
-            registry.count("session_replica_lag")
+            counters.count("session_replica_lag")
 
 
 def _ms(seconds: float) -> str:

@@ -17,6 +17,9 @@ import hashlib
 import hmac
 import json
 import math
+import os
+import pwd
+import socket
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,7 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import SignalError
-from .topology import Topology
+from .topology import Resource, Topology
 
 FORMAT_VERSION = 1
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -99,6 +102,10 @@ class ControlState:
     """Resource name → write lock."""
     routes: tuple[RouteRule, ...] = ()
     """Rules mapping routing keys to home units, tried in order; the first match wins."""
+
+    def primary_unit(self, resource: Resource) -> str | None:
+        """The unit of ``resource``'s primary: the published one, else the configured."""
+        return self.primaries.get(resource.name) or resource.primary
 
     def home_unit(self, key: str) -> str | None:
         """The home unit of routing key ``key``, or None when no rule claims it."""
@@ -308,3 +315,12 @@ def _object(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def newer(current: ControlState, signal: Signal) -> bool:
     """Whether ``signal`` may replace ``current``: only a strictly higher epoch does."""
     return signal.state.epoch > current.epoch
+
+
+def issuer() -> str:
+    """Who publishes: ``user@host:pid``, recorded in every signal."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"

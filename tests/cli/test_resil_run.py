@@ -23,7 +23,7 @@ APP = textwrap.dedent("""
         cur.execute("SELECT @@server_id")
         print("mysql", cur.fetchone()[0])
     print("redis", redis.Redis(host="cache").config_get("port")["port"])
-    print("agent", registry.agent() is not None)
+    print("agent", registry.runtime() is not None)
 """)
 
 
@@ -115,7 +115,7 @@ def test_users_sitecustomize_is_chained(pair_config, tmp_path):
     user.mkdir()
     (user / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n")
     probe = ("import os, sys, sitecustomize; from resil import registry; "
-             "print(os.environ.get('USER_SITECUSTOMIZE'), registry.agent() is not None, "
+             "print(os.environ.get('USER_SITECUSTOMIZE'), registry.runtime() is not None, "
              "sitecustomize.__file__.startswith(sys.argv[1]))")
     out = run([RESIL_RUN, "python", "-c", probe, str(user)], cwd=tmp_path,
               env={"PYTHONPATH": str(user)})
@@ -124,7 +124,7 @@ def test_users_sitecustomize_is_chained(pair_config, tmp_path):
 
 
 def test_child_processes_get_the_agent(pair_config, tmp_path):
-    child = "from resil import registry; print(registry.agent() is not None)"
+    child = "from resil import registry; print(registry.runtime() is not None)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     out = run([RESIL_RUN, "python", "-c", parent], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -155,7 +155,7 @@ def test_composes_with_opentelemetry_instrument(pair_config, tmp_path, order):
             cur.execute("SELECT @@server_id")
             sid = cur.fetchone()[0]
         otel = PyMySQLInstrumentor().is_instrumented_by_opentelemetry
-        print(registry.agent() is not None, otel, sid)
+        print(registry.runtime() is not None, otel, sid)
     """)
     (tmp_path / "probe.py").write_text(probe)
     command = [*otel, RESIL_RUN, "python", "probe.py"] if order == "otel-outside" \

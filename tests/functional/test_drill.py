@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from resil import registry
+from resil import context
 from servers import MariaDBPair, RedisPair
 from servers.config import PASSWORDS, resil_toml
 
@@ -76,7 +76,7 @@ def test_the_probe_data_is_removed_unless_kept(pairs, config):
     kept = f"resil:drill:{data['run']}"
     data = report(drill(config, "switch", "cache", "--to", "a", "--duration", "0.4",
                         "--json"))
-    with registry.bypass():
+    with context.bypass():
         client = cache.primary.client()
         assert client.exists(kept) and not client.exists(f"resil:drill:{data['run']}")
         client.delete(kept)

@@ -18,7 +18,7 @@ import pytest
 
 import resil
 from functional.writers import Tally, Writers
-from resil import registry
+from resil import context
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
 
@@ -87,7 +87,7 @@ def start_writers() -> tuple[Writers, list[float]]:
 
 
 def present(server) -> set[tuple[str, int]]:
-    with registry.bypass():
+    with context.bypass():
         return set(server.root_sql("SELECT writer, seq FROM app.w"))
 
 

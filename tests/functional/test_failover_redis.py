@@ -13,7 +13,7 @@ import redis
 
 import resil
 from functional.writers import Tally, Writers
-from resil import registry
+from resil import context
 from servers import RedisPair
 from servers.config import resil_toml
 
@@ -59,7 +59,7 @@ def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
         monitor.wait(10)
     text = (tmp_path / "monitor.log").read_text()
     assert "FAILOVER from" in text and "new primary" in text
-    with registry.bypass():
+    with context.bypass():
         new = pair.replica.client()
         assert new.info("replication")["role"] == "master"
         keys = set(new.keys("k:*"))

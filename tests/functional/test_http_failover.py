@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import resil
-from resil import registry
+from resil import counters, registry
 from servers.web import HttpUnits
 
 RESIL = str(Path(sys.executable).parent / "resil")
@@ -128,8 +128,8 @@ def test_killing_the_own_unit_mid_load(config, units):
     import requests
     failed_posts = [c.error for c in outage if c.kind == "POST" and c.error]
     assert all(type(e) is requests.ConnectionError for e in failed_posts), failed_posts
-    assert registry.stats().get("http_retries:products", 0) >= 1
-    ejected = sum(v for k, v in registry.stats().items() if k.startswith("http_ejections:"))
+    assert counters.stats().get("http_retries:products", 0) >= 1
+    ejected = sum(v for k, v in counters.stats().items() if k.startswith("http_ejections:"))
     assert ejected >= 2, "both dead endpoints are ejected"
     later = load.between(killed + 0.5, restarted)
     assert {c.unit for c in later} == {"b"}, "ejected endpoints get no calls"

@@ -19,7 +19,7 @@ import sqlalchemy
 
 import resil
 from functional.writers import Tally, Writers
-from resil import registry
+from resil import context, counters, registry
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
 
@@ -139,7 +139,7 @@ def test_switch_under_load_ten_times(pair, config):
     assert old.slave_status()["Slave_SQL_Running"] == "Yes"
     assert rows(old, "auto") == rows(new, "auto") and rows(old, "tx") == rows(new, "tx")
     assert writers.acked > 1000
-    stats = registry.stats()
+    stats = counters.stats()
     assert stats.get("mysql_connections_moved", 0) >= 10 * 12, stats
     print(f"\nacked {writers.acked}, longest pause {writers.longest_pause() * 1000:.0f} ms, "
           f"stats {stats}\n" + reports[0])
@@ -153,7 +153,7 @@ def test_aborted_catch_up_leaves_the_old_primary_serving(pair, config):
         (pair.replica, pair.primary)
     target = "b" if current == "a" else "a"
     writers = start_writers("r")
-    with registry.bypass():     # resil's routing would send this to the primary
+    with context.bypass():     # resil's routing would send this to the primary
         blocker = replica.connect(user="resil", password="resilpw", database="app")
     try:
         time.sleep(0.3)
@@ -220,7 +220,7 @@ def test_an_implicit_transaction_that_returned_rows_is_never_moved(pair, config,
     conn.autocommit(False)
     with conn.cursor() as cur:
         cur.execute(first)
-    assert registry.agent().in_flight()["orders-db"] == 1
+    assert registry.runtime().in_flight()["orders-db"] == 1
     out = switch(config, "b", "--drain-timeout", "0.3")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 open transaction(s) will be interrupted" in out.stdout

@@ -13,7 +13,7 @@ import redis
 
 import resil
 from functional.writers import Tally, Writers
-from resil import registry
+from resil import context, counters
 from servers import RedisPair
 from servers.config import resil_toml
 
@@ -73,7 +73,7 @@ def test_switch_under_load_ten_times(pair, config):
         writers.stop()
     assert not writers.errors, writers.errors[:3]
     primary = pair.primary.client()
-    bypass = registry.bypass()      # read the server itself, not what resil routes to
+    bypass = context.bypass()      # read the server itself, not what resil routes to
     bypass.__enter__()
     assert primary.info("replication")["role"] == "master"
     for tally in writers.tallies:
@@ -89,7 +89,7 @@ def test_switch_under_load_ten_times(pair, config):
     bypass.__exit__()
     assert writers.acked > 1000
     print(f"\nacked {writers.acked}, longest pause {writers.longest_pause() * 1000:.0f} ms, "
-          f"stats {registry.stats()}")
+          f"stats {counters.stats()}")
 
 
 def test_aborted_switch_keeps_the_old_primary(pair, config):
@@ -100,7 +100,7 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
         time.sleep(0.2)
         out = switch(config, "a", "--dry-run")     # "a" is already the primary
         assert out.returncode == 1 and "already the primary" in out.stderr
-        with registry.bypass():     # else resil routes this to the primary
+        with context.bypass():     # else resil routes this to the primary
             pair.replica.client().execute_command("REPLICAOF", "NO", "ONE")   # breaks precheck
         out = switch(config, "b")
         assert out.returncode == 1 and "not a replica" in out.stderr
@@ -109,7 +109,7 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
         assert writers.acked > before
     finally:
         writers.stop()
-        with registry.bypass():
+        with context.bypass():
             pair.replica.client().execute_command("REPLICAOF", "127.0.0.1",
                                                   str(pair.primary.port))
     assert not writers.errors, writers.errors[:3]
@@ -129,7 +129,7 @@ def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):
     cfg = load_config(config)
     plane = open_control_plane(cfg.control_url, cfg.topology, None)
     # Someone else demoted the primary behind resil's back; the new state comes 0.3 s later.
-    with registry.bypass():     # (connections open lazily: the commands go inside)
+    with context.bypass():     # (connections open lazily: the commands go inside)
         new.execute_command("REPLICAOF", "NO", "ONE")
         old.execute_command("REPLICAOF", "127.0.0.1", str(pair.replica.port))
     timer = threading.Timer(0.3, lambda: plane.publish(
@@ -139,12 +139,12 @@ def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):
         began = time.monotonic()
         assert client.set("after", 2)                   # READONLY, then retried on b
         assert 0.25 < time.monotonic() - began < 2
-        with registry.bypass():
+        with context.bypass():
             assert new.get("after") == "2"
-        assert registry.stats().get("redis_replayed") == 1
+        assert counters.stats().get("redis_replayed") == 1
     finally:
         timer.join()
-        with registry.bypass():
+        with context.bypass():
             old.execute_command("REPLICAOF", "NO", "ONE")   # put the pair back: a primary
             new.execute_command("REPLICAOF", "127.0.0.1", str(pair.primary.port))
 
@@ -185,8 +185,8 @@ def test_asyncio_client_follows_switches_without_errors(pair, config):
     acked, errors, port = asyncio.run(main())
     assert not errors, errors[:3]
     assert port == pair.primary.port
-    with registry.bypass():
+    with context.bypass():
         primary = pair.primary.client()
         for name, value in acked.items():       # every acknowledged INCR is there, once
             assert int(primary.get(f"acount:{name}")) == value
-    assert registry.stats().get("redis_connections_moved", 0) >= 4
+    assert counters.stats().get("redis_connections_moved", 0) >= 4

@@ -27,16 +27,16 @@ RULES = [{"unit": "a", "range": [0, 999]}, {"unit": "b", "range": [1000, 1999]},
 APP = textwrap.dedent("""
     import os
     from flask import Flask, jsonify, request
-    from resil import registry
+    from resil import context
 
     app = Flask(__name__)
     seen = []
 
     @app.route("/orders", methods=["GET", "POST", "PUT", "DELETE"])
     def orders():
-        seen.append([request.method, registry.route_key.get()])
+        seen.append([request.method, context.route_key.get()])
         answer = jsonify(unit=os.environ["APP_UNIT"], method=request.method,
-                         route_key=registry.route_key.get(), body=request.get_data(as_text=True),
+                         route_key=context.route_key.get(), body=request.get_data(as_text=True),
                          query=request.args.get("q"),
                          forwarded_from=request.headers.get("X-Resil-Forwarded-From"))
         answer.status_code = 201 if request.method == "POST" else 200
@@ -300,13 +300,13 @@ def test_django_over_asgi(tmp_path, rejecting):
     from django.utils.functional import empty
 
     import resil
-    from resil import registry
+    from resil import context, counters
 
     views: list[str | None] = []
 
     def view(request):
-        views.append(registry.route_key.get())
-        return JsonResponse({"method": request.method, "route_key": registry.route_key.get()})
+        views.append(context.route_key.get())
+        return JsonResponse({"method": request.method, "route_key": context.route_key.get()})
 
     global urlpatterns
     urlpatterns = [path("orders", view)]
@@ -329,7 +329,7 @@ def test_django_over_asgi(tmp_path, rejecting):
             assert (b"x-resil-home-unit", b"b") in sent[0]["headers"]
             assert sent[2]["status"] == 200 and views == ["1500"]
             assert json.loads(sent[3]["body"])["route_key"] == "1500"
-            assert registry.stats()["wrong_unit_rejected"] == 1
+            assert counters.stats()["wrong_unit_rejected"] == 1
             resil.stop()
             sent = run_asgi(asyncio, ASGIHandler, resil, config,
                             {"RESIL_ROUTING_WRONG_UNIT": "forward"})

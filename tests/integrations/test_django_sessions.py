@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import resil
-from resil import registry
+from resil import context, counters, registry
 from resil.config import load_config
 from resil.sessions import KEY_PREFIX, SessionTooLarge, new_id, sign, unsign
 from servers.config import resil_toml
@@ -107,7 +107,7 @@ def agent(toml, write_config):
 @pytest.fixture
 def primary(redis_pair):
     client = redis.Redis(port=redis_pair.primary.port)
-    with registry.bypass():     # this server itself, whatever resil routes to
+    with context.bypass():     # this server itself, whatever resil routes to
         yield client
 
 
@@ -406,7 +406,7 @@ def test_tampered_keys_are_refused_before_redis_is_asked(agent, primary):
         assert tampered.session_key is None, key
         assert tampered.get("user") is None and not tampered.exists(key)
     assert hgetalls() == before, "no forged key reached Redis"
-    assert registry.stats()["session_key_rejected"] == len(forged) - 1   # "" is no key
+    assert counters.stats()["session_key_rejected"] == len(forged) - 1   # "" is no key
 
 
 def test_fallback_secrets_are_accepted_and_the_key_re_signed(agent, django_settings):
@@ -433,11 +433,11 @@ def test_a_planted_pickle_is_rejected_never_unpickled(agent, primary):
     s = Store(sign(sid, SECRET))
     assert s.load() == {} and s.session_key is None
     assert "RESIL_DJANGO_PWNED" not in os.environ
-    assert registry.stats()["session_rejected"] == 1
+    assert counters.stats()["session_rejected"] == 1
     primary.set(KEY_PREFIX + sid, pickle.dumps({"user": "ada"}))     # not even a hash
     assert Store(sign(sid, SECRET)).load() == {}
     assert "RESIL_DJANGO_PWNED" not in os.environ
-    assert registry.stats()["session_rejected"] == 2
+    assert counters.stats()["session_rejected"] == 2
     # A project's SESSION_SERIALIZER, even one that unpickles, is never consulted.
     from django.test.utils import override_settings
     with override_settings(SESSION_SERIALIZER=f"{__name__}.PickleSerializer"):
@@ -474,9 +474,9 @@ def test_one_store_per_agent_and_clear_configuration_errors(toml, write_config, 
     monkeypatch.setenv("RESIL_CONFIG", str(write_config(toml)))
     with override_settings(SESSION_ENGINE="resil.contrib.django.sessions"):
         app.ready()                             # starts the agent
-        assert registry.agent() is not None
+        assert registry.runtime() is not None
         store = shared_store()
-        assert shared_store() is store and store.config is registry.agent().config
+        assert shared_store() is store and store.config is registry.runtime().config
         resil.stop()
         assert shared_store() is not store, "a new agent, a new store (started on use)"
         resil.stop()
@@ -492,7 +492,7 @@ def test_one_store_per_agent_and_clear_configuration_errors(toml, write_config, 
         with pytest.raises(ImproperlyConfigured, match="disabled"):
             app.ready()
     app.ready()         # Django's own engine and resil disabled: nothing to do, no error
-    assert registry.agent() is None
+    assert registry.runtime() is None
 
 
 # ------------------------------------------------------------------ through Django
@@ -526,8 +526,8 @@ def test_fail_answers_503_wherever_the_session_is_first_read(toml, write_config,
     assert answer.content == b"session store unavailable\n"
     assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
     assert [r.status_code for r in caplog.records if hasattr(r, "status_code")] == [503]
-    assert registry.stats()["session_unavailable"] == 1
-    assert "session_degraded" not in registry.stats()
+    assert counters.stats()["session_unavailable"] == 1
+    assert "session_degraded" not in counters.stats()
 
 
 def test_degrade_serves_an_empty_session_and_a_change_is_a_503(toml, write_config, caplog):
@@ -549,7 +549,7 @@ def test_degrade_serves_an_empty_session_and_a_change_is_a_503(toml, write_confi
         assert c.get("/me").status_code == 200, "an unchanged session loses nothing"
     fresh = client()                             # a new session cannot be created either
     assert fresh.get("/add?item=pen").status_code == 503
-    stats = registry.stats()
+    stats = counters.stats()
     assert stats["session_degraded"] == 3 and stats["session_unsaved"] == 2
     assert stats["session_unavailable"] == 4     # three loads, one create
 

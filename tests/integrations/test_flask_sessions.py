@@ -11,7 +11,7 @@ import redis
 from flask.sessions import SecureCookieSessionInterface
 
 import resil
-from resil import registry
+from resil import counters, registry
 from resil.contrib.flask import Resil, regenerate
 from resil.sessions import KEY_PREFIX, unsign
 from servers.config import resil_toml
@@ -169,7 +169,7 @@ def test_flask_cookie_sessions_move_in_without_a_logout(config_path, redis_pair)
     client.set_cookie("session", old_cookie)
     assert client.get("/me").json == {"user": "ada", "cart": []}
     assert unsign(cookie_of(client), ["s3cret"]) is not None, "the cookie was replaced"
-    assert registry.stats()["session_moved_in"] == 1
+    assert counters.stats()["session_moved_in"] == 1
     assert client.get("/me").json["user"] == "ada"
 
 
@@ -238,7 +238,7 @@ def test_resil_app_starts_the_agent_when_none_runs(config_path, monkeypatch):
     monkeypatch.setenv("RESIL_CONFIG", str(config_path))
     app = make_app()
     Resil().init_app(app)
-    assert registry.agent() is not None
+    assert registry.runtime() is not None
     client = app.test_client()
     client.post("/login/ada")
     assert client.get("/me").json["user"] == "ada"

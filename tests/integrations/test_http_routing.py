@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import resil
-from resil import registry
+from resil import context, counters, registry
 from servers.web import HttpUnits
 
 FAST = "eject_after = 2\neject_time = 0.3\nretry_budget_min = 100\n"
@@ -83,13 +83,13 @@ def test_only_calls_safe_to_repeat_are_retried(write_config, tmp_path, units):
     try:
         with pytest.raises(requests.ConnectionError):   # the original error, not retried
             requests.post("http://products/order", data=b"1", timeout=5)
-        assert registry.stats().get("http_retries:products", 0) == 0
+        assert counters.stats().get("http_retries:products", 0) == 0
         answer = requests.post("http://products/order", data=b"2", timeout=5,
                                headers={"Idempotency-Key": "k-2"}).json()
         assert (answer["unit"], answer["body"]) == ("b", "2")
         for method in ("GET", "PUT", "DELETE", "HEAD", "OPTIONS"):
             assert requests.request(method, "http://products/x", timeout=5).ok
-        assert registry.stats()["http_retries:products"] == 6
+        assert counters.stats()["http_retries:products"] == 6
     finally:
         units.start("a")
 
@@ -122,7 +122,7 @@ def test_a_retryable_status_goes_to_the_other_unit(write_config, tmp_path, units
         # too, and the application gets that last answer (not an exception)
         answer = client.get("http://products/status/503")
         assert answer.status_code == 503 and answer.json()["unit"] == "b"
-        assert registry.stats()["http_retries:products"] == 1
+        assert counters.stats()["http_retries:products"] == 1
         assert client.get("http://products/status/500").json()["unit"] == "a"   # not listed
 
 
@@ -175,7 +175,7 @@ def test_a_streamed_body_is_routed_but_never_retried(write_config, tmp_path, uni
     try:
         with pytest.raises(requests.ConnectionError):
             requests.put("http://products/up", data=iter([b"a", b"b"]), timeout=5)
-        assert registry.stats().get("http_retries:products", 0) == 0
+        assert counters.stats().get("http_retries:products", 0) == 0
     finally:
         units.start("a")
 
@@ -190,7 +190,7 @@ def test_urllib_request_is_routed_and_retried(write_config, tmp_path, units):
     assert (data["unit"], data["path"], data["headers"]["x-resil-unit"]) == ("a", "/u?x=1", "a")
     with pytest.raises(urllib.error.HTTPError) as info:     # retried: 503 everywhere
         urllib.request.urlopen("http://products/status/503", timeout=5)
-    assert info.value.code == 503 and registry.stats()["http_retries:products"] == 2
+    assert info.value.code == 503 and counters.stats()["http_retries:products"] == 2
     units.kill("a")
     try:
         with urllib.request.urlopen("http://products/u", timeout=5) as answer:
@@ -198,7 +198,7 @@ def test_urllib_request_is_routed_and_retried(write_config, tmp_path, units):
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(urllib.request.Request(
                 "http://products/u", data=b"x", method="POST"), timeout=5)
-        assert registry.stats()["http_retries:products"] == 3
+        assert counters.stats()["http_retries:products"] == 3
     finally:
         units.start("a")
 
@@ -254,11 +254,11 @@ def test_the_routing_key_propagates_safely(write_config, tmp_path, units, client
             return json.loads(answer.read())
 
     for key, expected in (("user-42", "user-42"), ("张三", "张三"), ("1\r\nX-Evil: 1", None)):
-        token = registry.route_key.set(key)
+        token = context.route_key.set(key)
         try:
             headers = call()["headers"]
         finally:
-            registry.route_key.reset(token)
+            context.route_key.reset(token)
         got = headers.get("x-resil-route-key")
         # the server reads header bytes as latin-1: undo that to compare
         assert (got.encode("latin-1").decode("utf-8") if got else None) == expected

@@ -9,7 +9,7 @@ import pymysql
 import pytest
 
 import resil
-from resil import registry
+from resil import counters
 from resil.integrations.pymysql import PyMySQLIntegration
 from resil.router import Router
 
@@ -72,7 +72,7 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, mariadb_pair, monke
         # The app's own call proceeds unpatched (to the address it gave) — twice.
         assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 2
         assert server_id(host="127.0.0.1", port=mariadb_pair.primary.port) == 1
-    assert registry.faults() == {"pymysql.connect": 2}
+    assert counters.faults() == {"pymysql.connect": 2}
     logged = [r for r in caplog.records if "internal fault" in r.getMessage()]
     assert len(logged) == 1 and "injected fault" in caplog.text
 

@@ -11,7 +11,7 @@ import redis
 import redis.asyncio
 
 import resil
-from resil import registry
+from resil import counters
 from resil.router import Router
 
 
@@ -74,7 +74,7 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, redis_pair, monkeyp
     with caplog.at_level(logging.ERROR, logger="resil"):
         client = redis.Redis(host="127.0.0.1", port=redis_pair.replica.port)
         assert served_port(client) == redis_pair.replica.port
-    assert registry.faults() == {"redis.connect": 1}
+    assert counters.faults() == {"redis.connect": 1}
     assert caplog.text.count("internal fault") == 1
 
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 import resil
-from resil import registry
+from resil import counters, registry
 from resil.config import load_config
 from resil.sessions import SessionStore, SessionTooLarge, new_id, sign, unsign
 from servers.config import resil_toml
@@ -76,9 +76,9 @@ def test_a_planted_pickle_is_rejected_never_unpickled(config, redis_pair):
     assert store.load(sid) is None
     import os
     assert "RESIL_PWNED" not in os.environ
-    assert registry.stats()["session_rejected"] == 1
+    assert counters.stats()["session_rejected"] == 1
     primary.set(store.key(sid), pickle.dumps({"user": 1}))     # not even a hash
-    assert store.load(sid) is None and registry.stats()["session_rejected"] == 2
+    assert store.load(sid) is None and counters.stats()["session_rejected"] == 2
 
 
 def test_oversized_sessions_are_refused_before_writing(config):
@@ -95,7 +95,7 @@ def test_reads_come_from_the_own_unit_and_writes_wait_for_it(write_config, tmp_p
     text = resil_toml((tmp_path / "state.json").as_uri(), redis=redis_pair) \
         .replace('unit = "a"', 'unit = "b"', 1) + '\n[sessions]\nresource = "cache"\n'
     resil.start(write_config(text))
-    store = SessionStore(registry.agent().config)
+    store = SessionStore(registry.runtime().config)
     sid = new_id()
     store.save(sid, None, {"n": 1}, ttl=60)
     replica = redis.Redis(port=redis_pair.replica.port)
@@ -110,4 +110,4 @@ def test_reads_come_from_the_own_unit_and_writes_wait_for_it(write_config, tmp_p
     store._local_reads = spy
     assert store.load(sid).data == {"n": 1}
     assert calls and calls[0] is not None, "unit b reads its own replica"
-    assert "session_replica_lag" not in registry.stats()
+    assert "session_replica_lag" not in counters.stats()

@@ -80,7 +80,7 @@ def test_spans_and_metrics_during_a_switch(pair_config, mysql_db, monkeypatch):
     moves = [s for s in spans if s.name == "resil.move"]
     assert any(s.attributes["resil.endpoint.unit"] == "b" for s in moves)
 
-    epoch = registry.agent().state.epoch
+    epoch = registry.runtime().state.epoch
     assert [p.value for p in points("resil.applied_epoch")] == [epoch]
     moved = [p.value for p in points("resil.events")
              if p.attributes["resil.event"] == "mysql_connections_moved"]

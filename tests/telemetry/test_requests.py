@@ -182,7 +182,7 @@ def test_django_over_asgi_is_counted(pair_config):
     from django.urls import path
 
     import resil
-    from resil import registry
+    from resil import counters
     if not settings.configured:
         settings.configure(DEBUG=False, SECRET_KEY="x" * 50, ROOT_URLCONF=__name__,
                            ALLOWED_HOSTS=["*"], INSTALLED_APPS=[])
@@ -214,4 +214,4 @@ def test_django_over_asgi_is_counted(pair_config):
         await handler(scope("/missing"), receive, send)
     asyncio.run(main())
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 404]
-    assert registry.requests().snapshot()["by_class"] == {"2xx": 1, "4xx": 1}
+    assert counters.requests().snapshot()["by_class"] == {"2xx": 1, "4xx": 1}

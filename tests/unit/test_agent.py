@@ -99,7 +99,7 @@ def test_forged_unsigned_corrupt_and_missing_keep_the_last_good_state(setup, cap
         assert agent.state.epoch == 1 and primary_host(agent) == "10.0.0.2"
     rejected = [r for r in caplog.records if "signal rejected" in r.getMessage()]
     assert len(rejected) == 3                       # each bad file reported once, not per poll
-    assert resil.registry.stats()["signals_rejected"] == 3
+    assert resil.counters.stats()["signals_rejected"] == 3
     plane.publish(ControlState.initial(config.topology).evolve(epoch=2), issuer="op")
     assert eventually(lambda: agent.state.epoch == 2 and primary_host(agent) == "10.0.0.1")
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 import resil
-from resil import registry
+from resil import context
 from resil.config import load_config
 from resil.control import open_control_plane
 from resil.control.redis import RedisControlPlane, parse_url
@@ -485,7 +485,7 @@ def test_agent_follows_the_redis_plane_and_keeps_its_state_while_redis_is_down(
 
     The control Redis is also the unit-a endpoint of a redis resource whose primary is
     a dead port: an application client is routed away from it, the control plane's own
-    connections (in ``registry.bypass()``) are not.
+    connections (in ``context.bypass()``) are not.
     """
     url = url_of(private, "agent")
     config = load_config(write_config(AGENT_CONFIG.format(
@@ -515,7 +515,7 @@ def test_agent_follows_the_redis_plane_and_keeps_its_state_while_redis_is_down(
         assert agent.state.epoch == 5 and primary() == "10.0.0.2"
         reports = [r for r in caplog.records if "cannot watch" in r.getMessage()]
         assert len(reports) == 1, [r.getMessage() for r in reports]     # once per outage
-        with registry.bypass():     # its PING would be routed to the dead port otherwise
+        with context.bypass():     # its PING would be routed to the dead port otherwise
             private.start()                             # back, empty
         plane.publish(ControlState.initial(config.topology).evolve(
             epoch=6, primaries={"db": "a", "cache": "b"}), issuer="op")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resil.telemetry.scale import Sampler, desired_instances
+from resil.scale import Sampler, desired_instances
 
 
 def test_utilization_over_the_window():

@@ -8,12 +8,12 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from resil import registry
+from resil import context, counters
 from resil.agent import Agent
 from resil.config import load_config
-from resil.integrations._forward import end_to_end
-from resil.integrations._routekey import cookie_value, key_from_environ, key_from_scope
-from resil.integrations._unitguard import judge, serve_wsgi, wsgi_request
+from resil.serving.forward import end_to_end
+from resil.serving.routekey import cookie_value, key_from_environ, key_from_scope
+from resil.serving.unitguard import judge, serve_wsgi, wsgi_request
 from resil.state import RouteRule, bucket, make_signal
 
 HEADER = ("header", "X-User-Id")
@@ -154,7 +154,7 @@ def test_serve_wsgi_refuses_without_calling_the_app(agent):
     calls: list[str | None] = []
 
     def app(env, start_response):
-        calls.append(registry.route_key.get())
+        calls.append(context.route_key.get())
         start_response("200 OK", [])
         return [b"ok"]
     got: list = []
@@ -165,10 +165,10 @@ def test_serve_wsgi_refuses_without_calling_the_app(agent):
     assert json.loads(b"".join(body)) == {
         "error": "wrong_unit", "unit": "b", "key": "7", "epoch": 1,
         "message": "routing key '7' belongs to unit 'b'; this is unit 'a'"}
-    assert registry.stats()["wrong_unit_rejected"] == 1
+    assert counters.stats()["wrong_unit_rejected"] == 1
     assert b"".join(serve_wsgi(agent, app, environ(HTTP_X_USER_ID="7"),
                                lambda *a: None)) == b"ok"
-    assert calls == ["7"] and registry.route_key.get() is None
+    assert calls == ["7"] and context.route_key.get() is None
 
 
 def test_the_key_is_reset_when_the_app_raises(agent):
@@ -176,7 +176,7 @@ def test_the_key_is_reset_when_the_app_raises(agent):
         raise KeyError("app's own")
     with pytest.raises(KeyError):
         serve_wsgi(agent, app, environ(HTTP_X_USER_ID="zed"), lambda *a: None)
-    assert registry.route_key.get() is None
+    assert context.route_key.get() is None
 
 
 def test_wsgi_request_keeps_the_body_readable():
@@ -204,14 +204,15 @@ def test_a_fault_in_resil_lets_the_request_through(agent):
     """A request resil cannot judge (here: no method at all) goes to the application."""
     def app(env, start_response):
         start_response("200 OK", [])
-        return [registry.route_key.get().encode()]
+        return [context.route_key.get().encode()]
     env = environ(HTTP_X_USER_ID="7")
     env["REQUEST_METHOD"] = None
     assert serve_wsgi(agent, app, env, lambda *a: None) == [b"7"]
-    assert registry.faults() == {"unit_guard.wsgi": 1}
+    assert counters.faults() == {"unit_guard.wsgi": 1}
 
 
 def test_the_wsgi_layer_names_the_same_headers_as_routekey():
-    from resil.integrations import _routekey, _wsgi
+    from resil.serving import routekey as _routekey
+    from resil.serving import wsgi as _wsgi
     assert _wsgi.PROPAGATED_WSGI == _routekey.PROPAGATED_WSGI
     assert _wsgi._PROPAGATED_ASGI == _routekey.PROPAGATED.encode()

@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..agent import issuer
 from ..config import Config, load_config
 from ..control import open_control_plane
 from ..control.base import live_agents
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
-from ..state import ControlState, Signal
+from ..state import ControlState, Signal, issuer
 from . import traffic as traffic_commands
 
 
@@ -316,7 +315,7 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
             "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
         }
         if resource.kind != "http":
-            unit = state.primaries.get(name) or resource.primary
+            unit = state.primary_unit(resource)
             endpoint = resource.endpoint_in(unit) if unit else None
             entry["primary"] = {"unit": unit, "endpoint": str(endpoint) if endpoint else None}
         resources[name] = entry

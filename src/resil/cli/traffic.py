@@ -16,11 +16,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..agent import issuer
 from ..config import Config, load_config
 from ..control import ControlPlane, open_control_plane
 from ..errors import ControlPlaneError, SignalError
-from ..state import ControlState, RouteRule, decode_routes
+from ..state import ControlState, RouteRule, decode_routes, issuer
 
 SHOWN_KEYS = 10
 """A ``keys`` rule prints this many keys, then how many more it has."""

@@ -40,7 +40,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.datastructures import CallbackDict
 from werkzeug.exceptions import ServiceUnavailable
 
-from .. import registry
+from .. import counters, registry
 from ..sessions import (
     Codec,
     Loaded,
@@ -122,7 +122,7 @@ class RedisSessionInterface(SessionInterface):
             try:
                 loaded = self.store.load(sid)
             except SessionUnavailable as exc:
-                registry.count("session_unavailable")
+                counters.count("session_unavailable")
                 session = RedisSession()
                 session.unavailable = str(exc)
                 return session
@@ -140,7 +140,7 @@ class RedisSessionInterface(SessionInterface):
         session = RedisSession(dict(old))
         session.permanent = bool(old.permanent)
         session.modified = True
-        registry.count("session_moved_in")
+        counters.count("session_moved_in")
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -181,7 +181,7 @@ class RedisSessionInterface(SessionInterface):
             else:
                 self.store.touch(session.sid, ttl)
         except SessionUnavailable as exc:
-            registry.count("session_unavailable")
+            counters.count("session_unavailable")
             self._unsaved(response, str(exc))
             return
         response.set_cookie(name, sign(session.sid, app.secret_key or ""),
@@ -191,7 +191,7 @@ class RedisSessionInterface(SessionInterface):
     def _unsaved(self, response: Response, why: str) -> None:
         """The request changed its session and the change could not be saved: it must
         not be reported as done."""
-        registry.count("session_unsaved")
+        counters.count("session_unsaved")
         log.warning("resil: a session change could not be saved (%s); answering 503", why)
         response.status_code = 503
         response.set_data("session store unavailable: the change was not saved\n")
@@ -206,7 +206,7 @@ def _refuse_when_unavailable() -> None:
             and ext.interface.on_error == "fail":
         raise ServiceUnavailable("session store unavailable")
     if isinstance(session, RedisSession) and session.unavailable:
-        registry.count("session_degraded")
+        counters.count("session_degraded")
 
 
 class Resil:
@@ -220,7 +220,7 @@ class Resil:
     def init_app(self, app: Flask) -> None:
         """Install the Redis session interface on ``app`` (starting the agent if none
         runs). Raises :class:`RuntimeError` when ``[sessions] resource`` is not set."""
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is None:
             import resil
             agent = resil.start()
@@ -243,7 +243,7 @@ def install_default(app: Flask) -> None:
     interface (called by the Flask integration on an application's first request)."""
     if _EXTENSION in app.extensions:
         return
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is None or not agent.config.sessions_resource:
         return
     if type(app.session_interface) is not SecureCookieSessionInterface:

@@ -1,10 +1,38 @@
 """Control planes: where control state is stored and watched.
 
-Every backend offers the same three operations (:class:`~resil.control.base.ControlPlane`):
-``load()`` the current signal, ``watch()`` for new ones, ``publish()`` a new state. Pick
-one by URL with :func:`open_control_plane`.
+Every backend offers the same operations (:class:`~resil.control.base.ControlPlane`):
+``load()`` the current signal, ``watch()`` for new ones, ``publish()`` a new state,
+heartbeats and leases. Pick one by URL with :func:`open_control_plane`.
 """
 
-from .base import ControlPlane, Watch, open_control_plane
+from __future__ import annotations
 
-__all__ = ["ControlPlane", "Watch", "open_control_plane"]
+import time
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ControlPlaneError
+from ..runtime import Clock
+from ..topology import Topology
+from .base import ControlPlane, Watch, live_agents
+
+__all__ = ["ControlPlane", "Watch", "live_agents", "open_control_plane"]
+
+
+def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
+                       poll_interval: float = 0.05, clock: Clock = time.time,
+                       agent_ttl: float = 10.0) -> ControlPlane:
+    """The control-plane backend for ``url``.
+
+    ``agent_ttl`` is how long a heartbeat outlives its last report (Redis backends).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        from .file import FileControlPlane
+        return FileControlPlane(unquote(parts.path), topology, key,
+                                poll_interval=poll_interval, clock=clock)
+    if parts.scheme in ("redis", "rediss", "redis+sentinel"):
+        from .redis import RedisControlPlane
+        return RedisControlPlane(url, topology, key, poll_interval=poll_interval, clock=clock,
+                                 agent_ttl=agent_ttl)
+    raise ControlPlaneError(f"control plane {url!r}: the {parts.scheme!r} backend is not "
+                            "available in this version; use a file:// URL")

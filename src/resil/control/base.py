@@ -1,17 +1,12 @@
-"""The control-plane interface, and the factory that picks a backend by URL."""
+"""The control-plane interface every backend implements."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
-from ..errors import ControlPlaneError
 from ..state import ControlState, Signal
-from ..topology import Topology
-
-Clock = Callable[[], float]
 
 
 class Watch(Protocol):
@@ -70,26 +65,6 @@ class ControlPlane(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
-
-
-def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
-                       poll_interval: float = 0.05, clock: Clock = time.time,
-                       agent_ttl: float = 10.0) -> ControlPlane:
-    """The control-plane backend for ``url``.
-
-    ``agent_ttl`` is how long a heartbeat outlives its last report (Redis backends).
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        from .file import FileControlPlane
-        return FileControlPlane(unquote(parts.path), topology, key,
-                                poll_interval=poll_interval, clock=clock)
-    if parts.scheme in ("redis", "rediss", "redis+sentinel"):
-        from .redis import RedisControlPlane
-        return RedisControlPlane(url, topology, key, poll_interval=poll_interval, clock=clock,
-                                 agent_ttl=agent_ttl)
-    raise ControlPlaneError(f"control plane {url!r}: the {parts.scheme!r} backend is not "
-                            "available in this version; use a file:// URL")
 
 
 def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:

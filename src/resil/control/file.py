@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ControlPlaneError, SignalError
+from ..runtime import Clock
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import Clock
 
 log = logging.getLogger("resil.control")
 _Identity = tuple[int, int, int]

@@ -20,7 +20,7 @@ by one poll interval at most. While Redis is unreachable, the watch reports it o
 reconnects with a bounded backoff and catches up by reading the key; agents keep their
 last applied state meanwhile.
 
-Every connection is opened and used inside :class:`resil.registry.bypass`, so resil's
+Every connection is opened and used inside :class:`resil.context.bypass`, so resil's
 own redis integration never routes or holds the control plane's traffic. redis-py is
 imported lazily: the core imports without any driver installed.
 """
@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from .. import registry
+from .. import context
 from ..errors import ControlPlaneError, SignalError
+from ..runtime import Clock
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import Clock
 
 if TYPE_CHECKING:
     import redis
@@ -318,7 +318,7 @@ class RedisControlPlane:
             sentinel_options = {k: v for k, v in options.items() if k != "decode_responses"}
             if target.sentinel_password is not None:
                 sentinel_options["password"] = target.sentinel_password
-            with registry.bypass():
+            with context.bypass():
                 sentinel = Sentinel(  # type: ignore[no-untyped-call]
                     list(target.hosts), sentinel_kwargs=sentinel_options, **options)
                 master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
@@ -333,7 +333,7 @@ class RedisControlPlane:
                 options["ssl_cert_reqs"] = target.ssl_cert_reqs
                 options["ssl_check_hostname"] = target.ssl_cert_reqs == "required"
         host, port = target.hosts[0]
-        with registry.bypass():
+        with context.bypass():
             return redis.Redis(host=host, port=port, db=target.db, username=target.username,
                                password=target.password, **options)
 
@@ -342,7 +342,7 @@ class RedisControlPlane:
         """Run a block of Redis calls in bypass; turn Redis errors into ControlPlaneError."""
         import redis
         try:
-            with registry.bypass():
+            with context.bypass():
                 yield
         except redis.RedisError as exc:
             raise self.unreachable(doing, exc) from exc
@@ -491,7 +491,7 @@ class RedisControlPlane:
             watches, self._watches = self._watches, []
         for watch in watches:
             watch.stop()
-        with registry.bypass():
+        with context.bypass():
             self._client.close()
 
 
@@ -550,10 +550,10 @@ class _RedisWatch:
             try:
                 if client is None:
                     client = self._plane.new_client(socket_timeout=WATCH_SOCKET_TIMEOUT)
-                with registry.bypass():
+                with context.bypass():
                     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
                 self._subscribe(pubsub)
-                with registry.bypass():
+                with context.bypass():
                     data = client.get(self._plane.state_key)    # catch up
                 if self._down:
                     log.info("resil: control plane %s reachable again", self._plane.url)
@@ -579,11 +579,11 @@ class _RedisWatch:
 
     def _subscribe(self, pubsub: redis.client.PubSub) -> None:
         """Subscribe and wait for the confirmation: from then on nothing is missed."""
-        with registry.bypass():
+        with context.bypass():
             pubsub.subscribe(self._plane.channel)
         deadline = time.monotonic() + CONNECT_TIMEOUT + WATCH_SOCKET_TIMEOUT
         while time.monotonic() < deadline and not self._stopped.is_set():
-            with registry.bypass():
+            with context.bypass():
                 message = pubsub.get_message(timeout=_LISTEN_SLICE)
             if message is None:
                 continue
@@ -601,12 +601,12 @@ class _RedisWatch:
         next_poll = time.monotonic() + interval
         while not self._stopped.is_set():
             wait = min(_LISTEN_SLICE, max(0.0, next_poll - time.monotonic()))
-            with registry.bypass():
+            with context.bypass():
                 message = pubsub.get_message(timeout=wait)
             if message is not None and message.get("type") == "message":
                 self._handle(message.get("data"))
             if time.monotonic() >= next_poll:
-                with registry.bypass():
+                with context.bypass():
                     data = client.get(self._plane.state_key)
                 self._handle(data)
                 next_poll = time.monotonic() + interval
@@ -650,7 +650,7 @@ class _RedisWatch:
     @staticmethod
     def _quietly(close: Callable[[], object]) -> None:
         try:
-            with registry.bypass():
+            with context.bypass():
                 close()
         except Exception:   # closing a dead connection can fail: nothing to do about it
             pass

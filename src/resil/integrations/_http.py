@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import registry
+from .. import context, registry, spans
 from ..retry import repeatable
-from ..telemetry import otel
 from ..topology import Endpoint, Resource
 
 UNIT_HEADER = "x-resil-unit"
@@ -85,7 +84,7 @@ class inside:
 def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | None:
     """The routing plan of a call to ``url``, or None to leave the call untouched."""
     router = registry.router()
-    if router is None or _nesting.depth or registry.bypassed():
+    if router is None or _nesting.depth or context.bypassed():
         return None
     text = url if isinstance(url, str) else str(url)
     start = text.find("://")
@@ -153,13 +152,13 @@ def propagation() -> dict[str, Any]:
     """Headers every routed call carries; with an OpenTelemetry SDK loaded, also the
     trace context (``traceparent``), as the OTel instrumentations of these libraries
     would add it (setting it twice writes the same value)."""
-    agent = registry.agent()
+    agent = registry.runtime()
     headers: dict[str, Any] = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
-    key = registry.route_key.get()
+    key = context.route_key.get()
     value = header_value(key) if key else None
     if value is not None:
         headers[ROUTE_KEY_HEADER] = value
-    if otel.installed():
+    if spans.tracing():
         from opentelemetry.propagate import inject
         inject(headers)
     return headers

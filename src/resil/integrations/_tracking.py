@@ -15,7 +15,7 @@ import threading
 import weakref
 from typing import Any
 
-from .. import registry
+from .. import context, registry
 from ..topology import Resource, ResourceKind
 
 log = logging.getLogger("resil.integrations")
@@ -51,7 +51,7 @@ class Tracker:
     def route(self, conn: Any) -> Tracked | None:
         """Point ``conn`` at its resource's current primary; track it. None if unmatched."""
         router = registry.router()
-        if router is None or registry.bypassed():
+        if router is None or context.bypassed():
             return None
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         state = router.state()

@@ -1,18 +1,16 @@
 """The contract every integration follows.
 
 An integration is one table of patch :class:`Target` s. :meth:`Integration.instrument`
-registers a post-import hook per target module (:mod:`._hooks`), so a library is patched
+registers a post-import hook per target module (:mod:`resil.hooks`), so a library is patched
 with wrapt wrappers when the application imports it (or at once, if it already has);
 :meth:`Integration.uninstrument`
 walks the same table backwards and restores only the attributes that still hold our own
 wrapper. Both are idempotent. A library version outside the supported range is a logged
 skip, never a crash.
 
-Wrappers run resil's decision code through :func:`fail_open`: if it raises, the fault is
-counted and logged once (:func:`resil.registry.record_fault`) and the application's call
-proceeds exactly as it would have without resil. The application's call itself always
-runs outside the guard, so its own exceptions pass through untouched and it never runs
-twice.
+Wrappers run resil's decision code through :func:`resil.guard.fail_open` (re-exported
+here): if it raises, the fault is counted and logged once and the application's call
+proceeds exactly as it would have without resil.
 """
 
 from __future__ import annotations
@@ -20,21 +18,20 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import os
 import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from .. import registry
-from ..errors import LockTimeoutError, TransactionInterruptedError
-from . import _hooks
+from .. import hooks
+from ..guard import fail_open
+
+__all__ = ["Integration", "Target", "fail_open", "parse_version"]
 
 log = logging.getLogger("resil.integrations")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,21 +57,6 @@ class _Patched:
     attribute: str
     original: Any
     wrapper: Any
-
-
-def fail_open(where: str, decide: Callable[..., T], *args: Any) -> T | None:
-    """Run resil's decision code; on any exception record it and return None.
-
-    The documented errors meant for the application (a hold that timed out, an
-    interrupted transaction) are not faults: they pass through.
-    """
-    try:
-        return decide(*args)
-    except (LockTimeoutError, TransactionInterruptedError):
-        raise
-    except Exception as exc:  # fail-open: resil's fault must never reach the application
-        registry.record_fault(where, exc)
-        return None
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -122,7 +104,7 @@ class Integration:
                 elif module not in self._hooked:
                     # Hooks stay registered; _on_import checks _wanted, so a hook left
                     # behind by uninstrument() does nothing.
-                    _hooks.register(module, self._on_import)
+                    hooks.register(module, self._on_import)
                     self._hooked.add(module)
 
     def uninstrument(self) -> None:
@@ -176,69 +158,3 @@ class Integration:
             wrapper = wrapt.FunctionWrapper(original, target.wrapper)
         setattr(owner, attribute, wrapper)
         self._patched.append(_Patched(owner, attribute, original, wrapper))
-
-
-GROUP = "resil.integrations"
-
-
-def discover(disabled: frozenset[str] = frozenset()) -> list[Integration]:
-    """Every integration registered under the ``resil.integrations`` entry-point group.
-
-    resil finds its own integrations this way too, so a third party adds one by
-    declaring an entry point. One that fails to load is logged and skipped.
-    """
-    found: list[Integration] = []
-    for name, value in entry_points(GROUP):
-        if name in disabled:
-            log.info("resil: integration %s disabled by configuration", name)
-            continue
-        try:
-            module, _, attribute = value.partition(":")
-            target: Any = importlib.import_module(module.strip())
-            for part in attribute.split("[")[0].strip().split("."):
-                target = getattr(target, part)
-            found.append(target())
-        except Exception as exc:
-            registry.record_fault(f"load integration {name}", exc)
-    return found
-
-
-def entry_points(group: str) -> list[tuple[str, str]]:
-    """``(name, "module:attribute")`` of every entry point in ``group`` on ``sys.path``.
-
-    Reads the ``entry_points.txt`` of each installed distribution directly: it is what
-    ``importlib.metadata.entry_points`` reads, without the 30+ ms its import costs at
-    start-up. As there, the first distribution on ``sys.path`` wins a name.
-    """
-    found: dict[str, str] = {}
-    header = f"[{group}]"
-    for base in sys.path:
-        try:
-            names = os.listdir(base or ".")
-        except OSError:
-            continue
-        for folder in names:
-            if not folder.endswith((".dist-info", ".egg-info")):
-                continue
-            try:
-                with open(os.path.join(base or ".", folder, "entry_points.txt")) as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            if header in text:
-                for name, value in _section(text, header):
-                    found.setdefault(name, value)
-    return list(found.items())
-
-
-def _section(text: str, header: str) -> list[tuple[str, str]]:
-    entries: list[tuple[str, str]] = []
-    inside = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            inside = line == header
-        elif inside and "=" in line and not line.startswith(("#", ";")):
-            name, _, value = line.partition("=")
-            entries.append((name.strip(), value.strip()))
-    return entries

@@ -4,7 +4,7 @@ with no settings change.
 Seams:
 
 - ``WSGIHandler.__call__`` and ``ASGIHandler.__call__``: request metrics and wrong-unit
-  protection (:mod:`._wsgi`).
+  protection (:mod:`resil.serving.wsgi`).
 - ``SessionMiddleware.__init__``: with ``[sessions] resource`` set, a middleware whose
   project kept Django's default ``SESSION_ENGINE`` (the database) gets resil's engine
   (:mod:`resil.contrib.django.sessions`) as its ``SessionStore``. A project that chose
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ._wsgi import make_asgi, make_wsgi
+from ..serving.wsgi import make_asgi, make_wsgi
 from .base import Integration, Target, fail_open
 
 log = logging.getLogger("resil")
@@ -34,7 +34,7 @@ _told: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _adopt_sessions(middleware: Any) -> None:
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is None or not agent.config.sessions_resource:
         return
     from django.conf import settings  # type: ignore[import-untyped]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ._wsgi import make_wsgi
+from ..serving.wsgi import make_wsgi
 from .base import Integration, Target, fail_open
 
 _seen: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -24,14 +24,14 @@ def _first_request(app: Any) -> bool:
 
 
 def _sessions(app: Any) -> None:
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is not None and agent.config.sessions_resource:
         from ..contrib.flask import install_default
         install_default(app)
 
 
 def make_flask_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
-    """:func:`._wsgi.make_wsgi`, and on an application's first request, its sessions."""
+    """:func:`resil.serving.wsgi.make_wsgi`, and on an application's first request, its sessions."""
     counted = make_wsgi(original)
 
     def wsgi_app(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:

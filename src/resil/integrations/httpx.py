@@ -104,7 +104,7 @@ def _retarget(url: Any, endpoint: Any) -> Any:
 def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``HTTPTransport.handle_request(self, request)``."""
     def handle_request(self: Any, request: Any) -> Any:
-        if registry._agent is None:
+        if registry._runtime is None:
             return original(self, request)
         prepared = fail_open("httpx.route", _prepare, request)
         if prepared is None:
@@ -121,7 +121,7 @@ def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
 def make_handle_async(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``AsyncHTTPTransport.handle_async_request(self, request)``."""
     async def handle_async_request(self: Any, request: Any) -> Any:
-        if registry._agent is None:
+        if registry._runtime is None:
             return await original(self, request)
         prepared = fail_open("httpx.route", _prepare, request)
         if prepared is None:

@@ -39,11 +39,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .. import registry
+from .. import counters, registry, spans
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
-from ..telemetry import otel
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -112,7 +111,7 @@ def _bound_timeouts(conn: Any, record: Tracked) -> None:
 def _wait_if_locked(conn: Any, record: Tracked) -> None:
     """A new connection while a switch or failover has the resource locked: the primary
     it would reach is being replaced (or is dead). Wait for the new one, then route."""
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is None or record.resource.name not in agent.state.locks:
         return
     agent.gate.hold(record.resource.name, record.resource.lock_timeout)
@@ -129,7 +128,7 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     try:
         return wrapped(*args, **kwargs)
     except Exception:
-        registry.count(f"connect_failures:{instance.host}:{instance.port}")
+        counters.count(f"connect_failures:{instance.host}:{instance.port}")
         raise
     finally:
         record.connecting = False
@@ -137,14 +136,14 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
 
 def _reconnect(conn: Any, record: Tracked) -> None:
     """Close ``conn`` and open it again: ``connect`` routes it to the current primary."""
-    started = otel.now_ns()
+    started = spans.now_ns()
     with contextlib.suppress(Exception):
         conn.close()            # COM_QUIT if the socket still works; closes it anyway
     conn._result = None
     record.tx = False           # a new connection has no transaction
     conn.connect()              # driver errors (new primary unreachable) reach the app
-    registry.count("mysql_connections_moved")
-    otel.span("resil.move", started, otel.now_ns(), {
+    counters.count("mysql_connections_moved")
+    spans.span("resil.move", started, spans.now_ns(), {
         "resil.resource": record.resource.name, "resil.epoch": record.epoch,
         "resil.endpoint": f"{conn.host}:{conn.port}",
         "resil.endpoint.unit": _unit_of(record, conn)})
@@ -169,7 +168,7 @@ def _boundary(conn: Any, record: Tracked, sql: Any) -> bool | None:
     that rolled back may have fenced the primary and cut this connection meanwhile.
     """
     router = registry.router()
-    agent = registry.agent()
+    agent = registry.runtime()
     if router is None or agent is None:
         return None
     state = router.state()
@@ -225,7 +224,7 @@ def _after_error(conn: Any, record: Tracked, in_transaction: bool, exc: BaseExce
     if not may_replay:
         return None
     if code in _REFUSED_READ_ONLY or classify(sql) is Access.READ:
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is not None:
             agent.refresh()     # a demoted primary: make sure we see the newest state
         return "replay"
@@ -249,7 +248,7 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
     record.busy = True
     try:
         if boundary:
-            agent = registry.agent()
+            agent = registry.runtime()
             if agent is not None:
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
@@ -278,7 +277,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
                        may_replay)
     if action is None:
         raise exc
-    registry.count(f"mysql_{action}")
+    counters.count(f"mysql_{action}")
     if action == "interrupted":
         with contextlib.suppress(Exception):
             _reconnect(conn, record)
@@ -294,7 +293,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
     The same as ``_statement(..., boundary=True, may_replay=True)``, inlined: this runs
     for every statement the application sends (about 200 ns here with nothing changed).
     """
-    agent_of = registry.agent
+    agent_of = registry.runtime
 
     def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
         record: Tracked | None = self.__dict__.get(ATTRIBUTE)
@@ -374,7 +373,7 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
         if was_open or code not in _CONNECTION_LOST or not _switching(record):
             raise
         # Cut by a switch while nothing was open: the setting is sent on a new connection.
-        registry.count("mysql_replay")
+        counters.count("mysql_replay")
         _reconnect(instance, record)
         return wrapped(*args, **kwargs)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import registry
+from .. import context, counters, registry
 from ..topology import Resource
 from ._tracking import ATTRIBUTE, Tracked, Tracker
 from .base import Integration, Target, fail_open
@@ -93,11 +93,11 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         if record is None:
             return conn
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is not None and agent.state.epoch != record.epoch \
                 and fail_open("redis.boundary", _stale, conn, record):
             conn.disconnect()   # redis-py reconnects on the next send, through _connect
-            registry.count("redis_connections_moved")
+            counters.count("redis_connections_moved")
         return conn
     return get_connection
 
@@ -115,10 +115,10 @@ def _resource_of(client: Any) -> Resource | None:
 
 
 def _hold_if_locked(client: Any, commands: tuple[Any, ...]) -> None:
-    if registry.bypassed():
+    if context.bypassed():
         return                  # resil's own commands (a switch in this process)
     resource = _resource_of(client)
-    agent = registry.agent()
+    agent = registry.runtime()
     if resource is None or agent is None or resource.name not in agent.state.locks:
         return
     if any(_is_write(c) for c in commands):
@@ -133,10 +133,10 @@ def _refused_by_demoted_primary(exc: Exception) -> bool:
 
 def _await_new_primary(client: Any, epoch: int) -> bool:
     """After a refused write: wait (bounded) for a newer state; True to retry once."""
-    if registry.bypassed():
+    if context.bypassed():
         return False
     resource = _resource_of(client)
-    agent = registry.agent()
+    agent = registry.runtime()
     if resource is None or agent is None:
         return False
     agent.refresh()
@@ -150,7 +150,7 @@ def _await_new_primary(client: Any, epoch: int) -> bool:
 
 def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any], commands: tuple[Any, ...]) -> Any:
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is None:
         return wrapped(*args, **kwargs)
     state = agent.state
@@ -168,14 +168,14 @@ def _on_error(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
         raise exc
     if not fail_open("redis.readonly", _await_new_primary, client, epoch):
         raise exc
-    registry.count("redis_replayed")
+    counters.count("redis_replayed")
     return wrapped(*args, **kwargs)     # once; the command was refused, not executed
 
 
 def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Redis.execute_command``: per command, so a plain method."""
     def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is None:
             return original(self, *args, **options)
         state = agent.state
@@ -203,21 +203,21 @@ def _make_async_get_connection(original: Callable[..., Awaitable[Any]]) -> Calla
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         if record is None:
             return conn
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is not None and agent.state.epoch != record.epoch \
                 and fail_open("redis.boundary", _stale, conn, record):
             await conn.disconnect()
-            registry.count("redis_connections_moved")
+            counters.count("redis_connections_moved")
         return conn
     return get_connection
 
 
 def _async_lock_of(client: Any, commands: tuple[Any, ...]) -> tuple[str, float] | None:
     """(resource, lock_timeout) when these commands must wait for a lock to clear."""
-    if registry.bypassed():
+    if context.bypassed():
         return None
     resource = _resource_of(client)
-    agent = registry.agent()
+    agent = registry.runtime()
     if resource is None or agent is None or resource.name not in agent.state.locks:
         return None
     if not any(_is_write(c) for c in commands):
@@ -228,24 +228,24 @@ def _async_lock_of(client: Any, commands: tuple[Any, ...]) -> tuple[str, float] 
 async def _async_hold(name: str, timeout: float) -> None:
     """Await (never block the loop) until ``name`` is unlocked; LockTimeoutError after."""
     started = time.monotonic()
-    registry.count("held_writes")
-    registry.holding(+1)
+    counters.count("held_writes")
+    counters.holding(+1)
     try:
         await _async_wait_out(name, timeout, started)
     finally:
-        registry.holding(-1)
+        counters.holding(-1)
 
 
 async def _async_wait_out(name: str, timeout: float, started: float) -> None:
     from ..errors import LockTimeoutError
     while True:
-        agent = registry.agent()
+        agent = registry.runtime()
         state = agent.state if agent is not None else None
         if state is None or name not in state.locks:
-            registry.observe_hold(time.monotonic() - started)
+            counters.observe_hold(time.monotonic() - started)
             return
         if time.monotonic() - started >= timeout:
-            registry.count("hold_timeouts")
+            counters.count("hold_timeouts")
             raise LockTimeoutError(name, time.monotonic() - started, state.locks[name].holder)
         await asyncio.sleep(0.01)
 
@@ -253,7 +253,7 @@ async def _async_wait_out(name: str, timeout: float, started: float) -> None:
 def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """``redis.asyncio`` ``Redis.execute_command``: hold writes while locked."""
     async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is not None and agent.state.locks:
             lock = fail_open("redis.gate", _async_lock_of, self, args[:1])
             if lock is not None:

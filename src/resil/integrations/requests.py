@@ -39,7 +39,7 @@ def _status(response: Any) -> int:
 def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``HTTPAdapter.send(self, request, **kwargs)``."""
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if registry._agent is None:
+        if registry._runtime is None:
             return original(self, request, *args, **kwargs)
         body = request.body
         plan = fail_open("requests.route", _http.plan, request.url, request.method or "GET",

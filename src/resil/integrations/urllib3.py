@@ -45,7 +45,7 @@ def _status(response: Any) -> int:
 def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``PoolManager.urlopen(self, method, url, redirect=True, **kw)``."""
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if registry._agent is None:
+        if registry._runtime is None:
             return original(self, method, url, *args, **kwargs)
         body = kwargs.get("body")
         headers = dict(kwargs.get("headers") or self.headers)

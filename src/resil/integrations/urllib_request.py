@@ -41,7 +41,7 @@ def _status(response: Any) -> int:
 def make_open(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``OpenerDirector._open(self, req, data=None)``."""
     def _open(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
-        if registry._agent is None:
+        if registry._runtime is None:
             return original(self, req, *args, **kwargs)
         data = req.data
         headers = {**req.headers, **req.unredirected_hdrs}

@@ -28,18 +28,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import registry
-from ..agent import issuer
 from ..config import Config
 from ..control import ControlPlane, open_control_plane
 from ..errors import ControlPlaneError, SignalError, SwitchError
-from ..state import ControlState
+from ..runtime import Clock
+from ..state import ControlState, issuer
 from ..topology import Endpoint, Resource
 from .local import command_of, listening_pids, local_addresses
 from .monitor import LEASE, Monitor, MonitorOptions
 from .probe import (
     Ack,
     ClientError,
-    Clock,
     DrillError,
     DrillInputError,
     MySQLStore,
@@ -272,7 +271,7 @@ class Drill:
         report.details["timeline"] = timeline
         while self.clock() < deadline:
             state = self._state(plane)
-            unit = state.primaries.get(resource.name) or resource.primary
+            unit = state.primary_unit(resource)
             if timeline["locked_s"] is None and resource.name in state.locks:
                 timeline["locked_s"] = _round(self.clock() - killed)
                 self._say("locked", self.clock() - killed, f"epoch {state.epoch}: "
@@ -357,7 +356,7 @@ class Drill:
         except Exception as exc:
             raise DrillError(f"cannot prepare the probe on {primary}: {exc}") from exc
         self._say("prepare", self.clock() - began, detail)
-        own = registry.agent() is None
+        own = registry.runtime() is None
         # Not the application's admin port, and SIGTERM left alone: this is a tool.
         running = agent_module.start(replace(self.config, admin_listen=None,
                                              drain_period=0.0))
@@ -470,7 +469,7 @@ class Drill:
         return signal_.state if signal_ else ControlState.initial(self.config.topology)
 
     def _primary(self, resource: Resource, state: ControlState) -> Endpoint:
-        unit = state.primaries.get(resource.name) or resource.primary or ""
+        unit = state.primary_unit(resource) or ""
         endpoint = resource.endpoint_in(unit)
         if endpoint is None:
             raise DrillInputError(f"{resource.name} has no primary endpoint (unit {unit!r})")

@@ -26,11 +26,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..agent import issuer
 from ..config import Config
 from ..control import ControlPlane
 from ..errors import ControlPlaneError, ResilError, SignalError
-from ..state import ControlState, Lock
+from ..state import ControlState, Lock, issuer
 from ..topology import Endpoint, Resource
 from .servers import Credentials, Server, open_server
 
@@ -128,7 +127,7 @@ class Monitor:
         return [n for n, r in self.config.resources.items() if r.kind in ("mysql", "redis")]
 
     def _check(self, resource: Resource, state: ControlState) -> None:
-        unit = state.primaries.get(resource.name) or resource.primary or ""
+        unit = state.primary_unit(resource) or ""
         primary = resource.endpoint_in(unit)
         if primary is None or resource.name in state.locks:
             return

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import registry
+from .. import context
 from ..errors import ResilError
+from ..runtime import Clock
 from ..topology import Endpoint
 from .servers import Credentials
-
-Clock = Callable[[], float]
 
 
 class DrillError(ResilError):
@@ -97,7 +95,7 @@ class MySQLStore:
                                autocommit=True, connect_timeout=2, **kw)
 
     def _admin(self, endpoint: Endpoint, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with registry.bypass():
+        with context.bypass():
             conn = self._connect(endpoint, None, read_timeout=10, write_timeout=10)
         try:
             with conn.cursor() as cur:
@@ -161,7 +159,7 @@ class RedisStore:
                            retry=Retry(NoBackoff(), 0))
 
     def _admin(self, endpoint: Endpoint, *command: Any) -> Any:
-        with registry.bypass():     # redis-py connects lazily: at the command
+        with context.bypass():     # redis-py connects lazily: at the command
             client = self._client(endpoint)
             try:
                 return client.execute_command(*command)

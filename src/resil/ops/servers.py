@@ -1,7 +1,7 @@
 """Direct administration of MySQL and Redis servers, for switches (and, later, monitors).
 
 This is the one place in resil that drives database servers itself. Every connection it
-opens bypasses resil's own hooks (:class:`resil.registry.bypass`), so it talks to
+opens bypasses resil's own hooks (:class:`resil.context.bypass`), so it talks to
 exactly the endpoint it names even inside an instrumented process.
 """
 
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import registry
+from .. import context
 from ..errors import SwitchError
 from ..topology import Endpoint, Resource
 
@@ -118,7 +118,7 @@ class MySQLServer:
             raise SwitchError(f"resources.{endpoint.resource}.admin_user is not set: "
                               "a switch needs an admin account")
         try:
-            with registry.bypass():
+            with context.bypass():
                 self._conn = pymysql.connect(
                     host=endpoint.host, port=endpoint.port, user=credentials.admin_user,
                     password=credentials.admin_password, connect_timeout=timeout,
@@ -271,7 +271,7 @@ class RedisServer:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
         self.endpoint = endpoint
-        with registry.bypass():
+        with context.bypass():
             self._client = redis.Redis(
                 host=endpoint.host, port=endpoint.port,
                 username=credentials.admin_user or None,
@@ -285,11 +285,11 @@ class RedisServer:
                                   f"{exc}") from exc
 
     def _call(self, *args: Any) -> Any:
-        with registry.bypass():
+        with context.bypass():
             return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _info(self) -> dict[str, Any]:
-        with registry.bypass():
+        with context.bypass():
             return dict(self._client.info("replication"))
 
     def replication(self) -> dict[str, Any]:

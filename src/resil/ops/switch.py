@@ -25,17 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..agent import issuer
+from .. import spans
 from ..config import Config
 from ..control import ControlPlane
 from ..control.base import live_agents
 from ..errors import SwitchError
-from ..state import ControlState, Lock
+from ..runtime import Clock
+from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from .servers import Credentials, Server, open_server
-
-Clock = Callable[[], float]
 
 
 @dataclass
@@ -81,7 +80,7 @@ class Switch:
         """Run the switch; raise :class:`SwitchError` (after rolling back) on failure."""
         resource = self._resource()
         state = self._state()
-        old_unit = state.primaries.get(resource.name) or resource.primary
+        old_unit = state.primary_unit(resource)
         if old_unit == self.to_unit:
             raise SwitchError(f"{resource.name}: {self.to_unit} is already the primary")
         old_ep, new_ep = resource.endpoint_in(old_unit or ""), resource.endpoint_in(self.to_unit)
@@ -138,10 +137,10 @@ class Switch:
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
 
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
-        begun, begun_ns = self.clock(), otel.now_ns()
+        begun, begun_ns = self.clock(), spans.now_ns()
         result = action()
         seconds = self.clock() - begun
-        otel.span("resil.switch.step", begun_ns, otel.now_ns(), {
+        spans.span("resil.switch.step", begun_ns, spans.now_ns(), {
             "resil.step": name, "resil.resource": self.resource_name,
             "resil.target.unit": self.to_unit})
         detail = result if isinstance(result, str) else (
@@ -250,7 +249,7 @@ class Switch:
             locks = {k: v for k, v in state.locks.items() if k != resource.name}
             epoch = self.plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
             self.out(f"  unlocked {resource.name} (epoch {epoch}); the primary stays "
-                     f"{state.primaries.get(resource.name) or resource.primary}")
+                     f"{state.primary_unit(resource)}")
 
     # ------------------------------------------------------------------ helpers
 

@@ -16,72 +16,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import socketserver
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-from .. import registry
+from .. import counters
+from ..readiness import readiness
+from ..scale import Sampler
 from .metrics import prometheus_text
-from .scale import Sampler
 
 if TYPE_CHECKING:
-    from ..agent import Agent
+    from ..runtime import AgentView
 
 log = logging.getLogger("resil")
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
-class _Reachability:
-    """TCP reachability of primaries, cached briefly: /readyz may be asked very often."""
-
-    TTL, TIMEOUT = 2.0, 0.5
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, int], tuple[float, str | None]] = {}
-        self._lock = threading.Lock()
-
-    def problem(self, host: str, port: int) -> str | None:
-        """None when ``host:port`` accepts a connection, else the error."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get((host, port))
-        if cached is not None and now - cached[0] < self.TTL:
-            return cached[1]
-        try:
-            with registry.bypass(), socket.create_connection((host, port), self.TIMEOUT):
-                error = None
-        except OSError as exc:
-            error = exc.strerror or str(exc)
-        with self._lock:
-            self._cache[(host, port)] = (now, error)
-        return error
-
-
-REACHABILITY = _Reachability()
-
-
-def readiness(agent: Agent) -> list[str]:
-    """Why this instance should not get traffic now (empty: it should)."""
-    reasons = []
-    if agent.drain is not None and agent.drain.draining:
-        reasons.append(f"draining after SIGTERM ({agent.config.drain_period:g} s)")
-    unit = agent.config.unit
-    if agent.state.weights.get(unit, 1.0) <= 0:
-        reasons.append(f"unit {unit} is cut (weight 0 at epoch {agent.state.epoch})")
-    if agent.config.ready_requires_primary:
-        for name, resource in agent.config.resources.items():
-            if resource.kind == "http":
-                continue
-            endpoint = agent.router.primary_of(resource, agent.state)
-            error = REACHABILITY.problem(endpoint.host, endpoint.port) if endpoint else "none"
-            if error:
-                reasons.append(f"{name}: primary {endpoint} unreachable ({error})")
-    return reasons
-
-
-def state_document(agent: Agent) -> dict[str, Any]:
+def state_document(agent: AgentView) -> dict[str, Any]:
     """What ``GET /state`` answers."""
     state = agent.current_state()
     resources: dict[str, Any] = {}
@@ -90,7 +41,7 @@ def state_document(agent: Agent) -> dict[str, Any]:
             "kind": resource.kind,
             "endpoints": {u: [str(e) for e in eps] for u, eps in resource.endpoints.items()},
         }
-        failures = registry.stats()
+        failures = counters.stats()
         if resource.kind == "http":
             entry["health"] = agent.router.health(resource).snapshot()
         else:
@@ -109,7 +60,7 @@ def state_document(agent: Agent) -> dict[str, Any]:
         "unit": agent.config.unit, "pid": os.getpid(), "epoch": state.epoch,
         "ready": not readiness(agent), "weights": dict(state.weights),
         "resources": resources, "in_flight": agent.in_flight(),
-        "events": registry.stats(), "faults": registry.faults(),
+        "events": counters.stats(), "faults": counters.faults(),
     }
 
 
@@ -125,7 +76,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             status, body, kind = self.server.answer(line[0], line[1].split("?", 1)[0])
         except Exception as exc:  # a bad request must not kill the admin thread
-            registry.record_fault("admin endpoint", exc)
+            counters.record_fault("admin endpoint", exc)
             status, body, kind = 503, b'{"error": "internal"}', "application/json"
         head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
                 f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
@@ -137,7 +88,7 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], agent: Agent) -> None:
+    def __init__(self, address: tuple[str, int], agent: AgentView) -> None:
         self.agent = agent
         super().__init__(address, _Handler)
 
@@ -168,7 +119,7 @@ def _json(value: Any) -> bytes:
 class AdminServer:
     """The admin endpoint of one agent."""
 
-    def __init__(self, agent: Agent, host: str, port: int) -> None:
+    def __init__(self, agent: AgentView, host: str, port: int) -> None:
         self._agent = agent
         self._requested = (host, port)
         self._server: _Server | None = None

@@ -1,7 +1,7 @@
 """resil's own metrics in the Prometheus text exposition format (``GET /metrics``).
 
 Names follow Prometheus conventions (``resil_`` prefix, ``_total`` counters, base units).
-Counters with labels are kept by :func:`resil.registry.count` as ``name:label:...``
+Counters with labels are kept by :func:`resil.counters.count` as ``name:label:...``
 events (so gunicorn workers report them in their heartbeats like any other) and are
 written out by the :data:`LABELED` table.
 """
@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__, registry
-from ..control.base import live_agents
-from .requests import BUCKETS, combine
-from .scale import desired_instances
+from .. import counters
+from .._version import __version__
+from ..readiness import readiness
+from ..requeststats import BUCKETS, combine
+from ..scale import desired_instances
 
 if TYPE_CHECKING:
-    from ..agent import Agent
+    from ..runtime import AgentView
+
+Beats = list[dict[str, Any]]
 
 
 def _escape(value: str) -> str:
@@ -50,13 +53,14 @@ def _rss_bytes() -> int:
         return 0
 
 
-def scale_figures(agent: Agent) -> dict[str, float]:
-    """Capacity, utilization, saturation and the fleet's desired_instances (see scale)."""
-    requests, workers, fleet = _instance(agent)
+def scale_figures(agent: AgentView, beats: Beats) -> dict[str, float]:
+    """Capacity, utilization, saturation and the fleet's desired_instances (see scale),
+    from ``beats``, the live heartbeats (:meth:`AgentView.fleet`)."""
+    requests, workers, fleet = _instance(beats)
     capacity = agent.config.capacity or max(workers, 1)
-    sampler = agent.admin.sampler if agent.admin is not None else None
+    sampler = agent.sampler
     utilization = sampler.utilization(requests["seconds"], capacity) if sampler else 0.0
-    saturation = max(0, requests["in_flight"] - capacity) + registry.holding()
+    saturation = max(0, requests["in_flight"] - capacity) + counters.holding()
     utilizations = [u for other, u in fleet.items() if other != agent.id] + [utilization]
     return {"capacity": capacity, "utilization": utilization, "saturation": saturation,
             "instances": len(utilizations),
@@ -64,12 +68,12 @@ def scale_figures(agent: Agent) -> dict[str, float]:
                                                    agent.config.target_utilization)}
 
 
-def _instance_counters(agent: Agent) -> tuple[dict[str, float], dict[str, int]]:
+def _instance_counters(children: Beats) -> tuple[dict[str, float], dict[str, int]]:
     """resil's event counters and faults of this process plus its live workers (their
     heartbeats carry theirs: the moves and holds happen where the connections are)."""
-    stats: dict[str, float] = dict(registry.stats())
-    faults: dict[str, int] = dict(registry.faults())
-    for beat in _children(agent):
+    stats: dict[str, float] = dict(counters.stats())
+    faults: dict[str, int] = dict(counters.faults())
+    for beat in children:
         for key, value in dict(beat.get("events") or {}).items():
             stats[key] = max(stats.get(key, 0), value) if key == "max_hold_s" \
                 else stats.get(key, 0) + value
@@ -78,43 +82,32 @@ def _instance_counters(agent: Agent) -> tuple[dict[str, float], dict[str, int]]:
     return stats, faults
 
 
-def _children(agent: Agent) -> list[dict[str, Any]]:
+def _children(beats: Beats) -> Beats:
     """Live heartbeats of this process's child processes (gunicorn workers)."""
-    if agent.plane is None:
-        return []
-    try:
-        beats = live_agents(agent.plane, agent.config.heartbeat_interval)
-    except Exception:   # the control plane is down: this process's own figures
-        return []
     me = os.getpid()
     return [b for b in beats if b.get("ppid") == me and b.get("pid") != me]
 
 
-def _instance(agent: Agent) -> tuple[dict[str, Any], int, dict[str, float]]:
+def _instance(beats: Beats) -> tuple[dict[str, Any], int, dict[str, float]]:
     """This instance's requests (itself and its workers), how many workers report, and
     every live instance's last reported utilization."""
-    snapshots = [registry.requests().snapshot()]
+    snapshots = [counters.requests().snapshot()]
     workers = 0
     fleet: dict[str, float] = {}
-    if agent.plane is not None:
-        try:
-            beats = live_agents(agent.plane, agent.config.heartbeat_interval)
-        except Exception:   # the control plane is down: this process's own figures
-            beats = []
-        me = os.getpid()
-        for beat in beats:
-            if beat.get("ppid") == me and beat.get("pid") != me and beat.get("requests"):
-                snapshots.append(beat["requests"])
-                workers += 1
-            if beat.get("utilization") is not None:
-                fleet[str(beat.get("id"))] = float(beat["utilization"])
+    for beat in _children(beats):
+        if beat.get("requests"):
+            snapshots.append(beat["requests"])
+            workers += 1
+    for beat in beats:
+        if beat.get("utilization") is not None:
+            fleet[str(beat.get("id"))] = float(beat["utilization"])
     return combine(snapshots), workers, fleet
 
 
-def _scale_metrics(agent: Agent, out: _Text) -> None:
-    if agent.admin is None:
+def _scale_metrics(agent: AgentView, beats: Beats, out: _Text) -> None:
+    if agent.sampler is None:
         return
-    figures = scale_figures(agent)
+    figures = scale_figures(agent, beats)
     for name, kind, help_text in (
             ("capacity", "gauge", "Concurrent requests this instance can serve."),
             ("utilization", "gauge", "Busy fraction of capacity over the last minute."),
@@ -126,8 +119,8 @@ def _scale_metrics(agent: Agent, out: _Text) -> None:
         out.sample(f"resil_scale_{name}", figures[name])
 
 
-def _request_metrics(agent: Agent, out: _Text) -> None:
-    requests = _instance(agent)[0]
+def _request_metrics(beats: Beats, out: _Text) -> None:
+    requests = _instance(beats)[0]
     out.family("resil_http_requests_in_flight", "gauge",
                "Requests being served (this process and its workers).")
     out.sample("resil_http_requests_in_flight", requests["in_flight"])
@@ -158,11 +151,11 @@ LABELED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 """resil's counters kept as ``name:label:label`` events: metric name, help, label names."""
 
 
-def _endpoint_health(agent: Agent, out: _Text) -> None:
+def _endpoint_health(agent: AgentView, children: Beats, out: _Text) -> None:
     """How many processes (this one and its workers) avoid each http endpoint now."""
     avoided: dict[tuple[str, str, str], int] = {}
     reports = [agent.router.health_snapshot()] + [
-        dict(beat.get("http_health") or {}) for beat in _children(agent)]
+        dict(beat.get("http_health") or {}) for beat in children]
     for name, resource in agent.config.resources.items():
         if resource.kind != "http":
             continue
@@ -180,10 +173,13 @@ def _endpoint_health(agent: Agent, out: _Text) -> None:
                    unit=unit)
 
 
-def prometheus_text(agent: Agent) -> str:
-    """Every metric of ``agent`` and of resil's process-wide counters."""
-    from .admin import readiness
+def prometheus_text(agent: AgentView) -> str:
+    """Every metric of ``agent`` and of resil's process-wide counters.
+
+    The control plane is read once per scrape (:meth:`AgentView.fleet`)."""
     state = agent.state
+    beats = agent.fleet()
+    children = _children(beats)
     out = _Text()
     out.family("resil_info", "gauge", "The agent's unit and version (value always 1).")
     out.sample("resil_info", 1, unit=agent.config.unit, version=__version__)
@@ -201,17 +197,17 @@ def prometheus_text(agent: Agent) -> str:
         out.sample("resil_resource_locked", 1 if name in state.locks else 0, resource=name)
     out.family("resil_primary_info", "gauge", "The unit of each resource's primary (value 1).")
     for name in resources:
-        unit = state.primaries.get(name) or agent.config.resources[name].primary or ""
+        unit = state.primary_unit(agent.config.resources[name]) or ""
         out.sample("resil_primary_info", 1, resource=name, unit=unit)
     out.family("resil_in_flight", "gauge",
                "Open transactions and running statements per resource.")
     in_flight = agent.in_flight()
-    for beat in _children(agent):
+    for beat in children:
         for name, busy in dict(beat.get("in_flight") or {}).items():
             in_flight[name] = in_flight.get(name, 0) + int(busy)
     for name, busy in in_flight.items():
         out.sample("resil_in_flight", busy, resource=name)
-    stats, faults = _instance_counters(agent)
+    stats, faults = _instance_counters(children)
     max_hold = stats.pop("max_hold_s", 0.0)
     held_ms = stats.pop("held_ms_total", 0)
     out.family("resil_events_total", "counter",
@@ -229,9 +225,9 @@ def prometheus_text(agent: Agent) -> str:
             if key.startswith(name + ":"):
                 values = key.split(":", len(labels))[1:]
                 out.sample(f"resil_{name}_total", count, **dict(zip(labels, values, strict=True)))
-    _endpoint_health(agent, out)
-    _request_metrics(agent, out)
-    _scale_metrics(agent, out)
+    _endpoint_health(agent, children, out)
+    _request_metrics(beats, out)
+    _scale_metrics(agent, beats, out)
     cpu = os.times()
     out.family("resil_process_cpu_seconds_total", "counter",
                "CPU time of the process serving this endpoint (user + system).")

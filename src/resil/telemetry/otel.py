@@ -13,42 +13,47 @@ Spans carry ``resil.unit``, ``resil.resource``, ``resil.epoch`` and, per kind,
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .. import registry
+from .. import counters, hooks, spans
+from ..readiness import readiness
 
 if TYPE_CHECKING:
-    from ..agent import Agent
+    from ..runtime import AgentView
 
-_tracer: Any = None
 _installed = False
+_view: AgentView | None = None
+"""The agent whose figures the observable instruments report."""
 
 
-def install_when_sdk_loads() -> None:
-    """Run :func:`install` when (or if already) the OpenTelemetry SDK is imported."""
-    from ..integrations import _hooks
+def install_when_sdk_loads(view: AgentView) -> None:
+    """Report ``view``'s figures, and run :func:`install` when (or if already) the
+    OpenTelemetry SDK is imported."""
+    global _view
+    _view = view
     for module in ("opentelemetry.sdk.metrics", "opentelemetry.sdk.trace"):
-        _hooks.register(module, _on_sdk)
+        hooks.register(module, _on_sdk)
 
 
 def _on_sdk(module: Any) -> None:
     try:
         install()
     except Exception as exc:  # an unexpected OpenTelemetry version: resil goes on
-        registry.record_fault("otel install", exc)
+        counters.record_fault("otel install", exc)
 
 
 def install() -> None:
     """Create resil's instruments and tracer (idempotent; called by the import hook)."""
-    global _tracer, _installed
+    global _installed
     if _installed:
         return
     from opentelemetry import metrics, trace
 
-    from .. import __version__
-    _tracer = trace.get_tracer("resil", __version__)
+    from .._version import __version__
+    view = _view
+    spans.set_tracer(trace.get_tracer("resil", __version__),
+                     {"resil.unit": view.config.unit} if view is not None else {})
     meter = metrics.get_meter("resil", __version__)
     meter.create_observable_gauge("resil.applied_epoch", callbacks=[_epoch],
                                   description="Epoch of the control state applied")
@@ -70,28 +75,16 @@ def install() -> None:
     _installed = True
 
 
+def detach(view: AgentView) -> None:
+    """Stop reporting ``view``'s figures (the agent stops)."""
+    global _view
+    if _view is view:
+        _view = None
+
+
 def installed() -> bool:
     """Whether the SDK is loaded and resil's instruments are registered."""
     return _installed
-
-
-def span(name: str, started_ns: int, ended_ns: int, attributes: Mapping[str, Any]) -> None:
-    """Record a finished span (no-op unless :func:`install` ran)."""
-    if _tracer is None:
-        return
-    agent = registry.agent()
-    attrs = {"resil.unit": agent.config.unit} if agent is not None else {}
-    attrs.update(attributes)
-    try:
-        item = _tracer.start_span(name, start_time=started_ns, attributes=attrs)
-        item.end(end_time=ended_ns)
-    except Exception as exc:  # telemetry must never break what it observes
-        registry.record_fault("otel span", exc)
-
-
-def now_ns() -> int:
-    """Wall-clock nanoseconds, as OpenTelemetry timestamps are."""
-    return time.time_ns()
 
 
 def _observations(values: Iterable[tuple[float, dict[str, str]]]) -> list[Any]:
@@ -99,8 +92,8 @@ def _observations(values: Iterable[tuple[float, dict[str, str]]]) -> list[Any]:
     return [Observation(value, attributes) for value, attributes in values]
 
 
-def _agent_unit() -> tuple[Agent | None, dict[str, str]]:
-    agent = registry.agent()
+def _agent_unit() -> tuple[AgentView | None, dict[str, str]]:
+    agent = _view
     return agent, ({"resil.unit": agent.config.unit} if agent is not None else {})
 
 
@@ -110,7 +103,6 @@ def _epoch(options: Any) -> list[Any]:
 
 
 def _ready(options: Any) -> list[Any]:
-    from .admin import readiness
     agent, unit = _agent_unit()
     return _observations([(0 if readiness(agent) else 1, unit)] if agent is not None else [])
 
@@ -124,7 +116,7 @@ def _in_flight(options: Any) -> list[Any]:
 
 def _events(options: Any) -> list[Any]:
     _, unit = _agent_unit()
-    stats = registry.stats()
+    stats = counters.stats()
     return _observations((n, {**unit, "resil.event": e}) for e, n in stats.items()
                          if e not in ("max_hold_s", "held_ms_total") and ":" not in e)
 
@@ -134,7 +126,7 @@ def _labeled(name: str, labels: tuple[str, ...]) -> Any:
     def observe(options: Any) -> list[Any]:
         _, unit = _agent_unit()
         found = []
-        for key, count in registry.stats().items():
+        for key, count in counters.stats().items():
             if key.startswith(name + ":"):
                 values = key.split(":", len(labels))[1:]
                 found.append((count, {**unit, **{f"resil.{label.replace('_', '.')}": value
@@ -146,9 +138,9 @@ def _labeled(name: str, labels: tuple[str, ...]) -> Any:
 
 def _held(options: Any) -> list[Any]:
     _, unit = _agent_unit()
-    return _observations([(registry.stats().get("held_ms_total", 0) / 1000, unit)])
+    return _observations([(counters.stats().get("held_ms_total", 0) / 1000, unit)])
 
 
 def _faults(options: Any) -> list[Any]:
     _, unit = _agent_unit()
-    return _observations((n, {**unit, "resil.where": w}) for w, n in registry.faults().items())
+    return _observations((n, {**unit, "resil.where": w}) for w, n in counters.faults().items())

@@ -59,13 +59,13 @@ from django.contrib.sessions.backends.base import (  # type: ignore[import-untyp
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.http import HttpResponse  # type: ignore[import-untyped]
 
-from ... import registry
+from ... import counters, registry
 from ...errors import ConfigError, LockTimeoutError
 from ...sessions import Loaded, SessionUnavailable, new_id, sign, unsign
 from ...sessions import SessionStore as RedisStore
 
 if TYPE_CHECKING:
-    from ...agent import Agent
+    from ...runtime import Runtime
 
 ENGINE = __name__
 """This module's name: the value of ``SESSION_ENGINE`` that selects it."""
@@ -77,10 +77,10 @@ _shared_lock = threading.Lock()
 
 # --------------------------------------------------------------------------- the store
 
-def running_agent() -> Agent | None:
+def running_agent() -> Runtime | None:
     """The running agent, started (``RESIL_CONFIG`` or ``./resil.toml``) if none runs;
     None when resil is disabled. A bad configuration is ``ImproperlyConfigured``."""
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is not None:
         return agent
     import resil
@@ -132,7 +132,7 @@ class SessionNotSaved(SessionUnavailable):
 
 
 def _unavailable(exc: BaseException) -> SessionUnavailable:
-    registry.count("session_unavailable")
+    counters.count("session_unavailable")
     if isinstance(exc, SessionUnavailable):
         return exc
     # A write held by a switch past the lock timeout: the store is unavailable for now.
@@ -166,7 +166,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def _validate_session_key(self, key: str | None) -> bool:
         valid = self._id_of(key) is not None
         if key and not valid:
-            registry.count("session_key_rejected")
+            counters.count("session_key_rejected")
         return valid
 
     def _get_new_session_key(self) -> str:
@@ -203,10 +203,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         try:
             loaded = store.load(sid)
         except SessionUnavailable:
-            registry.count("session_unavailable")
+            counters.count("session_unavailable")
             if store.config.sessions_on_error != "degrade":
                 raise
-            registry.count("session_degraded")
+            counters.count("session_degraded")
             self._degraded = True
             return {}
         if loaded is None:
@@ -244,7 +244,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         data = self._get_session(no_load=must_create)      # may load it now
         if self._degraded:
             if must_create or self.modified:
-                registry.count("session_unsaved")
+                counters.count("session_unsaved")
                 raise SessionNotSaved("the session was served empty because the session "
                                       "store was unavailable")
             return      # unchanged (SESSION_SAVE_EVERY_REQUEST): nothing to lose
@@ -264,8 +264,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
                 if loaded is None or not store.save(sid, loaded, data, ttl):
                     raise UpdateError
         except (SessionUnavailable, LockTimeoutError) as exc:
-            registry.count("session_unavailable")
-            registry.count("session_unsaved")
+            counters.count("session_unavailable")
+            counters.count("session_unsaved")
             raise SessionNotSaved(f"sessions: {exc}") from exc
         self._loaded = Loaded(dict(data), {k: store.codec.dumps(v) for k, v in data.items()},
                               self._loaded.created if self._loaded else time.time())

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import registry
-from ..telemetry.requests import status_of
-from .base import fail_open
+from .. import counters, registry
+from ..guard import fail_open
+from ..requeststats import status_of
 
 # The same names as in ._routekey: ._unitguard (with asyncio and http.client) is
 # imported only by a process that has routing keys to look at, not at start-up.
@@ -17,7 +17,7 @@ _PROPAGATED_ASGI = b"x-resil-route-key"
 
 
 def _watching() -> None:
-    agent = registry.agent()
+    agent = registry.runtime()
     if agent is not None:
         agent.current_state()   # heartbeats (which carry these metrics) start on first use
 
@@ -25,13 +25,13 @@ def _watching() -> None:
 def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``original(self, environ, start_response)`` that counts the
     request (in flight while it runs, then its status class and duration) and applies
-    wrong-unit protection (:mod:`._unitguard`)."""
+    wrong-unit protection (:mod:`.unitguard`)."""
     def wsgi(self: Any, environ: Any, start_response: Callable[..., Any]) -> Any:
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is None:
             return original(self, environ, start_response)
         fail_open("wsgi.metrics", _watching)
-        stats = registry.requests()
+        stats = counters.requests()
         token = stats.begin()
         status = [0]
 
@@ -44,8 +44,8 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
             # Without [routing] key and without a propagated key, nothing to look at.
             if agent.config.routing_key is None and PROPAGATED_WSGI not in environ:
                 return original(self, environ, start)
-            from . import _unitguard
-            return _unitguard.serve_wsgi(
+            from . import unitguard
+            return unitguard.serve_wsgi(
                 agent, lambda env, respond: original(self, env, respond), environ, start)
         finally:
             stats.end(token, status[0] or 500)
@@ -57,11 +57,11 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
     HTTP requests (the status comes from the ``http.response.start`` message) and
     applies wrong-unit protection."""
     async def asgi(self: Any, scope: Any, receive: Any, send: Any) -> Any:
-        agent = registry.agent()
+        agent = registry.runtime()
         if agent is None or scope.get("type") != "http":
             return await original(self, scope, receive, send)
         fail_open("asgi.metrics", _watching)
-        stats = registry.requests()
+        stats = counters.requests()
         token = stats.begin()
         status = [0]
 
@@ -73,8 +73,8 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
             if agent.config.routing_key is None and not any(
                     name == _PROPAGATED_ASGI for name, _ in scope.get("headers") or ()):
                 return await original(self, scope, receive, sending)
-            from . import _unitguard
-            return await _unitguard.serve_asgi(
+            from . import unitguard
+            return await unitguard.serve_asgi(
                 agent, lambda sc, rc, sd: original(self, sc, rc, sd), scope, receive, sending)
         finally:
             stats.end(token, status[0] or 500)

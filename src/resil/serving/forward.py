@@ -1,9 +1,9 @@
 """Sending one request on to another instance of the application and reading its answer.
 
-Used by wrong-unit protection (:mod:`._unitguard`) in ``forward`` mode. It is a plain
+Used by wrong-unit protection (:mod:`.unitguard`) in ``forward`` mode. It is a plain
 ``http.client`` exchange, one connection per request: forwards are rare (a client that
 reached the wrong unit), so a pool would be state to manage for nothing. The caller runs
-it inside :class:`resil.registry.bypass`, so resil's own routing never redirects it.
+it inside :class:`resil.context.bypass`, so resil's own routing never redirects it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Wrong-unit protection for the WSGI and ASGI layer of the Flask and Django integrations.
 
-Every request's routing key (:mod:`._routekey`) is put in :data:`resil.registry.route_key`
+Every request's routing key (:mod:`.routekey`) is put in :data:`resil.context.route_key`
 while the request runs, so outgoing calls carry it on. When ``[routing] key`` is set and
 a write (any method but GET, HEAD, OPTIONS, TRACE) carries a key whose home unit, by the
 rules of the agent's applied control state, is another unit, the write is refused with
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .. import registry
-from ._forward import FORWARDED_FROM, ForwardFailed, Outgoing, Reply, forward
-from ._routekey import header_value, key_from_environ, key_from_scope
-from .base import fail_open
+from .. import context, counters
+from ..guard import fail_open
+from .forward import FORWARDED_FROM, ForwardFailed, Outgoing, Reply, forward
+from .routekey import header_value, key_from_environ, key_from_scope
 
 if TYPE_CHECKING:
-    from ..agent import Agent
+    from ..runtime import Runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 """Methods that never write, so never refused."""
@@ -61,7 +61,7 @@ class Misrouted:
     """The unit that already forwarded it, if one did."""
 
 
-def judge(agent: Agent, key: str, method: str, forwarded_from: str | None) -> Misrouted | None:
+def judge(agent: Runtime, key: str, method: str, forwarded_from: str | None) -> Misrouted | None:
     """Whether this request is a wrong-unit write to refuse or forward; None lets it pass."""
     config = agent.config
     if config.routing_key is None or config.wrong_unit == "allow" \
@@ -80,7 +80,7 @@ def judge(agent: Agent, key: str, method: str, forwarded_from: str | None) -> Mi
 
 def rejection(wrong: Misrouted) -> Reply:
     """The 409 answer to a wrong-unit write."""
-    registry.count("wrong_unit_rejected")
+    counters.count("wrong_unit_rejected")
     message = f"routing key {wrong.key!r} belongs to unit {wrong.home!r}; " \
               f"this is unit {wrong.unit!r}"
     extra: dict[str, Any] = {}
@@ -91,23 +91,23 @@ def rejection(wrong: Misrouted) -> Reply:
     return _json_reply(409, "Conflict", wrong, "wrong_unit", message, extra)
 
 
-def forwarded(agent: Agent, wrong: Misrouted, request: Outgoing) -> Reply:
+def forwarded(agent: Runtime, wrong: Misrouted, request: Outgoing) -> Reply:
     """Forward a wrong-unit write to the home unit's instance; its answer, or a 502."""
     config = agent.config
     endpoint = config.resources[config.forward_to].endpoint_in(wrong.home)
     if endpoint is None or not endpoint.url:
-        registry.count("wrong_unit_forward_failed")
+        counters.count("wrong_unit_forward_failed")
         return _json_reply(502, "Bad Gateway", wrong, "wrong_unit_forward_failed",
                            f"cannot forward to unit {wrong.home!r}: resource "
                            f"{config.forward_to!r} has no endpoint there")
     try:
-        with registry.bypass():
+        with context.bypass():
             reply = forward(request, endpoint.url, wrong.unit)
     except ForwardFailed as exc:
-        registry.count("wrong_unit_forward_failed")
+        counters.count("wrong_unit_forward_failed")
         return _json_reply(502, "Bad Gateway", wrong, "wrong_unit_forward_failed",
                            f"forwarding to unit {wrong.home!r} ({endpoint.url}) failed: {exc}")
-    registry.count("wrong_unit_forwarded")
+    counters.count("wrong_unit_forwarded")
     return Reply(reply.status, reply.reason, reply.headers + [(HOME_UNIT, wrong.home)],
                  reply.body)
 
@@ -123,25 +123,25 @@ def _json_reply(status: int, reason: str, wrong: Misrouted, error: str, message:
 
 # --------------------------------------------------------------------------- WSGI
 
-def serve_wsgi(agent: Agent, app: WsgiApp, environ: MutableMapping[str, Any],
+def serve_wsgi(agent: Runtime, app: WsgiApp, environ: MutableMapping[str, Any],
                start_response: Callable[..., Any]) -> Any:
     """Run the WSGI ``app`` with the request's routing key set, unless it is a
     wrong-unit write that is refused or forwarded instead."""
     key = fail_open("unit_guard.key", key_from_environ, agent.config.routing_key, environ)
     if key is None:
         return app(environ, start_response)
-    token = registry.route_key.set(key)
+    token = context.route_key.set(key)
     try:
         reply = fail_open("unit_guard.wsgi", _wsgi_decision, agent, key, environ)
         if reply is None:
             return app(environ, start_response)
     finally:
-        registry.route_key.reset(token)
+        context.route_key.reset(token)
     start_response(reply.status_line, reply.headers)
     return [reply.body]
 
 
-def _wsgi_decision(agent: Agent, key: str, environ: MutableMapping[str, Any]) -> Reply | None:
+def _wsgi_decision(agent: Runtime, key: str, environ: MutableMapping[str, Any]) -> Reply | None:
     wrong = judge(agent, key, environ.get("REQUEST_METHOD", ""), environ.get(_FORWARDED_WSGI))
     if wrong is None:
         return None
@@ -187,14 +187,14 @@ def _wsgi_body(environ: MutableMapping[str, Any]) -> bytes:
 
 # --------------------------------------------------------------------------- ASGI
 
-async def serve_asgi(agent: Agent, app: AsgiApp, scope: MutableMapping[str, Any],
+async def serve_asgi(agent: Runtime, app: AsgiApp, scope: MutableMapping[str, Any],
                      receive: Callable[[], Awaitable[Any]],
                      send: Callable[[Any], Awaitable[Any]]) -> Any:
     """The ASGI counterpart of :func:`serve_wsgi`, for ``scope["type"] == "http"``."""
     key = fail_open("unit_guard.key", key_from_scope, agent.config.routing_key, scope)
     if key is None:
         return await app(scope, receive, send)
-    token = registry.route_key.set(key)
+    token = context.route_key.set(key)
     try:
         headers = scope.get("headers") or ()
         wrong = fail_open("unit_guard.asgi", judge, agent, key, scope.get("method", ""),
@@ -211,7 +211,7 @@ async def serve_asgi(agent: Agent, app: AsgiApp, scope: MutableMapping[str, Any]
         if reply is None:
             return await app(scope, receive, send)
     finally:
-        registry.route_key.reset(token)
+        context.route_key.reset(token)
     await send({"type": "http.response.start", "status": reply.status,
                 "headers": [(n.lower().encode("latin-1"), v.encode("latin-1"))
                             for n, v in reply.headers]})
@@ -219,14 +219,14 @@ async def serve_asgi(agent: Agent, app: AsgiApp, scope: MutableMapping[str, Any]
     return None
 
 
-async def _forward_async(agent: Agent, wrong: Misrouted, scope: MutableMapping[str, Any],
+async def _forward_async(agent: Runtime, wrong: Misrouted, scope: MutableMapping[str, Any],
                          body: bytes) -> Reply | None:
     try:
         request = asgi_request(scope, body)
         # http.client blocks: run it in a thread so the event loop keeps serving.
         return await asyncio.to_thread(forwarded, agent, wrong, request)
     except Exception as exc:  # fail-open: resil's fault must never reach the application
-        registry.record_fault("unit_guard.asgi", exc)
+        counters.record_fault("unit_guard.asgi", exc)
         return None
 
 

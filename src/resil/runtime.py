@@ -1,0 +1,67 @@
+"""The narrow face of the running agent that the lower layers may see.
+
+Integrations, serving code, sessions and the telemetry views never see the
+:class:`~resil.agent.Agent` itself: they ask :func:`resil.registry.runtime` for a
+:class:`Runtime` — the applied control state, the write gate, the router's questions and
+the configuration — and nothing else. The views (admin endpoint, Prometheus text, OTel
+observables, scale figures) read a little more through :class:`AgentView`. Both are
+Protocols, so this module imports only the core types they name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .gate import Gate
+    from .router import Router
+    from .scale import Sampler
+    from .state import ControlState
+
+Clock = Callable[[], float]
+"""A source of seconds (``time.monotonic`` or ``time.time``), injected so that policies
+and monitors can be tested without sleeping."""
+
+
+class Runtime(Protocol):
+    """What integrations, serving code and sessions may ask the running agent."""
+
+    config: Config
+    state: ControlState
+    """The control state applied now: an immutable snapshot, read on every statement
+    (a plain attribute; reading it does not start the watch)."""
+    gate: Gate
+    router: Router
+
+    def current_state(self) -> ControlState:
+        """The applied control state; starts the control-plane watch on first use."""
+
+    def refresh(self) -> None:
+        """Read the control plane now and apply what it holds, if newer."""
+
+    def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
+        """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""
+
+
+class AgentView(Runtime, Protocol):
+    """What the telemetry views and the readiness policy read of the running agent."""
+
+    id: str
+    """``host:pid``: names this agent's heartbeat."""
+
+    @property
+    def draining(self) -> bool:
+        """Whether SIGTERM arrived and the instance is draining (not ready)."""
+
+    @property
+    def sampler(self) -> Sampler | None:
+        """The utilization sampler, when this process serves the admin endpoint."""
+
+    def in_flight(self) -> dict[str, int]:
+        """Open transactions and running writes per resource, over all integrations."""
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """The live agents' latest heartbeats: one control-plane read (empty when the
+        control plane is unreachable)."""
