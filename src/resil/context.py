@@ -12,6 +12,10 @@ from contextvars import ContextVar
 
 ROUTE_KEY_HEADER = "x-resil-route-key"
 """The header that carries a request's routing key to the services it calls."""
+ROUTE_KEY_WSGI = "HTTP_" + ROUTE_KEY_HEADER.upper().replace("-", "_")
+""":data:`ROUTE_KEY_HEADER` as a WSGI environ key."""
+ROUTE_KEY_ASGI = ROUTE_KEY_HEADER.encode()
+""":data:`ROUTE_KEY_HEADER` as an ASGI header name (lower-case bytes)."""
 UNIT_HEADER = "x-resil-unit"
 """The header that names the caller's unit on every routed call."""
 

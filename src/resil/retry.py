@@ -11,7 +11,7 @@ integration supplies how to send an attempt to an endpoint and how to read its o
   ``retries`` times;
 - **where the retry goes**: :meth:`resil.router.Router.pick` sends it to a unit not
   tried yet;
-- **whether the budget allows it** (:class:`RetryBudget`): retries are limited to a
+- **whether the budget allows it** (:class:`resil.budget.RetryBudget`): retries are limited to a
   fraction of the calls of the last 10 seconds plus a small floor, so that retrying can
   never multiply the load of an outage.
 
@@ -25,62 +25,23 @@ attempt produced: the driver's own exception, or the last response.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import counters, spans
+from .budget import RetryBudget
 from .topology import Endpoint, Resource
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ = ["Exchange", "RetryBudget", "execute", "execute_async", "repeatable"]
 
 R = TypeVar("R")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods a retry may repeat: idempotent by their definition (RFC 9110, 9.2.2)."""
-WINDOW = 10
-"""Seconds of calls the retry budget looks back over."""
-
-
-class RetryBudget:
-    """Retries allowed: ``ratio`` × calls of the last :data:`WINDOW` seconds, plus
-    ``min_per_second`` × :data:`WINDOW` (so a quiet service can still retry)."""
-
-    def __init__(self, ratio: float, min_per_second: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ratio = ratio
-        self.floor = min_per_second * WINDOW
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._calls = [0] * WINDOW
-        self._retries = [0] * WINDOW
-        self._second = int(clock())
-
-    def _advance(self) -> int:
-        now = int(self._clock())
-        gap = now - self._second
-        if gap > 0:
-            for i in range(1, min(gap, WINDOW) + 1):
-                slot = (self._second + i) % WINDOW
-                self._calls[slot] = self._retries[slot] = 0
-            self._second = now
-        return now % WINDOW
-
-    def record_call(self) -> None:
-        """A call started (each call, not each attempt)."""
-        with self._lock:
-            self._calls[self._advance()] += 1
-
-    def withdraw(self) -> bool:
-        """Take one retry from the budget; False when it is spent."""
-        with self._lock:
-            slot = self._advance()
-            if sum(self._retries) >= self.floor + self.ratio * sum(self._calls):
-                return False
-            self._retries[slot] += 1
-            return True
-
-
 @dataclass
 class Exchange(Generic[R]):
     """What an integration tells :func:`execute` about one call."""
@@ -109,7 +70,7 @@ def repeatable(method: str, headers: Any, body_replayable: bool = True) -> bool:
         return False
 
 
-def _observe(router: Any, exchange: Exchange[R], endpoint: Endpoint,
+def _observe(router: Router, exchange: Exchange[R], endpoint: Endpoint,
              exc: BaseException | None, response: Any) -> None:
     """Feed one attempt's outcome to the endpoint's health (a fault here is counted and
     forgotten: it must not change what the application gets)."""
@@ -119,7 +80,7 @@ def _observe(router: Any, exchange: Exchange[R], endpoint: Endpoint,
         counters.record_fault("http.health", fault)
 
 
-def _feed(router: Any, exchange: Exchange[R], endpoint: Endpoint,
+def _feed(router: Router, exchange: Exchange[R], endpoint: Endpoint,
           exc: BaseException | None, response: Any) -> None:
     health = router.health(exchange.resource)
     if exc is not None:
@@ -142,7 +103,7 @@ def _ejected(resource: Resource, endpoint: Endpoint) -> None:
                                              "resil.endpoint.unit": endpoint.unit})
 
 
-def _wants_retry(router: Any, exchange: Exchange[R], exc: BaseException | None,
+def _wants_retry(router: Router, exchange: Exchange[R], exc: BaseException | None,
                  response: Any) -> Endpoint | None:
     """The endpoint of the next attempt, or None when this outcome is final (also when
     resil's own code fails: the application then gets the outcome it has)."""
@@ -153,7 +114,7 @@ def _wants_retry(router: Any, exchange: Exchange[R], exc: BaseException | None,
         return None
 
 
-def _next_attempt(router: Any, exchange: Exchange[R], exc: BaseException | None,
+def _next_attempt(router: Router, exchange: Exchange[R], exc: BaseException | None,
                   response: Any) -> Endpoint | None:
     resource = exchange.resource
     if not exchange.repeatable or len(exchange.tried) > resource.http.retries:
@@ -191,7 +152,7 @@ def calls_key(resource: Resource, endpoint: Endpoint) -> str:
     return found
 
 
-def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
+def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
             first: Endpoint) -> R:
     """Run a call whose first attempt goes to ``first`` (chosen by the integration, under
     its fail-open guard, with :meth:`~resil.router.Router.pick`): that attempt inline,
@@ -224,7 +185,7 @@ def execute(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     return _retry(router, exchange, send, following)
 
 
-def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
+def _retry(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
            first: Endpoint) -> R:
     from tenacity import Retrying, retry_base, stop_never, wait_none
     following = [first]
@@ -258,7 +219,7 @@ def _retry(router: Any, exchange: Exchange[R], send: Callable[[Endpoint], R],
     return retrying(attempt)
 
 
-async def execute_async(router: Any, exchange: Exchange[R],
+async def execute_async(router: Router, exchange: Exchange[R],
                         send: Callable[[Endpoint], Awaitable[R]],
                         discard: Callable[[R], Awaitable[None]], first: Endpoint) -> R:
     """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""

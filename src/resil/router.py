@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
+from .budget import RetryBudget
 from .checks import ActiveChecks
 from .health import ResourceHealth
-from .retry import RetryBudget
 from .state import ControlState
 from .topology import Endpoint, Resource, ResourceKind, Topology
 

@@ -10,8 +10,9 @@ Protocols, so this module imports only the core types they name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .clock import Clock
 
 if TYPE_CHECKING:
     from .config import Config
@@ -20,9 +21,7 @@ if TYPE_CHECKING:
     from .scale import Sampler
     from .state import ControlState
 
-Clock = Callable[[], float]
-"""A source of seconds (``time.monotonic`` or ``time.time``), injected so that policies
-and monitors can be tested without sleeping."""
+__all__ = ["AgentView", "Clock", "Runtime"]
 
 
 class Runtime(Protocol):

@@ -15,6 +15,7 @@ from typing import Any
 from . import counters
 
 _tracer: Any = None
+_common: dict[str, Any] = {}
 
 
 def set_tracer(tracer: Any, common: Mapping[str, Any] | None = None) -> None:

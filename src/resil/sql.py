@@ -51,6 +51,10 @@ Limits
       ``SERVER_STATUS_AUTOCOMMIT``), not from here: ``SET autocommit=0`` is SESSION, yet
       every later statement runs in a transaction, and ``SET autocommit=1`` or any DDL
       commits an open one.
+
+Why one module of more than 400 lines: the lexer and the keyword tables are read
+together (a token's meaning depends on the tables, a table's entries on how the lexer
+splits), and the module stands alone, importing only the standard library.
 """
 
 from __future__ import annotations

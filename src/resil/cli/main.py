@@ -179,7 +179,8 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _drill(args: argparse.Namespace) -> int:
-    from ..ops.drill import Drill, DrillError, DrillInputError, DrillOptions
+    from ..ops.drill import Drill, DrillOptions
+    from ..ops.probe import DrillError, DrillInputError
     config = load_config(args.config)
     stream = sys.stderr if args.json else sys.stdout
     options = DrillOptions(duration=getattr(args, "duration", 3.0),

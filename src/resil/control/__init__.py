@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from urllib.parse import unquote, urlsplit
 
+from ..clock import Clock
 from ..errors import ControlPlaneError
-from ..runtime import Clock
 from ..topology import Topology
 from .base import ControlPlane, Watch, live_agents
 

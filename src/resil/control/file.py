@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..clock import Clock
 from ..errors import ControlPlaneError, SignalError
-from ..runtime import Clock
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
 

@@ -33,38 +33,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from .. import context
+from ..clock import Clock
 from ..errors import ControlPlaneError, SignalError
-from ..runtime import Clock
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
+from .redis_url import SCHEMES, RedisURL, glob_escape, parse_url
+from .redis_watch import CONNECT_TIMEOUT, RedisWatch
 
 if TYPE_CHECKING:
     import redis
     from redis.commands.core import Script
 
 log = logging.getLogger("resil.control")
+__all__ = ["SCHEMES", "RedisControlPlane", "RedisURL", "parse_url"]
 T = TypeVar("T")
 
-SCHEMES = ("redis", "rediss", "redis+sentinel")
-DEFAULT_PREFIX = "resil"
-CONNECT_TIMEOUT = 1.0
-"""Seconds to open a TCP connection to Redis (or to a Sentinel)."""
 SOCKET_TIMEOUT = 2.0
 """Seconds to wait for a reply on an open connection."""
-WATCH_SOCKET_TIMEOUT = 1.0
-"""Reply timeout of the watch's own connections: bounds how long ``stop()`` can wait."""
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 2.0
-"""The watch reconnects after 0.1 s, then doubles the wait up to this many seconds."""
 PUBLISH_ATTEMPTS = 100
 """``WATCH`` conflicts tolerated by one publish before it gives up."""
-_LISTEN_SLICE = 0.2
-"""Longest single wait for a pub/sub message: the watch checks ``stop()`` this often."""
 
 _LEASE_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
@@ -88,169 +78,6 @@ return 0
 """
 """Delete the lease only if ``ARGV[1]`` holds it."""
 
-
-# --------------------------------------------------------------------------- URLs
-
-@dataclass(frozen=True)
-class RedisURL:
-    """A parsed control-plane URL (see :func:`parse_url`)."""
-
-    scheme: str
-    hosts: tuple[tuple[str, int], ...]
-    """One ``(host, port)`` for redis/rediss; the Sentinels for redis+sentinel."""
-    db: int
-    prefix: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    service: str = ""
-    """The Sentinel master name (redis+sentinel only)."""
-    sentinel_password: str | None = field(default=None, repr=False)
-    ssl_ca_certs: str | None = None
-    ssl_cert_reqs: str | None = None
-
-    @property
-    def safe(self) -> str:
-        """The URL with every password replaced by ``***``: safe to log and show."""
-        user = quote(self.username or "", safe="")
-        if self.password is not None:
-            userinfo = f"{user}:***@" if user or self.scheme != "redis+sentinel" else "***@"
-        else:
-            userinfo = f"{user}@" if user else ""
-        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
-        path = f"/{quote(self.service, safe='')}/{self.db}" if self.service else f"/{self.db}"
-        query: dict[str, str] = {}
-        if self.prefix != DEFAULT_PREFIX:
-            query["prefix"] = self.prefix
-        if self.sentinel_password is not None:
-            query["sentinel_password"] = "***"
-        if self.ssl_cert_reqs is not None:
-            query["ssl_cert_reqs"] = self.ssl_cert_reqs
-        if self.ssl_ca_certs is not None:
-            query["ssl_ca_certs"] = self.ssl_ca_certs
-        shown_query = f"?{urlencode(query, safe='*/')}" if query else ""
-        return f"{self.scheme}://{userinfo}{hosts}{path}{shown_query}"
-
-
-def parse_url(url: str) -> RedisURL:
-    """Parse a ``redis://``, ``rediss://`` or ``redis+sentinel://`` control-plane URL.
-
-    Forms::
-
-        redis://[[user]:password@]host[:port][/db][?prefix=resil]
-        rediss://[[user]:password@]host[:port][/db][?prefix=...&ssl_ca_certs=...&ssl_cert_reqs=...]
-        redis+sentinel://[[user:]password@]host1[:port1],host2[:port2]/master-name[/db]
-                         [?prefix=...&sentinel_password=...]
-
-    Ports default to 6379 (26379 for Sentinels), the database to 0. Raises
-    :class:`ControlPlaneError` naming the URL without its password.
-    """
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in SCHEMES:
-        raise ControlPlaneError(f"control plane {_redact(url)}: not a redis URL "
-                                f"(expected {', '.join(s + '://' for s in SCHEMES)})")
-    if "#" in rest:
-        rest = rest.split("#", 1)[0]
-    rest, _, query_text = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    shown = _redact(url)
-
-    def bad(problem: str) -> ControlPlaneError:
-        return ControlPlaneError(f"control plane {shown}: {problem}")
-
-    username: str | None = None
-    password: str | None = None
-    if at:
-        if ":" in userinfo:
-            user, _, secret = userinfo.partition(":")
-            username, password = unquote(user) or None, unquote(secret)
-        elif scheme == "redis+sentinel":
-            password = unquote(userinfo)        # redis+sentinel://password@host,...
-        else:
-            username = unquote(userinfo) or None
-    default_port = 26379 if scheme == "redis+sentinel" else 6379
-    hosts = tuple(_host_port(item, default_port, bad) for item in hostlist.split(","))
-    if scheme != "redis+sentinel" and len(hosts) != 1:
-        raise bad("only redis+sentinel:// takes several hosts")
-    segments = [unquote(s) for s in path.split("/")] if path else []
-    service = ""
-    if scheme == "redis+sentinel":
-        if not segments or not segments[0]:
-            raise bad("no master name: expected redis+sentinel://host:port,.../master-name/db")
-        service, segments = segments[0], segments[1:]
-    if segments and segments[-1] == "":
-        segments = segments[:-1]                # a trailing slash
-    if len(segments) > 1:
-        raise bad(f"unexpected path {path!r}")
-    db_text = segments[0] if segments else "0"
-    if not db_text.isdigit():
-        raise bad(f"database {db_text!r} is not a number")
-    options = dict(parse_qsl(query_text, keep_blank_values=True))
-    allowed = {"prefix"}
-    if scheme == "rediss":
-        allowed |= {"ssl_ca_certs", "ssl_cert_reqs"}
-    if scheme == "redis+sentinel":
-        allowed.add("sentinel_password")
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise bad(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-    prefix = options.get("prefix", DEFAULT_PREFIX)
-    if not prefix or any(c.isspace() for c in prefix):
-        raise bad(f"prefix {prefix!r} must be non-empty, without spaces")
-    cert_reqs = options.get("ssl_cert_reqs")
-    if cert_reqs is not None and cert_reqs not in ("none", "optional", "required"):
-        raise bad(f"ssl_cert_reqs {cert_reqs!r}: expected none, optional or required")
-    return RedisURL(scheme=scheme, hosts=hosts, db=int(db_text), prefix=prefix,
-                    username=username, password=password, service=service,
-                    sentinel_password=options.get("sentinel_password"),
-                    ssl_ca_certs=options.get("ssl_ca_certs"), ssl_cert_reqs=cert_reqs)
-
-
-def _host_port(text: str, default_port: int,
-               bad: Callable[[str], ControlPlaneError]) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
-    if text.startswith("["):
-        host, _, after = text[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else after
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise bad("no host")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise bad(f"port {port_text!r} of {host} is not a TCP port")
-    return host, int(port_text)
-
-
-def _redact(url: str) -> str:
-    """``url`` with the password of its userinfo and any ``sentinel_password`` masked."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        netloc, slash, tail = rest.partition("/")
-        userinfo, at, hosts = netloc.rpartition("@")
-        if at:
-            if ":" in userinfo:
-                userinfo = userinfo.partition(":")[0] + ":***"
-            elif scheme.lower() == "redis+sentinel":
-                userinfo = "***"
-            netloc = f"{userinfo}@{hosts}"
-        url = f"{scheme}://{netloc}{slash}{tail}"
-    if "sentinel_password=" in url:
-        head, _, query = url.partition("?")
-        parts = [("sentinel_password=***" if p.startswith("sentinel_password=") else p)
-                 for p in query.split("&")]
-        url = f"{head}?{'&'.join(parts)}"
-    return url
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` with Redis glob metacharacters escaped, for ``SCAN MATCH``."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-# --------------------------------------------------------------------------- plane
 
 class RedisControlPlane:
     """Control state in Redis, shared by every machine that can reach it.
@@ -288,7 +115,7 @@ class RedisControlPlane:
         self._poll_interval = poll_interval
         self._clock = clock
         self._agent_ttl_ms = max(1, round(agent_ttl * 1000))
-        self._watches: list[_RedisWatch] = []
+        self._watches: list[RedisWatch] = []
         self._watches_lock = threading.Lock()
         self._client = self.new_client()
         self._lease_script: Script = self._client.register_script(_LEASE_SCRIPT)
@@ -371,9 +198,9 @@ class RedisControlPlane:
             raise SignalError(f"{self.url} {self.state_key}: {exc}") from None
 
     def watch(self, on_signal: Callable[[Signal], object],
-              on_error: Callable[[Exception], None]) -> _RedisWatch:
+              on_error: Callable[[Exception], None]) -> RedisWatch:
         """Subscribe to the channel and re-read the key every poll interval, in a thread."""
-        watch = _RedisWatch(self, on_signal, on_error)
+        watch = RedisWatch(self, on_signal, on_error)
         with self._watches_lock:
             self._watches = [w for w in self._watches if w.running] + [watch]
         watch.start()
@@ -436,7 +263,7 @@ class RedisControlPlane:
 
     def agents(self) -> list[dict[str, Any]]:
         """Every live heartbeat (expired ones are gone), oldest agent first."""
-        pattern = f"{_glob_escape(self.prefix)}:agents:*"
+        pattern = f"{glob_escape(self.prefix)}:agents:*"
         found: list[dict[str, Any]] = []
         with self._talking("list agents"):
             keys = list(self._client.scan_iter(match=pattern, count=500))
@@ -500,157 +327,3 @@ def _started_at(beat: Mapping[str, Any]) -> float:
         return float(beat.get("started_at", 0))
     except (TypeError, ValueError):
         return 0.0
-
-
-# --------------------------------------------------------------------------- watch
-
-class _RedisWatch:
-    """The thread behind :meth:`RedisControlPlane.watch`.
-
-    It owns its connections (a subscriber and a reader) so that the plane's ``close()``
-    and the watch's ``stop()`` never pull a socket out from under each other.
-    """
-
-    def __init__(self, plane: RedisControlPlane, on_signal: Callable[[Signal], object],
-                 on_error: Callable[[Exception], None]) -> None:
-        self._plane = plane
-        self._on_signal = on_signal
-        self._on_error = on_error
-        self._stopped = threading.Event()
-        self._last: bytes | None = None
-        """The bytes last handled: the same value is not delivered or reported twice."""
-        self._down = False
-        """Inside an outage (already reported)."""
-        self._thread = threading.Thread(target=self._run, name="resil-control-watch",
-                                        daemon=True)
-
-    @property
-    def running(self) -> bool:
-        """Whether the thread is still alive."""
-        return self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """End the thread (within ~1 s even with Redis hung); idempotent."""
-        self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=CONNECT_TIMEOUT + WATCH_SOCKET_TIMEOUT + 0.5)
-
-    # ------------------------------------------------------------ loop
-
-    def _run(self) -> None:
-        import redis
-        backoff = BACKOFF_FIRST
-        client: redis.Redis | None = None
-        while not self._stopped.is_set():
-            pubsub: redis.client.PubSub | None = None
-            try:
-                if client is None:
-                    client = self._plane.new_client(socket_timeout=WATCH_SOCKET_TIMEOUT)
-                with context.bypass():
-                    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-                self._subscribe(pubsub)
-                with context.bypass():
-                    data = client.get(self._plane.state_key)    # catch up
-                if self._down:
-                    log.info("resil: control plane %s reachable again", self._plane.url)
-                    self._down = False
-                self._last = None                   # after a gap, deliver the key again
-                backoff = BACKOFF_FIRST
-                self._handle(data)
-                self._listen(client, pubsub)
-            except redis.RedisError as exc:
-                self._outage(exc)
-            except ControlPlaneError as exc:         # no redis-py, a bad URL
-                self._outage(exc)
-            except Exception as exc:  # the watch must outlive any single bad read
-                self._call(self._on_error, exc)
-            finally:
-                if pubsub is not None:
-                    self._quietly(pubsub.close)
-            if self._stopped.wait(backoff):
-                break
-            backoff = min(backoff * 2, BACKOFF_MAX)
-        if client is not None:
-            self._quietly(client.close)
-
-    def _subscribe(self, pubsub: redis.client.PubSub) -> None:
-        """Subscribe and wait for the confirmation: from then on nothing is missed."""
-        with context.bypass():
-            pubsub.subscribe(self._plane.channel)
-        deadline = time.monotonic() + CONNECT_TIMEOUT + WATCH_SOCKET_TIMEOUT
-        while time.monotonic() < deadline and not self._stopped.is_set():
-            with context.bypass():
-                message = pubsub.get_message(timeout=_LISTEN_SLICE)
-            if message is None:
-                continue
-            if message.get("type") == "subscribe":
-                return
-            if message.get("type") == "message":
-                self._handle(message.get("data"))
-        if not self._stopped.is_set():
-            import redis
-            raise redis.TimeoutError(f"no confirmation of SUBSCRIBE {self._plane.channel}")
-
-    def _listen(self, client: redis.Redis, pubsub: redis.client.PubSub) -> None:
-        """Deliver messages as they come; re-read the key every poll interval."""
-        interval = self._plane._poll_interval
-        next_poll = time.monotonic() + interval
-        while not self._stopped.is_set():
-            wait = min(_LISTEN_SLICE, max(0.0, next_poll - time.monotonic()))
-            with context.bypass():
-                message = pubsub.get_message(timeout=wait)
-            if message is not None and message.get("type") == "message":
-                self._handle(message.get("data"))
-            if time.monotonic() >= next_poll:
-                with context.bypass():
-                    data = client.get(self._plane.state_key)
-                self._handle(data)
-                next_poll = time.monotonic() + interval
-
-    # ------------------------------------------------------------ delivery
-
-    def _handle(self, data: object) -> None:
-        """Verify ``data`` and deliver it, or report why it was rejected (once)."""
-        if not isinstance(data, bytes):
-            self._last = None                      # no key (yet, or any more)
-            return
-        if data == self._last or self._stopped.is_set():
-            return
-        self._last = data
-        try:
-            signal = self._plane.decode(data)
-        except SignalError as exc:
-            self._call(self._on_error, exc)
-            return
-        self._call(self._on_signal, signal)
-
-    def _outage(self, exc: Exception) -> None:
-        """Report an unreachable Redis once per outage."""
-        if self._down or self._stopped.is_set():
-            return
-        self._down = True
-        error = exc if isinstance(exc, ControlPlaneError) else \
-            self._plane.unreachable("watch", exc)
-        self._call(self._on_error, error)
-
-    def _call(self, callback: Callable[[T], object], arg: T) -> None:
-        """Run a callback; an exception it raises goes to ``on_error``, never up."""
-        try:
-            callback(arg)
-        except Exception as exc:
-            if callback is self._on_error:
-                log.error("resil: control watch error callback failed", exc_info=exc)
-            else:
-                self._call(self._on_error, exc)
-
-    @staticmethod
-    def _quietly(close: Callable[[], object]) -> None:
-        try:
-            with context.bypass():
-                close()
-        except Exception:   # closing a dead connection can fail: nothing to do about it
-            pass

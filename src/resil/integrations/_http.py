@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import context, registry, spans
+from ..context import ROUTE_KEY_HEADER, UNIT_HEADER
 from ..retry import repeatable
 from ..topology import Endpoint, Resource
 
-UNIT_HEADER = "x-resil-unit"
-ROUTE_KEY_HEADER = "x-resil-route-key"
+if TYPE_CHECKING:
+    from ..router import Router
+
 _CACHE_SIZE = 512
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -51,6 +53,8 @@ class Plan:
     """Path, query and fragment of the original URL (``/items?page=2``)."""
     repeatable: bool
     """Whether the call is safe to send again (see :func:`resil.retry.repeatable`)."""
+    router: Router
+    """The router that planned the call: it also picks the retries' endpoints."""
     stripped: bool = False
     """Whether a base path of the endpoint the URL named was taken off :attr:`rest`."""
 
@@ -112,7 +116,7 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | N
     first = router.pick(match.resource, (), again)
     if first is None:   # pick always answers a first attempt; this keeps the types honest
         return None
-    return Plan(match.resource, first, match.userinfo, rest, again, stripped)
+    return Plan(match.resource, first, match.userinfo, rest, again, router, stripped)
 
 
 def _match(router: Any, prefix: str) -> _Match | None:

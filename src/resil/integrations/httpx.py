@@ -114,7 +114,7 @@ def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
         def attempt(endpoint: Any) -> Any:
             aim(endpoint)
             return original(self, request)
-        return execute(registry.router(), exchange, attempt, plan.first)
+        return execute(plan.router, exchange, attempt, plan.first)
     return handle_request
 
 
@@ -131,7 +131,7 @@ def make_handle_async(original: Callable[..., Any]) -> Callable[..., Any]:
         async def attempt(endpoint: Any) -> Any:
             aim(endpoint)
             return await original(self, request)
-        return await execute_async(registry.router(), exchange, attempt, _discard_async,
+        return await execute_async(plan.router, exchange, attempt, _discard_async,
                                    plan.first)
     return handle_async_request
 

@@ -54,7 +54,7 @@ def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
         def attempt(endpoint: Any) -> Any:
             request.url = plan.url(endpoint)
             return original(self, request, *args, **kwargs)
-        return execute(registry.router(), exchange, attempt, plan.first)
+        return execute(plan.router, exchange, attempt, plan.first)
     return send
 
 

@@ -61,7 +61,7 @@ def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
         def attempt(endpoint: Any) -> Any:
             with _http.inside():
                 return original(self, method, plan.url(endpoint), *args, **kwargs)
-        return execute(registry.router(), exchange, attempt, plan.first)
+        return execute(plan.router, exchange, attempt, plan.first)
     return urlopen
 
 

@@ -57,7 +57,7 @@ def make_open(original: Callable[..., Any]) -> Callable[..., Any]:
         def attempt(endpoint: Any) -> Any:
             req.full_url = plan.url(endpoint)
             return original(self, req, *args, **kwargs)
-        return execute(registry.router(), exchange, attempt, plan.first)
+        return execute(plan.router, exchange, attempt, plan.first)
     return _open
 
 

@@ -13,6 +13,10 @@ fault:
 
 Afterwards it reads, through an admin connection to the primary that bypasses the agent,
 which acknowledged writes are there, and reports RTO, RPO and client errors.
+
+Its length (over 400 lines) is the drill's story told once, step by step, for both
+faults and both kinds of resource; the probe, the local-process lookup and the servers
+already live in modules of their own.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import registry
+from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane, open_control_plane
 from ..errors import ControlPlaneError, SignalError, SwitchError
-from ..runtime import Clock
 from ..state import ControlState, issuer
 from ..topology import Endpoint, Resource
 from .local import command_of, listening_pids, local_addresses

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import context
+from ..clock import Clock
 from ..errors import ResilError
-from ..runtime import Clock
 from ..topology import Endpoint
 from .servers import Credentials
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import spans
+from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane
 from ..control.base import live_agents
 from ..errors import SwitchError
-from ..runtime import Clock
 from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource

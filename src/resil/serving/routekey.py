@@ -12,12 +12,12 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-PROPAGATED = "x-resil-route-key"
-"""The header that carries a routing key from service to service (sent on outgoing calls
-to http resources, read on incoming requests when the configured place has no key)."""
+from ..context import ROUTE_KEY_HEADER, ROUTE_KEY_WSGI
 
-PROPAGATED_WSGI = "HTTP_X_RESIL_ROUTE_KEY"
-""":data:`PROPAGATED` as a WSGI environ key."""
+# The header that carries a routing key from service to service: sent on outgoing calls
+# to http resources, read on incoming requests when the configured place has no key.
+PROPAGATED = ROUTE_KEY_HEADER
+PROPAGATED_WSGI = ROUTE_KEY_WSGI
 
 def wsgi_name(header: str) -> str:
     """The WSGI environ key of an HTTP header: ``X-User-Id`` → ``HTTP_X_USER_ID``."""

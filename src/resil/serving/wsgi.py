@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import counters, registry
+from ..context import ROUTE_KEY_ASGI, ROUTE_KEY_WSGI
 from ..guard import fail_open
 from ..requeststats import status_of
 
-# The same names as in ._routekey: ._unitguard (with asyncio and http.client) is
-# imported only by a process that has routing keys to look at, not at start-up.
-PROPAGATED_WSGI = "HTTP_X_RESIL_ROUTE_KEY"
-_PROPAGATED_ASGI = b"x-resil-route-key"
+# .unitguard (with asyncio and http.client) is imported only by a process that has
+# routing keys to look at, not at start-up: the header names come from the core.
+PROPAGATED_WSGI = ROUTE_KEY_WSGI
+_PROPAGATED_ASGI = ROUTE_KEY_ASGI
 
 
 def _watching() -> None:
