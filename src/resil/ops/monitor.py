@@ -78,6 +78,7 @@ class Monitor:
     clock: Callable[[], float] = time.monotonic
     _health: dict[str, _Health] = field(default_factory=dict)
     _leader: bool | None = None     # unknown until the first tick, which says which
+    _stale_said: dict[str, tuple[int, Endpoint]] = field(default_factory=dict)
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -303,22 +304,54 @@ class Monitor:
         return current.epoch == state.epoch and resource.name not in current.locks
 
     def _fence_stale(self, resource: Resource, primary: Endpoint, state: ControlState) -> None:
-        """Any other endpoint that accepts writes is a stale primary: fence it.
+        """Any other endpoint that accepts writes while ``primary`` does too is a stale
+        primary: fence it.
 
-        Unless the control state moved on since ``state`` was read: a planned switch
-        locks the resource before it promotes, so an endpoint seen writable *then*
-        confirmed against a state with no lock and the same epoch is really stale —
-        while one promoted by a switch is never mistaken for it.
+        The servers are the truth. If the control state's primary is itself read-only
+        (a replica, or fenced), the writable endpoint is the real primary and the
+        control state is what is stale — lost, rolled back, or replayed: it is never
+        fenced, since that would leave no writable server at all. Nor is anything fenced
+        when the control state moved on since ``state`` was read: a planned switch locks
+        the resource before it promotes, so an endpoint promoted by a switch is never
+        mistaken for a stale one.
         """
         for endpoint, server in self._others(resource, primary, 4):
             try:
-                if server.writable():
-                    if not self._unchanged(resource, state):
-                        return      # a switch or failover is under way: look next round
-                    cut = server.fence_for_good()
-                    self.say(f"{resource.name}: {endpoint} came back writable while "
-                             f"{primary} is the primary: fenced, {cut} client(s) cut; it "
-                             "needs a rejoin (CHANGE MASTER / REPLICAOF) by an operator")
+                if not server.writable():
+                    continue
+                if not self._writable(resource, primary):
+                    self._stale_state(resource, primary, endpoint, state)
+                    return
+                if not self._unchanged(resource, state):
+                    return      # a switch or failover is under way: look next round
+                cut = server.fence_for_good()
+                self.say(f"{resource.name}: {endpoint} came back writable while "
+                         f"{primary} is the primary: fenced, {cut} client(s) cut; it "
+                         "needs a rejoin (CHANGE MASTER / REPLICAOF) by an operator")
             except Exception as exc:
                 self.say(f"{resource.name}: could not check {endpoint}: {exc!r}")
 
+    def _writable(self, resource: Resource, endpoint: Endpoint) -> bool:
+        """Whether ``endpoint`` accepts writes now (False when it cannot be asked)."""
+        try:
+            server = open_server(resource, endpoint, Credentials.of(resource),
+                                 timeout=self.options.timeout,
+                                 read_timeout=self.options.timeout * 4)
+        except ResilError:
+            return False
+        try:
+            return server.writable()
+        finally:
+            server.close()
+
+    def _stale_state(self, resource: Resource, primary: Endpoint, real: Endpoint,
+                     state: ControlState) -> None:
+        """The control state names a read-only primary while ``real`` is writable: said
+        once per epoch and server, not every round."""
+        if self._stale_said.get(resource.name) == (state.epoch, real):
+            return
+        self._stale_said[resource.name] = (state.epoch, real)
+        self.say(f"{resource.name}: the control state (epoch {state.epoch}) names {primary} "
+                 f"as the primary, but {primary} is read-only and {real} accepts writes: "
+                 f"the control state is stale (lost, rolled back or replayed?). NOT fencing "
+                 f"{real}, the only writable server; publish its unit as the primary")
