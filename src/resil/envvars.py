@@ -1,9 +1,11 @@
-"""Every setting resil reads, defined once.
+"""Every setting resil reads, declared once: its key, type, default and allowed values.
 
 Each :class:`Setting` is a key of ``resil.toml`` and, at the same time, the
 environment variable that overrides it (``RESIL_<SECTION>_<KEY>``). ``resil-run``'s
-flags and ``docs/configuration.md`` are both generated from :data:`SETTINGS`, so the
-three can never drift apart. Only :mod:`resil.config` reads the environment.
+flags, ``docs/configuration.md``, :mod:`resil.config`'s checks and the defaults of
+:class:`~resil.topology.Resource` and :class:`~resil.topology.HttpPolicy` are all built
+from these declarations, so none of them can drift from another. Only
+:mod:`resil.config` reads the environment.
 
 Per-resource keys (``[resources.NAME]``) are listed in :data:`RESOURCE_KEYS`; their
 variables are ``RESIL_RESOURCES_<NAME>_<KEY>`` with the resource name upper-cased and
@@ -14,23 +16,41 @@ variables are ``RESIL_RESOURCES_<NAME>_<KEY>`` with the resource name upper-case
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import KW_ONLY, dataclass
+from typing import Literal, TypeVar
 
-Kind = Literal["str", "bool", "float", "list", "endpoints"]
+Kind = Literal["str", "bool", "float", "int", "list", "ints", "endpoints"]
+"""``int`` is a whole number; ``ints`` a list of whole numbers (each in the range)."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration key and its environment variable."""
+    """One configuration key and its environment variable, with its default and range."""
 
     key: str
     """Dotted key: ``unit`` (top level) or ``control.url`` (``[control] url``)."""
     kind: Kind
     default: object
+    """The value when the key is absent (None: none, or computed by :mod:`resil.config`)."""
     help: str
+    _: KW_ONLY
     flag: bool = True
     """Whether ``resil-run`` offers it as a command-line flag."""
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    """The minimum itself is refused (``lock_timeout = 0`` would fail every write)."""
+    choices: tuple[str, ...] = ()
+    """The only values a ``str`` accepts (compared case-insensitively)."""
+    measure: str = ""
+    """What the number counts (``seconds``, ``bytes``), shown after its range."""
+    kinds: tuple[str, ...] = ()
+    """For a resource key: the resource kinds it applies to (empty: every kind)."""
+    scheme_defaults: tuple[tuple[str, object], ...] = ()
+    """``(scheme, default)`` pairs: a default that depends on ``control.url``'s scheme."""
 
     @property
     def env(self) -> str:
@@ -52,13 +72,62 @@ class Setting:
         """The key's name inside its table."""
         return self.key.rpartition(".")[2]
 
+    def default_for(self, scheme: str) -> object:
+        """The default when the control plane's URL has ``scheme``."""
+        return dict(self.scheme_defaults).get(scheme, self.default)
+
+    def default_as(self, kind: type[_T]) -> _T:
+        """The default, checked to be a ``kind`` (for typed dataclass defaults)."""
+        if not isinstance(self.default, kind):
+            raise TypeError(f"default of {self.key} is not a {kind.__name__}: "
+                            f"{self.default!r}")
+        return self.default
+
+    def admits(self, number: float) -> bool:
+        """Whether ``number`` is inside the declared range (and whole, for ``int(s)``)."""
+        if self.kind in ("int", "ints") and not float(number).is_integer():
+            return False
+        # Written as "not inside" rather than "outside": NaN compares false both ways and
+        # must be refused.
+        if self.minimum is not None:
+            inside = number > self.minimum if self.exclusive_minimum else number >= self.minimum
+            if not inside:
+                return False
+        return self.maximum is None or number <= self.maximum
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words (``between 0 and 10 seconds``; ``""``: any)."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.minimum is None and self.maximum is None:
+            return ""
+        low = "" if self.minimum is None else _number(self.minimum)
+        high = "" if self.maximum is None else _number(self.maximum)
+        if self.minimum is None:
+            span = f"at most {high}"
+        elif self.maximum is None:
+            span = f"more than {low}" if self.exclusive_minimum else f"at least {low}"
+        elif self.exclusive_minimum:
+            span = f"more than {low} and at most {high}"
+        else:
+            span = f"between {low} and {high}"
+        whole = {"int": "a whole number ", "ints": "a list of whole numbers "}.get(self.kind, "")
+        return f"{whole}{span}" + (f" {self.measure}" if self.measure else "")
+
+
+def _number(value: float) -> str:
+    """``60`` rather than ``60.0``, ``16777216`` rather than ``1.67772e+07``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
 
 CONFIG_ENV = "RESIL_CONFIG"
 """Path of the configuration file; ``resil-run --config`` sets it."""
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("unit", "str", None,
-            "This process's own unit (zone, site, region). Required; must be one of the units."),
+            "This process's own unit (zone, site, region); must be one of the units.",
+            required=True),
     Setting("units", "list", (),
             "Declared units. Optional: when absent, the units are those named by the "
             "resources' endpoints; when present, every endpoint must be in one of them.",
@@ -67,8 +136,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`1`: resil-run runs the program untouched and `resil.start()` does nothing."),
     Setting("disabled_integrations", "list", (),
             "Integrations not to install, comma-separated (e.g. `pymysql,redis`)."),
-    Setting("log_level", "str", "WARNING",
-            "Level of the `resil` logger: DEBUG, INFO, WARNING, ERROR."),
+    Setting("log_level", "str", "WARNING", "Level of the `resil` logger.",
+            choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
     Setting("control.url", "str", None,
             "Where control state lives: `file:///path/state.json` (default: "
             "`resil-state.json` beside the configuration file). `redis://` comes with the "
@@ -76,42 +145,52 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("control.signing_key_env", "str", "",
             "Name of the environment variable that holds the HMAC key. When set, every "
             "signal must carry a valid signature; unsigned and forged signals are rejected."),
-    Setting("control.poll_interval", "float", 0.05,
+    # The file backend polls a local stat (cheap); Redis polls only to reconcile missed
+    # pub/sub messages, so every process asking it 20 times a second would be waste.
+    Setting("control.poll_interval", "float", 1.0,
             "File control plane: seconds between checks where inotify is unavailable (on "
             "Linux the watch sleeps until the file changes). With Redis, changes arrive by "
-            "pub/sub and this is the reconciling poll: default 1.0 there."),
+            "pub/sub and this is only the reconciling poll.",
+            minimum=0.001, maximum=60, measure="seconds", scheme_defaults=(("file", 0.05),)),
     Setting("control.heartbeat_interval", "float", 1.0,
             "Seconds between an agent's heartbeats (unit, applied epoch, in-flight "
-            "transactions); every 20 ms while a resource is locked."),
+            "transactions); every 20 ms while a resource is locked.",
+            minimum=0.05, maximum=60, measure="seconds"),
     Setting("admin.listen", "str", "127.0.0.1:9464",
             "host:port of the admin endpoint (/healthz /readyz /metrics /state), served by "
             "the process that started the agent (gunicorn's master). Port 0: any free port "
             "(shown by `resil status`); `off`: none."),
     Setting("admin.drain_period", "float", 0.0,
             "Seconds an instance keeps serving after SIGTERM while /readyz says 503, before "
-            "the application's own SIGTERM handling runs. 0: SIGTERM is left alone."),
+            "the application's own SIGTERM handling runs. 0: SIGTERM is left alone.",
+            minimum=0, maximum=3600, measure="seconds"),
     Setting("admin.ready_requires_primary", "bool", False,
             "`/readyz` also answers 503 while a mysql/redis resource's primary does not "
             "accept TCP connections (checked at most every 2 s, 0.5 s timeout)."),
     Setting("admin.capacity", "float", 0.0,
             "Concurrent requests this instance can serve, for the scale signals; 0: the "
-            "number of worker processes that report requests (at least 1)."),
+            "number of worker processes that report requests (at least 1).",
+            minimum=0, maximum=100000),
     Setting("admin.target_utilization", "float", 0.6,
-            "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1)."),
+            "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1).",
+            minimum=0, exclusive_minimum=True, maximum=1),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions. Empty: the "
             "frameworks' own session stores are left alone.", flag=False),
     Setting("sessions.on_error", "str", "fail",
             "When Redis cannot be reached: `fail` answers 503; `degrade` serves the request "
             "with an empty session (a change it makes that cannot be saved still turns the "
-            "answer into a 503: a write never silently disappears).", flag=False),
-    Setting("sessions.max_size", "float", 65536,
+            "answer into a 503: a write never silently disappears).",
+            flag=False, choices=("fail", "degrade")),
+    Setting("sessions.max_size", "int", 65536,
             "Largest session in bytes of JSON; a bigger one raises SessionTooLarge naming "
-            "its largest key.", flag=False),
+            "its largest key.", flag=False, minimum=1024, maximum=16 * 1024 * 1024,
+            measure="bytes"),
     Setting("sessions.replica_wait", "float", 0.1,
             "Seconds a session write waits for the replicas in the other units (Redis "
             "WAIT), so that the next request, in any unit, reads it from its own unit's "
-            "Redis. 0: read and write the primary only.", flag=False),
+            "Redis. 0: read and write the primary only.",
+            flag=False, minimum=0, maximum=10, measure="seconds"),
     Setting("routing.key", "str", "",
             "Where an incoming request carries its routing key (a user id, a shop id): "
             "`header:NAME`, `cookie:NAME` or `query:NAME`. With rules in the control state "
@@ -120,36 +199,41 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("routing.wrong_unit", "str", "reject",
             "What a write request (POST, PATCH, ...) whose routing key belongs to another "
             "unit gets: `reject` (409 naming the right unit), `forward` (sent on to that "
-            "unit's instance of `routing.forward_to`) or `allow`.", flag=False),
+            "unit's instance of `routing.forward_to`) or `allow`.",
+            flag=False, choices=("reject", "forward", "allow")),
     Setting("routing.forward_to", "str", "",
             "The http resource whose endpoints are this application's instances in each "
             "unit; required by `wrong_unit = \"forward\"`.", flag=False),
 )
 """Every top-level and section key, in documentation order."""
 
+_HTTP = ("http",)
+
 RESOURCE_KEYS: tuple[Setting, ...] = (
-    Setting("kind", "str", None, "`mysql`, `redis` or `http`. Required.", flag=False),
+    Setting("kind", "str", None, "What the resource is.", flag=False, required=True,
+            choices=("mysql", "redis", "http")),
     Setting("primary", "str", None,
             "mysql/redis: the unit of the initial primary (control state overrides it). "
             "Required when more than one unit has an endpoint.", flag=False),
     Setting("endpoints", "endpoints", None,
             "One address per unit: `{ beijing = \"10.0.1.5:3306\" }` for mysql and redis; "
             "a list of base URLs per unit for http. In the environment: "
-            "`beijing=10.0.1.5:3306,hangzhou=10.0.2.5:3306`.", flag=False),
+            "`beijing=10.0.1.5:3306,hangzhou=10.0.2.5:3306`.", flag=False, required=True),
     Setting("aliases", "list", (),
             "Other addresses the application uses for this resource: `host` (any port) "
             "or `host:port`.", flag=False),
     Setting("lock_timeout", "float", 5.0,
             "mysql/redis: longest time a write is held while a switch has the resource "
             "locked; then it fails with LockTimeoutError (never sent, safe to retry).",
-            flag=False),
+            flag=False, minimum=0, exclusive_minimum=True, maximum=300, measure="seconds"),
     Setting("connect_timeout", "float", 5.0,
             "mysql/redis: upper bound of the application's connect timeout to this "
-            "resource (a dead endpoint fails fast).", flag=False),
+            "resource (a dead endpoint fails fast).",
+            flag=False, minimum=0, exclusive_minimum=True, maximum=300, measure="seconds"),
     Setting("io_timeout", "float", 30.0,
             "mysql/redis: read/write timeout given to connections whose application set "
             "none (PyMySQL and redis-py wait forever on a frozen server by default); 0 "
-            "leaves them as they are.", flag=False),
+            "leaves them as they are.", flag=False, minimum=0, maximum=3600, measure="seconds"),
     Setting("admin_user", "str", "",
             "mysql: account used by `resil db switch` and `resil monitor`, never by the "
             "application.", flag=False),
@@ -158,40 +242,46 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
     Setting("replication_user", "str", "", "mysql: replication account.", flag=False),
     Setting("replication_password_env", "str", "",
             "Name of the environment variable holding the replication password.", flag=False),
-    Setting("retries", "float", 2,
+    Setting("retries", "int", 2,
             "http: further attempts of a call that is safe to repeat (GET, HEAD, OPTIONS, "
             "PUT, DELETE, or one with an `Idempotency-Key` header) after a failure before "
             "any response, or a status in `retry_statuses`; the first goes to another unit.",
-            flag=False),
-    Setting("retry_statuses", "list", (502, 503, 504),
+            flag=False, kinds=_HTTP, minimum=0, maximum=10),
+    Setting("retry_statuses", "ints", (502, 503, 504),
             "http: response statuses that are retried like a connection failure.",
-            flag=False),
+            flag=False, kinds=_HTTP, minimum=500, maximum=599, measure="(5xx statuses)"),
     Setting("retry_budget", "float", 0.2,
             "http: retries allowed as a fraction of the calls of the last 10 s, so that "
-            "retries cannot multiply an outage.", flag=False),
+            "retries cannot multiply an outage.", flag=False, kinds=_HTTP, minimum=0, maximum=1),
     Setting("retry_budget_min", "float", 3.0,
             "http: retries per second allowed whatever the budget (for low traffic).",
-            flag=False),
-    Setting("eject_after", "float", 5,
+            flag=False, kinds=_HTTP, minimum=0, maximum=10000),
+    Setting("eject_after", "int", 5,
             "http: consecutive failures (connection errors or 5xx) that eject an endpoint.",
-            flag=False),
+            flag=False, kinds=_HTTP, minimum=1, maximum=1000),
     Setting("eject_time", "float", 30.0,
             "http: seconds of the first ejection; each repeated ejection lasts one more "
-            "multiple (capped at 10). Then a half-open probe decides.", flag=False),
+            "multiple (capped at 10). Then a half-open probe decides.",
+            flag=False, kinds=_HTTP, minimum=0.01, maximum=3600, measure="seconds"),
     Setting("max_ejected_percent", "float", 50.0,
             "http: at most this share of a resource's endpoints is ejected at once (at "
-            "least one may always be).", flag=False),
+            "least one may always be).", flag=False, kinds=_HTTP, minimum=0, maximum=100,
+            measure="percent"),
     Setting("panic_threshold", "float", 50.0,
             "http: below this percentage of healthy endpoints, health is ignored and every "
-            "endpoint of a unit with traffic takes calls (Envoy's panic mode).", flag=False),
-    Setting("half_open_requests", "float", 1,
+            "endpoint of a unit with traffic takes calls (Envoy's panic mode).",
+            flag=False, kinds=_HTTP, minimum=0, maximum=100, measure="percent"),
+    Setting("half_open_requests", "int", 1,
             "http: calls let through at once to an endpoint whose ejection ended; one "
-            "success brings it back, a failure ejects it again for longer.", flag=False),
+            "success brings it back, a failure ejects it again for longer.",
+            flag=False, kinds=_HTTP, minimum=1, maximum=100),
     Setting("health_path", "str", "",
             "http: path of an active health check (e.g. `/healthz`), asked of every "
-            "endpoint by one background thread; empty: passive detection only.", flag=False),
+            "endpoint by one background thread; empty: passive detection only.",
+            flag=False, kinds=_HTTP),
     Setting("health_interval", "float", 5.0,
-            "http: seconds between active health checks of an endpoint.", flag=False),
+            "http: seconds between active health checks of an endpoint.",
+            flag=False, kinds=_HTTP, minimum=0.05, maximum=3600, measure="seconds"),
 )
 """Keys of a ``[resources.NAME]`` table."""
 
@@ -206,14 +296,44 @@ def by_key() -> dict[str, Setting]:
     return {s.key: s for s in SETTINGS}
 
 
+def section(name: str) -> dict[str, Setting]:
+    """The settings of the table ``[name]`` (``""``: the top level), by name in it."""
+    return {s.name: s for s in SETTINGS if s.section == name}
+
+
+def resource_keys() -> dict[str, Setting]:
+    """The keys of a ``[resources.NAME]`` table, by name."""
+    return {s.name: s for s in RESOURCE_KEYS}
+
+
+def resource_default(name: str, kind: type[_T]) -> _T:
+    """The declared default of resource key ``name``, checked to be a ``kind``."""
+    return resource_keys()[name].default_as(kind)
+
+
 def _default_text(setting: Setting) -> str:
-    if setting.default in (None, "", ()):
+    if setting.required:
+        return "required"
+    if setting.scheme_defaults:
+        shown = [f"{_shown(d)} ({scheme}://)" for scheme, d in setting.scheme_defaults]
+        return ", ".join(shown + [f"{_shown(setting.default)} otherwise"])
+    return _shown(setting.default)
+
+
+def _shown(default: object) -> str:
+    if default in (None, "", ()):
         return "—"
-    if isinstance(setting.default, bool):
-        return "`1`" if setting.default else "`0`"
-    if isinstance(setting.default, tuple):
-        return "`" + ",".join(map(str, setting.default)) + "`"
-    return f"`{setting.default}`"
+    if isinstance(default, bool):
+        return "`1`" if default else "`0`"
+    if isinstance(default, tuple):
+        return "`" + ",".join(map(str, default)) + "`"
+    return f"`{default}`"
+
+
+def _allowed_text(setting: Setting) -> str:
+    if setting.choices:
+        return ", ".join(f"`{c}`" for c in setting.choices)
+    return setting.allowed or "—"
 
 
 def markdown() -> str:
@@ -229,14 +349,16 @@ def markdown() -> str:
         "overridden by an environment variable, and most by a `resil-run` flag. "
         "Precedence: flag > environment > file > default.",
         "",
-        "| key | environment | resil-run flag | default | meaning |",
-        "| --- | --- | --- | --- | --- |",
-        f"| — | `{CONFIG_ENV}` | `--config` | `./resil.toml` | Path of the configuration file. |",
+        "| key | environment | resil-run flag | default | allowed | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| — | `{CONFIG_ENV}` | `--config` | `./resil.toml` | — | "
+        "Path of the configuration file. |",
     ]
     for s in SETTINGS:
         table = f"[{s.section}] " if s.section else ""
         flag = f"`{s.option}`" if s.flag else "—"
-        out.append(f"| `{table}{s.name}` | `{s.env}` | {flag} | {_default_text(s)} | {s.help} |")
+        out.append(f"| `{table}{s.name}` | `{s.env}` | {flag} | {_default_text(s)} | "
+                   f"{_allowed_text(s)} | {s.help} |")
     out += [
         "",
         "## Resources",
@@ -245,11 +367,11 @@ def markdown() -> str:
         "`RESIL_RESOURCES_<NAME>_<KEY>` (NAME upper-cased, `-` as `_`; e.g. "
         "`RESIL_RESOURCES_ORDERS_DB_PRIMARY`).",
         "",
-        "| key | default | meaning |",
-        "| --- | --- | --- |",
+        "| key | default | allowed | meaning |",
+        "| --- | --- | --- | --- |",
     ]
     for s in RESOURCE_KEYS:
-        out.append(f"| `{s.name}` | {_default_text(s)} | {s.help} |")
+        out.append(f"| `{s.name}` | {_default_text(s)} | {_allowed_text(s)} | {s.help} |")
     out += [
         "",
         "## Errors",
@@ -266,3 +388,10 @@ def markdown() -> str:
     ]
     return "\n".join(out)
 
+
+def default_poll_interval(scheme: str) -> float:
+    """The declared default of ``control.poll_interval`` for a control-plane URL scheme."""
+    value = by_key()["control.poll_interval"].default_for(scheme)
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"default of control.poll_interval for {scheme!r} is not a number")
+    return float(value)

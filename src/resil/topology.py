@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
+
+from .envvars import resource_default
 
 ResourceKind = Literal["mysql", "redis", "http"]
-KINDS: tuple[ResourceKind, ...] = ("mysql", "redis", "http")
+KINDS: tuple[ResourceKind, ...] = get_args(ResourceKind)
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"mysql": 3306, "redis": 6379})
 
 
@@ -46,24 +48,31 @@ class Alias:
 
 @dataclass(frozen=True)
 class HttpPolicy:
-    """How calls to an http resource are retried, and when an endpoint is ejected."""
+    """How calls to an http resource are retried, and when an endpoint is ejected.
 
-    retries: int = 2
-    retry_statuses: frozenset[int] = frozenset({502, 503, 504})
-    retry_budget: float = 0.2
-    retry_budget_min: float = 3.0
-    eject_after: int = 5
-    eject_time: float = 30.0
-    max_ejected_percent: float = 50.0
-    panic_threshold: float = 50.0
-    half_open_requests: int = 1
-    health_path: str = ""
-    health_interval: float = 5.0
+    Each field is the resource key of the same name; its default is the one declared in
+    :data:`resil.envvars.RESOURCE_KEYS` (see docs/configuration.md for the meanings).
+    """
+
+    retries: int = resource_default("retries", int)
+    retry_statuses: frozenset[int] = frozenset(resource_default("retry_statuses", tuple))
+    retry_budget: float = resource_default("retry_budget", float)
+    retry_budget_min: float = resource_default("retry_budget_min", float)
+    eject_after: int = resource_default("eject_after", int)
+    eject_time: float = resource_default("eject_time", float)
+    max_ejected_percent: float = resource_default("max_ejected_percent", float)
+    panic_threshold: float = resource_default("panic_threshold", float)
+    half_open_requests: int = resource_default("half_open_requests", int)
+    health_path: str = resource_default("health_path", str)
+    health_interval: float = resource_default("health_interval", float)
 
 
 @dataclass(frozen=True)
 class Resource:
-    """Something the application talks to, with its endpoints in each unit."""
+    """Something the application talks to, with its endpoints in each unit.
+
+    Defaults are those declared in :data:`resil.envvars.RESOURCE_KEYS`.
+    """
 
     name: str
     kind: ResourceKind
@@ -71,16 +80,16 @@ class Resource:
     primary: str | None = None
     """mysql/redis: the unit of the initial primary (control state overrides it)."""
     aliases: tuple[Alias, ...] = ()
-    lock_timeout: float = 5.0
+    lock_timeout: float = resource_default("lock_timeout", float)
     """Longest hold of a write while a switch has the resource locked (seconds)."""
-    connect_timeout: float = 5.0
+    connect_timeout: float = resource_default("connect_timeout", float)
     """Upper bound of the application's connect timeout (seconds)."""
-    io_timeout: float = 30.0
+    io_timeout: float = resource_default("io_timeout", float)
     """Read/write timeout for connections that set none (seconds; 0: leave them)."""
-    admin_user: str = ""
-    admin_password_env: str = ""
-    replication_user: str = ""
-    replication_password_env: str = ""
+    admin_user: str = resource_default("admin_user", str)
+    admin_password_env: str = resource_default("admin_password_env", str)
+    replication_user: str = resource_default("replication_user", str)
+    replication_password_env: str = resource_default("replication_password_env", str)
     http: HttpPolicy = HttpPolicy()
     """http: retry and outlier-detection policy (defaults for other kinds, unused)."""
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from resil import envvars
 from resil.config import load_config
 from resil.errors import ConfigError
 
@@ -193,3 +198,210 @@ def test_design_example_is_accepted():
     example = Path(__file__).parents[2] / "examples" / "design-example.toml"
     config = load_config(example, env={})
     assert set(config.resources) == {"orders-db", "cache", "productservice"}
+
+
+# ------------------------------------------------------------ every setting declared once
+#
+# Defaults and ranges live only in resil.envvars. These tests change a declaration and
+# check that the Config follows: a default or a range written again anywhere else (in
+# config.py, or as a dataclass default in topology.py) makes them fail.
+
+MINIMAL = """
+unit = "a"
+[resources.db]
+kind = "mysql"
+endpoints = { a = "10.0.0.1:3306" }
+[resources.cache]
+kind = "redis"
+endpoints = { a = "10.0.0.3:6379" }
+[resources.web]
+kind = "http"
+endpoints = { a = "http://10.0.0.2" }
+"""
+SIGNING_ENV = {"TEST_SIGNING_KEY": "k"}
+
+#: Where each top-level key lands in Config (keys whose default is computed are apart).
+READ = {
+    "disabled": lambda c: c.disabled,
+    "disabled_integrations": lambda c: c.disabled_integrations,
+    "log_level": lambda c: c.log_level,
+    "control.signing_key_env": lambda c: c.signing_key_env,
+    "control.poll_interval": lambda c: c.poll_interval,
+    "control.heartbeat_interval": lambda c: c.heartbeat_interval,
+    "admin.listen": lambda c: "%s:%d" % c.admin_listen,
+    "admin.drain_period": lambda c: c.drain_period,
+    "admin.ready_requires_primary": lambda c: c.ready_requires_primary,
+    "admin.capacity": lambda c: c.capacity,
+    "admin.target_utilization": lambda c: c.target_utilization,
+    "sessions.resource": lambda c: c.sessions_resource,
+    "sessions.on_error": lambda c: c.sessions_on_error,
+    "sessions.max_size": lambda c: c.sessions_max_size,
+    "sessions.replica_wait": lambda c: c.sessions_replica_wait,
+    "routing.key": lambda c: ":".join(c.routing_key or ()),
+    "routing.wrong_unit": lambda c: c.wrong_unit,
+    "routing.forward_to": lambda c: c.forward_to,
+}
+COMPUTED = {"unit", "units", "control.url"}     # required, or derived from other keys
+COMPUTED_RESOURCE_KEYS = {"kind", "endpoints", "primary"}
+#: No alias by default: any other default would give every resource the same address.
+UNCHANGEABLE_RESOURCE_KEYS = {"aliases"}
+#: A valid value other than the default, where the kind alone does not give one.
+ALTERNATIVE = {"admin.listen": "127.0.0.2:1", "routing.key": "header:X-User",
+               "routing.forward_to": "web", "sessions.resource": "cache",
+               "control.signing_key_env": "TEST_SIGNING_KEY", "health_path": "/up",
+               "routing.wrong_unit": "allow"}   # "forward" needs forward_to too
+
+
+def _alternative(setting: envvars.Setting) -> object:
+    """A value ``setting`` admits that differs from its declared default."""
+    if setting.key in ALTERNATIVE:
+        return ALTERNATIVE[setting.key]
+    if setting.choices:
+        return next(c for c in setting.choices if c != setting.default)
+    if setting.kind == "bool":
+        return not setting.default
+    if setting.kind == "list":
+        return ("other-host",)
+    if setting.kind == "str":
+        return "someone"
+    if setting.kind == "ints":
+        return (int(setting.minimum),)
+    value = setting.maximum if setting.maximum != setting.default else setting.minimum
+    value = int(value) if setting.kind == "int" else float(value)
+    assert value != setting.default and setting.admits(value), setting.key
+    return value
+
+
+def _same(value: object) -> object:
+    """Compare lists, sets and tuples of any items by their text, in order."""
+    if isinstance(value, (frozenset, set)):
+        value = sorted(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return value
+
+
+def _resource_value(config, setting: envvars.Setting) -> object:
+    resource = config.resources["web" if "http" in setting.kinds else "db"]
+    holder = resource.http if hasattr(resource.http, setting.name) else resource
+    return getattr(holder, setting.name)
+
+
+def test_every_setting_is_read_or_known_to_be_computed():
+    assert set(READ) | COMPUTED == set(envvars.by_key())
+    assert set(READ).isdisjoint(COMPUTED)
+
+
+@pytest.mark.parametrize("key", sorted(READ))
+def test_a_top_level_default_comes_from_its_declaration(write_config, monkeypatch, key):
+    path = write_config(MINIMAL)
+    setting = envvars.by_key()[key]
+    declared = setting.default_for("file")
+    assert _same(READ[key](load_config(path, env=SIGNING_ENV))) == _same(declared)
+    other = _alternative(setting)
+    changed = dataclasses.replace(setting, default=other, scheme_defaults=())
+    monkeypatch.setattr(envvars, "SETTINGS",
+                        tuple(changed if s.key == key else s for s in envvars.SETTINGS))
+    assert _same(READ[key](load_config(path, env=SIGNING_ENV))) == _same(other), \
+        f"{key}: the config does not follow its declaration (a default written twice?)"
+
+
+@pytest.mark.parametrize("name", sorted(set(envvars.resource_keys()) - COMPUTED_RESOURCE_KEYS
+                                         - UNCHANGEABLE_RESOURCE_KEYS))
+def test_a_resource_default_comes_from_its_declaration(write_config, monkeypatch, name):
+    path = write_config(MINIMAL)
+    setting = envvars.resource_keys()[name]
+    assert _same(_resource_value(load_config(path, env={}), setting)) == _same(setting.default)
+    other = _alternative(setting)
+    changed = dataclasses.replace(setting, default=other)
+    monkeypatch.setattr(envvars, "RESOURCE_KEYS",
+                        tuple(changed if s.name == name else s for s in envvars.RESOURCE_KEYS))
+    assert _same(_resource_value(load_config(path, env={}), setting)) == _same(other), \
+        f"{name}: the config does not follow its declaration (a default written twice?)"
+
+
+def test_poll_interval_default_depends_on_the_control_plane(write_config):
+    setting = envvars.by_key()["control.poll_interval"]
+    path = write_config(MINIMAL)
+    assert load_config(path, env={}).poll_interval == setting.default_for("file") \
+        != setting.default
+    redis = load_config(path, env={setting.env.replace("POLL_INTERVAL", "URL"):
+                                   "redis://10.0.0.3:6379/0"})
+    assert redis.poll_interval == setting.default == setting.default_for("redis")
+
+
+def test_dataclass_defaults_follow_the_declarations():
+    """topology's Resource and HttpPolicy defaults are computed at import: change every
+    declared default in a fresh interpreter, then import topology."""
+    alternatives = {s.name: _alternative(s) for s in envvars.RESOURCE_KEYS
+                    if s.name not in COMPUTED_RESOURCE_KEYS | UNCHANGEABLE_RESOURCE_KEYS}
+    code = textwrap.dedent(f"""
+        import dataclasses, json
+        from resil import envvars
+        alt = {alternatives!r}
+        envvars.RESOURCE_KEYS = tuple(
+            dataclasses.replace(s, default=alt[s.name]) if s.name in alt else s
+            for s in envvars.RESOURCE_KEYS)
+        from resil.topology import HttpPolicy, Resource
+        policy = dataclasses.asdict(HttpPolicy())
+        resource = {{f.name: f.default for f in dataclasses.fields(Resource)}}
+        out = {{n: policy[n] if n in policy else resource[n] for n in alt}}
+        print(json.dumps(out, default=sorted))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert {n: _same(v) for n, v in json.loads(done.stdout).items()} == \
+        {n: _same(v) for n, v in alternatives.items()}
+
+
+def _ranged() -> list[tuple[str, envvars.Setting]]:
+    """(dotted key for messages, setting) of every declared range, resources included."""
+    found = [(s.key, s) for s in envvars.SETTINGS]
+    found += [(f"resources.{'web' if 'http' in s.kinds else 'db'}.{s.name}", s)
+              for s in envvars.RESOURCE_KEYS]
+    return [(k, s) for k, s in found if s.minimum is not None or s.maximum is not None]
+
+
+def _env_var(key: str, setting: envvars.Setting) -> str:
+    if key.startswith("resources."):
+        return envvars.resource_env(key.split(".")[1], setting.name)
+    return setting.env
+
+
+def _outside(setting: envvars.Setting) -> list[float]:
+    """Values just outside the declared range (and a fraction, for a whole number)."""
+    step = 1 if setting.kind in ("int", "ints") else 0.001
+    values = [setting.maximum + step]
+    values.append(setting.minimum if setting.exclusive_minimum else setting.minimum - step)
+    if setting.kind == "int":
+        values.append(setting.minimum + 0.5)
+    return values
+
+
+@pytest.mark.parametrize("key,setting", _ranged(), ids=[k for k, _ in _ranged()])
+def test_a_value_just_outside_a_declared_range_is_refused(write_config, key, setting):
+    path = write_config(MINIMAL)
+    var = _env_var(key, setting)
+    for value in _outside(setting):
+        text = str(int(value)) if setting.kind == "ints" else repr(value)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={var: text})
+        assert info.value.key == key and key in str(info.value), (key, value)
+        assert info.value.source == f"environment variable {var}"
+        assert setting.allowed in str(info.value)
+    inside = [setting.maximum] + ([] if setting.exclusive_minimum else [setting.minimum])
+    for value in inside:
+        text = str(int(value)) if setting.kind in ("int", "ints") else repr(value)
+        load_config(path, env={var: text})      # the bounds themselves are accepted
+
+
+@pytest.mark.parametrize("key", [s.key for s in envvars.SETTINGS if s.choices])
+def test_only_declared_choices_are_accepted(write_config, key):
+    setting = envvars.by_key()[key]
+    path = write_config(MINIMAL)
+    with pytest.raises(ConfigError, match=f"{key} = 'nonsense': expected one of"):
+        load_config(path, env={setting.env: "nonsense"})
+    for choice in setting.choices:
+        config = load_config(path, env={setting.env: choice.swapcase(), "RESIL_ROUTING_"
+                                        "FORWARD_TO": "web"})
+        assert READ[key](config) == choice      # the declared spelling, whatever the case

@@ -11,6 +11,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from ..clock import Clock
+from ..envvars import default_poll_interval
 from ..errors import ControlPlaneError
 from ..topology import Topology
 from .base import ControlPlane, Watch, live_agents
@@ -19,13 +20,17 @@ __all__ = ["ControlPlane", "Watch", "live_agents", "open_control_plane"]
 
 
 def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
-                       poll_interval: float = 0.05, clock: Clock = time.time,
+                       poll_interval: float | None = None, clock: Clock = time.time,
                        agent_ttl: float = 10.0) -> ControlPlane:
     """The control-plane backend for ``url``.
 
-    ``agent_ttl`` is how long a heartbeat outlives its last report (Redis backends).
+    ``poll_interval`` defaults to the declared one for the URL's scheme
+    (``control.poll_interval`` in :mod:`resil.envvars`). ``agent_ttl`` is how long a
+    heartbeat outlives its last report (Redis backends).
     """
     parts = urlsplit(url)
+    if poll_interval is None:
+        poll_interval = default_poll_interval(parts.scheme)
     if parts.scheme == "file":
         from .file import FileControlPlane
         return FileControlPlane(unquote(parts.path), topology, key,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import context
 from ..clock import Clock
+from ..envvars import default_poll_interval
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
@@ -88,7 +89,7 @@ class RedisControlPlane:
     """
 
     def __init__(self, url: str, topology: Topology, key: bytes | None, *,
-                 poll_interval: float = 1.0, clock: Clock = time.time,
+                 poll_interval: float | None = None, clock: Clock = time.time,
                  agent_ttl: float = 10.0) -> None:
         """Describe the plane; no connection is opened yet.
 
@@ -100,6 +101,8 @@ class RedisControlPlane:
             clock: the time recorded in published signals.
             agent_ttl: seconds a heartbeat lives after its last report.
         """
+        if poll_interval is None:    # the declared default for redis URLs
+            poll_interval = default_poll_interval("redis")
         if poll_interval <= 0:
             raise ControlPlaneError(f"poll_interval {poll_interval!r} must be > 0")
         if agent_ttl <= 0:
