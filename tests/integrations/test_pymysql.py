@@ -133,3 +133,32 @@ def test_timeouts_are_bounded_for_routed_connections(pair_config, mariadb_pair):
     other = pymysql.connect(host="localhost", port=mariadb_pair.replica.port, user="app",
                             password="apppw")
     assert other._read_timeout is None                        # not a resource: untouched
+
+
+def test_fault_after_a_successful_statement_never_fails_or_replays_it(
+        pair_config, mysql_db, monkeypatch):
+    """resil's bookkeeping after the statement ran (noting an open transaction) is
+    guarded: a fault there is counted, and the application gets the statement's result —
+    not an error, and not a second execution."""
+    import resil.integrations.pymysql as integration
+    resil.start(pair_config)
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database=mysql_db,
+                           autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY)")
+        conn.autocommit(False)              # with autocommit off, every statement is noted
+        def broken(record, sql):
+            raise RuntimeError("injected fault")
+        monkeypatch.setattr(integration, "_note", broken)
+        with conn.cursor() as cur:
+            assert cur.execute("INSERT INTO t () VALUES ()") == 1   # the statement's result
+        monkeypatch.undo()
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM t")
+            assert cur.fetchone()[0] == 1                           # it ran exactly once
+    finally:
+        conn.close()        # an open transaction would block the database's drop
+    assert counters.faults() == {"pymysql.note": 1}
+    assert "mysql_replay" not in counters.stats()

@@ -11,7 +11,7 @@ import redis
 import redis.asyncio
 
 import resil
-from resil import counters
+from resil import context, counters
 from resil.router import Router
 
 
@@ -86,3 +86,42 @@ def test_stop_restores_the_original(pair_config):
     assert redis.connection.Connection.__dict__["_connect"] is original
     with pytest.raises(redis.exceptions.ConnectionError):
         redis.Redis(host="cache", socket_connect_timeout=1).ping()
+
+
+def test_asyncio_write_awaits_a_lock_without_blocking_the_loop(pair_config, redis_pair):
+    """While the resource is locked an asyncio write awaits (Gate.hold_async) and reads
+    run; the loop keeps turning, and the write goes out once the lock is lifted."""
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState, Lock
+    agent = resil.start(pair_config)
+    cfg = load_config(pair_config, env={})
+    plane = open_control_plane(cfg.control_url, cfg.topology, None)
+    state = ControlState.initial(cfg.topology)
+    with context.bypass():
+        redis_pair.primary.client().delete("resil:async-held")
+    plane.publish(state.evolve(epoch=1, locks={"cache": Lock("op", time.time(), "test")}),
+                  issuer="test")
+    assert wait_for(lambda: "cache" in agent.current_state().locks)
+
+    async def main() -> tuple[int, bool, float]:
+        client = redis.asyncio.Redis(host="cache")
+        try:
+            write = asyncio.create_task(client.set("resil:async-held", "v"))
+            ticks = 0
+            for _ in range(10):                 # the loop turns while the write is held
+                await asyncio.sleep(0.01)
+                ticks += 1
+            held = not write.done()
+            assert await client.get("resil:async-held") is None    # a read runs meanwhile
+            began = time.monotonic()
+            await asyncio.to_thread(plane.publish, state.evolve(epoch=2), issuer="test")
+            await write
+            return ticks, held, time.monotonic() - began
+        finally:
+            await client.aclose()
+    ticks, held, waited = asyncio.run(main())
+    assert ticks == 10 and held and waited < 2
+    assert counters.stats()["held_writes"] >= 1 and counters.holding() == 0
+    with context.bypass():
+        assert redis_pair.primary.client().get("resil:async-held") == "v"

@@ -66,3 +66,68 @@ def test_gives_up_after_lock_timeout_naming_the_holder():
 def test_other_resources_locks_do_not_hold():
     gate = Gate(lambda: LOCKED, lambda e, t: pytest.fail("waited"), Clock())
     assert gate.hold("cache", 5.0) is LOCKED
+
+
+class Loop:
+    """An injected asyncio sleep: advances the clock and shows the state after each poll."""
+
+    def __init__(self, clock: Clock, states: list[ControlState]) -> None:
+        self.clock, self.states, self.state, self.slept = clock, states, LOCKED, []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.now += seconds
+        if self.states:
+            self.state = self.states.pop(0)
+
+
+def test_async_hold_awaits_until_the_lock_goes():
+    import asyncio
+
+    from resil import counters
+    clock = Clock()
+    loop = Loop(clock, [LOCKED.evolve(epoch=6), UNLOCKED.evolve(epoch=7)])
+    gate = Gate(lambda: loop.state, lambda e, t: pytest.fail("blocked the loop"), clock,
+                sleep_async=loop.sleep)
+    assert asyncio.run(gate.hold_async("db", 5.0)).epoch == 7
+    assert loop.slept == [0.01, 0.01]                  # polled every 10 ms
+    stats = counters.stats()
+    assert stats["held_writes"] == 1 and stats["max_hold_s"] == pytest.approx(0.02)
+    assert counters.holding() == 0
+
+
+def test_async_hold_gives_up_after_lock_timeout():
+    import asyncio
+
+    from resil import counters
+    clock = Clock()
+    loop = Loop(clock, [])
+    gate = Gate(lambda: loop.state, lambda e, t: pytest.fail("blocked the loop"), clock,
+                sleep_async=loop.sleep)
+    with pytest.raises(LockTimeoutError, match="op@h:1") as info:
+        asyncio.run(gate.hold_async("db", 0.05))
+    assert info.value.waited == pytest.approx(0.05)
+    assert counters.stats()["hold_timeouts"] == 1 and counters.holding() == 0
+
+
+def test_async_hold_of_an_unlocked_resource_does_not_wait():
+    import asyncio
+    gate = Gate(lambda: UNLOCKED, lambda e, t: pytest.fail("waited"), Clock(),
+                sleep_async=lambda s: pytest.fail("slept"))
+    assert asyncio.run(gate.hold_async("db", 5.0)) is UNLOCKED
+
+
+def test_async_hold_sleeps_for_real_without_blocking_the_loop():
+    import asyncio
+    state = [LOCKED]
+    gate = Gate(lambda: state[0], lambda e, t: pytest.fail("blocked the loop"))
+
+    async def main() -> int:
+        async def release() -> None:
+            await asyncio.sleep(0.03)
+            state[0] = UNLOCKED
+        task = asyncio.create_task(release())       # runs only if the hold awaits
+        held = await gate.hold_async("db", 2.0)
+        await task
+        return held.epoch
+    assert asyncio.run(main()) == 6

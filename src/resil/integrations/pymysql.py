@@ -21,15 +21,21 @@ Seams (all on ``pymysql.connections.Connection``):
   statement that writes or locks (``SELECT ... FOR UPDATE``, ``INSERT ... RETURNING``
   return rows, not an OK packet) opens one, until ``commit``, ``rollback`` or a
   ``COMMIT``/``ROLLBACK`` statement. An open transaction is never moved.
-- ``query``, ``begin`` and ``commit``: when a statement fails because a switch fenced or cut the
-  old primary, the error is translated. Inside a transaction: reconnect and raise
-  :class:`~resil.errors.TransactionInterruptedError`. In autocommit mode: replay once,
-  but only when provably safe — the server refused it as read-only (not executed), or it
-  is a read-only statement (:mod:`resil.sql`) whose connection was lost.
+- ``query``, ``begin``, ``commit`` and ``autocommit``: when a statement fails because a
+  switch fenced or cut the old primary, the error is translated. Inside a transaction:
+  reconnect and raise :class:`~resil.errors.TransactionInterruptedError`. In autocommit
+  mode: replay once, but only when provably safe — the server refused it as read-only
+  (not executed), or it is a read-only statement (:mod:`resil.sql`) whose connection was
+  lost.
+
+What to do at a boundary and after an error is decided in :mod:`resil.switching`, the
+driver-neutral hot-switch protocol; this module only reads PyMySQL's state (status bits,
+error numbers, ``host``/``port``) into its questions and applies the answers.
 
 Unix-socket connections are local by definition and never touched. With no control
 state change since a connection's last statement, the added cost is a dictionary lookup,
-an epoch comparison and two attribute writes per statement.
+an epoch comparison and two attribute writes per statement: :mod:`resil.switching` is
+asked only when the epoch changed or something is locked.
 """
 
 from __future__ import annotations
@@ -37,14 +43,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import counters, registry, spans
+from .. import counters, registry, spans, switching
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
+from ..switching import AfterError, Boundary, ErrorKind
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger("resil.integrations")
 TRACKER = Tracker("mysql")
@@ -56,15 +66,22 @@ _NO_BACKSLASH_ESCAPES = 0x0200
 _REFUSED_READ_ONLY = frozenset({1290, 1836})
 #: The connection was cut (killed by a fence, server gone, network).
 _CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 1053, 0})
+#: Counter names of what was done after an error.
+_COUNTED = {AfterError.INTERRUPT: "mysql_interrupted", AfterError.REPLAY: "mysql_replay"}
 
 
 def _server_status(conn: Any) -> int:
     return int(getattr(conn, "server_status", 0) or 0)
 
 
-def _code(exc: BaseException) -> int:
-    """The MySQL error number of a driver exception (-1 when it has none)."""
-    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+def _kind(exc: BaseException) -> ErrorKind:
+    """A driver exception as :mod:`resil.switching` sees it, from its MySQL error number."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+    if code in _REFUSED_READ_ONLY:
+        return ErrorKind.REFUSED_READ_ONLY
+    if code in _CONNECTION_LOST:
+        return ErrorKind.CONNECTION_LOST
+    return ErrorKind.OTHER
 
 
 def _in_transaction(conn: Any, record: Tracked) -> bool:
@@ -108,14 +125,16 @@ def _bound_timeouts(conn: Any, record: Tracked) -> None:
             conn._write_timeout = resource.io_timeout
 
 
+def _always() -> bool:
+    return True
+
+
 def _wait_if_locked(conn: Any, record: Tracked) -> None:
     """A new connection while a switch or failover has the resource locked: the primary
     it would reach is being replaced (or is dead). Wait for the new one, then route."""
-    agent = registry.runtime()
-    if agent is None or record.resource.name not in agent.state.locks:
-        return
-    agent.gate.hold(record.resource.name, record.resource.lock_timeout)
-    TRACKER.route(conn)
+    runtime = registry.runtime()
+    if runtime is not None and switching.hold_if_locked(runtime, record.resource, _always):
+        TRACKER.route(conn)
 
 
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -142,6 +161,11 @@ def _reconnect(conn: Any, record: Tracked) -> None:
     conn._result = None
     record.tx = False           # a new connection has no transaction
     conn.connect()              # driver errors (new primary unreachable) reach the app
+    # The connection works now: resil's bookkeeping must not turn that into an error.
+    fail_open("pymysql.move", _moved, conn, record, started)
+
+
+def _moved(conn: Any, record: Tracked, started: int) -> None:
     counters.count("mysql_connections_moved")
     spans.span("resil.move", started, spans.now_ns(), {
         "resil.resource": record.resource.name, "resil.epoch": record.epoch,
@@ -158,41 +182,7 @@ def _unit_of(record: Tracked, conn: Any) -> str:
     return ""
 
 
-# --------------------------------------------------------------------------- boundary
-
-def _boundary(conn: Any, record: Tracked, sql: Any) -> bool | None:
-    """At a statement that may start a transaction: hold it while the resource is
-    locked; then say whether the connection must move (True) or be checked (False).
-
-    A check is needed when the control state changed but the primary did not: a switch
-    that rolled back may have fenced the primary and cut this connection meanwhile.
-    """
-    router = registry.router()
-    agent = registry.runtime()
-    if router is None or agent is None:
-        return None
-    state = router.state()
-    name = record.resource.name
-    status = _server_status(conn)
-    if record.tx or status & _IN_TRANS:
-        return None                             # finish where it started
-    if name in state.locks and must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
-        record.busy = False                     # a held statement is not in flight
-        try:
-            state = agent.gate.hold(name, record.resource.lock_timeout)
-        finally:
-            record.busy = True
-    endpoint = router.primary_of(record.resource, state)
-    if endpoint is None or (conn.host, conn.port) == (endpoint.host, endpoint.port):
-        if name in state.locks:
-            return None                         # a read while locked: runs where it is
-        changed = state.epoch != record.epoch
-        record.epoch = state.epoch
-        return False if changed else None
-    return True
-
-
-def _alive(conn: Any, record: Tracked) -> bool:
+def _alive(conn: Any) -> bool:
     """One COM_PING (pymysql's ``ping`` does not pass through our wrappers)."""
     try:
         conn.ping()
@@ -201,44 +191,43 @@ def _alive(conn: Any, record: Tracked) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- errors
+# --------------------------------------------------------------------------- questions
 
-def _switching(record: Tracked) -> bool:
-    router = registry.router()
-    if router is None:
-        return False
-    state = router.state()
-    return state.epoch != record.epoch or record.resource.name in state.locks
+def _boundary(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Boundary:
+    """PyMySQL's state as :func:`resil.switching.at_boundary` asks for it."""
+    status = _server_status(conn)
+    return switching.at_boundary(
+        runtime, record, (conn.host, conn.port),
+        in_transaction=record.tx or bool(status & _IN_TRANS),
+        must_hold=lambda: must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)))
 
 
-def _after_error(conn: Any, record: Tracked, in_transaction: bool, exc: BaseException,
-                 sql: Any, may_replay: bool) -> str | None:
-    """What to do about a failed statement: ``interrupted``, ``replay`` or None (raise)."""
-    code = _code(exc)
-    if code not in _REFUSED_READ_ONLY and code not in _CONNECTION_LOST:
-        return None
-    if not _switching(record) and code not in _REFUSED_READ_ONLY:
-        return None
-    if in_transaction:
-        return "interrupted"
-    if not may_replay:
-        return None
-    if code in _REFUSED_READ_ONLY or classify(sql) is Access.READ:
-        agent = registry.runtime()
-        if agent is not None:
-            agent.refresh()     # a demoted primary: make sure we see the newest state
-        return "replay"
-    return None
+def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any, may_replay: bool,
+                 repeatable: bool) -> AfterError:
+    """PyMySQL's state as :func:`resil.switching.after_error` asks for it."""
+    runtime = registry.runtime()
+    if runtime is None:
+        return AfterError.RAISE
+    # pymysql updates server_status only on success: it still says whether the failed
+    # statement ran inside a transaction.
+    status = _server_status(conn)
+    return switching.after_error(
+        runtime, record, _kind(exc),
+        in_transaction=_in_transaction(conn, record) and not record.connecting,
+        may_replay=may_replay,
+        repeatable=lambda: repeatable or _access(sql, status) is Access.READ)
 
 
 # --------------------------------------------------------------------------- wrappers
 
 def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
-               kwargs: dict[str, Any], sql: Any, boundary: bool, may_replay: bool) -> Any:
+               kwargs: dict[str, Any], sql: Any, boundary: bool, may_replay: bool,
+               repeatable: bool = False) -> Any:
     """Run one application statement (``original(*args, **kwargs)``) under resil's care.
 
-    Kept short on purpose: with no control-state change it is a handful of attribute
-    reads per statement (``benchmarks/overhead.py`` measures it).
+    ``boundary``: it may start a transaction (held while locked, moved to a new primary).
+    ``may_replay``: after an error a switch caused, it may be sent again once, when the
+    server refused it or it is ``repeatable`` (harmless twice) or a read.
     """
     record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
     if record is None or record.connecting:
@@ -252,33 +241,31 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
             if agent is not None:
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
-                    _at_boundary(conn, record, sql)
+                    _at_boundary(agent, conn, record, sql)
         return original(*args, **kwargs)
     except Exception as exc:
-        return _on_error(original, conn, record, args, kwargs, sql, may_replay, exc)
+        return _on_error(original, conn, record, args, kwargs, sql, may_replay, repeatable,
+                         exc)
     finally:
         record.busy = False
 
 
-def _at_boundary(conn: Any, record: Tracked, sql: Any) -> None:
+def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
     """The control state changed, or something is locked: hold, move or check."""
-    move = fail_open("pymysql.boundary", _boundary, conn, record, sql)
-    if move or (move is False and not _alive(conn, record)):
+    boundary = fail_open("pymysql.boundary", _boundary, agent, conn, record, sql)
+    if boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
         _reconnect(conn, record)
 
 
 def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
               args: tuple[Any, ...], kwargs: dict[str, Any], sql: Any, may_replay: bool,
-              exc: Exception) -> Any:
-    # pymysql updates server_status only on success: it still says whether the failed
-    # statement ran inside a transaction.
-    in_transaction = _in_transaction(conn, record) and not record.connecting
-    action = fail_open("pymysql.error", _after_error, conn, record, in_transaction, exc, sql,
-                       may_replay)
-    if action is None:
+              repeatable: bool, exc: Exception) -> Any:
+    action = fail_open("pymysql.error", _after_error, conn, record, exc, sql, may_replay,
+                       repeatable)
+    if action is None or action is AfterError.RAISE:
         raise exc
-    counters.count(f"mysql_{action}")
-    if action == "interrupted":
+    counters.count(_COUNTED[action])
+    if action is AfterError.INTERRUPT:
         with contextlib.suppress(Exception):
             _reconnect(conn, record)
         raise TransactionInterruptedError(record.resource.name, exc) from exc
@@ -301,18 +288,26 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, sql, unbuffered)
         record.busy = True      # before the state is read: see _statement
         try:
-            agent = agent_of()
-            if agent is not None:
-                state = agent.state
-                if state.epoch != record.epoch or state.locks:
-                    _at_boundary(self, record, sql)
-            result = original(self, sql, unbuffered)
+            try:
+                agent = agent_of()
+                if agent is not None:
+                    state = agent.state
+                    if state.epoch != record.epoch or state.locks:
+                        _at_boundary(agent, self, record, sql)
+                result = original(self, sql, unbuffered)
+            except Exception as exc:
+                return _on_error(original, self, record, (self, sql, unbuffered), {}, sql,
+                                 True, False, exc)
+            # The statement succeeded: from here on a fault of resil's own is counted,
+            # never raised (nor taken for the statement's failure and replayed). The
+            # guard is inlined (free in CPython 3.11+ when nothing raises); the record
+            # is still busy, so a switch cannot miss the transaction it notes.
             if not self.autocommit_mode:
-                _note(record, sql)
+                try:
+                    _note(record, sql)
+                except Exception as fault:  # fail-open, as resil.guard.fail_open
+                    counters.record_fault("pymysql.note", fault)
             return result
-        except Exception as exc:
-            return _on_error(original, self, record, (self, sql, unbuffered), {}, sql, True,
-                             exc)
         finally:
             record.busy = False
     return query
@@ -360,22 +355,16 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
     if record is None or record.connecting:
         return wrapped(*args, **kwargs)
     value = bool(args[0] if args else kwargs.get("value"))
-    was_open = _in_transaction(instance, record)
     if value:
         try:
             return _statement(wrapped, instance, args, kwargs, b"COMMIT", False, False)
         finally:
             _ended(instance)
-    try:
-        return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, False)
-    except Exception as exc:
-        code = _code(exc)
-        if was_open or code not in _CONNECTION_LOST or not _switching(record):
-            raise
-        # Cut by a switch while nothing was open: the setting is sent on a new connection.
-        counters.count("mysql_replay")
-        _reconnect(instance, record)
-        return wrapped(*args, **kwargs)
+    # A session setting: when a switch cut the connection while nothing was open, it is
+    # sent again on a new one (repeatable); with a transaction open it is interrupted.
+    was_open = _in_transaction(instance, record)
+    return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, not was_open,
+                      repeatable=True)
 
 
 def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],

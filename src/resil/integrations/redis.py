@@ -15,21 +15,29 @@ Seams:
   retries the command once.
 
 The asyncio client (``redis.asyncio``) gets the same treatment through the same seams
-of its own classes; there a held write awaits (polling the control state every 10 ms)
-instead of blocking the event loop.
+of its own classes (but for the retry after a refusal); there a held write awaits
+(:meth:`resil.gate.Gate.hold_async`) instead of blocking the event loop.
+
+What to do at a boundary, while locked and after a refusal is decided in
+:mod:`resil.switching`, the driver-neutral hot-switch protocol; this module only reads
+redis-py's state (command names, error replies, ``host``/``port``) into its questions
+and applies the answers. With no control-state change, a command costs one epoch
+comparison (``get_connection``) and one look at the locks (``execute_command``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import context, counters, registry
-from ..topology import Resource
+from .. import counters, registry, switching
+from ..switching import AfterError, Boundary, ErrorKind
 from ._tracking import ATTRIBUTE, Tracked, Tracker
 from .base import Integration, Target, fail_open
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..topology import Resource
 
 TRACKER = Tracker("redis")
 
@@ -72,18 +80,9 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
 
 # --------------------------------------------------------------------------- boundary
 
-def _stale(conn: Any, record: Tracked) -> bool:
-    """Whether a checked-out connection points at a primary that is no longer current."""
-    router = registry.router()
-    if router is None:
-        return False
-    state = router.state()
-    endpoint = router.primary_of(record.resource, state)
-    if endpoint is None or (conn.host, conn.port) == (endpoint.host, endpoint.port):
-        if record.resource.name not in state.locks:
-            record.epoch = state.epoch
-        return False
-    return True
+def _stale(agent: Runtime, conn: Any, record: Tracked) -> Boundary:
+    """redis-py's state as :func:`resil.switching.stale` asks for it."""
+    return switching.stale(agent, record, (conn.host, conn.port))
 
 
 def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -95,7 +94,7 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
             return conn
         agent = registry.runtime()
         if agent is not None and agent.state.epoch != record.epoch \
-                and fail_open("redis.boundary", _stale, conn, record):
+                and fail_open("redis.boundary", _stale, agent, conn, record) is Boundary.MOVE:
             conn.disconnect()   # redis-py reconnects on the next send, through _connect
             counters.count("redis_connections_moved")
         return conn
@@ -104,48 +103,52 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
 
 # --------------------------------------------------------------------------- gate
 
-def _resource_of(client: Any) -> Resource | None:
-    router = registry.router()
-    if router is None:
-        return None
+def _resource_of(agent: Runtime, client: Any) -> Resource | None:
     kwargs = client.connection_pool.connection_kwargs
     if "host" not in kwargs:
         return None             # unix socket
-    return router.resource("redis", str(kwargs["host"]), int(kwargs.get("port", 6379)))
+    return agent.router.resource("redis", str(kwargs["host"]), int(kwargs.get("port", 6379)))
 
 
-def _hold_if_locked(client: Any, commands: tuple[Any, ...]) -> None:
-    if context.bypassed():
-        return                  # resil's own commands (a switch in this process)
-    resource = _resource_of(client)
-    agent = registry.runtime()
-    if resource is None or agent is None or resource.name not in agent.state.locks:
-        return
-    if any(_is_write(c) for c in commands):
-        agent.gate.hold(resource.name, resource.lock_timeout)
+def _writes(commands: tuple[Any, ...]) -> Callable[[], bool]:
+    """Asked only while the resource is locked: whether any of ``commands`` may write."""
+    return lambda: any(_is_write(c) for c in commands)
 
 
-def _refused_by_demoted_primary(exc: Exception) -> bool:
+def _hold_if_locked(agent: Runtime, client: Any, commands: tuple[Any, ...]) -> None:
+    resource = _resource_of(agent, client)
+    if resource is not None:
+        switching.hold_if_locked(agent, resource, _writes(commands))
+
+
+def _to_hold(agent: Runtime, client: Any, commands: tuple[Any, ...]) -> Resource | None:
+    """The resource these commands must wait on (asyncio: the caller awaits the hold)."""
+    resource = _resource_of(agent, client)
+    if resource is None or not switching.must_wait(agent, resource, _writes(commands)):
+        return None
+    return resource
+
+
+def _kind(exc: Exception) -> ErrorKind:
+    """``READONLY`` (a demoted primary) and ``NOREPLICAS`` (too few replicas to accept a
+    write) replies: the command was refused, not executed."""
     import redis.exceptions
-    return isinstance(exc, redis.exceptions.ReadOnlyError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("NOREPLICAS"))
+    if isinstance(exc, redis.exceptions.ReadOnlyError) or (
+            isinstance(exc, redis.exceptions.ResponseError)
+            and str(exc).startswith("NOREPLICAS")):
+        return ErrorKind.REFUSED_READ_ONLY
+    return ErrorKind.OTHER
 
 
-def _await_new_primary(client: Any, epoch: int) -> bool:
-    """After a refused write: wait (bounded) for a newer state; True to retry once."""
-    if context.bypassed():
-        return False
-    resource = _resource_of(client)
+def _after_error(client: Any, epoch: int, exc: Exception) -> AfterError:
+    """A refused command waits for the new primary (:func:`resil.switching.await_new_primary`)
+    and is replayed once; any other error reaches the application untouched."""
     agent = registry.runtime()
-    if resource is None or agent is None:
-        return False
-    agent.refresh()
-    state = agent.current_state()
-    if state.epoch == epoch:
-        state = agent.wait_for_change(epoch, resource.lock_timeout)
-    if resource.name in state.locks:
-        state = agent.gate.hold(resource.name, resource.lock_timeout)
-    return state.epoch != epoch
+    if agent is None or _kind(exc) is not ErrorKind.REFUSED_READ_ONLY:
+        return AfterError.RAISE
+    resource = _resource_of(agent, client)
+    return AfterError.RAISE if resource is None else switching.await_new_primary(
+        agent, resource, epoch)
 
 
 def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
@@ -155,7 +158,7 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
         return wrapped(*args, **kwargs)
     state = agent.state
     if state.locks:             # a switch somewhere: is it this client's resource?
-        fail_open("redis.gate", _hold_if_locked, client, commands)
+        fail_open("redis.gate", _hold_if_locked, agent, client, commands)
     try:
         return wrapped(*args, **kwargs)
     except Exception as exc:
@@ -164,9 +167,7 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
 
 def _on_error(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
               kwargs: dict[str, Any], epoch: int, exc: Exception) -> Any:
-    if not _refused_by_demoted_primary(exc):
-        raise exc
-    if not fail_open("redis.readonly", _await_new_primary, client, epoch):
+    if fail_open("redis.readonly", _after_error, client, epoch, exc) is not AfterError.REPLAY:
         raise exc
     counters.count("redis_replayed")
     return wrapped(*args, **kwargs)     # once; the command was refused, not executed
@@ -180,7 +181,7 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, *args, **options)
         state = agent.state
         if state.locks:         # a switch somewhere: is it this client's resource?
-            fail_open("redis.gate", _hold_if_locked, self, args[:1])
+            fail_open("redis.gate", _hold_if_locked, agent, self, args[:1])
         try:
             return original(self, *args, **options)
         except Exception as exc:
@@ -205,49 +206,11 @@ def _make_async_get_connection(original: Callable[..., Awaitable[Any]]) -> Calla
             return conn
         agent = registry.runtime()
         if agent is not None and agent.state.epoch != record.epoch \
-                and fail_open("redis.boundary", _stale, conn, record):
+                and fail_open("redis.boundary", _stale, agent, conn, record) is Boundary.MOVE:
             await conn.disconnect()
             counters.count("redis_connections_moved")
         return conn
     return get_connection
-
-
-def _async_lock_of(client: Any, commands: tuple[Any, ...]) -> tuple[str, float] | None:
-    """(resource, lock_timeout) when these commands must wait for a lock to clear."""
-    if context.bypassed():
-        return None
-    resource = _resource_of(client)
-    agent = registry.runtime()
-    if resource is None or agent is None or resource.name not in agent.state.locks:
-        return None
-    if not any(_is_write(c) for c in commands):
-        return None
-    return resource.name, resource.lock_timeout
-
-
-async def _async_hold(name: str, timeout: float) -> None:
-    """Await (never block the loop) until ``name`` is unlocked; LockTimeoutError after."""
-    started = time.monotonic()
-    counters.count("held_writes")
-    counters.holding(+1)
-    try:
-        await _async_wait_out(name, timeout, started)
-    finally:
-        counters.holding(-1)
-
-
-async def _async_wait_out(name: str, timeout: float, started: float) -> None:
-    from ..errors import LockTimeoutError
-    while True:
-        agent = registry.runtime()
-        state = agent.state if agent is not None else None
-        if state is None or name not in state.locks:
-            counters.observe_hold(time.monotonic() - started)
-            return
-        if time.monotonic() - started >= timeout:
-            counters.count("hold_timeouts")
-            raise LockTimeoutError(name, time.monotonic() - started, state.locks[name].holder)
-        await asyncio.sleep(0.01)
 
 
 def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -255,9 +218,9 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
     async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
         agent = registry.runtime()
         if agent is not None and agent.state.locks:
-            lock = fail_open("redis.gate", _async_lock_of, self, args[:1])
-            if lock is not None:
-                await _async_hold(*lock)
+            resource = fail_open("redis.gate", _to_hold, agent, self, args[:1])
+            if resource is not None:
+                await agent.gate.hold_async(resource.name, resource.lock_timeout)
         return await original(self, *args, **options)
     return execute_command
 
