@@ -23,7 +23,8 @@ ATTRIBUTE = "_resil_tracked"
 
 
 class Tracked:
-    """resil's record of one driver connection."""
+    """resil's record of one driver connection: the :class:`resil.switching.Record` that
+    the hot-switch protocol reads and updates."""
 
     __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx")
 
