@@ -13,10 +13,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import counters
+from .context import bypass, bypassed, route_key
+from .counters import faults, stats
 
 if TYPE_CHECKING:
     from .router import Router
     from .runtime import Runtime
+
+__all__ = ["agent", "bypass", "bypassed", "faults", "reset", "route_key", "router", "runtime",
+           "set_runtime", "stats"]
+"""``bypass``, ``bypassed``, ``route_key``, ``faults``, ``stats`` and :func:`agent` stay
+importable from here, where the docs of earlier versions named them."""
 
 _runtime: Runtime | None = None
 _stop: Callable[[], None] | None = None
@@ -24,6 +31,12 @@ _stop: Callable[[], None] | None = None
 
 def runtime() -> Runtime | None:
     """The running agent's runtime face, or None when no agent runs."""
+    return _runtime
+
+
+def agent() -> Runtime | None:
+    """The running agent, if any (the name earlier versions documented; see
+    :func:`runtime`)."""
     return _runtime
 
 
