@@ -1,15 +1,19 @@
-"""A lost or rolled-back control state must never make `resil monitor` fence the real
-primary (the servers are the truth; the control state is a cache of them).
+"""Losing, corrupting or rolling back the control state never causes an outage.
 
-After a planned switch to unit b, the control state is lost (the file deleted) or an
-older state is copied back. The monitor then believes a's server — now a read-only
-replica — is the primary. Before, it found b writable and fenced it as "came back
-writable": no writable server left, a total write outage. Now it must leave b alone and
-say that the control state is stale, while an application keeps writing to b.
+The servers are the truth; the control state is a cache of them. After a planned switch
+to unit b, the state file is deleted, an older copy is put back, or garbage is written
+into it. An application writes through the agent all along and `resil monitor` runs.
+
+Before, the monitor fell back to the configuration's primary (a, now a read-only
+replica), found b writable and fenced it: a total write outage. Now the monitor sees
+that the stored state cannot be trusted, rebuilds it from the servers (b is the one
+writable server) and republishes it above the agents' epoch; nothing is fenced, no
+write fails or is lost, and a primary killed afterwards is still failed over.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +26,9 @@ import pymysql
 import pytest
 
 import resil
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.state import ControlState, issuer
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
 
@@ -32,6 +39,8 @@ BIN = Path(sys.executable).parent
 def pair(tmp_path):
     with MariaDBPair(tmp_path / "mysql") as pair:
         pair.primary.root_sql("CREATE TABLE app.w (seq INT PRIMARY KEY)")
+        pair.replica.root_sql("STOP SLAVE; SET GLOBAL slave_net_timeout = 2; "
+                              "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
         pair.wait_caught_up()
         yield pair
 
@@ -43,76 +52,158 @@ def config(pair, write_config, tmp_path, monkeypatch):
     return write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
 
 
-def switch_to_b(config: Path) -> None:
-    out = subprocess.run([str(BIN / "resil"), "db", "switch", "orders-db", "--to", "b",
-                          "--config", str(config)], capture_output=True, text=True,
-                         timeout=90, env={**os.environ, **PASSWORDS})
-    assert out.returncode == 0, out.stdout + out.stderr
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "resil"), *args], capture_output=True, text=True,
+                          timeout=90, env={**os.environ, **PASSWORDS})
 
 
 def read_only(server) -> int:
     return int(server.root_sql("SELECT @@read_only")[0][0])
 
 
-@pytest.mark.parametrize("tamper", ["deleted", "rolled_back"])
-def test_a_lost_control_state_never_gets_the_real_primary_fenced(pair, config, tmp_path,
-                                                                 tamper):
-    state_file = tmp_path / "state.json"
-    old_copy = tmp_path / "old-state.json"
-    resil.start(config)
-    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
-                           autocommit=True, connect_timeout=5)
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO w VALUES (0)")          # publishes nothing yet
-    if state_file.exists():
-        shutil.copy(state_file, old_copy)
-    switch_to_b(config)
-    assert read_only(pair.replica) == 0 and read_only(pair.primary) == 1
+class Writer:
+    """One connection through the agent, an autocommit INSERT every 10 ms; a broken
+    connection is replaced, as a pool would."""
 
-    errors: list[Exception] = []
-    acked: list[int] = []
-    stop = threading.Event()
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.errors: list[Exception] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
 
-    def write() -> None:
+    def _run(self) -> None:
+        conn = None
         seq = 1
-        while not stop.is_set():
+        while not self.stop.is_set():
             try:
+                if conn is None:
+                    conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                           database="app", autocommit=True,
+                                           connect_timeout=2, read_timeout=2, write_timeout=2)
                 with conn.cursor() as cur:
                     cur.execute("INSERT INTO w VALUES (%s)", (seq,))
-                acked.append(seq)
-            except Exception as exc:   # counted: the test asserts there are none
-                errors.append(exc)
+                self.acked.append(seq)
+            except Exception as exc:   # counted: the tests assert on them
+                self.errors.append(exc)
+                conn = None
             seq += 1
             time.sleep(0.01)
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    if tamper == "deleted" or not old_copy.exists():
-        state_file.unlink()
-    else:
-        shutil.copy(old_copy, state_file)
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def wait_for(path: Path, text: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("tamper", ["deleted", "rolled_back", "garbage"])
+def test_a_lost_control_state_is_rebuilt_from_the_servers_not_acted_on(pair, config,
+                                                                        tmp_path, tamper):
+    state_file = tmp_path / "state.json"
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    plane.publish(ControlState.initial(cfg.topology).evolve(), issuer=issuer())
+    shutil.copy(state_file, tmp_path / "epoch-1.json")      # an old, valid state
+    agent = resil.start(config)
+    out = run("db", "switch", "orders-db", "--to", "b", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert read_only(pair.replica) == 0 and read_only(pair.primary) == 1
     log_path = tmp_path / "monitor.log"
-    with open(log_path, "w") as log:
+    with Writer() as writer, open(log_path, "w") as log:
+        time.sleep(0.3)
+        applied = agent.state.epoch
+        assert applied >= 3 and agent.state.primaries["orders-db"] == "b"
+        if tamper == "deleted":
+            state_file.unlink()
+        elif tamper == "rolled_back":
+            shutil.copy(tmp_path / "epoch-1.json", state_file)
+        else:
+            state_file.write_text("{not a signal")
         monitor = subprocess.Popen(
             [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
              "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **PASSWORDS})
         try:
-            deadline = time.monotonic() + 15
-            while "control state is stale" not in log_path.read_text():
+            wait_for(log_path, "reconciled from the servers")
+            time.sleep(1.0)                 # more rounds: nothing else happens
+            stored = json.loads(state_file.read_text())
+            assert stored["epoch"] > applied
+            assert stored["state"]["primaries"]["orders-db"] == "b"
+            assert agent.state.epoch == stored["epoch"]      # the agents took it
+            assert read_only(pair.replica) == 0, log_path.read_text()
+            assert not writer.errors, writer.errors[:3]
+            # The rebuilt state is live: a primary killed now is still failed over.
+            acked_before_kill = list(writer.acked)
+            pair.replica.kill()
+            wait_for(log_path, "new primary", timeout=20)
+            assert read_only(pair.primary) == 0
+            done = len(writer.acked)
+            deadline = time.monotonic() + 10
+            while len(writer.acked) < done + 20:     # writes go on, on a
                 assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            time.sleep(1.5)              # several more rounds: still nothing fenced
+                time.sleep(0.05)
         finally:
             monitor.terminate()
             monitor.wait(10)
-            stop.set()
-            writer.join(10)
     text = log_path.read_text()
-    assert read_only(pair.replica) == 0, text           # the real primary stays writable
+    print(f"\n{tamper}:\n{text}")
     assert "came back writable" not in text, text
-    assert text.count("control state is stale") == 1, text    # said once, not each round
-    assert not errors, errors[:3]
-    assert len(acked) > 50
-    rows = {r[0] for r in pair.replica.root_sql("SELECT seq FROM app.w")}
-    assert set(acked) <= rows                           # no acknowledged write lost
+    assert text.count("WARNING") == 1, text         # said once, not every round
+    assert agent.state.primaries["orders-db"] == "a"
+    rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
+    # Asynchronous replication: the last writes before the kill may be lost, not the
+    # ones acknowledged well before it.
+    assert set(acked_before_kill[:-50]) <= rows
+
+
+def test_a_switch_after_the_state_was_lost_is_followed_by_the_agents(pair, config, tmp_path):
+    """`resil db switch` on a lost state used to publish epoch 1-2 below the agents'
+    epoch: they ignored it and wrote to the demoted server, while the command said
+    "1/1 agent(s) on epoch 2". Now it reconciles first and publishes above them."""
+    agent = resil.start(config)
+    out = run("db", "switch", "orders-db", "--to", "b", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    with Writer() as writer:
+        time.sleep(0.3)
+        before = agent.state.epoch
+        (tmp_path / "state.json").unlink()
+        out = run("db", "switch", "orders-db", "--to", "a", "--config", str(config))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "reconciling from the servers" in out.stdout, out.stdout
+        time.sleep(0.5)
+    assert agent.state.epoch > before + 1
+    assert agent.state.primaries["orders-db"] == "a"
+    assert read_only(pair.primary) == 0 and read_only(pair.replica) == 1
+    assert not writer.errors, writer.errors[:3]
+    rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
+    assert set(writer.acked) <= rows
+
+
+def test_status_says_when_the_store_is_behind_its_agents(pair, config, tmp_path):
+    agent = resil.start(config)
+    out = run("db", "switch", "orders-db", "--to", "b", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO w VALUES (1)")        # the agent watches and heartbeats
+    time.sleep(1.5)
+    (tmp_path / "state.json").unlink()
+    out = run("status", "--config", str(config))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "lost" in out.stdout and f"epoch {agent.state.epoch}" in out.stdout, out.stdout
+    assert "resil state reconcile" in out.stdout
+    out = run("state", "reconcile", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "orders-db: the servers say the primary is in b" in out.stdout, out.stdout
+    out = run("status", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr

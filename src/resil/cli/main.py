@@ -25,6 +25,8 @@ from ..control.base import live_agents
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
+from ..ops.truth import read as read_stored
+from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
 from . import traffic as traffic_commands
 
@@ -125,6 +127,15 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
     traffic_commands.add_commands(traffic_sub)
 
+    state_cmd = sub.add_parser("state", help="the control state itself")
+    state_sub = state_cmd.add_subparsers(dest="state_command", metavar="SUBCOMMAND",
+                                         required=True)
+    reconcile = state_sub.add_parser(
+        "reconcile", help="rebuild the control state from the servers' real roles and "
+        "republish it above every epoch the agents applied")
+    reconcile.add_argument("--config", metavar="PATH", help="configuration file")
+    reconcile.set_defaults(func=_state_reconcile)
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     check = config_sub.add_parser("check", help="validate a configuration and print the topology")
@@ -208,14 +219,13 @@ def _traffic(args: argparse.Namespace) -> int:
         return 2
     try:
         plane = open_control_plane(config.control_url, config.topology, config.signing_key)
-        signal = plane.load()
-        state = signal.state if signal else ControlState.initial(config.topology)
+        state = trusted_state(config, plane, issuer(), print)
         if state.weights.get(args.unit) == args.weight:
             print(f"unit {args.unit} already has weight {args.weight:g} (epoch {state.epoch})")
             return 0
         epoch = plane.publish(state.evolve(weights={**state.weights, args.unit: args.weight}),
                               issuer=issuer()).epoch
-    except (ControlPlaneError, SignalError) as exc:
+    except (ControlPlaneError, SignalError, SwitchError) as exc:
         print(f"resil: traffic change failed: {exc}", file=sys.stderr)
         return 1
     what = "cut: its instances answer /readyz with 503" if args.weight == 0 else \
@@ -228,21 +238,34 @@ def _db_unlock(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
         plane = open_control_plane(config.control_url, config.topology, config.signing_key)
-        signal = plane.load()
-        state = signal.state if signal else ControlState.initial(config.topology)
+        state = trusted_state(config, plane, issuer(), print)
         lock = state.locks.get(args.resource)
         if lock is None:
             print(f"{args.resource} is not locked (epoch {state.epoch})")
             return 0
         locks = {k: v for k, v in state.locks.items() if k != args.resource}
         epoch = plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
-    except (ControlPlaneError, SignalError) as exc:
+    except (ControlPlaneError, SignalError, SwitchError) as exc:
         print(f"resil: unlock failed: {exc}", file=sys.stderr)
         return 1
     print(f"unlocked {args.resource} (held by {lock.holder} for {lock.reason!r}) at epoch "
           f"{epoch}; held writes now go to the primary {state.primaries.get(args.resource)}."
           "\nCheck that server accepts writes: a switch that died after its fence step "
           "left it read-only.")
+    return 0
+
+
+def _state_reconcile(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    try:
+        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        stored = read_stored(config, plane)
+        print(f"stored state: {stored.problem or 'readable and not behind the agents'} "
+              f"(agents applied up to epoch {stored.agents_epoch})")
+        reconcile(config, plane, issuer(), stored, print)
+    except (ControlPlaneError, SignalError, SwitchError) as exc:
+        print(f"resil: reconcile failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -292,10 +315,12 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
     try:
         live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
         agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
-        signal = plane.load()
-    except (ControlPlaneError, SignalError) as exc:
+        stored = read_stored(config, plane)
+    except ControlPlaneError as exc:
         return initial, None, str(exc), []
-    return (signal.state if signal else initial), signal, "", agents
+    problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
+        if stored.problem else ""
+    return stored.state, stored.signal, problem, agents
 
 
 def safe_url(url: str) -> str:

@@ -185,9 +185,11 @@ def _show(state: ControlState, as_json: bool) -> None:
 
 
 def _current(config: Config) -> tuple[ControlPlane, ControlState]:
+    """The control plane and the state to build on: never a lost or rolled-back one
+    (:func:`resil.ops.truth.trusted_state` rebuilds it from the servers first)."""
+    from ..ops.truth import trusted_state
     plane = open_control_plane(config.control_url, config.topology, config.signing_key)
-    signal = plane.load()
-    return plane, (signal.state if signal else ControlState.initial(config.topology))
+    return plane, trusted_state(config, plane, issuer(), print)
 
 
 def _weights(weights: dict[str, float]) -> str:

@@ -31,6 +31,7 @@ from ..control import ControlPlane
 from ..errors import ControlPlaneError, ResilError, SignalError
 from ..state import ControlState, Lock, issuer
 from ..topology import Endpoint, Resource
+from . import truth
 from .servers import Credentials, Server, open_server
 
 log = logging.getLogger("resil.monitor")
@@ -78,7 +79,7 @@ class Monitor:
     clock: Callable[[], float] = time.monotonic
     _health: dict[str, _Health] = field(default_factory=dict)
     _leader: bool | None = None     # unknown until the first tick, which says which
-    _stale_said: dict[str, tuple[int, Endpoint]] = field(default_factory=dict)
+    _distrust: str = ""             # the last reason the stored state was not trusted
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -105,17 +106,44 @@ class Monitor:
             self.say("holding the lease: this monitor acts" if leader else
                      "lease held by another monitor: observing only")
             self._leader = leader
-        try:
-            signal = self.plane.load()
-        except (ControlPlaneError, SignalError) as exc:
-            self.say(f"cannot read control state: {exc}")
+        state = self._trusted()
+        if state is None:
             return
-        state = signal.state if signal else ControlState.initial(self.config.topology)
         for name in self._resources():
             try:
                 self._check(self.config.resources[name], state)
             except ResilError as exc:
                 self.say(f"{name}: {exc}")
+
+    def _trusted(self) -> ControlState | None:
+        """The control state to act on this round, or None to act on nothing.
+
+        A stored state that is unreadable, missing while agents applied one, or older
+        than what they applied is never acted on: the lease holder rebuilds it from the
+        servers (:func:`~.truth.reconcile`); the others wait for it to.
+        """
+        try:
+            stored = truth.read(self.config, self.plane)
+        except ControlPlaneError as exc:
+            self.say(f"cannot read control state: {exc}")
+            return None
+        if stored.trusted:
+            self._distrust = ""
+            return stored.state
+        if stored.problem != self._distrust:    # said once, not every round
+            self._distrust = stored.problem
+            self.say(f"WARNING: {stored.problem}")
+        if not self._leader:
+            return None
+        return self._reconcile(stored)
+
+    def _reconcile(self, stored: truth.Stored) -> ControlState | None:
+        try:
+            return truth.reconcile(self.config, self.plane, self.holder, stored,
+                                   self.say).state
+        except (ResilError, SignalError) as exc:
+            self.say(f"not acting this round: {exc}")
+            return None
 
     def say(self, message: str) -> None:
         """Log and print one decision or observation."""
@@ -346,12 +374,18 @@ class Monitor:
 
     def _stale_state(self, resource: Resource, primary: Endpoint, real: Endpoint,
                      state: ControlState) -> None:
-        """The control state names a read-only primary while ``real`` is writable: said
-        once per epoch and server, not every round."""
-        if self._stale_said.get(resource.name) == (state.epoch, real):
+        """The control state names a read-only primary while ``real`` is writable: the
+        state is what is wrong. Rebuild it from the servers rather than fence — unless the
+        state moved on meanwhile (a switch locks before it fences and promotes)."""
+        if not self._unchanged(resource, state):
             return
-        self._stale_said[resource.name] = (state.epoch, real)
         self.say(f"{resource.name}: the control state (epoch {state.epoch}) names {primary} "
                  f"as the primary, but {primary} is read-only and {real} accepts writes: "
                  f"the control state is stale (lost, rolled back or replayed?). NOT fencing "
-                 f"{real}, the only writable server; publish its unit as the primary")
+                 f"{real}, the only writable server; reconciling from the servers")
+        try:
+            stored = truth.read(self.config, self.plane)
+        except ControlPlaneError as exc:
+            self.say(f"cannot read control state: {exc}")
+            return
+        self._reconcile(stored)

@@ -389,3 +389,13 @@ def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials
     if resource.kind == "redis":
         return RedisServer(endpoint, credentials, timeout, read_timeout)
     raise SwitchError(f"{resource.name} is an http resource: it has no primary to switch")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def same_address(source: tuple[str, int], endpoint: Endpoint) -> bool:
+    """Whether a replica's ``source`` (host, port) is ``endpoint`` (loopback names alike)."""
+    host = source[0].lower()
+    same_host = host == endpoint.host or {host, endpoint.host} <= _LOOPBACK
+    return same_host and source[1] == endpoint.port

@@ -34,7 +34,8 @@ from ..errors import SwitchError
 from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
-from .servers import Credentials, Server, open_server
+from . import truth
+from .servers import Credentials, Server, open_server, same_address
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Switch:
         if not status["running"]:
             raise SwitchError(f"target {new.endpoint} is not replicating: "
                               f"{status.get('error') or 'stopped'}")
-        if not _same_address(status["source"], old_ep):
+        if not same_address(status["source"], old_ep):
             raise SwitchError(f"target {new.endpoint} replicates from "
                               f"{status['source'][0]}:{status['source'][1]}, not from the "
                               f"primary {old_ep}")
@@ -266,17 +267,8 @@ class Switch:
         return resource
 
     def _state(self) -> ControlState:
-        signal = self.plane.load()
-        return signal.state if signal else ControlState.initial(self.config.topology)
+        # Never the configuration's primaries, nor a lost or rolled-back state: see truth.
+        return truth.trusted_state(self.config, self.plane, issuer(), self.out)
 
     def _live_agents(self) -> list[dict[str, Any]]:
         return live_agents(self.plane, self.config.heartbeat_interval)
-
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def _same_address(source: tuple[str, int], endpoint: Endpoint) -> bool:
-    host = source[0].lower()
-    same_host = host == endpoint.host or {host, endpoint.host} <= _LOOPBACK
-    return same_host and source[1] == endpoint.port
