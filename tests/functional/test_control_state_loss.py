@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pymysql
@@ -29,7 +30,7 @@ import resil
 from resil.config import load_config
 from resil.control import open_control_plane
 from resil.state import ControlState, issuer
-from servers import MariaDBPair
+from servers import MariaDBPair, Redis
 from servers.config import PASSWORDS, resil_toml
 
 BIN = Path(sys.executable).parent
@@ -207,3 +208,85 @@ def test_status_says_when_the_store_is_behind_its_agents(pair, config, tmp_path)
     assert "orders-db: the servers say the primary is in b" in out.stdout, out.stdout
     out = run("status", "--config", str(config))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture
+def control_redis(tmp_path):
+    server = Redis(tmp_path, "control")
+    server.start()
+    yield server
+    server.destroy()
+
+
+def test_a_tampered_redis_control_plane_never_stops_writes_or_failover(
+        pair, write_config, tmp_path, monkeypatch, control_redis):
+    """Signed signals on a Redis control plane, and a writer of that Redis without the key:
+    an empty restart (FLUSHALL), a replayed old signed signal, garbage in the state key,
+    a planted monitor lease and heartbeats from the future. Writes never stop; the
+    monitor rebuilds the state each time and still fails over a killed primary."""
+    for key, value in {**PASSWORDS, "TEST_SIGNING_KEY": "s3cret"}.items():
+        monkeypatch.setenv(key, value)
+    url = f"redis://127.0.0.1:{control_redis.port}/0"
+    config = write_config(resil_toml(url, mysql=pair, control=(
+        'poll_interval = 0.05\nheartbeat_interval = 0.2\n'
+        'signing_key_env = "TEST_SIGNING_KEY"')))
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    plane.publish(ControlState.initial(cfg.topology).evolve(), issuer=issuer())
+    client = control_redis.client(decode_responses=False)
+    old_signal = client.get("resil:state")                   # validly signed, epoch 1
+    agent = resil.start(config)
+    out = run("db", "switch", "orders-db", "--to", "b", "--config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    log_path = tmp_path / "monitor.log"
+    reconciled = 0
+
+    def tampered_then_reconciled(tamper: Callable[[], None]) -> None:
+        nonlocal reconciled
+        before = agent.state.epoch
+        tamper()
+        reconciled += 1
+        deadline = time.monotonic() + 15
+        while log_path.read_text().count("reconciled from the servers") < reconciled:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while agent.state.epoch <= before:
+            assert time.monotonic() < deadline, (before, agent.state.epoch)
+            time.sleep(0.05)
+        assert agent.state.primaries["orders-db"] == "b"
+        assert read_only(pair.replica) == 0, log_path.read_text()
+
+    with Writer() as writer, open(log_path, "w") as log:
+        monitor = subprocess.Popen(
+            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+             "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **PASSWORDS,
+                                                       "TEST_SIGNING_KEY": "s3cret"})
+        try:
+            wait_for(log_path, "this monitor acts")
+            tampered_then_reconciled(client.flushall)           # an empty restart
+            tampered_then_reconciled(lambda: client.set("resil:state", old_signal))
+            tampered_then_reconciled(lambda: client.set("resil:state", b"garbage"))
+            # A planted lease and heartbeats from the future: the monitor still acts.
+            client.set("resil:lease:monitor", b"intruder")
+            for i in range(3):
+                client.set(f"resil:agents:forged:{i}", json.dumps(
+                    {"id": f"forged:{i}", "epoch": 10**18, "reported_at": time.time() + 9e9,
+                     "in_flight": {"orders-db": 99}}))
+            assert not writer.errors, writer.errors[:3]
+            pair.replica.kill()                                  # b, the primary
+            wait_for(log_path, "new primary", timeout=20)
+            done = len(writer.acked)
+            deadline = time.monotonic() + 10
+            while len(writer.acked) < done + 20:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
+        finally:
+            monitor.terminate()
+            monitor.wait(10)
+    text = log_path.read_text()
+    print(f"\n{text}")
+    assert "came back writable" not in text
+    assert agent.state.primaries["orders-db"] == "a" and read_only(pair.primary) == 0
+    assert agent.state.epoch < 10**6          # forged epochs were not believed

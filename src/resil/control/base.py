@@ -68,7 +68,26 @@ class ControlPlane(Protocol):
 
 
 def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
-    """Agents whose last heartbeat is recent (within three intervals plus a second)."""
+    """Agents whose last heartbeat is recent: within three intervals plus a second of
+    now, either way (clocks differ between machines). A heartbeat dated further in the
+    future is not believed: it would otherwise stay "live" for ever and make every
+    switch wait out its drain and verify timeouts."""
     now = time.time()
-    return [a for a in plane.agents()
-            if now - float(a.get("reported_at", 0)) <= 3 * interval + 1]
+    window = 3 * interval + 1
+    found = []
+    for beat in plane.agents():
+        try:
+            age = now - float(beat.get("reported_at", 0))
+        except (TypeError, ValueError):
+            continue
+        if -window <= age <= window:
+            found.append(beat)
+    return found
+
+
+def lease_cap(ttl: float) -> float:
+    """The longest a lease asked for with ``ttl`` can have left: twice ``ttl`` plus a
+    second of clock skew. Every holder of one lease asks for the same ``ttl`` (the
+    monitors' ``--lease-ttl``, ``--anti-flap``), so a lease with more time left was not
+    taken by any of them: it was planted, and is taken over."""
+    return 2 * ttl + 1.0

@@ -28,6 +28,7 @@ from ..clock import Clock
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
+from .base import lease_cap
 
 log = logging.getLogger("resil.control")
 _Identity = tuple[int, int, int]
@@ -136,7 +137,9 @@ class FileControlPlane:
         return self.path.with_name(f"{self.path.name}.lease-{safe}")
 
     def lease(self, name: str, holder: str, ttl: float) -> bool:
-        """Take or renew a lease: a small JSON file, changed under the publish lock."""
+        """Take or renew a lease: a small JSON file, changed under the publish lock. A
+        lease held for longer than :func:`~resil.control.base.lease_cap` of ``ttl`` is
+        forged and taken over."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = self._lease_file(name)
         with open(f"{self.path}.lock", "a") as lock:
@@ -146,9 +149,12 @@ class FileControlPlane:
                 current = json.loads(file.read_bytes())
             except (OSError, ValueError):
                 current = {}
-            if current.get("holder") not in (None, holder) \
-                    and float(current.get("expires", 0)) > now:
-                return False
+            try:
+                left = float(current.get("expires", 0)) - now
+            except (TypeError, ValueError):
+                left = 0.0
+            if current.get("holder") not in (None, holder) and 0 < left <= lease_cap(ttl):
+                return False    # held by another (a longer hold is forged: taken over)
             _write_atomic(file, json.dumps({"holder": holder, "expires": now + ttl}).encode(),
                           durable=False)
             return True

@@ -41,6 +41,7 @@ from ..envvars import default_poll_interval
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
+from .base import lease_cap
 from .redis_url import SCHEMES, RedisURL, glob_escape, parse_url
 from .redis_watch import CONNECT_TIMEOUT, RedisWatch
 
@@ -67,9 +68,16 @@ if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 or left > tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
 return 0
 """
-"""Take the lease if it is free, renew it if ``ARGV[1]`` holds it; 1 if it holds it now."""
+"""Take the lease if it is free, renew it if ``ARGV[1]`` holds it; 1 if it holds it now.
+A lease another holder has for longer than ``ARGV[3]`` ms (or for ever) is not one any
+holder asking for the same ``ttl`` could have taken: it is forged, and taken over (2)."""
 
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -291,13 +299,21 @@ class RedisControlPlane:
     def lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take the lease ``name`` if it is free (or expired), renew it if ``holder`` has it.
 
-        Returns whether ``holder`` holds it now, for ``ttl`` seconds (Redis's clock).
+        Returns whether ``holder`` holds it now, for ``ttl`` seconds (Redis's clock). A
+        lease held for longer than :func:`~resil.control.base.lease_cap` of ``ttl`` is
+        forged (every holder asks for the same ``ttl``) and is taken over: a planted lease
+        cannot stop failover.
         """
         if not ttl > 0:
             raise ValueError(f"lease ttl {ttl!r} must be > 0")
         key = self.lease_key(name)
+        ttl_ms = max(1, round(ttl * 1000))
         with self._talking(f"take lease {key}"):
-            held = self._lease_script(keys=[key], args=[holder, max(1, round(ttl * 1000))])
+            held = self._lease_script(keys=[key], args=[holder, ttl_ms,
+                                                        round(lease_cap(ttl) * 1000)])
+        if held == 2:
+            log.warning("resil: lease %s was held for longer than any holder asking for "
+                        "%g s could hold it (forged?): taken over by %s", key, ttl, holder)
         return bool(held)
 
     def release(self, name: str, holder: str) -> None:

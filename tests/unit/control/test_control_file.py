@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from resil.config import load_config
-from resil.control import open_control_plane
+from resil.control import live_agents, open_control_plane
 from resil.errors import SignalError
 from resil.state import ControlState, Signal
 
@@ -134,3 +135,26 @@ def test_lease_is_exclusive_renewable_and_expires(tmp_path, topology):
     assert not plane.lease("monitor", "m1", ttl=3)
     plane.release("monitor", "m2")
     assert plane.lease("monitor", "m1", ttl=3)
+
+
+def test_a_planted_lease_cannot_stop_failover_beyond_its_cap(tmp_path, topology):
+    """Every monitor asks for the same ttl: a lease with more than twice that left (plus
+    a second) was planted, and is taken over; a genuine one is respected."""
+    now = [1000.0]
+    plane = open_control_plane((tmp_path / "s.json").as_uri(), topology, None,
+                               clock=lambda: now[0])
+    lease_file = plane._lease_file("monitor")
+    lease_file.write_text(json.dumps({"holder": "intruder", "expires": now[0] + 3600}))
+    assert plane.lease("monitor", "m1", ttl=3)          # planted for an hour: taken over
+    lease_file.write_text(json.dumps({"holder": "other", "expires": now[0] + 6.5}))
+    assert not plane.lease("monitor", "m1", ttl=3)      # within 2 x 3 + 1 s: respected
+
+
+def test_a_heartbeat_dated_in_the_future_is_not_live(tmp_path, topology):
+    plane = open_control_plane((tmp_path / "s.json").as_uri(), topology, None)
+    now = time.time()
+    me = os.getpid()
+    plane.report({"id": "h:1", "pid": me, "reported_at": now})
+    plane.report({"id": "h:2", "pid": me, "reported_at": now + 10_000})
+    plane.report({"id": "h:3", "pid": me, "reported_at": "soon"})
+    assert [a["id"] for a in live_agents(plane, 1.0)] == ["h:1"]

@@ -394,6 +394,19 @@ def test_lease_one_holder_renew_expiry_release(plane: RedisControlPlane) -> None
     assert plane.lease("other", "bob", 5)               # leases are independent
 
 
+def test_a_planted_lease_is_taken_over_a_genuine_one_is_not(plane: RedisControlPlane,
+                                                             shared: Redis) -> None:
+    client = shared.client()
+    key = plane.lease_key("monitor")
+    client.set(key, "intruder")                          # no expiry at all
+    assert plane.lease("monitor", "m1", 1.0)
+    client.set(key, "intruder", px=3_600_000)            # an hour: no monitor asks that
+    assert plane.lease("monitor", "m1", 1.0)
+    assert client.get(key) == b"m1" or client.get(key) == "m1"
+    client.set(key, "other", px=2_500)                   # within 2 x 1 + 1 s: genuine
+    assert not plane.lease("monitor", "m1", 1.0)
+
+
 def test_concurrent_lease_takers_one_wins(plane: RedisControlPlane,
                                           make_plane: Callable[..., RedisControlPlane]) -> None:
     planes = [make_plane(plane.target.safe) for _ in range(8)]

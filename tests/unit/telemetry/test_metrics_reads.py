@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import resil
 from resil.telemetry.admin import state_document
@@ -27,7 +28,7 @@ endpoints = {{ a = ["http://10.0.0.3:8000"], b = ["http://10.0.0.4:8000"] }}
 def test_a_scrape_reads_the_heartbeats_once(write_config, tmp_path, monkeypatch):
     agent = resil.start(write_config(CONFIG.format(url=(tmp_path / "state.json").as_uri())))
     assert agent is not None and agent.plane is not None and agent.sampler is not None
-    agent.plane.report({"id": "other:1", "pid": 1, "ppid": 0, "reported_at": 9e12,
+    agent.plane.report({"id": "other:1", "pid": 1, "ppid": 0, "reported_at": time.time(),
                         "utilization": 0.9, "unit": "b"})
     reads = []
     original = agent.plane.agents
