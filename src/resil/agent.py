@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import counters, registry
 from .config import Config, load_config
-from .control import ControlPlane, Watch, open_control_plane
+from .control import ControlPlane, Watch, open_configured
 from .control.base import live_agents
 from .errors import ControlPlaneError, ResilError, SignalError
 from .gate import Gate
@@ -66,9 +66,8 @@ class Agent:
         self._last_error = ""
         if plane is None:
             try:
-                self.plane = open_control_plane(
-                    config.control_url, config.topology, config.signing_key,
-                    poll_interval=config.poll_interval,
+                self.plane = open_configured(
+                    config, poll_interval=config.poll_interval,
                     agent_ttl=max(10.0, 3 * config.heartbeat_interval))
             except ControlPlaneError as exc:
                 log.error("resil: %s; running on the configuration's initial state", exc)

@@ -42,6 +42,8 @@ class Config:
     control_url: str
     signing_key_env: str
     signing_key: bytes | None
+    previous_signing_keys: tuple[bytes, ...]
+    """Keys of earlier signals, still accepted during a key rotation (never used to sign)."""
     poll_interval: float
     heartbeat_interval: float
     admin_listen: tuple[str, int] | None
@@ -207,6 +209,17 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
             raise source.error("control.signing_key_env", key_env,
                                f"environment variable {key_env} is not set or empty")
         signing_key = value.encode()
+    previous_env = control.text("previous_signing_keys_env")
+    previous: tuple[bytes, ...] = ()
+    if previous_env:
+        if signing_key is None:
+            raise source.error("control.previous_signing_keys_env", previous_env,
+                               "needs control.signing_key_env (the current key)")
+        previous = tuple(k.strip().encode() for k in env.get(previous_env, "").split(",")
+                         if k.strip())
+        if not previous:
+            raise source.error("control.previous_signing_keys_env", previous_env,
+                               f"environment variable {previous_env} is not set or empty")
     listen = _listen(admin)
     sessions_resource = sessions.text("resource")
     if sessions_resource:
@@ -222,6 +235,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         control_url=control_url,
         signing_key_env=key_env,
         signing_key=signing_key,
+        previous_signing_keys=previous,
         poll_interval=control.number("poll_interval", scheme=urlsplit(control_url).scheme),
         heartbeat_interval=control.number("heartbeat_interval"),
         admin_listen=(listen.host, listen.port) if listen else None,

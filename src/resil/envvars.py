@@ -145,6 +145,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("control.signing_key_env", "str", "",
             "Name of the environment variable that holds the HMAC key. When set, every "
             "signal must carry a valid signature; unsigned and forged signals are rejected."),
+    Setting("control.previous_signing_keys_env", "str", "",
+            "Key rotation: name of the environment variable that holds the previous HMAC "
+            "key(s), comma-separated. Signals signed with them are still accepted; new "
+            "ones are signed with the current key only. Needs `signing_key_env`."),
     # The file backend polls a local stat (cheap); Redis polls only to reconcile missed
     # pub/sub messages, so every process asking it 20 times a second would be waste.
     Setting("control.poll_interval", "float", 1.0,

@@ -21,7 +21,7 @@ import os
 import pwd
 import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -195,10 +195,12 @@ def encode_signal(signal: Signal) -> bytes:
     return json.dumps(body, sort_keys=True, indent=1, allow_nan=False).encode() + b"\n"
 
 
-def decode_signal(data: bytes, topology: Topology, key: bytes | None) -> Signal:
+def decode_signal(data: bytes, topology: Topology, key: bytes | None,
+                  previous: Sequence[bytes] = ()) -> Signal:
     """Parse and verify a signal; raise :class:`SignalError` saying what is wrong.
 
-    With a ``key``, a signal without a signature or with a wrong one is rejected.
+    With a ``key``, a signal without a signature or with a wrong one is rejected; one
+    signed with a ``previous`` key (a rotation under way) is accepted.
     Primaries of resources this topology does not know are dropped (another agent may
     run a newer configuration); a primary in a unit where the resource has no
     endpoint is an error.
@@ -216,7 +218,7 @@ def decode_signal(data: bytes, topology: Topology, key: bytes | None) -> Signal:
         if not isinstance(signature, str):
             raise SignalError(f"unsigned signal (epoch {body.get('epoch')!r}) rejected: "
                               "a signing key is configured")
-        if not hmac.compare_digest(signature, _mac(key, body)):
+        if not any(hmac.compare_digest(signature, _mac(k, body)) for k in (key, *previous)):
             raise SignalError(f"forged signal (epoch {body.get('epoch')!r}) rejected: "
                               "HMAC does not match")
     epoch, issued_at, issuer = body.get("epoch"), body.get("issued_at"), body.get("issuer")

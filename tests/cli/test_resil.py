@@ -133,3 +133,18 @@ def test_a_malformed_control_url_is_a_configuration_error(write_config):
     out = resil("config", "check", str(bad))
     assert out.returncode == 2
     assert "control.url = 'redis://h:6379/x'" in out.stderr and "not a number" in out.stderr
+
+
+def test_operator_flags_are_validated():
+    """NaN waited for ever, 0 let two monitors act at once, -1 hot-looped."""
+    for args, said in [
+            (("monitor", "--lease-ttl", "0"), "above 0"),
+            (("monitor", "--lease-ttl", "31"), "at most 30"),
+            (("monitor", "--interval", "-1"), "above 0"),
+            (("monitor", "--timeout", "inf"), "finite"),
+            (("monitor", "--failures", "0"), "at least 1"),
+            (("db", "switch", "db", "--to", "b", "--drain-timeout", "nan"), "finite"),
+            (("db", "switch", "db", "--to", "b", "--catchup-timeout", "soon"), "not a number"),
+            (("drill", "kill", "db", "--timeout", "0"), "above 0")]:
+        out = resil(*args)
+        assert out.returncode == 2 and said in out.stderr, (args, out.stderr)

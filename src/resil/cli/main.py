@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config, load_config
-from ..control import open_control_plane
+from ..control import open_configured
 from ..control.base import live_agents
 from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
 from ..ops.monitor import Monitor, MonitorOptions
@@ -29,6 +30,33 @@ from ..ops.truth import read as read_stored
 from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
 from . import traffic as traffic_commands
+
+
+def _seconds(text: str, most: float = math.inf) -> float:
+    """An argparse type: a finite number of seconds above 0 (and at most ``most``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number above 0")
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at most {most:g} s")
+    return value
+
+
+def _lease_seconds(text: str) -> float:
+    return _seconds(text, most=30.0)     # see resil.control.base.lease_cap
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,12 +79,12 @@ def parser() -> argparse.ArgumentParser:
     switch.add_argument("--to", required=True, metavar="UNIT", help="the unit of the new primary")
     switch.add_argument("--config", metavar="PATH", help="configuration file")
     defaults = SwitchOptions()
-    switch.add_argument("--max-lag", type=float, default=defaults.max_lag, metavar="S",
+    switch.add_argument("--max-lag", type=_seconds, default=defaults.max_lag, metavar="S",
                         help="refuse when the target lags more (default %(default)s s)")
-    switch.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout,
+    switch.add_argument("--drain-timeout", type=_seconds, default=defaults.drain_timeout,
                         metavar="S", help="longest wait for open transactions "
                         "(default %(default)s s)")
-    switch.add_argument("--catchup-timeout", type=float, default=defaults.catchup_timeout,
+    switch.add_argument("--catchup-timeout", type=_seconds, default=defaults.catchup_timeout,
                         metavar="S", help="longest wait for the target to catch up "
                         "(default %(default)s s)")
     switch.add_argument("--no-reverse", action="store_true",
@@ -74,18 +102,19 @@ def parser() -> argparse.ArgumentParser:
         "control plane)")
     monitor.add_argument("--config", metavar="PATH", help="configuration file")
     mdefaults = MonitorOptions()
-    monitor.add_argument("--interval", type=float, default=mdefaults.interval, metavar="S",
+    monitor.add_argument("--interval", type=_seconds, default=mdefaults.interval, metavar="S",
                          help="seconds between probes (default %(default)s)")
-    monitor.add_argument("--failures", type=int, default=mdefaults.failures, metavar="N",
+    monitor.add_argument("--failures", type=_count, default=mdefaults.failures, metavar="N",
                          help="failed probes in a row before a primary is suspected "
                          "(default %(default)s)")
-    monitor.add_argument("--timeout", type=float, default=mdefaults.timeout, metavar="S",
+    monitor.add_argument("--timeout", type=_seconds, default=mdefaults.timeout, metavar="S",
                          help="bound of one probe (default %(default)s s)")
-    monitor.add_argument("--anti-flap", type=float, default=mdefaults.anti_flap, metavar="S",
+    monitor.add_argument("--anti-flap", type=_seconds, default=mdefaults.anti_flap, metavar="S",
                          help="no second automatic failover of a resource within this "
                          "(default %(default)s s)")
-    monitor.add_argument("--lease-ttl", type=float, default=mdefaults.lease_ttl, metavar="S",
-                         help="lease of the acting monitor (default %(default)s s)")
+    monitor.add_argument("--lease-ttl", type=_lease_seconds, default=mdefaults.lease_ttl,
+                         metavar="S", help="lease of the acting monitor, at most 30 s; every "
+                         "monitor must use the same (default %(default)s s)")
     monitor.set_defaults(func=_monitor)
 
     drill = sub.add_parser("drill", help="inject a fault and report RTO, RPO and client "
@@ -96,14 +125,14 @@ def parser() -> argparse.ArgumentParser:
     drill_switch.add_argument("resource", help="a mysql or redis resource")
     drill_switch.add_argument("--to", required=True, metavar="UNIT",
                               help="the unit of the new primary")
-    drill_switch.add_argument("--duration", type=float, default=3.0, metavar="S",
+    drill_switch.add_argument("--duration", type=_seconds, default=3.0, metavar="S",
                               help="seconds of probing, half before the switch and half "
                               "after it (default %(default)s)")
     drill_kill = drill_sub.add_parser(
         "kill", help="kill -9 the primary's server (on this host only) and wait for a "
         "monitor to fail over; the killed server stays down")
     drill_kill.add_argument("resource", help="a mysql or redis resource")
-    drill_kill.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    drill_kill.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
                             help="longest wait for a new primary and a write there "
                             "(default %(default)s s)")
     for command in (drill_switch, drill_kill):
@@ -161,7 +190,7 @@ def _db_switch(args: argparse.Namespace) -> int:
                             catchup_timeout=args.catchup_timeout, reverse=not args.no_reverse,
                             dry_run=args.dry_run)
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
         Switch(config, plane, args.resource, args.to, options,
                out=lambda line: print(line, flush=True)).run()
     except (SwitchError, ControlPlaneError, SignalError) as exc:
@@ -178,7 +207,7 @@ def _monitor(args: argparse.Namespace) -> int:
                              timeout=args.timeout, anti_flap=args.anti_flap,
                              lease_ttl=args.lease_ttl)
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
     except ControlPlaneError as exc:
         print(f"resil: {exc}", file=sys.stderr)
         return 1
@@ -218,7 +247,7 @@ def _traffic(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
         state = trusted_state(config, plane, issuer(), print)
         if state.weights.get(args.unit) == args.weight:
             print(f"unit {args.unit} already has weight {args.weight:g} (epoch {state.epoch})")
@@ -237,7 +266,7 @@ def _traffic(args: argparse.Namespace) -> int:
 def _db_unlock(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
         state = trusted_state(config, plane, issuer(), print)
         lock = state.locks.get(args.resource)
         if lock is None:
@@ -258,7 +287,7 @@ def _db_unlock(args: argparse.Namespace) -> int:
 def _state_reconcile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
         stored = read_stored(config, plane)
         print(f"stored state: {stored.problem or 'readable and not behind the agents'} "
               f"(agents applied up to epoch {stored.agents_epoch})")
@@ -309,7 +338,7 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
                                          list[dict[str, Any]]]:
     initial = ControlState.initial(config.topology)
     try:
-        plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+        plane = open_configured(config)
     except ControlPlaneError as exc:
         return initial, None, str(exc), []
     try:

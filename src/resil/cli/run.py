@@ -73,10 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_control_url(config: Config) -> None:
     """A malformed control-plane URL is a configuration error, found before the program
     starts (building a backend parses the URL; it connects to nothing)."""
-    from ..control import open_control_plane
+    from ..control import open_configured
     from ..errors import ControlPlaneError
     try:
-        open_control_plane(config.control_url, config.topology, config.signing_key)
+        open_configured(config)
     except ControlPlaneError as exc:
         source = f"environment variable {envvars.by_key()['control.url'].env}" \
             if envvars.by_key()["control.url"].env in os.environ else str(config.path)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, load_config
-from ..control import ControlPlane, open_control_plane
+from ..control import ControlPlane, open_configured
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, RouteRule, decode_routes, issuer
 
@@ -188,7 +188,7 @@ def _current(config: Config) -> tuple[ControlPlane, ControlState]:
     """The control plane and the state to build on: never a lost or rolled-back one
     (:func:`resil.ops.truth.trusted_state` rebuilds it from the servers first)."""
     from ..ops.truth import trusted_state
-    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    plane = open_configured(config)
     return plane, trusted_state(config, plane, issuer(), print)
 
 

@@ -8,6 +8,8 @@ heartbeats and leases. Pick one by URL with :func:`open_control_plane`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..clock import Clock
@@ -16,12 +18,16 @@ from ..errors import ControlPlaneError
 from ..topology import Topology
 from .base import ControlPlane, Watch, live_agents
 
-__all__ = ["ControlPlane", "Watch", "live_agents", "open_control_plane"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["ControlPlane", "Watch", "live_agents", "open_configured", "open_control_plane"]
 
 
 def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
                        poll_interval: float | None = None, clock: Clock = time.time,
-                       agent_ttl: float = 10.0) -> ControlPlane:
+                       agent_ttl: float = 10.0,
+                       previous_keys: Sequence[bytes] = ()) -> ControlPlane:
     """The control-plane backend for ``url``.
 
     ``poll_interval`` defaults to the declared one for the URL's scheme
@@ -34,10 +40,17 @@ def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
     if parts.scheme == "file":
         from .file import FileControlPlane
         return FileControlPlane(unquote(parts.path), topology, key,
-                                poll_interval=poll_interval, clock=clock)
+                                poll_interval=poll_interval, clock=clock,
+                                 previous_keys=previous_keys)
     if parts.scheme in ("redis", "rediss", "redis+sentinel"):
         from .redis import RedisControlPlane
         return RedisControlPlane(url, topology, key, poll_interval=poll_interval, clock=clock,
-                                 agent_ttl=agent_ttl)
+                                 agent_ttl=agent_ttl, previous_keys=previous_keys)
     raise ControlPlaneError(f"control plane {url!r}: the {parts.scheme!r} backend is not "
                             "available in this version; use a file:// URL")
+
+
+def open_configured(config: Config, **options: Any) -> ControlPlane:
+    """The control plane ``config`` names, with its signing keys (current and previous)."""
+    return open_control_plane(config.control_url, config.topology, config.signing_key,
+                              previous_keys=config.previous_signing_keys, **options)

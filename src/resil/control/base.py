@@ -85,9 +85,14 @@ def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
     return found
 
 
+LEASE_FLOOR = 61.0
+"""No genuine lease of up to 30 s (the longest ``--lease-ttl``) has more left than this."""
+
+
 def lease_cap(ttl: float) -> float:
-    """The longest a lease asked for with ``ttl`` can have left: twice ``ttl`` plus a
-    second of clock skew. Every holder of one lease asks for the same ``ttl`` (the
-    monitors' ``--lease-ttl``, ``--anti-flap``), so a lease with more time left was not
-    taken by any of them: it was planted, and is taken over."""
-    return 2 * ttl + 1.0
+    """The longest a genuine lease can have left, for a caller asking for ``ttl``: twice
+    ``ttl`` plus a second of clock skew, and never less than :data:`LEASE_FLOOR` (a
+    monitor's lease, at most 30 s, or a drill checking it with a shorter ``ttl``). A lease
+    with more time left — or with no expiry — was planted by a writer of the store, not
+    taken by a monitor: it is taken over, so that it cannot stop failover for long."""
+    return max(2 * ttl + 1.0, LEASE_FLOOR)

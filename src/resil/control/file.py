@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,13 @@ class FileControlPlane:
     """Control state in a local JSON file (the embedded default)."""
 
     def __init__(self, path: str | os.PathLike[str], topology: Topology, key: bytes | None, *,
-                 poll_interval: float, clock: Clock) -> None:
+                 poll_interval: float, clock: Clock,
+                 previous_keys: Sequence[bytes] = ()) -> None:
         self.path = Path(path)
         self.url = self.path.as_uri() if self.path.is_absolute() else f"file:{self.path}"
         self._topology = topology
         self._key = key
+        self._previous = tuple(previous_keys)
         self._poll_interval = poll_interval
         self._clock = clock
 
@@ -64,7 +66,7 @@ class FileControlPlane:
         except OSError as exc:
             raise ControlPlaneError(f"{self.path}: cannot read: {exc.strerror}") from None
         try:
-            return decode_signal(data, self._topology, self._key)
+            return decode_signal(data, self._topology, self._key, self._previous)
         except SignalError as exc:
             raise SignalError(f"{self.path}: {exc}") from None
 

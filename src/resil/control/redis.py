@@ -31,7 +31,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,7 +98,7 @@ class RedisControlPlane:
 
     def __init__(self, url: str, topology: Topology, key: bytes | None, *,
                  poll_interval: float | None = None, clock: Clock = time.time,
-                 agent_ttl: float = 10.0) -> None:
+                 agent_ttl: float = 10.0, previous_keys: Sequence[bytes] = ()) -> None:
         """Describe the plane; no connection is opened yet.
 
         Args:
@@ -123,6 +123,7 @@ class RedisControlPlane:
         self.channel = f"{self.prefix}:signals"
         self._topology = topology
         self._key = key
+        self._previous = tuple(previous_keys)
         self._poll_interval = poll_interval
         self._clock = clock
         self._agent_ttl_ms = max(1, round(agent_ttl * 1000))
@@ -204,7 +205,7 @@ class RedisControlPlane:
         """Verify stored or published bytes; SignalError names the plane."""
         raw = data.encode() if isinstance(data, str) else data
         try:
-            return decode_signal(raw, self._topology, self._key)
+            return decode_signal(raw, self._topology, self._key, self._previous)
         except SignalError as exc:
             raise SignalError(f"{self.url} {self.state_key}: {exc}") from None
 

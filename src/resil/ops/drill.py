@@ -34,7 +34,7 @@ from typing import Any
 from .. import registry
 from ..clock import Clock
 from ..config import Config
-from ..control import ControlPlane, open_control_plane
+from ..control import ControlPlane, open_configured
 from ..errors import ControlPlaneError, SignalError, SwitchError
 from ..state import ControlState, issuer
 from ..topology import Endpoint, Resource
@@ -460,8 +460,7 @@ class Drill:
 
     def _plane(self) -> ControlPlane:
         try:
-            return open_control_plane(self.config.control_url, self.config.topology,
-                                      self.config.signing_key)
+            return open_configured(self.config)
         except ControlPlaneError as exc:
             raise DrillError(str(exc)) from exc
 

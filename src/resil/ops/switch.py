@@ -151,6 +151,12 @@ class Switch:
         return result
 
     def _precheck(self, old: Server, new: Server, old_ep: Endpoint) -> str:
+        # The servers are the truth: the primary to fence must really be the one that
+        # takes writes (the control state may be stale in a way no epoch shows).
+        if not old.writable():
+            raise SwitchError(f"the control state names {old_ep} as the primary, but it "
+                              "does not accept writes: `resil state reconcile` rebuilds the "
+                              "control state from the servers")
         status = new.replication()
         if status["role"] != "replica":
             raise SwitchError(f"target {new.endpoint} is not a replica")

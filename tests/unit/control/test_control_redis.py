@@ -403,7 +403,7 @@ def test_a_planted_lease_is_taken_over_a_genuine_one_is_not(plane: RedisControlP
     client.set(key, "intruder", px=3_600_000)            # an hour: no monitor asks that
     assert plane.lease("monitor", "m1", 1.0)
     assert client.get(key) == b"m1" or client.get(key) == "m1"
-    client.set(key, "other", px=2_500)                   # within 2 x 1 + 1 s: genuine
+    client.set(key, "other", px=2_500)                   # within the cap: genuine
     assert not plane.lease("monitor", "m1", 1.0)
 
 
