@@ -241,7 +241,8 @@ READ = {
     "routing.wrong_unit": lambda c: c.wrong_unit,
     "routing.forward_to": lambda c: c.forward_to,
 }
-COMPUTED = {"unit", "units", "control.url"}     # required, or derived from other keys
+COMPUTED = {"unit", "units", "control.url",   # required, or derived from other keys
+            "control.previous_signing_keys_env"}     # the keys it names are kept
 COMPUTED_RESOURCE_KEYS = {"kind", "endpoints", "primary"}
 #: No alias by default: any other default would give every resource the same address.
 UNCHANGEABLE_RESOURCE_KEYS = {"aliases"}
