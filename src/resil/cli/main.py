@@ -302,6 +302,7 @@ def _config_check(args: argparse.Namespace) -> int:
     from .run import _check_control_url
     config = load_config(args.path)
     _check_control_url(config)
+    warning = _durability(config)
     print(f"configuration OK: {config.path}")
     print(f"unit: {config.unit}")
     print(f"units: {', '.join(config.topology.units)}")
@@ -320,13 +321,26 @@ def _config_check(args: argparse.Namespace) -> int:
             print(f"    aliases: {', '.join(map(str, resource.aliases))}")
     if config.sessions_resource:
         print(f"sessions: {config.sessions_resource}")
+    if warning:
+        print(f"warning: {warning}")
     return 0
+
+
+def _durability(config: Config) -> str:
+    """The control plane's durability warning, when it can be reached quickly (a check
+    of the configuration must not hang on an unreachable store)."""
+    if urlsplit(config.control_url).scheme == "file":
+        return ""
+    try:
+        return open_configured(config).durability() or ""
+    except ControlPlaneError:
+        return ""
 
 
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    state, signal, problem, agents = _read_state(config)
-    report = status_report(config, state, signal, problem, agents)
+    state, signal, problem, agents, warning = _read_state(config)
+    report = status_report(config, state, signal, problem, agents, warning)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -335,21 +349,22 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
-                                         list[dict[str, Any]]]:
+                                         list[dict[str, Any]], str]:
+    """The stored state, its problem (empty: none), the agents and a durability warning."""
     initial = ControlState.initial(config.topology)
     try:
         plane = open_configured(config)
     except ControlPlaneError as exc:
-        return initial, None, str(exc), []
+        return initial, None, str(exc), [], ""
     try:
         live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
         agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
         stored = read_stored(config, plane)
     except ControlPlaneError as exc:
-        return initial, None, str(exc), []
+        return initial, None, str(exc), [], ""
     problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
         if stored.problem else ""
-    return stored.state, stored.signal, problem, agents
+    return stored.state, stored.signal, problem, agents, plane.durability() or ""
 
 
 def safe_url(url: str) -> str:
@@ -361,7 +376,8 @@ def safe_url(url: str) -> str:
 
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,
-                  problem: str, agents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  problem: str, agents: list[dict[str, Any]] | None = None,
+                  warning: str = "") -> dict[str, Any]:
     """The data ``resil status`` prints (``--json`` prints exactly this)."""
     resources = {}
     for name, resource in config.resources.items():
@@ -383,6 +399,7 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
             "issuer": signal.issuer if signal else None,
             "signed": bool(signal and signal.signature),
             "problem": problem or None,
+            "warning": warning or None,
         },
         "resources": resources,
         "weights": dict(state.weights),
@@ -414,6 +431,8 @@ def _print_status(report: dict[str, Any]) -> None:
               "(nothing published: the configuration's primaries apply)")
     if control["problem"]:
         print(f"problem:  {control['problem']}")
+    if control.get("warning"):
+        print(f"warning:  {control['warning']}")
     print("resources:")
     for name, entry in report["resources"].items():
         if "primary" in entry:

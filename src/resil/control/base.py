@@ -63,6 +63,11 @@ class ControlPlane(Protocol):
     def release(self, name: str, holder: str) -> None:
         """Give the lease up, if ``holder`` has it."""
 
+    def durability(self) -> str | None:
+        """Why a restart of the store could lose the control state (None: it cannot, or
+        it cannot be told). A lost state is rebuilt from the servers, but weights and
+        routing rules are not on any server."""
+
     def close(self) -> None:
         """Release connections and files."""
 

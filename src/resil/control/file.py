@@ -172,6 +172,10 @@ class FileControlPlane:
             except (OSError, ValueError):
                 pass
 
+    def durability(self) -> str | None:
+        """None: every publish is an fsync'd atomic rename."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: files are opened per operation."""
 

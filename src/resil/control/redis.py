@@ -332,6 +332,21 @@ class RedisControlPlane:
 
     # ------------------------------------------------------------ lifecycle
 
+    def durability(self) -> str | None:
+        """A warning when the store keeps no append-only file: a restart of it then
+        comes back empty, or with a snapshot minutes old (an older state)."""
+        try:
+            with self._talking("read the persistence settings"):
+                found = self._client.config_get("appendonly")
+        except Exception:    # CONFIG may be refused (ACLs, managed Redis): cannot tell
+            return None
+        if str(found.get("appendonly", "")).lower() == "yes":
+            return None
+        return (f"{self.url} keeps no append-only file (appendonly no): a restart loses "
+                "the control state or rolls it back to a snapshot; resil rebuilds the "
+                "primaries from the servers, but not unit weights and routing rules. "
+                "Set appendonly yes (and appendfsync everysec or always)")
+
     def close(self) -> None:
         """Stop this plane's watches and close its connections."""
         with self._watches_lock:

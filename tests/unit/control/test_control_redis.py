@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -541,3 +542,25 @@ def test_agent_follows_the_redis_plane_and_keeps_its_state_while_redis_is_down(
     finally:
         resil.stop()
         plane.close()
+
+
+def test_a_store_without_an_append_only_file_is_warned_about(
+        private: Redis, make_plane: Callable[..., RedisControlPlane], write_config: Any,
+        tmp_path: Path) -> None:
+    plane = make_plane(url_of(private, "dur"))
+    private.client().config_set("appendonly", "no")
+    assert "appendonly" in (plane.durability() or "")
+    config = write_config(f"""
+        unit = "a"
+        [control]
+        url = "{url_of(private, 'dur')}"
+        [resources.db]
+        kind = "mysql"
+        endpoints = {{ a = "127.0.0.1:3306" }}
+    """, name="dur.toml")
+    command_path = str(Path(sys.executable).parent / "resil")
+    for command in (["config", "check", str(config)], ["status", "--config", str(config)]):
+        out = subprocess.run([command_path, *command], capture_output=True, text=True, timeout=30)
+        assert "warning:" in out.stdout and "appendonly yes" in out.stdout, out.stdout
+    private.client().config_set("appendonly", "yes")
+    assert plane.durability() is None
