@@ -290,3 +290,28 @@ def test_a_tampered_redis_control_plane_never_stops_writes_or_failover(
     assert "came back writable" not in text
     assert agent.state.primaries["orders-db"] == "a" and read_only(pair.primary) == 0
     assert agent.state.epoch < 10**6          # forged epochs were not believed
+
+
+def test_a_switch_that_an_agent_did_not_follow_is_not_reported_as_success(pair, config,
+                                                                           tmp_path):
+    """A live agent that never applies the new epoch (a stuck process, or one reading
+    another store): the servers switch, but the command exits 3 and names it."""
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    stop = threading.Event()
+
+    def stuck_agent() -> None:
+        while not stop.is_set():
+            plane.report({"id": "stuck:1", "host": "elsewhere", "pid": 1, "unit": "a",
+                          "epoch": 0, "in_flight": {}, "reported_at": time.time()})
+            time.sleep(0.1)
+    beating = threading.Thread(target=stuck_agent)
+    beating.start()
+    try:
+        out = run("db", "switch", "orders-db", "--to", "b", "--config", str(config))
+    finally:
+        stop.set()
+        beating.join(5)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "stuck:1" in out.stderr and "switched on the servers" in out.stderr
+    assert read_only(pair.replica) == 0

@@ -191,11 +191,17 @@ def _db_switch(args: argparse.Namespace) -> int:
                             dry_run=args.dry_run)
     try:
         plane = open_configured(config)
-        Switch(config, plane, args.resource, args.to, options,
-               out=lambda line: print(line, flush=True)).run()
+        switch = Switch(config, plane, args.resource, args.to, options,
+                        out=lambda line: print(line, flush=True))
+        switch.run()
     except (SwitchError, ControlPlaneError, SignalError) as exc:
         print(f"resil: switch failed: {exc}", file=sys.stderr)
         return 1
+    if switch.behind:
+        print(f"resil: {args.resource} switched on the servers, but {len(switch.behind)} "
+              f"live agent(s) did not apply it: {', '.join(switch.behind)}; see `resil "
+              "status`", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -76,6 +76,10 @@ class Switch:
     out: Callable[[str], None] = print
     clock: Clock = time.monotonic
     steps: list[Step] = field(default_factory=list)
+    behind: list[str] = field(default_factory=list)
+    """Live agents that had not applied the published epoch when verify gave up: the
+    servers switched, but those processes still write to the old primary (held or
+    refused), so the command must not report plain success."""
 
     def run(self) -> list[Step]:
         """Run the switch; raise :class:`SwitchError` (after rolling back) on failure."""
@@ -237,6 +241,7 @@ class Switch:
             if not behind or self.clock() > deadline:
                 break
             time.sleep(0.01)
+        self.behind = list(behind)
         applied = len(agents) - len(behind)
         lagging = f"; NOT applied by {', '.join(behind)}" if behind else ""
         return f"probe written ({token}); {applied}/{len(agents)} agent(s) on epoch {epoch}" \
