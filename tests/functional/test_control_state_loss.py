@@ -30,7 +30,7 @@ import resil
 from resil.config import load_config
 from resil.control import open_control_plane
 from resil.state import ControlState, issuer
-from servers import MariaDBPair, Redis
+from servers import MariaDBPair, Redis, RedisPair
 from servers.config import PASSWORDS, resil_toml
 
 BIN = Path(sys.executable).parent
@@ -315,3 +315,33 @@ def test_a_switch_that_an_agent_did_not_follow_is_not_reported_as_success(pair, 
     assert out.returncode == 3, out.stdout + out.stderr
     assert "stuck:1" in out.stderr and "switched on the servers" in out.stderr
     assert read_only(pair.replica) == 0
+
+
+def test_reconcile_reads_redis_roles_too(write_config, tmp_path, monkeypatch):
+    """A redis resource switched to b, then the state file lost: the servers (b is the
+    master, a replicates from it) say b; an agent at the old epoch takes the rebuilt
+    state and keeps writing to b."""
+    with RedisPair(tmp_path / "redis") as redis_pair:
+        for key, value in PASSWORDS.items():
+            monkeypatch.setenv(key, value)
+        config = write_config(resil_toml((tmp_path / "state.json").as_uri(),
+                                         redis=redis_pair))
+        out = run("db", "switch", "cache", "--to", "b", "--config", str(config))
+        assert out.returncode == 0, out.stdout + out.stderr
+        agent = resil.start(config)
+        import redis as redis_py
+        client = redis_py.Redis(host="cache", port=6379, socket_timeout=2)
+        client.set("k", "1")                      # routed to b; the agent heartbeats
+        time.sleep(1.5)
+        before = agent.state.epoch
+        (tmp_path / "state.json").unlink()
+        out = run("state", "reconcile", "--config", str(config))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "cache: the servers say the primary is in b" in out.stdout, out.stdout
+        deadline = time.monotonic() + 5
+        while agent.state.epoch <= before:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert agent.state.primaries["cache"] == "b"
+        client.set("k", "2")
+        assert redis_pair.replica.client().get("k") == "2"
