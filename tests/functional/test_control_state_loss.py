@@ -33,6 +33,8 @@ from resil.state import ControlState, issuer
 from servers import MariaDBPair, Redis, RedisPair
 from servers.config import PASSWORDS, resil_toml
 
+pytestmark = pytest.mark.adversarial
+
 BIN = Path(sys.executable).parent
 
 

@@ -22,6 +22,8 @@ from resil import context
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
 
+pytestmark = pytest.mark.adversarial
+
 BIN = Path(sys.executable).parent
 ENV = PASSWORDS
 TIMEOUT = 2.0       # the application's connect and read/write timeouts

@@ -17,6 +17,8 @@ from resil import context
 from servers import RedisPair
 from servers.config import resil_toml
 
+pytestmark = pytest.mark.adversarial
+
 BIN = Path(sys.executable).parent
 
 
