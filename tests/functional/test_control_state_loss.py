@@ -347,3 +347,72 @@ def test_reconcile_reads_redis_roles_too(write_config, tmp_path, monkeypatch):
         assert agent.state.primaries["cache"] == "b"
         client.set("k", "2")
         assert redis_pair.replica.client().get("k") == "2"
+
+
+APP = """
+import os, sys, time, pymysql
+acked = open(sys.argv[1], "a", buffering=1)
+errors = open(sys.argv[2], "a", buffering=1)
+conn, seq = None, 0
+while not os.path.exists(sys.argv[3]):
+    seq += 1
+    try:
+        if conn is None:
+            conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                   database="app", autocommit=True, connect_timeout=2,
+                                   read_timeout=2, write_timeout=2)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO w VALUES (%s)", (seq,))
+        acked.write(f"{seq}\\n")
+    except Exception as exc:
+        errors.write(f"{seq} {exc!r}\\n")
+        conn = None
+    time.sleep(0.005)
+"""
+
+
+def test_a_plain_app_under_resil_run_keeps_writing_through_switches_on_a_lost_state(
+        pair, config, tmp_path):
+    """The issue's case, as a user meets it: an application that never heard of resil,
+    under resil-run, and `resil monitor` running; a switch, the state file lost, a switch
+    back. Before, the second
+    switch published below the agent's epoch: it was ignored, and every write failed
+    on the demoted server while the command reported success."""
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    acked, errors, stop = tmp_path / "acked", tmp_path / "errors", tmp_path / "stop"
+    proc = subprocess.Popen([str(BIN / "resil-run"), "--config", str(config), sys.executable,
+                             str(app), str(acked), str(errors), str(stop)],
+                            env={**os.environ, **PASSWORDS})
+    log = open(tmp_path / "monitor.log", "w")
+    monitor = subprocess.Popen(
+        [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+         "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **PASSWORDS})
+    try:
+        deadline = time.monotonic() + 15
+        while not acked.exists() or len(acked.read_text().split()) < 50:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        for unit in ("b", "a"):
+            out = run("db", "switch", "orders-db", "--to", unit, "--config", str(config))
+            assert out.returncode == 0, out.stdout + out.stderr
+            if unit == "b":
+                time.sleep(0.5)
+                (tmp_path / "state.json").unlink()
+            time.sleep(0.5)
+        count = len(acked.read_text().split())
+        time.sleep(0.5)
+        assert len(acked.read_text().split()) > count + 20      # still writing, on a
+    finally:
+        stop.touch()
+        proc.wait(15)
+        monitor.terminate()
+        monitor.wait(10)
+        log.close()
+    text = (tmp_path / "monitor.log").read_text()
+    assert "came back writable" not in text and "FAILOVER" not in text, text
+    assert read_only(pair.primary) == 0 and read_only(pair.replica) == 1
+    assert not errors.exists() or errors.read_text() == "", errors.read_text()[:500]
+    rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
+    assert {int(s) for s in acked.read_text().split()} <= rows
