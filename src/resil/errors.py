@@ -87,3 +87,8 @@ class LockTimeoutError(ResilError):
 
 class SwitchError(ResilError):
     """A planned switch failed; the message says at which step and why."""
+
+
+class SwitchInterrupted(SwitchError):
+    """The operator's process was told to stop (SIGTERM, SIGINT, SIGHUP) before the new
+    primary was promoted: the switch rolls back."""

@@ -27,6 +27,7 @@ import pymysql
 import pytest
 
 import resil
+from functional.writers import OneWriter as Writer
 from resil.config import load_config
 from resil.control import open_control_plane
 from resil.state import ControlState, issuer
@@ -62,43 +63,6 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def read_only(server) -> int:
     return int(server.root_sql("SELECT @@read_only")[0][0])
-
-
-class Writer:
-    """One connection through the agent, an autocommit INSERT every 10 ms; a broken
-    connection is replaced, as a pool would."""
-
-    def __init__(self) -> None:
-        self.acked: list[int] = []
-        self.errors: list[Exception] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        conn = None
-        seq = 1
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = pymysql.connect(host="orders-db", user="app", password="apppw",
-                                           database="app", autocommit=True,
-                                           connect_timeout=2, read_timeout=2, write_timeout=2)
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO w VALUES (%s)", (seq,))
-                self.acked.append(seq)
-            except Exception as exc:   # counted: the tests assert on them
-                self.errors.append(exc)
-                conn = None
-            seq += 1
-            time.sleep(0.01)
-
-    def __enter__(self) -> Writer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 def wait_for(path: Path, text: str, timeout: float = 15) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pymysql
+
 
 @dataclass
 class Tally:
@@ -86,3 +88,41 @@ class Writers:
             pairs = zip(t.latencies[:n], t.ends[:n], strict=True)
             result.append(max((lat for lat, end in pairs if end >= since), default=0.0))
         return result
+
+
+class OneWriter:
+    """One PyMySQL connection to ``orders-db`` (through the agent), an autocommit
+    ``INSERT INTO w VALUES (seq)`` every 10 ms; a broken connection is replaced, as a
+    pool would. A context manager: started on entry, stopped on exit."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.errors: list[Exception] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        conn = None
+        seq = 1
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                           database="app", autocommit=True,
+                                           connect_timeout=2, read_timeout=2, write_timeout=2)
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO w VALUES (%s)", (seq,))
+                self.acked.append(seq)
+            except Exception as exc:   # counted: the tests assert on them
+                self.errors.append(exc)
+                conn = None
+            seq += 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> OneWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)

@@ -12,18 +12,25 @@ was rolled back), 2 bad input (configuration, arguments).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config, load_config
 from ..control import open_configured
 from ..control.base import live_agents
-from ..errors import ConfigError, ControlPlaneError, SignalError, SwitchError
+from ..errors import (
+    ConfigError,
+    ControlPlaneError,
+    SignalError,
+    SwitchError,
+    SwitchInterrupted,
+)
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
 from ..ops.truth import read as read_stored
@@ -193,16 +200,42 @@ def _db_switch(args: argparse.Namespace) -> int:
         plane = open_configured(config)
         switch = Switch(config, plane, args.resource, args.to, options,
                         out=lambda line: print(line, flush=True))
-        switch.run()
+        with _stop_signals(switch.interrupt):
+            switch.run()
     except (SwitchError, ControlPlaneError, SignalError) as exc:
-        print(f"resil: switch failed: {exc}", file=sys.stderr)
+        rolled = "; rolled back" if isinstance(exc, SwitchInterrupted) else ""
+        print(f"resil: switch failed: {exc}{rolled}", file=sys.stderr)
         return 1
+    if switch.deferred:
+        print(f"resil: {args.resource} switched; {switch.deferred} arrived after promote "
+              "and waited for the switch to finish", file=sys.stderr)
     if switch.behind:
         print(f"resil: {args.resource} switched on the servers, but {len(switch.behind)} "
               f"live agent(s) did not apply it: {', '.join(switch.behind)}; see `resil "
               "status`", file=sys.stderr)
         return 3
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals(interrupt: Callable[[str], None]) -> Iterator[None]:
+    """SIGTERM, SIGINT and SIGHUP call ``interrupt(name)`` while the block runs (what
+    `timeout`, CI runners, systemd and Kubernetes send; Ctrl-C), instead of killing the
+    process or raising KeyboardInterrupt anywhere: the switch decides whether it rolls
+    back or finishes first."""
+    import signal
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in wanted}
+
+    def handler(signum: int, frame: object) -> None:
+        interrupt(signal.Signals(signum).name)
+    for s in wanted:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _monitor(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane
 from ..control.base import live_agents
-from ..errors import SwitchError
+from ..errors import ResilError, SignalError, SwitchError, SwitchInterrupted
 from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
@@ -76,10 +76,27 @@ class Switch:
     out: Callable[[str], None] = print
     clock: Clock = time.monotonic
     steps: list[Step] = field(default_factory=list)
+    holder: str = field(default_factory=lambda: f"{issuer()}/{uuid.uuid4().hex[:8]}")
+    """Names this run in its lock: a rollback removes its own lock, never another's."""
+    deferred: str = ""
+    """A stop signal that arrived while the switch could not stop (promote..publish)."""
+    _critical: bool = False
     behind: list[str] = field(default_factory=list)
     """Live agents that had not applied the published epoch when verify gave up: the
     servers switched, but those processes still write to the old primary (held or
     refused), so the command must not report plain success."""
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the switch (called from a signal handler): before promote, raise
+        :class:`SwitchInterrupted`, which rolls it back; from promote to publish, when
+        the old primary is already a replica and the new one takes writes, stopping
+        half-way would leave no primary published: the switch finishes and the reason
+        is kept in :attr:`deferred`."""
+        if self._critical:
+            self.deferred = reason
+            self.out(f"{reason} received after promote: finishing the switch first")
+            return
+        raise SwitchInterrupted(f"interrupted by {reason}")
 
     def run(self) -> list[Step]:
         """Run the switch; raise :class:`SwitchError` (after rolling back) on failure."""
@@ -109,6 +126,11 @@ class Switch:
                 self.out("dry run: prechecks passed, nothing changed")
                 return self.steps
             self._switch(resource, old, new, new_ep, credentials)
+        except (ResilError, KeyboardInterrupt):
+            raise
+        except Exception as exc:    # a server's own error (a connection cut by a fence,
+            # a refused command): rolled back already; said in one line, not a traceback
+            raise SwitchError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             for server in (old, new):
                 if server is not None:
@@ -119,24 +141,27 @@ class Switch:
 
     def _switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
                 credentials: Credentials) -> None:
-        fenced = locked = False
+        fencing = False
         started = self.clock()
         try:
             lock_epoch = self._step("lock", lambda: self._lock(resource))
-            locked = True
             self._step("drain", lambda: self._drain(resource.name, lock_epoch))
             hold_for = self.options.catchup_timeout + 30
+            fencing = True      # set before: a stop during the fence still unfences
             self._step("fence", lambda: f"{old.fence(hold_for)} client connections cut")
-            fenced = True
             position = old.position()
             self._step("catch-up", lambda: self._catch_up(new, position))
+            semi_sync = old.semi_sync_primary()
+            self._critical = True    # from here on a stop signal waits for publish
         except BaseException as exc:
-            self._rollback(resource, old, fenced, locked, exc)
+            self._rollback(resource, old, fencing, exc)
             raise
-        semi_sync = old.semi_sync_primary()
-        self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
-        self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
-        epoch = self._step("publish", lambda: self._publish(resource))
+        try:
+            self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
+            self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
+            epoch = self._step("publish", lambda: self._publish(resource))
+        finally:
+            self._critical = False
         self._step("verify", lambda: self._verify(resource.name, new, epoch))
         self.out(f"switched {resource.name} to {self.to_unit} in "
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
@@ -179,10 +204,20 @@ class Switch:
                 f"{len(agents)} live agent(s)")
 
     def _lock(self, resource: Resource) -> int:
+        """Take the write lock: a compare-and-set on the epoch (a publish is refused when
+        another landed since this state was read), and never over another's lock."""
         state = self._state()
-        lock = Lock(issuer(), time.time(), f"switch to {self.to_unit}")
+        if resource.name in state.locks:
+            held = state.locks[resource.name]
+            raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
+                              f"({held.reason}): another switch runs")
+        lock = Lock(self.holder, time.time(), f"switch to {self.to_unit}")
         new = state.evolve(locks={**state.locks, resource.name: lock})
-        return self.plane.publish(new, issuer=issuer()).epoch
+        try:
+            return self.plane.publish(new, issuer=issuer()).epoch
+        except SignalError as exc:
+            raise SwitchError(f"another operator published at the same moment ({exc}); "
+                              "nothing locked") from None
 
     def _drain(self, name: str, lock_epoch: int) -> str:
         deadline = self.clock() + self.options.drain_timeout
@@ -247,21 +282,39 @@ class Switch:
         return f"probe written ({token}); {applied}/{len(agents)} agent(s) on epoch {epoch}" \
             f"{lagging}"
 
-    def _rollback(self, resource: Resource, old: Server, fenced: bool, locked: bool,
+    def _rollback(self, resource: Resource, old: Server, fenced: bool,
                   exc: BaseException) -> None:
-        self.out(f"rolling back: {exc}")
+        reason = str(exc) or type(exc).__name__
+        self.out(f"rolling back: {reason}")
+        self._critical = True        # a second stop signal must not cut the rollback short
+        try:
+            self._undo(resource, old, fenced)
+        finally:
+            self._critical = False
+
+    def _undo(self, resource: Resource, old: Server, fenced: bool) -> None:
         if fenced:
             try:
                 old.unfence()
                 self.out(f"  {old.endpoint} accepts writes again")
             except Exception as undo:
                 self.out(f"  WARNING: could not unfence {old.endpoint}: {undo}")
-        if locked:
-            state = self._state()
-            locks = {k: v for k, v in state.locks.items() if k != resource.name}
-            epoch = self.plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
-            self.out(f"  unlocked {resource.name} (epoch {epoch}); the primary stays "
-                     f"{state.primary_unit(resource)}")
+        try:
+            self._unlock_own(resource)
+        except Exception as undo:
+            self.out(f"  WARNING: could not unlock {resource.name}: {undo}; "
+                     "`resil db unlock` removes the lock")
+
+    def _unlock_own(self, resource: Resource) -> None:
+        """Remove this run's lock, if it took one; another's lock is left alone."""
+        state = self._state()
+        lock = state.locks.get(resource.name)
+        if lock is None or lock.holder != self.holder:
+            return
+        locks = {k: v for k, v in state.locks.items() if k != resource.name}
+        epoch = self.plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
+        self.out(f"  unlocked {resource.name} (epoch {epoch}); the primary stays "
+                 f"{state.primary_unit(resource)}")
 
     # ------------------------------------------------------------------ helpers
 

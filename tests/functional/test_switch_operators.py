@@ -1,0 +1,119 @@
+"""Operators that race or get stopped: a switch must never cost a client error.
+
+- Two `resil db switch` started together: exactly one switches; the other refuses
+  cleanly (no traceback) and never removes the winner's lock.
+- SIGTERM or SIGINT (what `timeout`, CI runners, systemd and Kubernetes send; Ctrl-C)
+  after the lock: the switch rolls back with a one-line reason, the lock is gone, the old
+  primary takes the held writes; no client error, no lost write.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+import resil
+from functional.writers import OneWriter
+from resil.config import load_config
+from resil.control import open_control_plane
+from servers import MariaDBPair
+from servers.config import PASSWORDS, resil_toml
+
+pytestmark = pytest.mark.adversarial
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def pair(tmp_path):
+    with MariaDBPair(tmp_path / "mysql") as pair:
+        pair.primary.root_sql("CREATE TABLE app.w (seq INT PRIMARY KEY)")
+        pair.wait_caught_up()
+        yield pair
+
+
+@pytest.fixture
+def config(pair, write_config, tmp_path, monkeypatch):
+    for key, value in PASSWORDS.items():
+        monkeypatch.setenv(key, value)
+    return write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
+
+
+def start_switch(config: Path, to: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(BIN / "resil"), "db", "switch", "orders-db", "--to", to,
+                             "--config", str(config), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **PASSWORDS})
+
+
+def read_only(server) -> int:
+    return int(server.root_sql("SELECT @@read_only")[0][0])
+
+
+def locks(config: Path) -> dict:
+    cfg = load_config(config)
+    signal_ = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key).load()
+    return dict(signal_.state.locks) if signal_ else {}
+
+
+def test_two_switches_started_together_switch_once(pair, config):
+    resil.start(config)
+    for attempt in range(3):
+        target = "b" if attempt % 2 == 0 else "a"
+        with OneWriter() as writer:
+            time.sleep(0.2)
+            procs = [start_switch(config, target) for _ in range(2)]
+            results = [(p.wait(60), *p.communicate()) for p in procs]
+            time.sleep(0.3)
+        codes = sorted(code for code, _, _ in results)
+        text = "\n".join(out + err for _, out, err in results)
+        assert codes == [0, 1], text
+        assert "Traceback" not in text, text
+        assert not writer.errors, (writer.errors[:3], text)
+        assert locks(config) == {}, text
+        new, old = (pair.replica, pair.primary) if target == "b" else \
+            (pair.primary, pair.replica)
+        assert read_only(new) == 0 and read_only(old) == 1, text     # one writable
+        rows = {r[0] for r in new.root_sql("SELECT seq FROM app.w")}
+        assert set(writer.acked) <= rows
+        new.root_sql("DELETE FROM app.w")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_switch_rolls_back_cleanly_and_no_write_fails(pair, config, signum):
+    """The drain waits on an open transaction (up to 20 s); the operator's process is
+    stopped meanwhile, with the lock held and writes held."""
+    resil.start(config)
+    tx = pymysql.connect(host="orders-db", user="app", password="apppw", database="app")
+    with tx.cursor() as cur:
+        cur.execute("INSERT INTO w VALUES (-1)")          # an open transaction
+    with OneWriter() as writer:
+        time.sleep(0.2)
+        proc = start_switch(config, "b", "--drain-timeout", "20")
+        deadline = time.monotonic() + 20
+        while "drain" not in "".join(locks(config).keys()) and not locks(config):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)                                   # writes are held now
+        proc.send_signal(signum)
+        code = proc.wait(30)
+        out, err = proc.communicate()
+        tx.commit()
+        time.sleep(0.5)
+    name = signal.Signals(signum).name
+    assert code == 1, out + err
+    assert f"interrupted by {name}; rolled back" in err, out + err
+    assert "Traceback" not in out + err
+    assert f"rolling back: interrupted by {name}" in out and "unlocked orders-db" in out
+    assert locks(config) == {}
+    assert read_only(pair.primary) == 0 and read_only(pair.replica) == 1
+    assert not writer.errors, writer.errors[:3]
+    rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
+    assert set(writer.acked) | {-1} <= rows
