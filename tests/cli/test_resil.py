@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 RESIL = str(Path(sys.executable).parent / "resil")
+from servers.config import PASSWORDS  # noqa: E402
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "design-example.toml"
 
 
@@ -106,11 +109,22 @@ def test_db_unlock_removes_a_stale_lock(pair_config):
     plane = open_control_plane(config.control_url, config.topology, None)
     plane.publish(ControlState.initial(config.topology).evolve(
         locks={"orders-db": Lock("dead-switch", time.time(), "switch to b")}), issuer="t")
+    # Without the admin credentials the servers cannot be asked: the lock stays.
     out = resil("db", "unlock", "orders-db", "--config", str(pair_config))
-    assert out.returncode == 0 and "unlocked orders-db (held by dead-switch" in out.stdout
+    assert out.returncode == 1 and "stays locked by dead-switch" in out.stderr, out.stderr
+    # With them, the dead holder's lock is resolved: a is the one writable server.
+    out = subprocess.run([RESIL, "db", "unlock", "orders-db", "--config", str(pair_config)],
+                         capture_output=True, text=True, timeout=30,
+                         env={**os.environ, **PASSWORDS})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "orphaned switch released: primary a" in out.stdout, out.stdout
     assert "orders-db" not in plane.load().state.locks
     out = resil("db", "unlock", "orders-db", "--config", str(pair_config))
     assert out.returncode == 0 and "is not locked" in out.stdout
+    plane.publish(plane.load().state.evolve(
+        locks={"orders-db": Lock("dead-switch", time.time(), "switch to b")}), issuer="t")
+    out = resil("db", "unlock", "orders-db", "--force", "--config", str(pair_config))
+    assert out.returncode == 0 and "unlocked orders-db (held by dead-switch" in out.stdout
 
 
 def test_an_agent_takes_its_heartbeat_away_when_it_exits(pair_config, tmp_path):

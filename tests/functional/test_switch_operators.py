@@ -117,3 +117,98 @@ def test_a_stopped_switch_rolls_back_cleanly_and_no_write_fails(pair, config, si
     assert not writer.errors, writer.errors[:3]
     rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
     assert set(writer.acked) | {-1} <= rows
+
+
+def start_monitor(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+         "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, **PASSWORDS})
+
+
+def test_a_switch_killed_after_its_lock_is_rolled_back_by_the_monitor(pair, config,
+                                                                      tmp_path):
+    """kill -9 of the switch while writes are held: its lease lapses (3 s), the monitor
+    resolves the lock from the servers, the held writes go on — within their 5 s hold."""
+    resil.start(config)
+    monitor = start_monitor(config, tmp_path / "monitor.log")
+    tx = pymysql.connect(host="orders-db", user="app", password="apppw", database="app")
+    with tx.cursor() as cur:
+        cur.execute("INSERT INTO w VALUES (-1)")          # keeps the drain waiting
+    try:
+        with OneWriter() as writer:
+            time.sleep(0.5)
+            proc = start_switch(config, "b", "--drain-timeout", "20")
+            deadline = time.monotonic() + 20
+            while not locks(config):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            time.sleep(0.3)
+            proc.kill()
+            proc.wait(10)
+            killed = time.monotonic()
+            while locks(config):
+                assert time.monotonic() < killed + 10, (tmp_path / "monitor.log").read_text()
+                time.sleep(0.05)
+            resolved_after = time.monotonic() - killed
+            tx.commit()
+            done = len(writer.acked)
+            time.sleep(0.5)
+            assert len(writer.acked) > done + 10
+    finally:
+        monitor.terminate()
+        monitor.wait(10)
+    text = (tmp_path / "monitor.log").read_text()
+    print(f"\nlock resolved {resolved_after:.2f} s after the kill\n{text}")
+    assert "orphaned switch released: primary a" in text, text
+    assert read_only(pair.primary) == 0 and read_only(pair.replica) == 1
+    assert not writer.errors, writer.errors[:3]
+    rows = {r[0] for r in pair.primary.root_sql("SELECT seq FROM app.w")}
+    assert set(writer.acked) | {-1} <= rows
+
+
+@pytest.mark.parametrize("died", ["after fence", "after promote"])
+def test_an_orphaned_lock_is_finished_or_rolled_back_from_the_servers(pair, config, tmp_path,
+                                                                      died):
+    """The state a switch leaves when it dies at a later step, made by hand: locked,
+    the old primary fenced, and — after promote — the target promoted. Before, `resil db
+    unlock` republished the fenced primary and the monitor then fenced the promoted one:
+    no writable server. Now the monitor finishes (publishes the promoted one) or rolls
+    back (unfences the old one), and never leaves both read-only."""
+    from resil.ops.servers import Credentials, open_server
+    from resil.state import ControlState, Lock
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    resource = cfg.resources["orders-db"]
+    plane.publish(ControlState.initial(cfg.topology).evolve(locks={"orders-db": Lock(
+        "root@gone:1/dead", time.time(), "switch to b")}), issuer="t")
+    credentials = Credentials.of(resource)
+    old = open_server(resource, resource.endpoint_in("a"), credentials)
+    old.fence(60)
+    if died == "after promote":
+        new = open_server(resource, resource.endpoint_in("b"), credentials)
+        new.promote()
+        new.close()
+    old.close()
+    assert read_only(pair.primary) == 1
+    monitor = start_monitor(config, tmp_path / "monitor.log")
+    try:
+        deadline = time.monotonic() + 10
+        while locks(config):
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.05)
+        time.sleep(1.0)                     # more rounds: nothing gets fenced
+    finally:
+        monitor.terminate()
+        monitor.wait(10)
+    text = (tmp_path / "monitor.log").read_text()
+    signal_ = plane.load()
+    if died == "after fence":
+        assert "orphaned switch rolled back" in text, text
+        assert signal_.state.primaries["orders-db"] == "a"
+        assert read_only(pair.primary) == 0
+    else:
+        assert "orphaned switch finished: primary b" in text, text
+        assert signal_.state.primaries["orders-db"] == "b"
+        assert read_only(pair.replica) == 0
+    assert "came back writable" not in text, text

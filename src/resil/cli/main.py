@@ -31,6 +31,7 @@ from ..errors import (
     SwitchError,
     SwitchInterrupted,
 )
+from ..ops.locks import resolve_orphans
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
 from ..ops.truth import read as read_stored
@@ -99,9 +100,13 @@ def parser() -> argparse.ArgumentParser:
     switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
     switch.set_defaults(func=_db_switch)
     unlock = db_sub.add_parser(
-        "unlock", help="remove a lock left by a switch that died before publishing")
+        "unlock", help="resolve a lock left by a switch or failover that died: finish or "
+        "roll it back from the servers' real roles")
     unlock.add_argument("resource")
     unlock.add_argument("--config", metavar="PATH", help="configuration file")
+    unlock.add_argument("--force", action="store_true",
+                        help="remove the lock as it is, without resolving it from the "
+                        "servers (after checking them yourself)")
     unlock.set_defaults(func=_db_unlock)
 
     monitor = sub.add_parser(
@@ -311,6 +316,17 @@ def _db_unlock(args: argparse.Namespace) -> int:
         if lock is None:
             print(f"{args.resource} is not locked (epoch {state.epoch})")
             return 0
+        if not args.force:
+            # A dead holder's lock is resolved from the servers (finished or rolled back);
+            # a live holder's is left alone.
+            only = ControlState(locks={args.resource: lock})
+            if resolve_orphans(config, plane, issuer(), only, print):
+                return 0
+            print(f"resil: {args.resource} stays locked by {lock.holder} ({lock.reason}): "
+                  "its holder's lease is alive, or the servers do not say which is the "
+                  "primary (see above). --force removes the lock as it is",
+                  file=sys.stderr)
+            return 1
         locks = {k: v for k, v in state.locks.items() if k != args.resource}
         epoch = plane.publish(state.evolve(locks=locks), issuer=issuer()).epoch
     except (ControlPlaneError, SignalError, SwitchError) as exc:

@@ -31,7 +31,7 @@ from ..control import ControlPlane
 from ..errors import ControlPlaneError, ResilError, SignalError
 from ..state import ControlState, Lock, issuer
 from ..topology import Endpoint, Resource
-from . import truth
+from . import locks, truth
 from .servers import Credentials, Server, open_server
 
 log = logging.getLogger("resil.monitor")
@@ -80,6 +80,7 @@ class Monitor:
     _health: dict[str, _Health] = field(default_factory=dict)
     _leader: bool | None = None     # unknown until the first tick, which says which
     _distrust: str = ""             # the last reason the stored state was not trusted
+    _lock_said: dict[str, str] = field(default_factory=dict)
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -109,6 +110,11 @@ class Monitor:
         state = self._trusted()
         if state is None:
             return
+        if state.locks and self._leader and locks.resolve_orphans(
+                self.config, self.plane, self.holder, state, self.say):
+            state = self._trusted()     # a dead holder's lock was resolved: read again
+            if state is None:
+                return
         for name in self._resources():
             try:
                 self._check(self.config.resources[name], state)
@@ -158,7 +164,15 @@ class Monitor:
     def _check(self, resource: Resource, state: ControlState) -> None:
         unit = state.primary_unit(resource) or ""
         primary = resource.endpoint_in(unit)
-        if primary is None or resource.name in state.locks:
+        if primary is None:
+            return
+        lock = state.locks.get(resource.name)
+        if lock is not None:
+            said = f"{lock.holder}:{lock.since}"
+            if self._lock_said.get(resource.name) != said:   # once per lock, not per round
+                self._lock_said[resource.name] = said
+                self.say(f"{resource.name}: locked by {lock.holder} ({lock.reason}); its "
+                         "holder's lease is alive: not probing until it is released")
             return
         health = self._health.setdefault(resource.name, _Health())
         error = self._probe(resource, primary)
@@ -246,6 +260,20 @@ class Monitor:
             self.say(f"{name}: failed over less than {self.options.anti_flap:g} s ago: "
                      "refusing another automatic failover (anti-flap)")
             return
+        lease = locks.HolderLease(self.plane, name, self.holder)
+        try:
+            lease.take()
+        except ResilError as exc:
+            self.say(f"{name}: not failing over: {exc}")
+            return
+        try:
+            self._locked_failover(resource, state, old, candidates)
+        finally:
+            lease.release()
+
+    def _locked_failover(self, resource: Resource, state: ControlState, old: Endpoint,
+                         candidates: list[Endpoint]) -> None:
+        name = resource.name
         started = self.clock()
         detected = started - self._health[name].since
         lock = Lock(self.holder, time.time(), f"failover from {old.unit}")

@@ -34,7 +34,7 @@ from ..errors import ResilError, SignalError, SwitchError, SwitchInterrupted
 from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
-from . import truth
+from . import locks, truth
 from .servers import Credentials, Server, open_server, same_address
 
 
@@ -109,11 +109,15 @@ class Switch:
         if old_ep is None or new_ep is None:
             raise SwitchError(f"{resource.name}: no endpoint in unit "
                               f"{self.to_unit if new_ep is None else old_unit}")
+        if resource.name in state.locks and locks.resolve_orphans(
+                self.config, self.plane, self.holder,
+                ControlState(locks={resource.name: state.locks[resource.name]}), self.out):
+            raise SwitchError(f"{resource.name}: an interrupted switch's lock was resolved "
+                              "(see above); check the primary, then run the switch again")
         if resource.name in state.locks:
             lock = state.locks[resource.name]
-            raise SwitchError(f"{resource.name} is locked by {lock.holder} ({lock.reason}); "
-                              "another switch is under way or was interrupted: see "
-                              "`resil status`")
+            raise SwitchError(f"{resource.name} is locked by {lock.holder} ({lock.reason}), "
+                              "whose lease is alive: another switch or failover is under way")
         if "opentelemetry.sdk.trace" in sys.modules:
             otel.install()      # an operator running the SDK sees the steps as spans
         credentials = Credentials.of(resource)
@@ -141,17 +145,28 @@ class Switch:
 
     def _switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
                 credentials: Credentials) -> None:
+        lease = locks.HolderLease(self.plane, resource.name, self.holder)
+        lease.take()        # before the lock: a lock without a live lease is an orphan
+        try:
+            self._locked_switch(resource, old, new, new_ep, credentials, lease)
+        finally:
+            lease.release()
+
+    def _locked_switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
+                       credentials: Credentials, lease: locks.HolderLease) -> None:
         fencing = False
         started = self.clock()
         try:
             lock_epoch = self._step("lock", lambda: self._lock(resource))
             self._step("drain", lambda: self._drain(resource.name, lock_epoch))
             hold_for = self.options.catchup_timeout + 30
+            self._still_holding(lease)
             fencing = True      # set before: a stop during the fence still unfences
             self._step("fence", lambda: f"{old.fence(hold_for)} client connections cut")
             position = old.position()
             self._step("catch-up", lambda: self._catch_up(new, position))
             semi_sync = old.semi_sync_primary()
+            self._still_holding(lease)
             self._critical = True    # from here on a stop signal waits for publish
         except BaseException as exc:
             self._rollback(resource, old, fencing, exc)
@@ -165,6 +180,14 @@ class Switch:
         self._step("verify", lambda: self._verify(resource.name, new, epoch))
         self.out(f"switched {resource.name} to {self.to_unit} in "
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
+
+    @staticmethod
+    def _still_holding(lease: locks.HolderLease) -> None:
+        """Before a destructive step: a holder that lost its lease (paused past its TTL)
+        may already have been resolved by someone else, and must not go on."""
+        if not lease.alive():
+            raise SwitchError("the lock's lease lapsed (this process was paused or cut "
+                              "off from the control plane): not going on")
 
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
         begun, begun_ns = self.clock(), spans.now_ns()
