@@ -162,3 +162,18 @@ def test_operator_flags_are_validated():
             (("drill", "kill", "db", "--timeout", "0"), "above 0")]:
         out = resil(*args)
         assert out.returncode == 2 and said in out.stderr, (args, out.stderr)
+
+
+def test_a_switch_may_never_outlast_the_agents_hold(write_config):
+    config = write_config("""
+        unit = "a"
+        [resources.db]
+        kind = "mysql"
+        primary = "a"
+        lock_timeout = 3
+        endpoints = { a = "127.0.0.1:1", b = "127.0.0.1:2" }
+    """)
+    out = resil("config", "check", str(config))
+    assert out.returncode == 0 and "resources.db.lock_timeout = 3 s" in out.stdout, out.stdout
+    out = resil("db", "switch", "db", "--to", "b", "--config", str(config))
+    assert out.returncode == 1 and "could outlast the agents' hold" in out.stderr, out.stderr

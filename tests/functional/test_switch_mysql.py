@@ -145,8 +145,9 @@ def test_switch_under_load_ten_times(pair, config):
           f"stats {stats}\n" + reports[0])
 
 
-def test_aborted_catch_up_leaves_the_old_primary_serving(pair, config):
-    """A replica that cannot catch up: the switch rolls back and writes keep flowing."""
+def test_a_replica_that_cannot_catch_up_makes_the_switch_refuse_before_locking(pair, config):
+    """A replica that cannot catch up (its SQL thread blocked): the switch refuses while
+    converging — nothing locked, nothing fenced — and writes never pause."""
     resil.start(config)
     current = "a" if pair.primary.root_sql("SELECT @@read_only") == [(0,)] else "b"
     primary, replica = (pair.primary, pair.replica) if current == "a" else \
@@ -160,9 +161,12 @@ def test_aborted_catch_up_leaves_the_old_primary_serving(pair, config):
         with blocker.cursor() as cur:    # the replica's SQL thread now waits on this lock
             cur.execute("LOCK TABLES auto READ")
         time.sleep(0.2)
-        out = switch(config, target, "--catchup-timeout", "0.5")
+        out = switch(config, target, "--converge-timeout", "1.5")
         assert out.returncode == 1, out.stdout
-        assert "rolling back" in out.stdout and "did not reach" in out.stderr
+        assert "did not converge within 1.5 s" in out.stderr, out.stderr
+        assert "nothing was locked or fenced" in out.stderr
+        assert "converging:" in out.stdout                  # no silent seconds
+        assert "lock" not in out.stdout and "rolling back" not in out.stdout
         before = writers.acked
         time.sleep(0.5)
         assert writers.acked > before

@@ -97,6 +97,8 @@ class OneWriter:
 
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.times: list[float] = []
+        """When each acknowledged write returned (monotonic)."""
         self.errors: list[Exception] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run)
@@ -113,6 +115,7 @@ class OneWriter:
                 with conn.cursor() as cur:
                     cur.execute("INSERT INTO w VALUES (%s)", (seq,))
                 self.acked.append(seq)
+                self.times.append(time.monotonic())
             except Exception as exc:   # counted: the tests assert on them
                 self.errors.append(exc)
                 conn = None

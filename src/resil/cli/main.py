@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database primaries")
     db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     switch = db_sub.add_parser(
-        "switch", help="planned primary switch: precheck, lock, drain, fence, catch-up, "
+        "switch", help="planned primary switch: precheck, converge, lock, drain, fence, catch-up, "
         "promote, reverse, publish, verify")
     switch.add_argument("resource", help="a mysql or redis resource")
     switch.add_argument("--to", required=True, metavar="UNIT", help="the unit of the new primary")
@@ -95,6 +95,10 @@ def parser() -> argparse.ArgumentParser:
     switch.add_argument("--catchup-timeout", type=_seconds, default=defaults.catchup_timeout,
                         metavar="S", help="longest wait for the target to catch up "
                         "(default %(default)s s)")
+    switch.add_argument("--converge-timeout", type=_seconds,
+                        default=defaults.converge_timeout, metavar="S",
+                        help="longest wait, before locking, for the target to come level "
+                        "with the primary (default %(default)s s); past it: refuse")
     switch.add_argument("--no-reverse", action="store_true",
                         help="leave the old primary fenced instead of making it a replica")
     switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
@@ -199,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _db_switch(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     options = SwitchOptions(max_lag=args.max_lag, drain_timeout=args.drain_timeout,
-                            catchup_timeout=args.catchup_timeout, reverse=not args.no_reverse,
-                            dry_run=args.dry_run)
+                            catchup_timeout=args.catchup_timeout,
+                            converge_timeout=args.converge_timeout,
+                            reverse=not args.no_reverse, dry_run=args.dry_run)
     try:
         plane = open_configured(config)
         switch = Switch(config, plane, args.resource, args.to, options,
@@ -378,7 +383,22 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"sessions: {config.sessions_resource}")
     if warning:
         print(f"warning: {warning}")
+    for line in _hold_warnings(config):
+        print(f"warning: {line}")
     return 0
+
+
+def _hold_warnings(config: Config) -> list[str]:
+    """Resources whose agents would give up a held write before a switch with the
+    default bounds is done (``resil db switch`` refuses those bounds there)."""
+    from ..ops.switch import MARGIN
+    options = SwitchOptions()
+    budget = options.drain_timeout + options.catchup_timeout + MARGIN
+    return [f"resources.{name}.lock_timeout = {r.lock_timeout:g} s: a switch with the "
+            f"default bounds can hold writes {budget:g} s; `resil db switch` will refuse "
+            "unless given a lower --drain-timeout/--catchup-timeout"
+            for name, r in config.resources.items()
+            if r.kind != "http" and r.lock_timeout <= budget]
 
 
 def _durability(config: Config) -> str:

@@ -1,7 +1,10 @@
 """The planned switch: move a resource's primary to another unit with no lost write.
 
-precheck → lock → drain → fence → catch-up → promote → reverse → publish → verify
+precheck → converge → lock → drain → fence → catch-up → promote → reverse → publish → verify
 
+- **converge** waits, writes still flowing, until the target is within ``max_catchup``
+  of the primary (:mod:`.converge`), or refuses, nothing locked, past
+  ``converge_timeout``: the catch-up under the lock takes milliseconds, not the lag.
 - **lock** publishes a control state that locks the resource: every agent holds new
   writes (they wait; they do not fail) from the moment it applies that epoch.
 - **drain** waits, bounded, until the agents report no open transaction on it.
@@ -35,6 +38,7 @@ from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from . import locks, truth
+from .converge import converge
 from .servers import Credentials, Server, open_server, same_address
 
 
@@ -47,6 +51,11 @@ class Step:
     detail: str
 
 
+MARGIN = 1.0
+"""Seconds kept, within the agents' ``lock_timeout``, for promote, reverse and publish (or
+a rollback) after the drain and the catch-up have used theirs."""
+
+
 @dataclass
 class SwitchOptions:
     """Bounds of a switch (command-line flags of ``resil db switch``)."""
@@ -55,8 +64,14 @@ class SwitchOptions:
     """Refuse to start when the target is further behind than this (seconds)."""
     drain_timeout: float = 2.0
     """Longest wait for open transactions to finish before fencing."""
-    catchup_timeout: float = 5.0
-    """Longest wait for the target to apply the old primary's last write."""
+    catchup_timeout: float = 1.0
+    """Longest wait, under the lock, for the target to apply the old primary's last write
+    (short: the target converged before the lock)."""
+    converge_timeout: float = 30.0
+    """Longest wait, before the lock and with writes flowing, for the target to come
+    within ``max_catchup`` of the primary; past it the switch refuses."""
+    max_catchup: float = 0.1
+    """Converged: what the target still lacks takes at most this long at its apply rate."""
     verify_timeout: float = 2.0
     """Longest wait for live agents to apply the final epoch."""
     reverse: bool = True
@@ -118,6 +133,7 @@ class Switch:
             lock = state.locks[resource.name]
             raise SwitchError(f"{resource.name} is locked by {lock.holder} ({lock.reason}), "
                               "whose lease is alive: another switch or failover is under way")
+        self._check_budget(resource)
         if "opentelemetry.sdk.trace" in sys.modules:
             otel.install()      # an operator running the SDK sees the steps as spans
         credentials = Credentials.of(resource)
@@ -129,6 +145,11 @@ class Switch:
             if self.options.dry_run:
                 self.out("dry run: prechecks passed, nothing changed")
                 return self.steps
+            unit = "transactions" if resource.kind == "mysql" else "bytes"
+            self._step("converge", lambda: converge(
+                old, new, timeout=self.options.converge_timeout,
+                max_catchup=self.options.max_catchup, unit=unit, say=self.out,
+                clock=self.clock))
             self._switch(resource, old, new, new_ep, credentials)
         except (ResilError, KeyboardInterrupt):
             raise
@@ -180,6 +201,19 @@ class Switch:
         self._step("verify", lambda: self._verify(resource.name, new, epoch))
         self.out(f"switched {resource.name} to {self.to_unit} in "
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
+
+    def _check_budget(self, resource: Resource) -> None:
+        """The longest the lock can last — drain, catch-up, then promote to publish (and
+        a rollback) within :data:`MARGIN` — stays below the agents' hold, ``lock_timeout``:
+        a switch may never outlast the hold it asks of every writer."""
+        budget = self.options.drain_timeout + self.options.catchup_timeout + MARGIN
+        if budget >= resource.lock_timeout:
+            raise SwitchError(
+                f"drain {self.options.drain_timeout:g} s + catch-up "
+                f"{self.options.catchup_timeout:g} s + {MARGIN:g} s for promote..publish "
+                f"could outlast the agents' hold (resources.{resource.name}.lock_timeout = "
+                f"{resource.lock_timeout:g} s): held writes would fail. Lower "
+                "--drain-timeout/--catchup-timeout, or raise lock_timeout")
 
     @staticmethod
     def _still_holding(lease: locks.HolderLease) -> None:
