@@ -192,6 +192,10 @@ def test_an_orphaned_lock_is_finished_or_rolled_back_from_the_servers(pair, conf
         new.close()
     old.close()
     assert read_only(pair.primary) == 1
+    status = subprocess.run([str(BIN / "resil"), "status", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert "orders-db (by root@gone:1/dead: switch to b" in status.stdout, status.stdout
+    assert "holder DEAD" in status.stdout, status.stdout
     monitor = start_monitor(config, tmp_path / "monitor.log")
     try:
         deadline = time.monotonic() + 10

@@ -31,7 +31,7 @@ from ..errors import (
     SwitchError,
     SwitchInterrupted,
 )
-from ..ops.locks import resolve_orphans
+from ..ops.locks import lease_name, resolve_orphans
 from ..ops.monitor import Monitor, MonitorOptions
 from ..ops.switch import Switch, SwitchOptions
 from ..ops.truth import read as read_stored
@@ -414,8 +414,8 @@ def _durability(config: Config) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    state, signal, problem, agents, warning = _read_state(config)
-    report = status_report(config, state, signal, problem, agents, warning)
+    state, signal, problem, agents, warning, live_locks = _read_state(config)
+    report = status_report(config, state, signal, problem, agents, warning, live_locks)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -424,22 +424,25 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
-                                         list[dict[str, Any]], str]:
-    """The stored state, its problem (empty: none), the agents and a durability warning."""
+                                         list[dict[str, Any]], str, set[str]]:
+    """The stored state, its problem (empty: none), the agents, a durability warning and
+    the locks whose holder's lease is alive."""
     initial = ControlState.initial(config.topology)
     try:
         plane = open_configured(config)
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], ""
+        return initial, None, str(exc), [], "", set()
     try:
         live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
         agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
         stored = read_stored(config, plane)
+        alive = {name for name in stored.state.locks
+                 if plane.lease_holder(lease_name(name)) is not None}
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], ""
+        return initial, None, str(exc), [], "", set()
     problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
         if stored.problem else ""
-    return stored.state, stored.signal, problem, agents, plane.durability() or ""
+    return stored.state, stored.signal, problem, agents, plane.durability() or "", alive
 
 
 def safe_url(url: str) -> str:
@@ -452,7 +455,7 @@ def safe_url(url: str) -> str:
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,
                   problem: str, agents: list[dict[str, Any]] | None = None,
-                  warning: str = "") -> dict[str, Any]:
+                  warning: str = "", live_locks: set[str] | None = None) -> dict[str, Any]:
     """The data ``resil status`` prints (``--json`` prints exactly this)."""
     resources = {}
     for name, resource in config.resources.items():
@@ -479,7 +482,9 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         "resources": resources,
         "weights": dict(state.weights),
         "routes": [rule.to_dict() for rule in state.routes],
-        "locks": {name: lock.to_dict() for name, lock in state.locks.items()},
+        "locks": {name: {**lock.to_dict(), "age_s": round(time.time() - lock.since, 1),
+                         "lease_alive": name in (live_locks or ())}
+                  for name, lock in state.locks.items()},
         "agents": [
             {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
              "in_flight": a.get("in_flight", {}), "live": a.get("live", False),
@@ -524,8 +529,10 @@ def _print_status(report: dict[str, Any]) -> None:
     for line in traffic_commands.describe_rules(report["routes"]):
         print(f"  {line}")
     locks = report["locks"]
-    print("locks:    " + (", ".join(f"{n} (by {lk['holder']})" for n, lk in locks.items())
-                          if locks else "none"))
+    print("locks:    " + (", ".join(
+        f"{n} (by {lk['holder']}: {lk['reason']}, {lk['age_s']:g} s old, holder "
+        f"{'alive' if lk['lease_alive'] else 'DEAD: resil monitor or resil db unlock resolves it'})"
+        for n, lk in locks.items()) if locks else "none"))
     agents = report["agents"]
     print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
           " (none has reported: agents report once they have routed a connection)"))

@@ -63,6 +63,9 @@ class ControlPlane(Protocol):
     def release(self, name: str, holder: str) -> None:
         """Give the lease up, if ``holder`` has it."""
 
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` now (None: nobody, or it expired)."""
+
     def durability(self) -> str | None:
         """Why a restart of the store could lose the control state (None: it cannot, or
         it cannot be told). A lost state is rebuilt from the servers, but weights and

@@ -161,6 +161,16 @@ class FileControlPlane:
                           durable=False)
             return True
 
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` now (None: nobody, or it expired)."""
+        try:
+            current = json.loads(self._lease_file(name).read_bytes())
+            if float(current.get("expires", 0)) > self._clock():
+                return str(current.get("holder"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        return None
+
     def release(self, name: str, holder: str) -> None:
         """Delete the lease file if ``holder`` has the lease."""
         file = self._lease_file(name)

@@ -317,6 +317,14 @@ class RedisControlPlane:
                         "%g s could hold it (forged?): taken over by %s", key, ttl, holder)
         return bool(held)
 
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` now (None: nobody)."""
+        with self._talking(f"read lease {self.lease_key(name)}"):
+            value = self._client.get(self.lease_key(name))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     def release(self, name: str, holder: str) -> None:
         """Give the lease ``name`` up, if ``holder`` holds it (else do nothing).
 
