@@ -174,6 +174,8 @@ def test_a_switch_may_never_outlast_the_agents_hold(write_config):
         endpoints = { a = "127.0.0.1:1", b = "127.0.0.1:2" }
     """)
     out = resil("config", "check", str(config))
-    assert out.returncode == 0 and "resources.db.lock_timeout = 3 s" in out.stdout, out.stdout
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    assert f"{config}: resources.db.lock_timeout = 3 s is not above the longest a switch " \
+        "holds writes (4 s" in out.stderr, out.stderr
     out = resil("db", "switch", "db", "--to", "b", "--config", str(config))
     assert out.returncode == 1 and "could outlast the agents' hold" in out.stderr, out.stderr

@@ -362,6 +362,11 @@ def _config_check(args: argparse.Namespace) -> int:
     from .run import _check_control_url
     config = load_config(args.path)
     _check_control_url(config)
+    outlasting = _outlasting_holds(config)
+    if outlasting:
+        for line in outlasting:
+            print(f"resil: configuration error: {config.path}: {line}", file=sys.stderr)
+        return 2
     warning = _durability(config)
     print(f"configuration OK: {config.path}")
     print(f"unit: {config.unit}")
@@ -383,20 +388,20 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"sessions: {config.sessions_resource}")
     if warning:
         print(f"warning: {warning}")
-    for line in _hold_warnings(config):
-        print(f"warning: {line}")
     return 0
 
 
-def _hold_warnings(config: Config) -> list[str]:
-    """Resources whose agents would give up a held write before a switch with the
-    default bounds is done (``resil db switch`` refuses those bounds there)."""
+def _outlasting_holds(config: Config) -> list[str]:
+    """Resources whose agents would give up a held write (a client error) before a
+    switch with the default bounds is done: such a configuration is rejected."""
     from ..ops.switch import MARGIN
     options = SwitchOptions()
     budget = options.drain_timeout + options.catchup_timeout + MARGIN
-    return [f"resources.{name}.lock_timeout = {r.lock_timeout:g} s: a switch with the "
-            f"default bounds can hold writes {budget:g} s; `resil db switch` will refuse "
-            "unless given a lower --drain-timeout/--catchup-timeout"
+    return [f"resources.{name}.lock_timeout = {r.lock_timeout:g} s is not above the "
+            f"longest a switch holds writes ({budget:g} s: drain {options.drain_timeout:g} "
+            f"+ catch-up {options.catchup_timeout:g} + {MARGIN:g} for promote..publish); "
+            "held writes would fail. Raise it above "
+            f"{budget:g} s (the default is 5 s)"
             for name, r in config.resources.items()
             if r.kind != "http" and r.lock_timeout <= budget]
 
