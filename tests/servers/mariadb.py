@@ -76,6 +76,10 @@ log_bin=mysql-bin
 relay_log=relay-bin
 binlog_format=ROW
 log_slave_updates=ON
+# parallel replication: a replica under many concurrent writers keeps up (optimistic mode
+# applies transactions in parallel and retries the few that conflict)
+slave_parallel_threads={parallel_threads}
+slave_parallel_mode=optimistic
 gtid_strict_mode=ON
 gtid_domain_id=0
 report_host=127.0.0.1
@@ -96,6 +100,9 @@ class MariaDB:
     """
 
     host: str = "127.0.0.1"
+
+    #: Replication applier threads (``slave_parallel_threads``); 0 applies serially.
+    parallel_threads: int = 4
 
     def __init__(self, base_dir: Path, name: str, server_id: int, port: int | None = None) -> None:
         """Describe the server; nothing runs until ``start()``.
@@ -260,6 +267,7 @@ class MariaDB:
                 dir=self.dir,
                 port=self.port,
                 server_id=self.server_id,
+                parallel_threads=self.parallel_threads,
             )
         )
 
