@@ -179,3 +179,19 @@ def test_a_switch_may_never_outlast_the_agents_hold(write_config):
         "holds writes (4 s" in out.stderr, out.stderr
     out = resil("db", "switch", "db", "--to", "b", "--config", str(config))
     assert out.returncode == 1 and "could outlast the agents' hold" in out.stderr, out.stderr
+
+
+def test_a_rehearsal_pause_counts_against_the_hold(write_config):
+    config = write_config("""
+        unit = "a"
+        [resources.db]
+        kind = "mysql"
+        primary = "a"
+        endpoints = { a = "127.0.0.1:1", b = "127.0.0.1:2" }
+    """)
+    out = resil("db", "switch", "db", "--to", "b", "--config", str(config),
+                "--pause-after", "fence:2")
+    assert out.returncode == 1, out.stderr
+    assert "+ a 2 s pause (--pause-after) could outlast the agents' hold" in out.stderr
+    out = resil("db", "switch", "db", "--to", "b", "--pause-after", "publish:1")
+    assert out.returncode == 2 and "STEP one of lock, drain, fence" in out.stderr

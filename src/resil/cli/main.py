@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..ops.locks import lease_name, resolve_orphans
 from ..ops.monitor import Monitor, MonitorOptions
-from ..ops.switch import Switch, SwitchOptions
+from ..ops.switch import PAUSABLE_STEPS, Switch, SwitchOptions
 from ..ops.truth import read as read_stored
 from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
@@ -55,6 +55,15 @@ def _seconds(text: str, most: float = math.inf) -> float:
 
 def _lease_seconds(text: str) -> float:
     return _seconds(text, most=30.0)     # see resil.control.base.lease_cap
+
+
+def _pause_after(text: str) -> tuple[str, float]:
+    """An argparse type: ``STEP:SECONDS``, a step of the locked part of a switch."""
+    step, _, seconds = text.rpartition(":")
+    if step not in PAUSABLE_STEPS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected STEP:SECONDS with STEP one of {', '.join(PAUSABLE_STEPS)}")
+    return step, _seconds(seconds, most=60.0)
 
 
 def _count(text: str) -> int:
@@ -102,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
     switch.add_argument("--no-reverse", action="store_true",
                         help="leave the old primary fenced instead of making it a replica")
     switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
+    switch.add_argument("--pause-after", type=_pause_after, metavar="STEP:S",
+                        help="rehearsal: stop S seconds after STEP (one of "
+                        f"{', '.join(PAUSABLE_STEPS)}), writes held, to kill or stop the "
+                        "switch exactly there")
     switch.set_defaults(func=_db_switch)
     unlock = db_sub.add_parser(
         "unlock", help="resolve a lock left by a switch or failover that died: finish or "
@@ -205,7 +218,8 @@ def _db_switch(args: argparse.Namespace) -> int:
     options = SwitchOptions(max_lag=args.max_lag, drain_timeout=args.drain_timeout,
                             catchup_timeout=args.catchup_timeout,
                             converge_timeout=args.converge_timeout,
-                            reverse=not args.no_reverse, dry_run=args.dry_run)
+                            reverse=not args.no_reverse, dry_run=args.dry_run,
+                            pause_after=args.pause_after)
     try:
         plane = open_configured(config)
         switch = Switch(config, plane, args.resource, args.to, options,

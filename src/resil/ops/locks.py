@@ -27,6 +27,7 @@ from ..config import Config
 from ..control import ControlPlane
 from ..errors import ResilError, SwitchError
 from ..state import ControlState
+from ..topology import Resource
 from . import truth
 from .servers import Credentials, open_server
 
@@ -123,6 +124,8 @@ def _resolve(config: Config, plane: ControlPlane, holder: str, name: str,
     if len(finding.writable) == 1:
         unit = finding.writable[0]
         what = "finished" if unit != state.primary_unit(resource) else "released"
+        if what == "finished":
+            _retire(resource, state.primary_unit(resource), say)
     elif not finding.writable and finding.primary() is not None:
         unit = finding.primary()
         endpoint = resource.endpoint_in(unit or "")
@@ -145,3 +148,26 @@ def _resolve(config: Config, plane: ControlPlane, holder: str, name: str,
                            issuer=holder)
     say(f"{name}: orphaned switch {what}: primary {unit}, unlocked at epoch {signal.epoch}")
     return True
+
+
+def _retire(resource: Resource, unit: str | None, say: Callable[[str], None]) -> None:
+    """The old primary of a switch finished for a dead holder: fenced for good, its
+    connections cut and (Redis) its write pause ended, unless it already replicates
+    from the new one. Best effort: it is not writable either way."""
+    endpoint = resource.endpoint_in(unit or "")
+    if endpoint is None:
+        return
+    try:
+        server = open_server(resource, endpoint, Credentials.of(resource))
+    except Exception as exc:    # unreachable: it cannot take writes either
+        say(f"{resource.name}: old primary {endpoint} not reached ({exc}); it stays fenced")
+        return
+    try:
+        if server.replication().get("role") != "replica":
+            server.after_promotion(False)
+            say(f"{resource.name}: old primary {endpoint} stays fenced, not replicating: "
+                "make it a replica of the new primary before it can be switched back to")
+    except Exception as exc:
+        say(f"{resource.name}: could not retire the old primary {endpoint}: {exc}")
+    finally:
+        server.close()

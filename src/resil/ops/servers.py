@@ -16,6 +16,10 @@ from .. import context
 from ..errors import SwitchError
 from ..topology import Endpoint, Resource
 
+#: ``min-replicas-to-write`` of a fenced Redis primary: more replicas than can exist, so
+#: every write is refused (NOREPLICAS), and ``INFO``/``CONFIG GET`` show it is fenced.
+FENCED_MIN_REPLICAS = "1000000"
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -271,6 +275,7 @@ class RedisServer:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
         self.endpoint = endpoint
+        self._min_replicas = 0
         with context.bypass():
             self._client = redis.Redis(
                 host=endpoint.host, port=endpoint.port,
@@ -325,10 +330,24 @@ class RedisServer:
         # Writes from every client now block (not fail) on the old primary; they are
         # released by unfence() (rollback) or refused as READONLY after the reverse.
         self._call("CLIENT", "PAUSE", str(int(hold_for * 1000)), "WRITE")
+        # A pause is invisible to INFO and ends by itself: the fence is also marked where
+        # writable() sees it and where it outlasts the pause (a switch killed after its
+        # fence must not leave a primary that turns writable again by itself).
+        self._min_replicas = self._min_replicas_to_write()
+        self._call("CONFIG", "SET", "min-replicas-to-write", FENCED_MIN_REPLICAS)
         return 0
 
     def unfence(self) -> None:
+        # The value before the fence when this process fenced it; else (a lock resolved
+        # for a dead switch) 0, as after a promote.
+        before = self._min_replicas if self._min_replicas < int(FENCED_MIN_REPLICAS) else 0
+        self._call("CONFIG", "SET", "min-replicas-to-write", str(before))
         self._call("CLIENT", "UNPAUSE")
+
+    def _min_replicas_to_write(self) -> int:
+        config = self._call("CONFIG", "GET", "min-replicas-to-write")
+        return int(config.get("min-replicas-to-write", 0) if isinstance(config, dict)
+                   else config[1])
 
     def promote(self) -> None:
         self._call("REPLICAOF", "NO", "ONE")
@@ -346,7 +365,11 @@ class RedisServer:
     def after_promotion(self, reversed_: bool) -> int:
         if not reversed_:
             # Still a master: refuse writes for good (NOREPLICAS) before the pause ends.
-            self._call("CONFIG", "SET", "min-replicas-to-write", "1000000")
+            self._call("CONFIG", "SET", "min-replicas-to-write", FENCED_MIN_REPLICAS)
+        else:       # a replica refuses writes by its role; drop the fence's mark, which
+            # would otherwise refuse every write if something else promoted it later
+            self._call("CONFIG", "SET", "min-replicas-to-write", str(
+                self._min_replicas if self._min_replicas < int(FENCED_MIN_REPLICAS) else 0))
         self._call("CLIENT", "UNPAUSE")
         killed = self._call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         return int(killed or 0)
@@ -355,16 +378,14 @@ class RedisServer:
         self._call("SET", "resil:probe", token)
 
     def fence_for_good(self) -> int:
-        self._call("CONFIG", "SET", "min-replicas-to-write", "1000000")     # NOREPLICAS
+        self._call("CONFIG", "SET", "min-replicas-to-write", FENCED_MIN_REPLICAS)  # NOREPLICAS
         return int(self._call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") or 0)
 
     def writable(self) -> bool:
         info = self._info()
         if info.get("role") != "master":
             return False
-        config = self._call("CONFIG", "GET", "min-replicas-to-write")
-        return int(config.get("min-replicas-to-write", 0) if isinstance(config, dict)
-                   else config[1]) < 1000000
+        return self._min_replicas_to_write() < int(FENCED_MIN_REPLICAS)
 
     def progress(self) -> tuple[int, ...]:
         info = self._info()

@@ -54,6 +54,8 @@ class Step:
 MARGIN = 1.0
 """Seconds kept, within the agents' ``lock_timeout``, for promote, reverse and publish (or
 a rollback) after the drain and the catch-up have used theirs."""
+PAUSABLE_STEPS = ("lock", "drain", "fence", "catch-up", "promote", "reverse")
+"""The steps of the locked part, after which ``--pause-after`` may stop."""
 
 
 @dataclass
@@ -77,6 +79,9 @@ class SwitchOptions:
     reverse: bool = True
     """Make the old primary a replica of the new one."""
     dry_run: bool = False
+    pause_after: tuple[str, float] | None = None
+    """A rehearsal aid: (step, seconds) to stop for after that step of the locked part,
+    so that an operator (or a test) can kill or stop the switch exactly there."""
 
 
 @dataclass
@@ -206,13 +211,15 @@ class Switch:
         """The longest the lock can last — drain, catch-up, then promote to publish (and
         a rollback) within :data:`MARGIN` — stays below the agents' hold, ``lock_timeout``:
         a switch may never outlast the hold it asks of every writer."""
-        budget = self.options.drain_timeout + self.options.catchup_timeout + MARGIN
+        pause = self.options.pause_after[1] if self.options.pause_after else 0.0
+        budget = self.options.drain_timeout + self.options.catchup_timeout + MARGIN + pause
         if budget >= resource.lock_timeout:
+            paused = f" + a {pause:g} s pause (--pause-after)" if pause else ""
             raise SwitchError(
                 f"drain {self.options.drain_timeout:g} s + catch-up "
-                f"{self.options.catchup_timeout:g} s + {MARGIN:g} s for promote..publish "
-                f"could outlast the agents' hold (resources.{resource.name}.lock_timeout = "
-                f"{resource.lock_timeout:g} s): held writes would fail. Lower "
+                f"{self.options.catchup_timeout:g} s + {MARGIN:g} s for promote..publish"
+                f"{paused} could outlast the agents' hold (resources.{resource.name}."
+                f"lock_timeout = {resource.lock_timeout:g} s): held writes would fail. Lower "
                 "--drain-timeout/--catchup-timeout, or raise lock_timeout")
 
     @staticmethod
@@ -234,6 +241,9 @@ class Switch:
             f"epoch {result}" if isinstance(result, int) else "")
         self.steps.append(Step(name, seconds, detail))
         self.out(f"{name:<9} {seconds * 1000:8.1f} ms  {detail}")
+        if self.options.pause_after and self.options.pause_after[0] == name:
+            self.out(f"pausing {self.options.pause_after[1]:g} s after {name} (--pause-after)")
+            time.sleep(self.options.pause_after[1])     # a stop signal interrupts it
         return result
 
     def _precheck(self, old: Server, new: Server, old_ep: Endpoint) -> str:
