@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -127,6 +129,15 @@ def block_sql_thread(pair: MariaDBPair, unit: str, seconds: float) -> None:
     time.sleep(0.3)                  # let the lag build before the switch starts
 
 
+def freeze_replica(pair: RedisPair, unit: str, seconds: float) -> None:
+    """Make the Redis server in ``unit`` (the switch's target) fall behind: frozen
+    (SIGSTOP) for ``seconds`` while the primary takes writes, then thawed."""
+    server = pair.primary if unit == "a" else pair.replica
+    server.freeze()
+    threading.Timer(seconds, server.thaw).start()
+    time.sleep(0.3)
+
+
 def lost_mysql(pair: MariaDBPair, writers: Writers) -> int:
     present = set(pair.primary.root_sql("SELECT writer, seq FROM app.bench"))
     present |= set(pair.replica.root_sql("SELECT writer, seq FROM app.bench"))
@@ -144,13 +155,45 @@ def lost_redis(primary: redis.Redis, writers: Writers) -> int:
     return lost
 
 
-def run_switches(config: Any, resource: str, writers: Writers, count: int,
-                 lag: Callable[[str], None] | None = None,
+STEP_LINE = re.compile(r"^(\S+)\s+([0-9.]+) ms  ")
+
+
+def cli_switch(config_path: Path) -> Callable[[str, str], list[tuple[str, float]]]:
+    """A switch as an operator runs it: ``resil db switch`` in its own process (so its
+    steps do not compete for this process's GIL with the writers). Returns the steps
+    (name, seconds) it printed; raises SwitchError with its message when it refused."""
+    binary = Path(sys.executable).parent / "resil"
+
+    def switch(resource: str, target: str) -> list[tuple[str, float]]:
+        run = subprocess.run([str(binary), "db", "switch", resource, "--to", target,
+                              "--config", str(config_path)], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **PASSWORDS})
+        if run.returncode != 0:
+            raise SwitchError((run.stderr.strip() or run.stdout.strip()).splitlines()[-1])
+        return [(m[1], float(m[2]) / 1000) for line in run.stdout.splitlines()
+                if (m := STEP_LINE.match(line))]
+    return switch
+
+
+def in_process_switch(config: Any) -> Callable[[str, str], list[tuple[str, float]]]:
+    """The same procedure run in this process, among the writers' threads."""
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+
+    def switch(resource: str, target: str) -> list[tuple[str, float]]:
+        done = Switch(config, plane, resource, target, out=lambda line: None).run()
+        return [(step.name, step.seconds) for step in done]
+    return switch
+
+
+def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource: str,
+                 writers: Writers, count: int, lag: Callable[[str], None] | None = None,
                  lag_every: int = 0) -> dict[str, Any]:
     """``count`` switches back and forth under ``writers``; before every ``lag_every``-th
-    one, ``lag(target_unit)`` makes the target fall behind."""
-    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    one, ``lag(target_unit)`` makes the target fall behind. Between switches, a quiet
+    window as long as the settling time measures the same figure with no switch: the
+    baseline the pauses are compared with."""
     pauses: list[float] = []
+    quiet: list[float] = []
     steps: dict[str, list[float]] = {}
     refused: list[str] = []
     lagged: list[float] = []
@@ -165,7 +208,7 @@ def run_switches(config: Any, resource: str, writers: Writers, count: int,
                 lag(target)
             began = time.monotonic()
             try:
-                done = Switch(config, plane, resource, target, out=lambda line: None).run()
+                done = switch(resource, target)
             except SwitchError as exc:
                 refused.append(str(exc))
                 time.sleep(0.4)
@@ -173,13 +216,16 @@ def run_switches(config: Any, resource: str, writers: Writers, count: int,
             primary = target
             time.sleep(0.4)
             pauses.append(max(writers.pauses_since(began)))
-            for step in done:
-                steps.setdefault(step.name, []).append(step.seconds)
-                if induced and step.name == "converge":
-                    lagged.append(step.seconds)
+            calm = time.monotonic()
+            time.sleep(0.4)
+            quiet.append(max(writers.pauses_since(calm)))
+            for name, seconds in done:
+                steps.setdefault(name, []).append(seconds)
+                if induced and name == "converge":
+                    lagged.append(seconds)
     finally:
         writers.stop()
-    return {"pauses": pauses, "steps": steps, "errors": len(writers.errors),
+    return {"pauses": pauses, "quiet": quiet, "steps": steps, "errors": len(writers.errors),
             "acked": writers.acked, "error_samples": writers.errors[:3],
             "refused": refused, "converge_after_lag": lagged, "primary": primary}
 
@@ -196,6 +242,7 @@ def ms(values: list[float]) -> str:
 def report(title: str, result: dict[str, Any]) -> None:
     print(f"\n{title}")
     print(f"  write pause per switch   {ms(result['pauses'])}")
+    print(f"  same window, no switch   {ms(result['quiet'])}")
     print(f"  client errors            {result['errors']}")
     print(f"  acknowledged writes      {result['acked']}")
     print(f"  lost writes              {result['lost']}")
@@ -213,12 +260,16 @@ def report(title: str, result: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--switches", type=int, default=10, help="switches per resource")
+    parser.add_argument("--switches", type=int, help="switches per resource (default 10; "
+                        "100 with --heavy)")
     parser.add_argument("--quick", action="store_true", help="4 switches per resource")
     parser.add_argument("--heavy", action="store_true",
                         help="64 writers, 100 switches, lag induced before every tenth")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the switch in this process, among the writer threads, "
+                             "instead of as `resil db switch` in its own")
     args = parser.parse_args()
-    count = 4 if args.quick else 100 if args.heavy else args.switches
+    count = args.switches or (4 if args.quick else 100 if args.heavy else 10)
     threads = 64 if args.heavy else 16
     os.environ.update(PASSWORDS)
     base = Path(tempfile.mkdtemp(prefix="resil-bench-switch-"))
@@ -231,13 +282,16 @@ def main() -> int:
         config = load_config(path)
         resil.start(config)
         try:
+            switch = in_process_switch(config) if args.in_process else cli_switch(path)
             writers = mysql_writers(threads, pool=args.heavy)
-            my = run_switches(config, "orders-db", writers, count,
+            my = run_switches(switch, "orders-db", writers, count,
                               lag=lambda unit: block_sql_thread(mysql, unit, 1.5),
                               lag_every=10 if args.heavy else 0)
             my["lost"] = lost_mysql(mysql, writers)
             writers = redis_writers(threads if args.heavy else 8)
-            rd = run_switches(config, "cache", writers, count)
+            rd = run_switches(switch, "cache", writers, count,
+                              lag=lambda unit: freeze_replica(cache, unit, 1.5),
+                              lag_every=10 if args.heavy else 0)
             with context.bypass():
                 current = cache.primary if rd["primary"] == "a" else cache.replica
                 rd["lost"] = lost_redis(current.client(), writers)

@@ -50,8 +50,12 @@ class Agent:
         """The control state applied now: an immutable snapshot, swapped as a whole by
         :meth:`apply` (a plain attribute, read on every statement: no property)."""
         self._changed = threading.Condition()
+        self._beat = threading.Event()
+        """Set when a heartbeat should go out now: a new state applied, or (during a
+        lock) a write got held, so that the switch's drain sees it at once."""
+        self._utilization_cache: tuple[float, float | None] = (-1.0, None)
         self.router = Router(config.topology, self.current_state)
-        self.gate = Gate(self.current_state, self.wait_for_change)
+        self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
         self._heartbeat: threading.Thread | None = None
@@ -114,7 +118,8 @@ class Agent:
             self.admin.stop()
             self.admin = None
         with self._changed:
-            self._changed.notify_all()      # wakes the heartbeat loop, which then exits
+            self._changed.notify_all()      # held writes see the agent stop
+        self._beat.set()                    # the heartbeat loop wakes, then exits
         with self._watch_lock:
             if self._watch is not None and self._watching:
                 self._watch.stop()
@@ -151,7 +156,8 @@ class Agent:
                                 "(issuer %s)", signal.epoch, current.epoch, signal.issuer)
                 return False
             self.state = signal.state      # one reference swap: readers never lock
-            self._changed.notify_all()      # held writes and the heartbeat wake up
+            self._changed.notify_all()      # held writes wake up
+        self._beat.set()                    # and the heartbeat reports the new epoch
         counters.count("signals_applied")
         moved = [n for n, u in signal.state.primaries.items() if current.primaries.get(n) != u]
         if moved:
@@ -221,25 +227,34 @@ class Agent:
                 if (bad := {e: h for e, h in report.items() if h["state"] != "healthy"})}
 
     def _utilization(self) -> float | None:
-        """This instance's utilization, when it serves the admin endpoint."""
+        """This instance's utilization, when it serves the admin endpoint: worked out at
+        most once per heartbeat interval (it reads the fleet's heartbeats), however often
+        a lock makes the heartbeat report."""
         if self.admin is None:
             return None
+        now = time.monotonic()
+        at, value = self._utilization_cache
+        if at >= 0 and now - at < self.config.heartbeat_interval:
+            return value
         from .telemetry.metrics import scale_figures
-        return round(scale_figures(self, self.fleet())["utilization"], 4)
+        value = round(scale_figures(self, self.fleet())["utilization"], 4)
+        self._utilization_cache = (now, value)
+        return value
 
     def _heartbeat_loop(self) -> None:
         while not self._stopped and self.plane is not None:
+            self._beat.clear()      # before reading what to report: a later set() repeats
             try:
                 self.plane.report(self.heartbeat())
             except ResilError as exc:   # the control plane is down: said once, not a fault
                 self._report(exc)
             except Exception as exc:    # a full disk must not kill the loop
                 counters.record_fault("heartbeat", exc)
-            # While a switch holds a lock it waits on our in-flight count: report often.
+            # While a switch holds a lock it waits on our in-flight count: report often,
+            # and at once when a write gets held (the last one ends the drain).
             interval = 0.02 if self.state.locks else self.config.heartbeat_interval
-            with self._changed:
-                if not self._stopped:
-                    self._changed.wait(interval)
+            if not self._stopped:
+                self._beat.wait(interval)
 
     def _report(self, exc: Exception) -> None:
         message = str(exc)
@@ -297,6 +312,9 @@ class Agent:
         self._watching = False
         self._watch_lock = threading.Lock()
         self._changed = threading.Condition()
+        self._beat = threading.Event()
+        self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
+        self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
 

@@ -44,11 +44,13 @@ class Gate:
     def __init__(self, state: Callable[[], ControlState],
                  wait_for_change: Callable[[int, float], ControlState],
                  clock: Callable[[], float] = time.monotonic,
-                 sleep_async: Callable[[float], Awaitable[object]] | None = None) -> None:
+                 sleep_async: Callable[[float], Awaitable[object]] | None = None,
+                 on_hold: Callable[[], object] | None = None) -> None:
         self._state = state
         self._wait = wait_for_change
         self._clock = clock
         self._sleep_async = sleep_async     # between polls of hold_async; asyncio.sleep
+        self._on_hold = on_hold             # a caller just got held: report it soon
 
     def hold(self, resource: str, timeout: float) -> ControlState:
         """Wait while ``resource`` is locked; return the state that released it.
@@ -62,6 +64,8 @@ class Gate:
         started_ns = spans.now_ns()
         counters.count("held_writes")
         counters.holding(+1)
+        if self._on_hold is not None:
+            self._on_hold()
         try:
             return self._wait_out(resource, timeout, state, started, started_ns)
         finally:
@@ -81,6 +85,8 @@ class Gate:
         started_ns = spans.now_ns()
         counters.count("held_writes")
         counters.holding(+1)
+        if self._on_hold is not None:
+            self._on_hold()
         try:
             while resource in state.locks:
                 remaining = started + timeout - self._clock()

@@ -131,3 +131,17 @@ def test_async_hold_sleeps_for_real_without_blocking_the_loop():
         await task
         return held.epoch
     assert asyncio.run(main()) == 6
+
+
+def test_a_held_caller_is_announced_so_the_drain_sees_it_at_once():
+    """The agent's heartbeat goes out when a write gets held (the switch's drain waits
+    for the last one), not at its next 20 ms tick; nothing is announced when unlocked."""
+    held = []
+    states = iter([UNLOCKED])
+    gate = Gate(lambda: LOCKED, lambda e, t: next(states), Clock(),
+                on_hold=lambda: held.append(1))
+    gate.hold("db", 5.0)
+    assert held == [1]
+    Gate(lambda: UNLOCKED, lambda e, t: pytest.fail("waited"), Clock(),
+         on_hold=lambda: held.append(1)).hold("db", 5.0)
+    assert held == [1]
