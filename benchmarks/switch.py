@@ -2,22 +2,27 @@
 
 Starts a MariaDB GTID pair and a Redis pair on loopback, starts the resil agent in this
 process, runs writer threads against "orders-db" / "cache" (names only resil resolves)
-and switches each primary back and forth with the same procedure as
-``resil db switch``. It prints, for MySQL and for Redis:
+and switches each primary back and forth with ``resil db switch``, run as an operator
+runs it: in its own process (``--in-process`` runs the same procedure among the
+writers' threads instead). It prints, for MySQL and for Redis:
 
 - the write pause per switch (the longest time any writer waited for one write to be
-  acknowledged, among writes that finished after the switch began): p50 and max;
+  acknowledged, among writes that finished after the switch began): p50, p99 and max;
+- the same figure over a window of the same length with no switch, right after: what
+  64 threads in one process on this machine cost without any switch (the baseline);
 - client errors (any exception a writer saw) and lost writes (acknowledged, then absent);
-- the duration of each switch step: p50 and max.
+- the duration of each switch step: p50, p99 and max.
 
 ``--heavy`` is the skeptic's run: 64 writer threads per resource (MySQL: autocommit
 inserts, two-statement transactions and a SQLAlchemy QueuePool, a third each), 100
-switches alternating direction, and before every tenth MySQL switch the target's SQL
-thread blocked for 1.5 s (``LOCK TABLES`` on the replica) so the switch meets real lag.
-It adds p99 of the write pause, switches refused, and how long convergence took.
+switches alternating direction, and before every tenth switch the target made to lag:
+MySQL, its SQL thread blocked for 1.5 s (``LOCK TABLES`` on the replica); Redis, the
+replica frozen (SIGSTOP) for 1.5 s. It adds switches refused and how long convergence
+took after an induced lag.
 
-Usage: ``.venv/bin/python benchmarks/switch.py [--switches N] [--quick | --heavy]``
-(``make bench-switch``). Results also go to benchmarks/results/switch.json.
+Usage: ``.venv/bin/python benchmarks/switch.py [--switches N] [--quick | --heavy]
+[--in-process]`` (``make bench-switch``). Results also go to
+benchmarks/results/switch.json.
 """
 
 from __future__ import annotations
@@ -189,9 +194,9 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
                  writers: Writers, count: int, lag: Callable[[str], None] | None = None,
                  lag_every: int = 0) -> dict[str, Any]:
     """``count`` switches back and forth under ``writers``; before every ``lag_every``-th
-    one, ``lag(target_unit)`` makes the target fall behind. Between switches, a quiet
-    window as long as the settling time measures the same figure with no switch: the
-    baseline the pauses are compared with."""
+    one, ``lag(target_unit)`` makes the target fall behind. After each switch, a window
+    as long as the switch's (from its start to 0.4 s after it ended) measures the same
+    figure with no switch: the baseline the pauses are compared with."""
     pauses: list[float] = []
     quiet: list[float] = []
     steps: dict[str, list[float]] = {}
@@ -216,8 +221,9 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
             primary = target
             time.sleep(0.4)
             pauses.append(max(writers.pauses_since(began)))
+            window = time.monotonic() - began
             calm = time.monotonic()
-            time.sleep(0.4)
+            time.sleep(window)
             quiet.append(max(writers.pauses_since(calm)))
             for name, seconds in done:
                 steps.setdefault(name, []).append(seconds)
