@@ -36,6 +36,8 @@ from .servers import Credentials, Server, open_server
 
 log = logging.getLogger("resil.monitor")
 LEASE = "monitor"
+REPEAT_AFTER = 30.0
+"""Seconds before the monitor repeats the same word about an orphaned lock."""
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Monitor:
     clock: Callable[[], float] = time.monotonic
     _health: dict[str, _Health] = field(default_factory=dict)
     _leader: bool | None = None     # unknown until the first tick, which says which
+    _said: dict[str, float] = field(default_factory=dict)     # see _say_unrepeated
     _distrust: str = ""             # the last reason the stored state was not trusted
     _lock_said: dict[str, str] = field(default_factory=dict)
 
@@ -111,7 +114,7 @@ class Monitor:
         if state is None:
             return
         if state.locks and self._leader and locks.resolve_orphans(
-                self.config, self.plane, self.holder, state, self.say):
+                self.config, self.plane, self.holder, state, self._say_unrepeated):
             state = self._trusted()     # a dead holder's lock was resolved: read again
             if state is None:
                 return
@@ -155,6 +158,16 @@ class Monitor:
         """Log and print one decision or observation."""
         log.info("resil monitor: %s", message)
         self.out(f"{time.strftime('%H:%M:%S')} {message}")
+
+    def _say_unrepeated(self, message: str) -> None:
+        """:meth:`say`, but a message said in the last :data:`REPEAT_AFTER` seconds is
+        not said again: an orphaned lock the servers cannot resolve is looked at every
+        round, and one line per round would bury the rest of the log."""
+        now = self.clock()
+        self._said = {m: t for m, t in self._said.items() if now - t < REPEAT_AFTER}
+        if message not in self._said:
+            self._said[message] = now
+            self.say(message)
 
     # ------------------------------------------------------------------ detection
 
