@@ -24,6 +24,7 @@ from .control import ControlPlane, Watch, open_configured
 from .control.base import live_agents
 from .errors import ControlPlaneError, ResilError, SignalError
 from .gate import Gate
+from .guard import fail_open
 from .integrations import discover
 from .integrations.base import Integration
 from .router import Router
@@ -162,12 +163,28 @@ class Agent:
         moved = [n for n, u in signal.state.primaries.items() if current.primaries.get(n) != u]
         if moved:
             counters.count("primary_changes", len(moved))
+            fail_open("agent.abandon", self._abandon, moved, current)
         if set(signal.state.locks) - set(current.locks):
             counters.count("locks_seen", len(set(signal.state.locks) - set(current.locks)))
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
                  signal.issuer, dict(signal.state.primaries))
         return True
+
+    def _abandon(self, moved: list[str], before: ControlState) -> None:
+        """Statements still waiting for a reply from a demoted primary get an error now
+        (see :meth:`resil.integrations.base.Integration.abandon`)."""
+        for name in moved:
+            resource = self.config.resources.get(name)
+            old = self.router.primary_of(resource, before) if resource is not None else None
+            if old is None:
+                continue
+            cut = sum(i.abandon(name, (old.host, old.port)) for i in self.integrations)
+            if cut:
+                counters.count("statements_abandoned", cut)
+                log.warning("resil: %s moved away from %s: %d statement(s) in flight there "
+                            "cut (their outcome is unknown to the application)", name, old,
+                            cut)
 
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""

@@ -162,3 +162,46 @@ def test_fault_after_a_successful_statement_never_fails_or_replays_it(
         conn.close()        # an open transaction would block the database's drop
     assert counters.faults() == {"pymysql.note": 1}
     assert "mysql_replay" not in counters.stats()
+
+
+def test_a_write_in_flight_on_a_demoted_primary_gets_an_error_not_a_late_ok(
+        pair_config, publish, mariadb_pair):
+    """A frozen primary completes the statements it holds when it thaws and answers OK,
+    for writes that exist only there. Here the write waits on a row lock instead (same
+    thing from the client: sent, no reply); the primary moves away meanwhile: the
+    application gets an error at once, not an OK 3 s later."""
+    import threading
+
+    from resil import context
+    mariadb_pair.primary.root_sql("CREATE TABLE IF NOT EXISTS app.inflight (id INT PRIMARY "
+                                  "KEY, v INT); REPLACE INTO app.inflight VALUES (1, 0)")
+    resil.start(pair_config)
+    with context.bypass():
+        locker = mariadb_pair.primary.connect()
+    with locker.cursor() as cur:
+        cur.execute("SELECT * FROM inflight WHERE id = 1 FOR UPDATE")   # holds the row
+    app = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                          autocommit=True)
+    outcome: list[object] = []
+
+    def write() -> None:
+        began = time.monotonic()
+        try:
+            with app.cursor() as cur:
+                cur.execute("UPDATE inflight SET v = v + 1 WHERE id = 1")
+            outcome.append(("ok", time.monotonic() - began))
+        except Exception as exc:
+            outcome.append((exc, time.monotonic() - began))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.3)                             # the UPDATE is in flight, waiting
+    before = counters.stats().get("statements_abandoned", 0)
+    publish(orders_db="b")
+    writer.join(5)
+    locker.rollback()
+    locker.close()
+    result, waited = outcome[0]
+    assert isinstance(result, pymysql.err.OperationalError), outcome
+    assert result.args[0] in (2013, 2006) and waited < 2.0, outcome
+    assert counters.stats().get("statements_abandoned", 0) == before + 1

@@ -92,6 +92,16 @@ class Integration:
         """Open transactions and running writes per resource (for heartbeats)."""
         return {}
 
+    def abandon(self, resource: str, address: tuple[str, int]) -> int:
+        """The primary of ``resource`` moved away from ``address``: cut every connection
+        with a statement still waiting there for its reply, and return how many.
+
+        A demoted primary that was frozen (SIGSTOP, a hung disk) completes such a
+        statement when it thaws and answers OK, for a write that exists only there: the
+        application must get an error of unknown outcome instead, never a false OK.
+        """
+        return 0
+
     def instrument(self) -> None:
         """Patch now for imported modules, and on import for the others. Idempotent."""
         with self._lock:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -390,6 +391,23 @@ class PyMySQLIntegration(Integration):
         Target("pymysql.connections", "Connection.autocommit", _autocommit),
         Target("pymysql.connections", "Connection.select_db", _select_db),
     )
+
+    def abandon(self, resource: str, address: tuple[str, int]) -> int:
+        """Shut the socket of every connection with a statement in flight on ``address``:
+        the waiting thread gets PyMySQL's "lost connection" at once, which resil raises
+        as it is (autocommit: the write's outcome is unknown) or as
+        :class:`~resil.errors.TransactionInterruptedError`. Idle connections are left
+        to move at their next statement."""
+        cut = 0
+        for conn, record in TRACKER.connections():
+            sock = conn._sock
+            if record.resource.name != resource or not record.busy or record.connecting \
+                    or sock is None or (conn.host, conn.port) != address:
+                continue
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+        return cut
 
     def in_flight(self) -> dict[str, int]:
         """Connections inside a transaction or a running statement, per resource."""
