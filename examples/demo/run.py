@@ -11,7 +11,8 @@ storefront a small load balancer finds ready (``/readyz`` of resil's admin endpo
 
 The story: baseline; ``resil db switch orders-db --to hangzhou`` (and ``cache``);
 ``resil traffic cut beijing`` then ``resil traffic restore beijing``; ``kill -9`` of the
-primary database, ``resil monitor`` fails over; a short tail. It prints a table per step
+primary database, ``resil monitor`` fails over; the old primary restarted, made a
+replica again (``resil db rejoin``) and switched back to; a short tail. It prints a table per step
 (requests, errors, p99 latency, longest pause between two successful checkouts, the
 failover's RTO, lost orders) and writes a timeline plot (PNG). Everything it started is
 stopped at the end, Ctrl-C included.
@@ -422,10 +423,10 @@ def writable(server: MariaDB) -> bool:
 def run(args: argparse.Namespace) -> int:
     quick = args.quick
     seconds = {"warm-up": 3, "baseline": 8, "switch": 10, "cut": 8, "restore": 8, "kill": 15,
-               "tail": 8}
+               "rejoin": 4, "tail": 8}
     if quick:
         seconds = {"warm-up": 1.5, "baseline": 2, "switch": 4, "cut": 4, "restore": 3,
-                   "kill": 7, "tail": 2}
+                   "kill": 7, "rejoin": 2, "tail": 2}
     base = Path(tempfile.mkdtemp(prefix="resil-demo-"))
     png = Path(args.png) if args.png else Path(__file__).with_name("timeline.png")
     demo = Demo(base, args)
@@ -542,6 +543,23 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
         wait_until(lambda: any(r.step == "checkout" and r.ok and r.start > kill_at
                                for r in list(shoppers.records)), 30, 0.05)
         time.sleep(max(0.0, seconds["kill"] - (story_.now() - story_.steps[-1].start)))
+
+        story_.begin("rejoin and switch back")
+        say(f"  restarting the old primary in {victim_unit} (the monitor fences it as it "
+            "comes back)")
+        victim.start()
+
+        def fenced() -> bool:
+            try:
+                return victim.root_sql("SELECT @@read_only", 5) == [(1,)]
+            except Exception:
+                return False
+        wait_until(fenced, 15, 0.1)
+        story_.event(f"db rejoin ({victim_unit})")
+        demo.sh("resil", "db", "rejoin", "orders-db", victim_unit)
+        story_.event(f"db switch back ({victim_unit})")
+        demo.sh("resil", "db", "switch", "orders-db", "--to", victim_unit)
+        time.sleep(seconds["rejoin"])
 
         story_.begin("tail")
         time.sleep(seconds["tail"])

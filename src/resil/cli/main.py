@@ -125,6 +125,18 @@ def parser() -> argparse.ArgumentParser:
                         help="remove the lock as it is, without resolving it from the "
                         "servers (after checking them yourself)")
     unlock.set_defaults(func=_db_unlock)
+    rejoin = db_sub.add_parser(
+        "rejoin", help="make a fenced old primary a replica of the current primary "
+        "(refuses, naming them, when it has writes the primary never got)")
+    rejoin.add_argument("resource", help="a mysql or redis resource")
+    rejoin.add_argument("unit", help="the unit of the server to rejoin")
+    rejoin.add_argument("--config", metavar="PATH", help="configuration file")
+    rejoin.add_argument("--timeout", type=_seconds, default=10.0, metavar="S",
+                        help="longest wait for it to replicate (default %(default)s s)")
+    rejoin.add_argument("--discard-errant", action="store_true",
+                        help="Redis only: rejoin even when it has writes the primary "
+                        "never got (a full resync replaces its data)")
+    rejoin.set_defaults(func=_db_rejoin)
 
     monitor = sub.add_parser(
         "monitor", help="detect dead primaries and fail over (one acts: lease in the "
@@ -323,6 +335,22 @@ def _traffic(args: argparse.Namespace) -> int:
     what = "cut: its instances answer /readyz with 503" if args.weight == 0 else \
         "restored: its instances are ready again"
     print(f"unit {args.unit} {what} (epoch {epoch})")
+    return 0
+
+
+def _db_rejoin(args: argparse.Namespace) -> int:
+    from ..ops.rejoin import Rejoin
+    config = load_config(args.config)
+    try:
+        plane = open_configured(config)
+        print(Rejoin(config, plane, args.resource, args.unit, args.discard_errant,
+                     args.timeout).run())
+    except (ControlPlaneError, SignalError, SwitchError) as exc:
+        print(f"resil: rejoin refused: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:    # a server's own error: one line, not a traceback
+        print(f"resil: rejoin failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

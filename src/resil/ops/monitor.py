@@ -395,8 +395,9 @@ class Monitor:
                     return      # a switch or failover is under way: look next round
                 cut = server.fence_for_good()
                 self.say(f"{resource.name}: {endpoint} came back writable while "
-                         f"{primary} is the primary: fenced, {cut} client(s) cut; it "
-                         "needs a rejoin (CHANGE MASTER / REPLICAOF) by an operator")
+                         f"{primary} is the primary: fenced, {cut} client(s) cut; make "
+                         f"it a replica again: `resil db rejoin {resource.name} "
+                         f"{endpoint.unit}`")
             except Exception as exc:
                 self.say(f"{resource.name}: could not check {endpoint}: {exc!r}")
 

@@ -100,6 +100,16 @@ class Server(Protocol):
     def apply_received(self, timeout: float) -> bool:
         """A replica: apply everything it has received from its (lost) primary."""
 
+    def errant_against(self, primary: Server) -> str:
+        """Writes this server has that ``primary`` never got, named; "" when none."""
+
+    def rejoin(self, source: Endpoint, credentials: Credentials, semi_sync: bool) -> None:
+        """Replicate from ``source`` (as a semi-sync replica when ``semi_sync``)."""
+
+    def replicating(self, position: str, timeout: float) -> str:
+        """Wait until this replica reached ``position`` of its source: "" when it did,
+        else why not (its replication is then stopped and cleared)."""
+
     def close(self) -> None:
         """Close the admin connection."""
 
@@ -257,6 +267,60 @@ class MySQLServer:
             return True
         return bool(self._one("SELECT MASTER_GTID_WAIT(%s, %s)", received, timeout) == 0)
 
+    def gtids(self, variable: str) -> dict[int, tuple[int, int]]:
+        """``@@gtid_binlog_pos`` (or ``gtid_slave_pos``, ``gtid_current_pos``) as
+        ``{domain: (server_id, sequence)}``."""
+        if variable not in ("gtid_binlog_pos", "gtid_slave_pos", "gtid_current_pos"):
+            raise ValueError(variable)
+        text = str(self._one(f"SELECT @@{variable}") or "")
+        found: dict[int, tuple[int, int]] = {}
+        for gtid in filter(None, (g.strip() for g in text.split(","))):
+            domain, server, seq = (int(part) for part in gtid.split("-"))
+            found[domain] = (server, seq)
+        return found
+
+    def errant_against(self, primary: Server) -> str:
+        # What this server wrote itself (the last GTID it logged per domain carries its
+        # server_id) must be among what the primary applied from it or logged.
+        if not isinstance(primary, MySQLServer):
+            raise TypeError(primary)
+        me = int(self._one("SELECT @@server_id"))
+        known = (primary.gtids("gtid_slave_pos"), primary.gtids("gtid_binlog_pos"))
+        errant = []
+        for domain, (server, seq) in sorted(self.gtids("gtid_binlog_pos").items()):
+            if server != me:
+                continue        # its last write there came from another server
+            got = max((pos[domain][1] for pos in known
+                       if domain in pos and pos[domain][0] == server), default=0)
+            if got >= seq:
+                continue
+            if got:
+                span = f"{domain}-{server}-{got + 1}" + \
+                    (f"..{domain}-{server}-{seq}" if seq > got + 1 else "")
+                errant.append(f"{span} ({seq - got} transaction(s))")
+            else:
+                errant.append(f"{domain}-{server}-{seq} and earlier ones of server {server} "
+                              "(the primary has none of them)")
+        return ", ".join(errant)
+
+    def rejoin(self, source: Endpoint, credentials: Credentials, semi_sync: bool) -> None:
+        if semi_sync and self._semi_sync():
+            self._rows("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+            self._rows("SET GLOBAL rpl_semi_sync_slave_enabled = ON")
+        self.replicate_from(source, credentials)
+
+    def replicating(self, position: str, timeout: float) -> str:
+        reached = self._one("SELECT MASTER_GTID_WAIT(%s, %s)", position, timeout) == 0
+        rows = self._rows("SHOW SLAVE STATUS")
+        row = rows[0] if rows else {}
+        error = row.get("Last_IO_Error") or row.get("Last_SQL_Error") or ""
+        running = row.get("Slave_IO_Running") == "Yes" and row.get("Slave_SQL_Running") == "Yes"
+        if reached and running and not error:
+            return ""
+        self._rows("STOP SLAVE")
+        self._rows("RESET SLAVE ALL")       # alone and fenced again, as it was
+        return error or f"it did not reach {position} within {timeout:g} s"
+
     def close(self) -> None:
         try:
             self._conn.close()
@@ -393,6 +457,47 @@ class RedisServer:
 
     def apply_received(self, timeout: float) -> bool:
         return True     # a Redis replica applies what it receives as it receives it
+
+    def errant_against(self, primary: Server) -> str:
+        # The primary, once a replica of this server, keeps that history's id and where
+        # its own began (master_replid2 / second_repl_offset): anything this server
+        # wrote past that point never reached it.
+        if not isinstance(primary, RedisServer):
+            raise TypeError(primary)
+        keys = int(self._call("DBSIZE"))
+        if keys == 0:
+            return ""
+        mine, theirs = self._info(), primary._info()
+        offset = int(mine.get("master_repl_offset", 0))
+        if mine.get("master_replid") == theirs.get("master_replid"):
+            return ""
+        if mine.get("master_replid") == theirs.get("master_replid2"):
+            extra = offset - (int(theirs.get("second_repl_offset", 0)) - 1)
+            return f"{extra} byte(s) of writes after the primary took over" if extra > 0 else ""
+        return (f"a replication history that is not the primary's (id "
+                f"{mine.get('master_replid')}, {keys} key(s))")
+
+    def rejoin(self, source: Endpoint, credentials: Credentials, semi_sync: bool) -> None:
+        self._call("REPLICAOF", source.host, str(source.port))
+        # A replica refuses writes by its role: the fence's mark goes, and so does a
+        # write pause a dead switch left.
+        self._call("CONFIG", "SET", "min-replicas-to-write", "0")
+        self._call("CLIENT", "UNPAUSE")
+
+    def replicating(self, position: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self._info()
+            if info.get("role") == "slave" and info.get("master_link_status") == "up" \
+                    and int(info.get("slave_repl_offset", -1)) >= int(position):
+                return ""
+            if time.monotonic() > deadline:
+                self._call("REPLICAOF", "NO", "ONE")
+                self._call("CONFIG", "SET", "min-replicas-to-write", FENCED_MIN_REPLICAS)
+                return (f"link {info.get('master_link_status', 'down')}, offset "
+                        f"{info.get('slave_repl_offset', '?')} of {position} after "
+                        f"{timeout:g} s")
+            time.sleep(0.05)
 
     def close(self) -> None:
         try:
