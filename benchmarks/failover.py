@@ -17,6 +17,7 @@ Results also go to benchmarks/results/failover.json.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -116,6 +117,8 @@ def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: An
         "published_s": events.get("published", float("nan")) - killed,
         "first_write_s": (min(after) - killed) if after else float("nan"),
         "client_errors": len(writers.errors), "acked": writers.acked, "lost": lost,
+        "error_kinds": dict(collections.Counter(
+            e.splitlines()[0][:90] for e in writers.errors).most_common(5)),
     }
 
 
@@ -167,6 +170,8 @@ def main() -> int:
             print(f"{name:<8}{r['detected_s']:>9.2f}s{r['published_s']:>10.2f}s"
                   f"{r['first_write_s']:>12.2f}s{r['client_errors']:>8}{r['acked']:>8}"
                   f"{r['lost']:>6}")
+            for kind, count in r["error_kinds"].items():
+                print(f"{'':8}  {count:>5} x {kind}")
         med = statistics.median(r["first_write_s"] for r in runs)
         print(f"{name:<8} median first write {med:.2f} s after the kill")
     out = ROOT / "benchmarks" / "results"

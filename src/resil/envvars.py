@@ -230,6 +230,12 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "mysql/redis: longest time a write is held while a switch has the resource "
             "locked; then it fails with LockTimeoutError (never sent, safe to retry).",
             flag=False, minimum=0, exclusive_minimum=True, maximum=300, measure="seconds"),
+    Setting("failover_hold", "float", 10.0,
+            "mysql: longest time a new connection is held, instead of failing, while the "
+            "primary cannot be reached (refused, timed out): until a failover publishes "
+            "a new primary or the old one answers again; then the connect is made there. "
+            "0 fails at once, as the driver does.",
+            flag=False, kinds=("mysql",), minimum=0, maximum=300, measure="seconds"),
     Setting("connect_timeout", "float", 5.0,
             "mysql/redis: upper bound of the application's connect timeout to this "
             "resource (a dead endpoint fails fast).",

@@ -82,6 +82,9 @@ class Resource:
     aliases: tuple[Alias, ...] = ()
     lock_timeout: float = resource_default("lock_timeout", float)
     """Longest hold of a write while a switch has the resource locked (seconds)."""
+    failover_hold: float = resource_default("failover_hold", float)
+    """Longest hold of a new connection while the primary is unreachable (seconds;
+    0: fail at once)."""
     connect_timeout: float = resource_default("connect_timeout", float)
     """Upper bound of the application's connect timeout (seconds)."""
     io_timeout: float = resource_default("io_timeout", float)

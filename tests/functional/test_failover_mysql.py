@@ -247,3 +247,52 @@ def test_a_switch_moves_the_semi_sync_role_with_the_primary(pair, config):
     assert switch("a") < 10, "the switch back is not stalled by semi-sync ACK waits"
     assert flags(pair.primary)["rpl_semi_sync_master_enabled"] == "ON"
     assert flags(pair.replica)["rpl_semi_sync_master_enabled"] == "OFF"
+
+
+def test_a_connect_to_a_dead_primary_is_held_until_a_new_one_is_published(
+        pair, config, monkeypatch):
+    """The primary is dead and no monitor runs yet: a new connection is held (not
+    refused at once), then made on the primary published 1 s later. With nothing
+    published, the driver's own error comes after `failover_hold`."""
+    import threading
+
+    from resil import counters
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState
+    monkeypatch.setenv("RESIL_RESOURCES_ORDERS_DB_FAILOVER_HOLD", "3")
+    resil.start(config)
+    pair.primary.kill()
+    got: list[object] = []
+
+    def connect() -> None:
+        began = time.monotonic()
+        try:
+            conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                   database="app", connect_timeout=1)
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@server_id")
+                got.append((cur.fetchone()[0], time.monotonic() - began))
+        except Exception as exc:
+            got.append((exc, time.monotonic() - began))
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    time.sleep(1.0)
+    assert not got, got                                 # held, not refused
+    pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+    cfg = load_config(config)
+    open_control_plane(cfg.control_url, cfg.topology, None).publish(
+        ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}), issuer="t")
+    thread.join(5)
+    server, waited = got[0]
+    assert server == 2 and 1.0 <= waited < 2.5, got
+    assert counters.stats().get("failover_holds_released") == 1
+
+    pair.replica.kill()                                 # now nothing answers at all
+    got.clear()
+    connect()
+    error, waited = got[0]
+    assert isinstance(error, pymysql.err.OperationalError) and error.args[0] == 2003, got
+    assert 3.0 <= waited < 4.5, got
+    assert counters.stats().get("failover_hold_timeouts") == 1

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -146,12 +147,72 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     fail_open("pymysql.connect", _wait_if_locked, instance, record)
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
-        return wrapped(*args, **kwargs)
-    except Exception:
-        counters.count(f"connect_failures:{instance.host}:{instance.port}")
-        raise
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as exc:
+            counters.count(f"connect_failures:{instance.host}:{instance.port}")
+            if not _unreachable(exc):
+                raise
+            return _hold_for_failover(wrapped, instance, record, args, kwargs, exc)
     finally:
         record.connecting = False
+
+
+#: Seconds between two connect attempts while the primary is unreachable (sooner when a
+#: new control state arrives).
+FAILOVER_RETRY = 0.5
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connect that did not reach a server at all (2003: refused, timed out,
+    unreachable) or lost it before the handshake ended (2013): no statement was sent."""
+    import pymysql.err  # type: ignore[import-untyped]  # loaded: we are in its connect
+    return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) \
+        and exc.args[0] in (2003, 2013)
+
+
+def _hold_for_failover(wrapped: Callable[..., Any], conn: Any, record: Tracked,
+                       args: tuple[Any, ...], kwargs: dict[str, Any],
+                       failure: Exception) -> Any:
+    """The primary cannot be reached: hold this connect, as a write is held during a
+    switch, until a failover publishes a new primary (then connect there) or the old
+    one answers again, for at most the resource's ``failover_hold``. Nothing was sent,
+    so nothing can be done twice. Past the hold, the driver's last error is raised."""
+    runtime = registry.runtime()
+    hold = record.resource.failover_hold
+    if runtime is None or hold <= 0:
+        raise failure
+    started, started_ns = time.monotonic(), spans.now_ns()
+    deadline = started + hold
+    counters.count("failover_holds")
+    epoch = runtime.current_state().epoch
+    outcome = "timeout"
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                counters.count("failover_hold_timeouts")
+                raise failure
+            state = runtime.wait_for_change(epoch, min(FAILOVER_RETRY, remaining))
+            epoch = state.epoch
+            if record.resource.name in state.locks:     # a failover is under way
+                runtime.gate.hold(record.resource.name, record.resource.lock_timeout)
+            TRACKER.route(conn)         # the primary now, which may be a new one
+            _bound_timeouts(conn, record)
+            try:
+                result = wrapped(*args, **kwargs)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                failure = exc
+                continue
+            outcome = "connected"
+            counters.count("failover_holds_released")
+            return result
+    finally:
+        spans.span("resil.hold", started_ns, spans.now_ns(), {
+            "resil.resource": record.resource.name, "resil.reason": "primary unreachable",
+            "resil.held_ms": (time.monotonic() - started) * 1000, "resil.outcome": outcome})
 
 
 def _reconnect(conn: Any, record: Tracked) -> None:
