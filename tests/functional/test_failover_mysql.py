@@ -119,6 +119,7 @@ def test_kill_9_of_the_primary(pair, config, tmp_path):
         monitor.wait(10)
     log = (tmp_path / "monitor.log").read_text()
     assert "FAILOVER from" in log and "new primary" in log, log
+    assert "rpl_semi_sync_master_timeout" not in log, log       # 30 s: long enough
     assert recovered < 5.0
     rows = present(pair.replica)
     lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
@@ -361,3 +362,7 @@ def test_a_thawed_primary_never_acknowledges_a_write_that_only_it_has(
               "the old primary")
         assert not only_old, f"{len(only_old)} acknowledged writes exist only on the old " \
             f"primary: {only_old[:5]}"
+        # A 1 s semi-sync timeout is shorter than detection + failover: said at start.
+        warned = "WARNING rpl_semi_sync_master_timeout = 1000 ms" in \
+            (tmp_path / "monitor.log").read_text()
+        assert warned is semi_sync

@@ -38,6 +38,9 @@ log = logging.getLogger("resil.monitor")
 LEASE = "monitor"
 REPEAT_AFTER = 30.0
 """Seconds before the monitor repeats the same word about an orphaned lock."""
+SEMI_SYNC_MARGIN = 3.0
+"""Seconds a failover takes after detection, at worst (promote, fence, publish): the
+semi-sync timeout should outlast detection plus this."""
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Monitor:
                  f"(dead after {self.options.failures} failed probes of "
                  f"{self.options.timeout} s, confirmed by the replicas; worst-case "
                  f"detection {self.options.detection_time:.1f} s)")
+        self._check_semi_sync()
         try:
             while not stop.is_set():
                 self.tick()
@@ -98,6 +102,39 @@ class Monitor:
         finally:
             if self._leader:
                 self.plane.release(LEASE, self.holder)
+
+    def _check_semi_sync(self) -> None:
+        """Say when a MySQL primary's semi-sync timeout is shorter than a failover takes.
+
+        A primary whose replica does not acknowledge within ``rpl_semi_sync_master_timeout``
+        falls back to asynchronous replication and acknowledges writes that only it has.
+        Cut off from its replica for longer than that (a partition, a frozen replica,
+        the seconds before this monitor decides), it can die with them: lost."""
+        state = self._trusted()
+        for name in self._resources():
+            resource = self.config.resources[name]
+            endpoint = resource.endpoint_in((state.primary_unit(resource) if state else None)
+                                            or "")
+            if resource.kind != "mysql" or endpoint is None:
+                continue
+            needed = self.options.detection_time + SEMI_SYNC_MARGIN
+            try:
+                server = open_server(resource, endpoint, Credentials.of(resource),
+                                     timeout=self.options.timeout,
+                                     read_timeout=self.options.timeout * 2)
+                try:
+                    timeout_ms = server.semi_sync_timeout_ms()
+                finally:
+                    server.close()
+            except Exception:
+                continue        # unreachable or no admin account: the probes will say
+            if timeout_ms is not None and timeout_ms < needed * 1000:
+                self.say(f"{name}: WARNING rpl_semi_sync_master_timeout = {timeout_ms} ms on "
+                         f"{endpoint} is shorter than this monitor's worst-case detection "
+                         f"and failover (about {needed:.1f} s): a primary cut off from its "
+                         "replica that long falls back to asynchronous replication, and "
+                         "writes it then acknowledges are lost if it dies. Raise it above "
+                         f"{needed * 1000:.0f} ms")
 
     def tick(self) -> None:
         """One round: renew the lease, probe every resource, act if leader."""

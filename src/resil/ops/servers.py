@@ -75,6 +75,9 @@ class Server(Protocol):
     def semi_sync_primary(self) -> bool:
         """Whether this server waits for a replica's ACK before a commit returns."""
 
+    def semi_sync_timeout_ms(self) -> int | None:
+        """MySQL: ``rpl_semi_sync_master_timeout`` of a semi-sync primary, else None."""
+
     def make_semi_sync_primary(self) -> None:
         """Take over the semi-sync primary role (a switch moves it with the primary)."""
 
@@ -214,6 +217,12 @@ class MySQLServer:
 
     def semi_sync_primary(self) -> bool:
         return self._semi_sync().get("rpl_semi_sync_master_enabled") == "ON"
+
+    def semi_sync_timeout_ms(self) -> int | None:
+        """``rpl_semi_sync_master_timeout`` when this is a semi-sync primary, else None."""
+        if not self.semi_sync_primary():
+            return None
+        return int(self._one("SELECT @@rpl_semi_sync_master_timeout"))
 
     def make_semi_sync_primary(self) -> None:
         if self._semi_sync():
@@ -419,6 +428,9 @@ class RedisServer:
 
     def semi_sync_primary(self) -> bool:
         return False        # Redis replication is asynchronous (WAIT is per command)
+
+    def semi_sync_timeout_ms(self) -> int | None:
+        return None
 
     def make_semi_sync_primary(self) -> None:
         pass
