@@ -3,12 +3,15 @@
 For MySQL (a semi-synchronous MariaDB pair, 16 writer threads of autocommit INSERTs)
 and Redis (8 writer threads of SET), it starts the resil agent and a monitor in this
 process (the same code as ``resil monitor``: probe every 0.3 s, 3 failures, 0.5 s
-timeout), ``kill -9``s the primary and measures from the kill:
+timeout), ``kill -9``s the primary — then, in a second pair, freezes it (SIGSTOP) — and
+measures from the kill or freeze:
 
 - detection: until the monitor decides the primary is dead (and locks it);
 - published: until the new primary is published;
 - first write: until a writer's write is acknowledged again;
-- client errors: exceptions the writers saw; lost: acknowledged writes absent afterwards.
+- client errors: exceptions the writers saw, split into writes in flight at the kill
+  (their outcome is unknown: they may fail) and every other (the target is 0);
+- lost: acknowledged writes absent afterwards.
 
 Usage: ``.venv/bin/python benchmarks/failover.py [--runs N]`` (``make bench-failover``).
 Results also go to benchmarks/results/failover.json.
@@ -117,12 +120,14 @@ def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: An
         "published_s": events.get("published", float("nan")) - killed,
         "first_write_s": (min(after) - killed) if after else float("nan"),
         "client_errors": len(writers.errors), "acked": writers.acked, "lost": lost,
+        "in_flight_errors": sum(1 for t in writers.tallies for at in t.failed_at
+                                if at <= killed),
         "error_kinds": dict(collections.Counter(
             e.splitlines()[0][:90] for e in writers.errors).most_common(5)),
     }
 
 
-def run_mysql(base: Path) -> dict[str, Any]:
+def run_mysql(base: Path, freeze: bool = False) -> dict[str, Any]:
     with MariaDBPair(base, semi_sync=True) as pair:
         pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000;"
                               "CREATE TABLE app.w (writer VARCHAR(16), seq INT, "
@@ -134,11 +139,16 @@ def run_mysql(base: Path) -> dict[str, Any]:
         path.write_text(resil_toml((base / "state.json").as_uri(), mysql=pair,
                                    control="poll_interval = 0.01"))
         acked_at: list[float] = []
-        return measure(path, mysql_writers(acked_at), acked_at, pair.primary.kill,
-                       lambda: set(pair.replica.root_sql("SELECT writer, seq FROM app.w")))
+        try:
+            return measure(path, mysql_writers(acked_at), acked_at,
+                           pair.primary.freeze if freeze else pair.primary.kill,
+                           lambda: set(pair.replica.root_sql("SELECT writer, seq FROM app.w")))
+        finally:
+            if freeze:
+                pair.primary.thaw()
 
 
-def run_redis(base: Path) -> dict[str, Any]:
+def run_redis(base: Path, freeze: bool = False) -> dict[str, Any]:
     with RedisPair(base) as pair:
         path = base / "resil.toml"
         path.write_text(resil_toml((base / "state.json").as_uri(), redis=pair,
@@ -148,7 +158,12 @@ def run_redis(base: Path) -> dict[str, Any]:
         def present() -> set[tuple[str, int]]:
             keys = pair.replica.client().keys("k:*")
             return {(k.split(":")[1], int(k.split(":")[2])) for k in keys}
-        return measure(path, redis_writers(acked_at), acked_at, pair.primary.kill, present)
+        try:
+            return measure(path, redis_writers(acked_at), acked_at,
+                           pair.primary.freeze if freeze else pair.primary.kill, present)
+        finally:
+            if freeze:
+                pair.primary.thaw()
 
 
 def main() -> int:
@@ -156,24 +171,29 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="kills per database (default 3)")
     args = parser.parse_args()
     os.environ.update(PASSWORDS)
-    results: dict[str, list[dict[str, Any]]] = {"mysql": [], "redis": []}
+    results: dict[str, list[dict[str, Any]]] = {
+        "mysql": [], "redis": [], "mysql-freeze": [], "redis-freeze": []}
     for i in range(args.runs):
         base = Path(tempfile.mkdtemp(prefix="resil-bench-failover-"))
         results["mysql"].append(run_mysql(base / f"mysql{i}"))
         results["redis"].append(run_redis(base / f"redis{i}"))
+        results["mysql-freeze"].append(run_mysql(base / f"mysql-freeze{i}", freeze=True))
+        results["redis-freeze"].append(run_redis(base / f"redis-freeze{i}", freeze=True))
     print(f"\nkill -9 of the primary, monitor: probe every {OPTIONS.interval} s, "
           f"{OPTIONS.failures} failures, {OPTIONS.timeout} s timeout; {args.runs} run(s) each")
-    print(f"{'':8}{'detected':>10}{'published':>11}{'first write':>13}"
-          f"{'errors':>8}{'acked':>8}{'lost':>6}")
+    print(f"{'':13}{'detected':>10}{'published':>11}{'first write':>13}"
+          f"{'errors: in flight':>19}{'other':>7}{'acked':>8}{'lost':>6}")
     for name, runs in results.items():
         for r in runs:
-            print(f"{name:<8}{r['detected_s']:>9.2f}s{r['published_s']:>10.2f}s"
-                  f"{r['first_write_s']:>12.2f}s{r['client_errors']:>8}{r['acked']:>8}"
-                  f"{r['lost']:>6}")
+            other = r["client_errors"] - r["in_flight_errors"]
+            print(f"{name:<13}{r['detected_s']:>9.2f}s{r['published_s']:>10.2f}s"
+                  f"{r['first_write_s']:>12.2f}s{r['in_flight_errors']:>19}{other:>7}"
+                  f"{r['acked']:>8}{r['lost']:>6}")
             for kind, count in r["error_kinds"].items():
-                print(f"{'':8}  {count:>5} x {kind}")
+                print(f"{'':13}  {count:>5} x {kind}")
         med = statistics.median(r["first_write_s"] for r in runs)
-        print(f"{name:<8} median first write {med:.2f} s after the kill")
+        what = "freeze (SIGSTOP)" if name.endswith("freeze") else "kill"
+        print(f"{name:<13} median first write {med:.2f} s after the {what}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "failover.json").write_text(json.dumps(results, indent=1))

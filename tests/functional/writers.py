@@ -26,6 +26,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)
+    """When each failed write began (monotonic): in flight at a kill, or after it."""
 
 
 class Writers:
@@ -52,6 +54,7 @@ class Writers:
                 except Exception as exc:
                     tally.errors.append(f"{type(exc).__name__}: {exc}\n"
                                         f"{traceback.format_exc(limit=3)}")
+                    tally.failed_at.append(began)
                     time.sleep(0.01)
                 end = time.monotonic()
                 tally.latencies.append(end - began)
