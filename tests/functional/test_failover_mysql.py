@@ -224,13 +224,19 @@ def test_a_switch_moves_the_semi_sync_role_with_the_primary(pair, config):
     """The demoted primary becomes a semi-sync *replica*: left a semi-sync primary, its
     SQL thread would wait up to rpl_semi_sync_master_timeout (30 s here) for every
     transaction it applies, and the switch back would fail at catch-up."""
-    def switch(to: str) -> float:
+    def switch(to: str, *extra: str) -> float:
         started = time.monotonic()
         out = subprocess.run([str(BIN / "resil"), "db", "switch", "orders-db", "--to", to,
-                              "--config", str(config)], capture_output=True, text=True,
-                             timeout=90, env={**os.environ, **ENV})
+                              "--config", str(config), *extra], capture_output=True,
+                             text=True, timeout=90, env={**os.environ, **ENV})
         assert out.returncode == 0, out.stdout + out.stderr
+        assert ("WARNING rpl_semi_sync_master_timeout" in out.stdout) is bool(extra), \
+            out.stdout      # 30 s is long enough; 1 s (below) is said to be too short
         return time.monotonic() - started
+
+    pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 1000")
+    switch("b", "--dry-run")
+    pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000")
 
     def flags(server) -> dict[str, str]:
         rows = server.root_sql("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'")

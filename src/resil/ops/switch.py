@@ -267,8 +267,23 @@ class Switch:
         if lag is None or lag > self.options.max_lag:
             raise SwitchError(f"target {new.endpoint} lags {lag} s (max {self.options.max_lag})")
         agents = self._live_agents()
+        self._warn_semi_sync(old)
         return (f"target {new.endpoint} replicating, lag {lag:g} s; "
                 f"{len(agents)} live agent(s)")
+
+    def _warn_semi_sync(self, old: Server) -> None:
+        """Say when the primary's semi-sync timeout is shorter than a default monitor
+        needs to detect and fail over: the primary the switch promotes takes the role
+        with the same timeout (see :meth:`resil.ops.monitor.Monitor._check_semi_sync`)."""
+        from .monitor import SEMI_SYNC_MARGIN, MonitorOptions
+        timeout_ms = old.semi_sync_timeout_ms()
+        needed = MonitorOptions().detection_time + SEMI_SYNC_MARGIN
+        if timeout_ms is not None and timeout_ms < needed * 1000:
+            self.out(f"WARNING rpl_semi_sync_master_timeout = {timeout_ms} ms on "
+                     f"{old.endpoint} is shorter than a default `resil monitor` needs to "
+                     f"detect and fail over (about {needed:.1f} s): cut off from its "
+                     "replica that long, a primary falls back to asynchronous replication "
+                     "and can lose what it then acknowledges")
 
     def _lock(self, resource: Resource) -> int:
         """Take the write lock: a compare-and-set on the epoch (a publish is refused when
