@@ -263,3 +263,50 @@ def test_the_routing_key_propagates_safely(write_config, tmp_path, units, client
         # the server reads header bytes as latin-1: undo that to compare
         assert (got.encode("latin-1").decode("utf-8") if got else None) == expected
         assert "x-evil" not in headers
+
+
+def test_a_get_whose_answer_is_cut_mid_body_is_retried_in_another_unit(write_config, tmp_path):
+    """The own unit's server dies while sending a body (headers sent, body cut): requests
+    raised ChunkedEncodingError to the application, outside the retry. Now a call that
+    is safe to repeat reads its body inside the attempt and is retried like one whose
+    server died before answering."""
+    import socket
+    import threading
+
+    import requests
+
+    def serve(body: bytes, length: int) -> tuple[socket.socket, int]:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+
+        def loop() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (length, body))
+        threading.Thread(target=loop, daemon=True).start()
+        return listener, listener.getsockname()[1]
+
+    cut, cut_port = serve(b"partial", 100)          # promises 100 bytes, sends 7
+    whole, whole_port = serve(b"whole", 5)
+    try:
+        path = write_config(
+            f'unit = "a"\n[control]\nurl = "{(tmp_path / "state.json").as_uri()}"\n'
+            '[admin]\nlisten = "off"\n[resources.svc]\nkind = "http"\n'
+            f'endpoints = {{ a = "http://127.0.0.1:{cut_port}", '
+            f'b = "http://127.0.0.1:{whole_port}" }}\n'
+            "retry_budget_min = 100\n")
+        resil.start(path)
+        answer = requests.get("http://svc/x", timeout=5)
+        assert answer.text == "whole"
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):   # never repeated
+            requests.post("http://svc/x", data=b"order", timeout=5)
+    finally:
+        cut.close()
+        whole.close()

@@ -25,7 +25,8 @@ from .base import Integration, Target, fail_open
 
 def _transport_error(exc: BaseException) -> bool:
     from requests import exceptions
-    return isinstance(exc, (exceptions.ConnectionError, exceptions.Timeout))
+    return isinstance(exc, (exceptions.ConnectionError, exceptions.Timeout,
+                            exceptions.ChunkedEncodingError))
 
 
 def _discard(response: Any) -> None:
@@ -51,9 +52,17 @@ def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
         headers = fail_open("requests.headers", _http.propagation) or {}
         request.headers.update(headers)
 
+        stream = kwargs.get("stream", args[0] if args else False)
+
         def attempt(endpoint: Any) -> Any:
             request.url = plan.url(endpoint)
-            return original(self, request, *args, **kwargs)
+            response = original(self, request, *args, **kwargs)
+            if plan.repeatable and not stream:
+                # Read the body here, as Session.send would right after: a server that
+                # dies mid-body then fails this attempt, retried like one that died
+                # before answering, instead of failing the application's call.
+                response.content  # noqa: B018
+            return response
         return execute(plan.router, exchange, attempt, plan.first)
     return send
 
