@@ -37,7 +37,7 @@ from ..errors import SwitchError
 from ..state import issuer
 from ..topology import Resource
 from . import locks, truth
-from .servers import Credentials, Server, open_server, same_address
+from .servers import Credentials, Server, database_resource, open_server, same_address
 
 
 @dataclass
@@ -118,13 +118,4 @@ class Rejoin:
                 f"{(time.monotonic() - began) * 1000:.0f} ms")
 
     def _resource(self) -> Resource:
-        resource = self.config.resources.get(self.resource_name)
-        if resource is None:
-            raise SwitchError(f"unknown resource {self.resource_name!r} (known: "
-                              f"{', '.join(self.config.resources)})")
-        if resource.kind == "http":
-            raise SwitchError(f"{resource.name} is an http resource: it has no replicas")
-        if self.unit not in resource.endpoints:
-            raise SwitchError(f"{resource.name} has no endpoint in unit {self.unit!r} "
-                              f"(units: {', '.join(resource.endpoints)})")
-        return resource
+        return database_resource(self.config, self.resource_name, self.unit)

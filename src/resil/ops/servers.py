@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import context
 from ..errors import SwitchError
 from ..topology import Endpoint, Resource
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 #: ``min-replicas-to-write`` of a fenced Redis primary: more replicas than can exist, so
 #: every write is refused (NOREPLICAS), and ``INFO``/``CONFIG GET`` show it is fenced.
@@ -516,6 +519,21 @@ class RedisServer:
             self._client.close()
         except Exception:
             pass
+
+
+def database_resource(config: Config, name: str, unit: str) -> Resource:
+    """The mysql or redis resource ``name`` of ``config``, which must have an endpoint in
+    ``unit``: what ``resil db switch`` and ``resil db rejoin`` act on. Raises
+    :class:`SwitchError` naming what is wrong."""
+    resource = config.resources.get(name)
+    if resource is None:
+        raise SwitchError(f"unknown resource {name!r} (known: {', '.join(config.resources)})")
+    if resource.kind == "http":
+        raise SwitchError(f"{resource.name} is an http resource: it has no primary")
+    if unit not in resource.endpoints:
+        raise SwitchError(f"{resource.name} has no endpoint in unit {unit!r} "
+                          f"(units: {', '.join(resource.endpoints)})")
+    return resource
 
 
 def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials,

@@ -39,7 +39,7 @@ from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from . import locks, truth
 from .converge import converge
-from .servers import Credentials, Server, open_server, same_address
+from .servers import Credentials, Server, database_resource, open_server, same_address
 
 
 @dataclass
@@ -401,16 +401,7 @@ class Switch:
     # ------------------------------------------------------------------ helpers
 
     def _resource(self) -> Resource:
-        resource = self.config.resources.get(self.resource_name)
-        if resource is None:
-            raise SwitchError(f"unknown resource {self.resource_name!r} (known: "
-                              f"{', '.join(self.config.resources)})")
-        if resource.kind == "http":
-            raise SwitchError(f"{resource.name} is an http resource: it has no primary")
-        if self.to_unit not in resource.endpoints:
-            raise SwitchError(f"{resource.name} has no endpoint in unit {self.to_unit!r} "
-                              f"(units: {', '.join(resource.endpoints)})")
-        return resource
+        return database_resource(self.config, self.resource_name, self.to_unit)
 
     def _state(self) -> ControlState:
         # Never the configuration's primaries, nor a lost or rolled-back state: see truth.
