@@ -132,6 +132,7 @@ def check_outcome(result: subprocess.CompletedProcess[str], step: str, how: str,
         said = "orphaned switch rolled back" if step == "fence" else \
             "orphaned switch finished: primary b"
         assert said in monitor, monitor
+        assert f"at step {step}) outlived its holder's lease" in monitor, monitor
     elif step == "fence":
         assert result.returncode == 1, text
         assert "interrupted by SIGTERM; rolled back" in result.stderr, text

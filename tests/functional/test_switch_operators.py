@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def test_an_orphaned_lock_is_finished_or_rolled_back_from_the_servers(pair, conf
     resource = cfg.resources["orders-db"]
     plane.publish(ControlState.initial(cfg.topology).evolve(locks={"orders-db": Lock(
         "root@gone:1/dead", time.time(), "switch to b")}), issuer="t")
+    step = "catch-up" if died == "after fence" else "reverse"
+    assert plane.lease("lock:orders-db", "root@gone:1/dead", 0.05, note=step)   # then died
     credentials = Credentials.of(resource)
     old = open_server(resource, resource.endpoint_in("a"), credentials)
     old.fence(60)
@@ -194,8 +197,9 @@ def test_an_orphaned_lock_is_finished_or_rolled_back_from_the_servers(pair, conf
     assert read_only(pair.primary) == 1
     status = subprocess.run([str(BIN / "resil"), "status", "--config", str(config)],
                             capture_output=True, text=True, timeout=30)
-    assert "orders-db (by root@gone:1/dead: switch to b" in status.stdout, status.stdout
-    assert "holder DEAD" in status.stdout, status.stdout
+    assert re.search(r"orders-db +by root@gone:1/dead: switch to b, [\d.]+ s old, step "
+                     rf"{step} \(begun [\d.]+ s ago\); holder DEAD", status.stdout), \
+        status.stdout
     monitor = start_monitor(config, tmp_path / "monitor.log")
     try:
         deadline = time.monotonic() + 10
@@ -207,6 +211,7 @@ def test_an_orphaned_lock_is_finished_or_rolled_back_from_the_servers(pair, conf
         monitor.terminate()
         monitor.wait(10)
     text = (tmp_path / "monitor.log").read_text()
+    assert f"(switch to b, at step {step}) outlived its holder's lease" in text, text
     signal_ = plane.load()
     if died == "after fence":
         assert "orphaned switch rolled back" in text, text

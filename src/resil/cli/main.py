@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config, load_config
 from ..control import open_configured
-from ..control.base import live_agents
+from ..control.base import ControlPlane, live_agents
 from ..errors import (
     ConfigError,
     ControlPlaneError,
@@ -461,8 +461,8 @@ def _durability(config: Config) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    state, signal, problem, agents, warning, live_locks = _read_state(config)
-    report = status_report(config, state, signal, problem, agents, warning, live_locks)
+    state, signal, problem, agents, warning, progress = _read_state(config)
+    report = status_report(config, state, signal, problem, agents, warning, progress)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -470,23 +470,31 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if problem else 0
 
 
+def _lock_progress(plane: ControlPlane, name: str, holder: str) -> dict[str, Any]:
+    """Whether the holder of ``name``'s lock is alive, and the step it last reached."""
+    note = plane.lease_note(lease_name(name))
+    step = note.note if note is not None and note.holder == holder else None
+    return {"lease_alive": plane.lease_holder(lease_name(name)) is not None, "step": step,
+            "step_age_s": round(time.time() - note.at, 1) if step and note else None}
+
+
 def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
-                                         list[dict[str, Any]], str, set[str]]:
+                                         list[dict[str, Any]], str, dict[str, Any]]:
     """The stored state, its problem (empty: none), the agents, a durability warning and
-    the locks whose holder's lease is alive."""
+    each lock's progress (:func:`_lock_progress`)."""
     initial = ControlState.initial(config.topology)
     try:
         plane = open_configured(config)
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], "", set()
+        return initial, None, str(exc), [], "", {}
     try:
         live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
         agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
         stored = read_stored(config, plane)
-        alive = {name for name in stored.state.locks
-                 if plane.lease_holder(lease_name(name)) is not None}
+        alive = {name: _lock_progress(plane, name, lock.holder)
+                 for name, lock in stored.state.locks.items()}
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], "", set()
+        return initial, None, str(exc), [], "", {}
     problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
         if stored.problem else ""
     return stored.state, stored.signal, problem, agents, plane.durability() or "", alive
@@ -502,7 +510,8 @@ def safe_url(url: str) -> str:
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,
                   problem: str, agents: list[dict[str, Any]] | None = None,
-                  warning: str = "", live_locks: set[str] | None = None) -> dict[str, Any]:
+                  warning: str = "",
+                  progress: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data ``resil status`` prints (``--json`` prints exactly this)."""
     resources = {}
     for name, resource in config.resources.items():
@@ -530,7 +539,8 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         "weights": dict(state.weights),
         "routes": [rule.to_dict() for rule in state.routes],
         "locks": {name: {**lock.to_dict(), "age_s": round(time.time() - lock.since, 1),
-                         "lease_alive": name in (live_locks or ())}
+                         **(progress or {}).get(name, {"lease_alive": False, "step": None,
+                                                       "step_age_s": None})}
                   for name, lock in state.locks.items()},
         "agents": [
             {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
@@ -576,10 +586,13 @@ def _print_status(report: dict[str, Any]) -> None:
     for line in traffic_commands.describe_rules(report["routes"]):
         print(f"  {line}")
     locks = report["locks"]
-    print("locks:    " + (", ".join(
-        f"{n} (by {lk['holder']}: {lk['reason']}, {lk['age_s']:g} s old, holder "
-        f"{'alive' if lk['lease_alive'] else 'DEAD: resil monitor or resil db unlock resolves it'})"
-        for n, lk in locks.items()) if locks else "none"))
+    print("locks:    " + ("" if locks else "none"))
+    for n, lk in locks.items():
+        step = f", step {lk['step']} (begun {lk['step_age_s']:g} s ago)" if lk["step"] else ""
+        holder = "alive" if lk["lease_alive"] else \
+            "DEAD: resil monitor or resil db unlock resolves it"
+        print(f"  {n:<20} by {lk['holder']}: {lk['reason']}, {lk['age_s']:g} s old{step}; "
+              f"holder {holder}")
     agents = report["agents"]
     print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
           " (none has reported: agents report once they have routed a connection)"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..state import ControlState, Signal
@@ -14,6 +16,31 @@ class Watch(Protocol):
 
     def stop(self) -> None:
         """Stop watching and release the watcher's resources."""
+
+
+NOTE_TTL = 600.0
+"""Seconds a lease's note outlives its last renewal: long enough for a resolver (or an
+operator running ``resil status``) to read where a dead holder stopped."""
+
+
+@dataclass(frozen=True)
+class LeaseNote:
+    """What a lease holder last recorded about its work (a switch: the step it began)."""
+
+    holder: str
+    note: str
+    at: float
+
+    @classmethod
+    def parse(cls, raw: object) -> LeaseNote | None:
+        """The note stored as JSON in ``raw`` (None: absent or not a note)."""
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+            return cls(str(data["holder"]), str(data["note"]), float(data["at"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
 
 class ControlPlane(Protocol):
@@ -56,12 +83,16 @@ class ControlPlane(Protocol):
     def agents(self) -> list[dict[str, Any]]:
         """The latest heartbeat of every agent that reported, oldest first."""
 
-    def lease(self, name: str, holder: str, ttl: float) -> bool:
+    def lease(self, name: str, holder: str, ttl: float, note: str = "") -> bool:
         """Take the lease ``name`` if it is free or expired, or renew it if ``holder``
-        has it; return whether ``holder`` holds it now (for ``ttl`` seconds)."""
+        has it; return whether ``holder`` holds it now (for ``ttl`` seconds). A non-empty
+        ``note`` is recorded when it does, and outlives the lease (:data:`NOTE_TTL`)."""
 
     def release(self, name: str, holder: str) -> None:
-        """Give the lease up, if ``holder`` has it."""
+        """Give the lease up, and drop its note, if ``holder`` has it."""
+
+    def lease_note(self, name: str) -> LeaseNote | None:
+        """The last note recorded by a holder of the lease ``name``, alive or dead."""
 
     def lease_holder(self, name: str) -> str | None:
         """Who holds the lease ``name`` now (None: nobody, or it expired)."""

@@ -28,7 +28,7 @@ from ..clock import Clock
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import lease_cap
+from .base import NOTE_TTL, LeaseNote, lease_cap
 
 log = logging.getLogger("resil.control")
 _Identity = tuple[int, int, int]
@@ -138,10 +138,10 @@ class FileControlPlane:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         return self.path.with_name(f"{self.path.name}.lease-{safe}")
 
-    def lease(self, name: str, holder: str, ttl: float) -> bool:
+    def lease(self, name: str, holder: str, ttl: float, note: str = "") -> bool:
         """Take or renew a lease: a small JSON file, changed under the publish lock. A
         lease held for longer than :func:`~resil.control.base.lease_cap` of ``ttl`` is
-        forged and taken over."""
+        forged and taken over. The last ``note`` stays in the file until released."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = self._lease_file(name)
         with open(f"{self.path}.lock", "a") as lock:
@@ -157,8 +157,12 @@ class FileControlPlane:
                 left = 0.0
             if current.get("holder") not in (None, holder) and 0 < left <= lease_cap(ttl):
                 return False    # held by another (a longer hold is forged: taken over)
-            _write_atomic(file, json.dumps({"holder": holder, "expires": now + ttl}).encode(),
-                          durable=False)
+            record: dict[str, Any] = {"holder": holder, "expires": now + ttl}
+            if note:
+                record["note"] = {"holder": holder, "note": note, "at": now}
+            elif isinstance(current.get("note"), dict):
+                record["note"] = current["note"]    # a dead holder's note, for its resolver
+            _write_atomic(file, json.dumps(record).encode(), durable=False)
             return True
 
     def lease_holder(self, name: str) -> str | None:
@@ -170,6 +174,17 @@ class FileControlPlane:
         except (OSError, ValueError, TypeError, AttributeError):
             pass
         return None
+
+    def lease_note(self, name: str) -> LeaseNote | None:
+        """The last note in the lease file, for :data:`~resil.control.base.NOTE_TTL`
+        after it was written (dropped when a holder releases the lease)."""
+        try:
+            current = json.loads(self._lease_file(name).read_bytes())
+        except (OSError, ValueError):
+            return None
+        note = current.get("note") if isinstance(current, dict) else None
+        found = LeaseNote.parse(json.dumps(note)) if note else None
+        return found if found and found.at + NOTE_TTL > self._clock() else None
 
     def release(self, name: str, holder: str) -> None:
         """Delete the lease file if ``holder`` has the lease."""

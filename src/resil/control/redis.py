@@ -41,7 +41,7 @@ from ..envvars import default_poll_interval
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import lease_cap
+from .base import NOTE_TTL, LeaseNote, lease_cap
 from .redis_url import SCHEMES, RedisURL, glob_escape, parse_url
 from .redis_watch import CONNECT_TIMEOUT, RedisWatch
 
@@ -60,32 +60,38 @@ PUBLISH_ATTEMPTS = 100
 
 _LEASE_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
+local held = 0
 if current == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if current == ARGV[1] then
+  held = 1
+elseif current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  held = 1
+else
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 or left > tonumber(ARGV[3]) then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    held = 2
+  end
 end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 or left > tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+if held > 0 and ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
 end
-return 0
+return held
 """
 """Take the lease if it is free, renew it if ``ARGV[1]`` holds it; 1 if it holds it now.
 A lease another holder has for longer than ``ARGV[3]`` ms (or for ever) is not one any
-holder asking for the same ``ttl`` could have taken: it is forged, and taken over (2)."""
+holder asking for the same ``ttl`` could have taken: it is forged, and taken over (2).
+A holder that holds it and gives a note (``ARGV[4]``) records it in ``KEYS[2]``, which
+outlives the lease (``ARGV[5]`` ms): a resolver reads what a dead holder last said."""
 
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 """
-"""Delete the lease only if ``ARGV[1]`` holds it."""
+"""Delete the lease and its note only if ``ARGV[1]`` holds it."""
 
 
 class RedisControlPlane:
@@ -297,21 +303,25 @@ class RedisControlPlane:
         """Where the lease ``name`` lives."""
         return f"{self.prefix}:lease:{name}"
 
-    def lease(self, name: str, holder: str, ttl: float) -> bool:
+    def lease(self, name: str, holder: str, ttl: float, note: str = "") -> bool:
         """Take the lease ``name`` if it is free (or expired), renew it if ``holder`` has it.
 
         Returns whether ``holder`` holds it now, for ``ttl`` seconds (Redis's clock). A
         lease held for longer than :func:`~resil.control.base.lease_cap` of ``ttl`` is
         forged (every holder asks for the same ``ttl``) and is taken over: a planted lease
-        cannot stop failover.
+        cannot stop failover. A ``note`` is recorded when the lease is held (see
+        :meth:`lease_note`).
         """
         if not ttl > 0:
             raise ValueError(f"lease ttl {ttl!r} must be > 0")
         key = self.lease_key(name)
         ttl_ms = max(1, round(ttl * 1000))
+        record = json.dumps({"holder": holder, "note": note, "at": self._clock()}) \
+            if note else ""
         with self._talking(f"take lease {key}"):
-            held = self._lease_script(keys=[key], args=[holder, ttl_ms,
-                                                        round(lease_cap(ttl) * 1000)])
+            held = self._lease_script(keys=[key, f"{key}:note"], args=[
+                holder, ttl_ms, round(lease_cap(ttl) * 1000), record,
+                round(NOTE_TTL * 1000)])
         if held == 2:
             log.warning("resil: lease %s was held for longer than any holder asking for "
                         "%g s could hold it (forged?): taken over by %s", key, ttl, holder)
@@ -325,6 +335,13 @@ class RedisControlPlane:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    def lease_note(self, name: str) -> LeaseNote | None:
+        """The last note a holder of the lease ``name`` recorded, whether its lease is
+        still alive or not (None: none, or it was released)."""
+        with self._talking(f"read lease {self.lease_key(name)}"):
+            raw = self._client.get(f"{self.lease_key(name)}:note")
+        return LeaseNote.parse(raw)
+
     def release(self, name: str, holder: str) -> None:
         """Give the lease ``name`` up, if ``holder`` holds it (else do nothing).
 
@@ -334,7 +351,7 @@ class RedisControlPlane:
         key = self.lease_key(name)
         try:
             with self._talking(f"release lease {key}"):
-                self._release_script(keys=[key], args=[holder])
+                self._release_script(keys=[key, f"{key}:note"], args=[holder])
         except ControlPlaneError as exc:
             log.warning("resil: %s; the lease expires by itself", exc)
 

@@ -68,11 +68,20 @@ class HolderLease:
                                         daemon=True)
         self._thread.start()
 
-    def alive(self) -> bool:
-        """Whether the lease was held without a gap so far (renewed now)."""
-        if not self._lost and not self._plane.lease(self._name, self._holder, TTL):
+    def alive(self, step: str = "") -> bool:
+        """Whether the lease was held without a gap so far (renewed now, recording
+        ``step`` as the step reached when given)."""
+        if not self._lost and not self._plane.lease(self._name, self._holder, TTL, step):
             self._lost = True
         return not self._lost
+
+    def reached(self, step: str) -> None:
+        """Record ``step`` as the step reached (``resil status`` and a resolver read
+        it); best effort: a control plane that blinks loses the note, not the switch."""
+        try:
+            self.alive(step)
+        except ResilError:
+            pass
 
     def release(self) -> None:
         """Stop renewing and give the lease up."""
@@ -118,8 +127,10 @@ def _resolve(config: Config, plane: ControlPlane, holder: str, name: str,
     if lock is None or resource is None:
         return False
     finding = truth.observe(resource)
-    say(f"{name}: the lock of {lock.holder} ({lock.reason}) outlived its holder's lease: "
-        f"resolving from the servers ({finding.evidence()})")
+    note = plane.lease_note(lease_name(name))
+    step = f", at step {note.note}" if note and note.holder == lock.holder else ""
+    say(f"{name}: the lock of {lock.holder} ({lock.reason}{step}) outlived its holder's "
+        f"lease: resolving from the servers ({finding.evidence()})")
     unit: str | None
     if len(finding.writable) == 1:
         unit = finding.writable[0]

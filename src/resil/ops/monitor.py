@@ -317,14 +317,15 @@ class Monitor:
             self.say(f"{name}: not failing over: {exc}")
             return
         try:
-            self._locked_failover(resource, state, old, candidates)
+            self._locked_failover(resource, state, old, candidates, lease)
         finally:
             lease.release()
 
     def _locked_failover(self, resource: Resource, state: ControlState, old: Endpoint,
-                         candidates: list[Endpoint]) -> None:
+                         candidates: list[Endpoint], lease: locks.HolderLease) -> None:
         name = resource.name
         started = self.clock()
+        lease.reached("lock")
         detected = started - self._health[name].since
         lock = Lock(self.holder, time.time(), f"failover from {old.unit}")
         locked = self.plane.publish(state.evolve(locks={**state.locks, name: lock}),
@@ -349,7 +350,9 @@ class Monitor:
             if not chosen.apply_received(self.options.apply_timeout):
                 self.say(f"{name}: {chosen_ep} did not apply its relay log within "
                          f"{self.options.apply_timeout} s; promoting anyway")
+            lease.reached("promote")
             chosen.promote()
+            lease.reached("repoint")
             for _endpoint, server in ranked[1:]:
                 self._repoint(name, server, chosen_ep, credentials)
         except Exception as exc:
@@ -363,7 +366,9 @@ class Monitor:
         finally:
             for server in servers.values():
                 server.close()
+        lease.reached("fence")
         self._fence_old(resource, old)
+        lease.reached("publish")
         current_signal = self.plane.load()
         current = current_signal.state if current_signal else state
         locks = {k: v for k, v in current.locks.items() if k != name}

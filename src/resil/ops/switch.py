@@ -101,6 +101,7 @@ class Switch:
     deferred: str = ""
     """A stop signal that arrived while the switch could not stop (promote..publish)."""
     _critical: bool = False
+    _lease: locks.HolderLease | None = None
     behind: list[str] = field(default_factory=list)
     """Live agents that had not applied the published epoch when verify gave up: the
     servers switched, but those processes still write to the old primary (held or
@@ -173,9 +174,11 @@ class Switch:
                 credentials: Credentials) -> None:
         lease = locks.HolderLease(self.plane, resource.name, self.holder)
         lease.take()        # before the lock: a lock without a live lease is an orphan
+        self._lease = lease
         try:
             self._locked_switch(resource, old, new, new_ep, credentials, lease)
         finally:
+            self._lease = None
             lease.release()
 
     def _locked_switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
@@ -231,6 +234,8 @@ class Switch:
                               "off from the control plane): not going on")
 
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
+        if self._lease is not None:
+            self._lease.reached(name)   # where a killed switch stopped: status, resolver
         begun, begun_ns = self.clock(), spans.now_ns()
         result = action()
         seconds = self.clock() - begun
@@ -369,6 +374,8 @@ class Switch:
         reason = str(exc) or type(exc).__name__
         self.out(f"rolling back: {reason}")
         self._critical = True        # a second stop signal must not cut the rollback short
+        if self._lease is not None:
+            self._lease.reached("rollback")
         try:
             self._undo(resource, old, fenced)
         finally:

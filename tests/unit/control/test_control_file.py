@@ -11,6 +11,7 @@ import pytest
 
 from resil.config import load_config
 from resil.control import live_agents, open_control_plane
+from resil.control.base import NOTE_TTL, LeaseNote
 from resil.errors import SignalError
 from resil.state import ControlState, Signal
 
@@ -135,6 +136,27 @@ def test_lease_is_exclusive_renewable_and_expires(tmp_path, topology):
     assert not plane.lease("monitor", "m1", ttl=3)
     plane.release("monitor", "m2")
     assert plane.lease("monitor", "m1", ttl=3)
+
+
+def test_a_lease_note_outlives_the_lease_until_released(tmp_path, topology):
+    """A switch records the step it began in its lease; a resolver or `resil status`
+    reads it after the holder died, and a later holder's release drops it."""
+    now = [1000.0]
+    plane = open_control_plane((tmp_path / "s.json").as_uri(), topology, None,
+                               clock=lambda: now[0])
+    assert plane.lease_note("lock:db") is None
+    assert plane.lease("lock:db", "switch-1", ttl=3, note="fence")
+    assert plane.lease("lock:db", "switch-1", ttl=3)        # a plain renewal keeps it
+    assert not plane.lease("lock:db", "other", ttl=3, note="mine")   # not held: not noted
+    now[0] += 10                                            # switch-1 died
+    assert plane.lease_note("lock:db") == LeaseNote("switch-1", "fence", 1000.0)
+    assert plane.lease("lock:db", "resolver", ttl=3)        # takes it over, reads the note
+    assert plane.lease_note("lock:db") == LeaseNote("switch-1", "fence", 1000.0)
+    plane.release("lock:db", "resolver")
+    assert plane.lease_note("lock:db") is None
+    assert plane.lease("lock:db", "switch-2", ttl=3, note="promote")
+    now[0] += NOTE_TTL + 1                                  # never released: it ages out
+    assert plane.lease_note("lock:db") is None
 
 
 def test_a_planted_lease_cannot_stop_failover_beyond_its_cap(tmp_path, topology):

@@ -24,6 +24,7 @@ import resil
 from resil import context
 from resil.config import load_config
 from resil.control import open_control_plane
+from resil.control.base import NOTE_TTL
 from resil.control.redis import RedisControlPlane, parse_url
 from resil.errors import ControlPlaneError, SignalError
 from resil.state import ControlState, Signal, encode_signal, make_signal
@@ -393,6 +394,24 @@ def test_lease_one_holder_renew_expiry_release(plane: RedisControlPlane) -> None
     plane.release("monitor", "bob")
     assert plane.lease("monitor", "alice", 5)
     assert plane.lease("other", "bob", 5)               # leases are independent
+
+
+def test_a_lease_note_outlives_the_lease_until_released(plane: RedisControlPlane,
+                                                       shared: Redis) -> None:
+    assert plane.lease_note("lock:db") is None
+    assert plane.lease("lock:db", "switch-1", 0.3, note="fence")
+    assert plane.lease("lock:db", "switch-1", 0.3)          # a plain renewal keeps it
+    assert not plane.lease("lock:db", "other", 0.3, note="mine")    # not held: not noted
+    assert eventually(lambda: plane.lease_holder("lock:db") is None, 1.0)   # it died
+    note = plane.lease_note("lock:db")
+    assert note is not None and (note.holder, note.note) == ("switch-1", "fence")
+    assert plane.lease("lock:db", "resolver", 0.3)          # takes it over, reads the note
+    assert plane.lease_note("lock:db") == note
+    plane.release("lock:db", "resolver")
+    assert plane.lease_note("lock:db") is None
+    assert plane.lease("lock:db", "switch-2", 0.3, note="promote")
+    ttl = shared.client().pttl(f"{plane.lease_key('lock:db')}:note")
+    assert NOTE_TTL * 1000 - 5_000 < ttl <= NOTE_TTL * 1000   # never released: it ages out
 
 
 def test_a_planted_lease_is_taken_over_a_genuine_one_is_not(plane: RedisControlPlane,
