@@ -33,10 +33,12 @@ class Tally:
 class Writers:
     """Runs ``write(tally, seq)`` callables in threads until :meth:`stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = 0.0) -> None:
+        """``rate``: writes per second per writer (0: as fast as each can)."""
         self.tallies: list[Tally] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._period = 1.0 / rate if rate > 0 else 0.0
 
     def add(self, name: str, write: Callable[[Tally, int], Any],
             setup: Callable[[], Any] | None = None) -> None:
@@ -46,8 +48,13 @@ class Writers:
         def loop() -> None:
             context = setup() if setup else None
             seq = 0
+            due = time.monotonic()
             while not self._stop.is_set():
                 seq += 1
+                if self._period:    # paced: one write per period, late ones not made up
+                    due = max(due + self._period, time.monotonic() - self._period)
+                    if self._stop.wait(max(0.0, due - time.monotonic())):
+                        break
                 began = time.monotonic()
                 try:
                     write(tally, seq) if context is None else write(tally, seq, context)
@@ -83,14 +90,32 @@ class Writers:
         """The longest time any writer waited for one write to be acknowledged."""
         return max((max(t.latencies) for t in self.tallies if t.latencies), default=0.0)
 
-    def pauses_since(self, since: float) -> list[float]:
-        """Per writer, the longest latency among writes that ended after ``since``."""
+    def pauses_since(self, since: float, until: float = float("inf")) -> list[float]:
+        """Per writer, the longest latency among writes that ended after ``since`` (and
+        by ``until``)."""
         result = []
         for t in self.tallies:
             n = min(len(t.latencies), len(t.ends))      # the writer may be mid-append
             pairs = zip(t.latencies[:n], t.ends[:n], strict=True)
-            result.append(max((lat for lat, end in pairs if end >= since), default=0.0))
+            result.append(max((lat for lat, end in pairs if since <= end <= until),
+                              default=0.0))
         return result
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Every tally, for a parent process to merge (:meth:`from_json`)."""
+        return [{"name": t.name, "acked": t.acked, "errors": t.errors,
+                 "latencies": t.latencies, "ends": t.ends, "failed_at": t.failed_at}
+                for t in self.tallies]
+
+    @classmethod
+    def from_json(cls, tallies: list[dict[str, Any]]) -> Writers:
+        """Writers (not runnable) holding the tallies other processes reported."""
+        merged = cls()
+        for t in tallies:
+            merged.tallies.append(Tally(t["name"], [tuple(a) for a in t["acked"]],
+                                        t["errors"], t["latencies"], t["ends"],
+                                        t["failed_at"]))
+        return merged
 
 
 class OneWriter:
