@@ -154,6 +154,8 @@ def run_mysql(base: Path, freeze: bool = False) -> dict[str, Any]:
 
 def run_redis(base: Path, freeze: bool = False) -> dict[str, Any]:
     with RedisPair(base) as pair:
+        for server in (pair.primary, pair.replica):     # a frozen primary seen in ~2 s
+            server.client().config_set("repl-ping-replica-period", 1)
         path = base / "resil.toml"
         path.write_text(resil_toml((base / "state.json").as_uri(), redis=pair,
                                    control="poll_interval = 0.01"))

@@ -39,6 +39,8 @@ __all__ = ["Agent", "issuer", "start", "stop"]
 
 log = logging.getLogger("resil")
 _fork_hook_registered = False
+WITNESS_TTL = 10.0
+"""Seconds a failed connect stays in the heartbeat without another failure."""
 _agent: Agent | None = None
 
 
@@ -69,6 +71,8 @@ class Agent:
         self._watch_lock = threading.Lock()
         self._stopped = False
         self._last_error = ""
+        self._unreachable: dict[str, tuple[str, float, float]] = {}
+        """resource -> (endpoint, first failure, last failure): wall-clock seconds."""
         if plane is None:
             try:
                 self.plane = open_configured(
@@ -236,7 +240,34 @@ class Agent:
             "requests": counters.requests().snapshot() if counters.requests().seen else None,
             "events": counters.stats(), "faults": counters.faults(),
             "http_health": self._unhealthy_endpoints(),
+            "unreachable": self._witnessed(),
         }
+
+    def unreachable(self, resource: str, endpoint: str) -> None:
+        """A connect to ``endpoint`` of ``resource`` did not reach the server: reported
+        in the heartbeat at once (the monitor counts agents that say so as witnesses)."""
+        now = time.time()
+        known = self._unreachable.get(resource)
+        if known is not None and known[0] == endpoint:
+            self._unreachable[resource] = (endpoint, known[1], now)
+            return
+        self._unreachable[resource] = (endpoint, now, now)
+        counters.count("primary_unreachable")
+        self._beat.set()
+
+    def reachable(self, resource: str, endpoint: str) -> None:
+        """A connect to ``endpoint`` succeeded: what :meth:`unreachable` said is withdrawn."""
+        known = self._unreachable.get(resource)
+        if known is not None and known[0] == endpoint:
+            self._unreachable.pop(resource, None)
+            self._beat.set()
+
+    def _witnessed(self) -> dict[str, dict[str, Any]]:
+        """Endpoints that failed a connect in the last :data:`WITNESS_TTL` seconds."""
+        cutoff = time.time() - WITNESS_TTL
+        return {resource: {"endpoint": endpoint, "since": round(first, 3)}
+                for resource, (endpoint, first, last) in list(self._unreachable.items())
+                if last >= cutoff}
 
     def _unhealthy_endpoints(self) -> dict[str, dict[str, Any]]:
         """The http endpoints this process avoids now (all others are healthy)."""
@@ -332,6 +363,7 @@ class Agent:
         self._beat = threading.Event()
         self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
         self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
+        self._unreachable = {}
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
 

@@ -43,6 +43,13 @@ class Runtime(Protocol):
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""
 
+    def unreachable(self, resource: str, endpoint: str) -> None:
+        """A connect to ``endpoint`` of ``resource`` did not reach the server (refused,
+        timed out): reported in the heartbeat at once, a witness for ``resil monitor``."""
+
+    def reachable(self, resource: str, endpoint: str) -> None:
+        """A connect to ``endpoint`` succeeded: withdraw what :meth:`unreachable` said."""
+
 
 class AgentView(Runtime, Protocol):
     """What the telemetry views and the readiness policy read of the running agent."""

@@ -20,6 +20,12 @@ KINDS: tuple[ResourceKind, ...] = get_args(ResourceKind)
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"mysql": 3306, "redis": 6379})
 
 
+def address(host: str, port: int) -> str:
+    """``host:port`` as an :class:`Endpoint` of a mysql/redis resource prints it (an IPv6
+    host in brackets)."""
+    return f"{_bracket(host)}:{port}"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One address of a resource in one unit."""

@@ -53,10 +53,12 @@ def config(pair, write_config, tmp_path, monkeypatch):
     return write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
 
 
-def start_monitor(config: Path, tmp_path: Path, name: str = "monitor") -> subprocess.Popen:
+def start_monitor(config: Path, tmp_path: Path, name: str = "monitor",
+                  failures: int = 3) -> subprocess.Popen:
     log = open(tmp_path / f"{name}.log", "w")
     return subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
-                             "--interval", "0.3", "--failures", "3", "--timeout", "0.5",
+                             "--interval", "0.3", "--failures", str(failures),
+                             "--timeout", "0.5",
                              "--lease-ttl", "2"], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, **ENV})
 
@@ -129,6 +131,32 @@ def test_kill_9_of_the_primary(pair, config, tmp_path):
     print(f"\nkill -9: first write on the new primary {recovered:.2f} s after the kill; "
           f"{len(writers.errors)} client errors; {writers.acked} acked, 0 lost; longest "
           f"block {longest:.2f} s\n{log}")
+
+
+def test_agents_that_cannot_connect_confirm_the_first_failed_probe(pair, config, tmp_path):
+    """The writers' agent reports at once that it cannot connect to the killed primary;
+    the monitor, asked for 8 failed probes, takes that as confirmation of its first one
+    (the replica still has to agree) and fails over without waiting for the other 7."""
+    resil.start(config)
+    monitor = start_monitor(config, tmp_path, failures=8)
+    writers, acked_at = start_writers()
+    try:
+        time.sleep(1.5)
+        killed = time.monotonic()
+        pair.primary.kill()
+        recovered = wait_for_write_after(acked_at, killed, timeout=5.0)
+        time.sleep(0.5)
+    finally:
+        writers.stop()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+    log = (tmp_path / "monitor.log").read_text()
+    assert "cannot connect to 127.0.0.1:" in log and "one failed probe is enough" in log, log
+    assert "FAILOVER from" in log and "probe 8/8" not in log, log
+    rows = present(pair.replica)
+    lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
+    assert not lost, f"{len(lost)} acknowledged writes lost"
+    print(f"\nkill -9, witnessed: first write {recovered:.2f} s after the kill\n{log}")
 
 
 def test_frozen_primary_is_failed_over_and_fenced_when_it_thaws(pair, config, tmp_path):
@@ -382,3 +410,48 @@ def test_a_thawed_primary_never_acknowledges_a_write_that_only_it_has(
         warned = "WARNING rpl_semi_sync_master_timeout = 1000 ms" in \
             (tmp_path / "monitor.log").read_text()
         assert warned is semi_sync
+
+
+def test_a_connect_waiting_on_a_frozen_primary_is_moved_when_a_new_one_is_published(
+        pair, config):
+    """A frozen primary's kernel still accepts connections: a connect then waits for a
+    greeting that never comes, for its whole connect_timeout. When a new primary is
+    published, the agent cuts that connect (nothing was sent) and makes it on the new
+    one at once, instead of after the timeout."""
+    import threading
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState
+    resil.start(config)
+    got: list[object] = []
+
+    def connect() -> None:
+        began = time.monotonic()
+        try:
+            conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                                   database="app", connect_timeout=5)
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@server_id")
+                got.append((cur.fetchone()[0], time.monotonic() - began))
+        except Exception as exc:
+            got.append((exc, time.monotonic() - began))
+
+    pair.primary.freeze()
+    try:
+        thread = threading.Thread(target=connect)
+        thread.start()
+        time.sleep(1.0)
+        assert not got, got                             # waiting for the greeting
+        pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+        cfg = load_config(config)
+        published = time.monotonic()
+        open_control_plane(cfg.control_url, cfg.topology, None).publish(
+            ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}),
+            issuer="t")
+        thread.join(6)
+        ended = time.monotonic()
+    finally:
+        pair.primary.thaw()
+    server, _ = got[0]
+    assert server == 2 and ended - published < 0.3, (got, ended - published)

@@ -95,3 +95,70 @@ def test_the_monitor_never_fences_a_primary_a_switch_just_promoted(pair, write_c
     new_primary = redis.Redis(port=pair.replica.port)
     assert new_primary.set("after-switch", 1), "the promoted primary still takes writes"
     assert new_primary.info("replication")["role"] == "master"
+
+
+def test_a_frozen_redis_primary_is_failed_over_and_fenced_when_it_thaws(
+        pair, write_config, tmp_path):
+    """SIGSTOP of the primary: its replica keeps the link "up" until repl-timeout (60 s),
+    but a live primary pings it every repl-ping-replica-period (1 s here): a replica
+    that heard nothing for longer agrees that the primary is gone. Failed over, and the
+    thawed old primary is fenced; no acknowledged write exists only on it."""
+    with context.bypass():
+        for server in (pair.primary, pair.replica):
+            server.client().config_set("repl-ping-replica-period", 1)
+    config = write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
+    resil.start(config)
+    log = open(tmp_path / "monitor.log", "w")
+    monitor = subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
+                                "--interval", "0.3", "--timeout", "0.5"], stdout=log,
+                               stderr=subprocess.STDOUT)
+    client = redis.Redis(host="cache", socket_timeout=2, socket_connect_timeout=1)
+    writers = Writers()
+    acked_at: list[float] = []
+    for i in range(8):
+        def write(tally: Tally, seq: int) -> None:
+            client.set(f"k:{tally.name}:{seq}", seq)
+            tally.acked.append(seq)
+            acked_at.append(time.monotonic())
+        writers.add(f"w{i}", write)
+    writers.start()
+    frozen = False
+    try:
+        time.sleep(1.0)
+        froze = time.monotonic()
+        pair.primary.freeze()
+        frozen = True
+        deadline = froze + 10
+        while not [t for t in acked_at if t > froze + 0.05]:
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.02)
+        recovered = min(t for t in acked_at if t > froze + 0.05) - froze
+        pair.primary.thaw()
+        frozen = False
+        deadline = time.monotonic() + 5
+        while "came back writable" not in (tmp_path / "monitor.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
+            time.sleep(0.05)
+    finally:
+        if frozen:
+            pair.primary.thaw()
+        writers.stop()
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(10)
+    text = (tmp_path / "monitor.log").read_text()
+    assert "FAILOVER from" in text and "new primary" in text, text
+    with context.bypass():
+        new, old = pair.replica.client(), pair.primary.client()
+        assert new.info("replication")["role"] == "master"
+        with pytest.raises(redis.ResponseError):
+            old.set("after-thaw", 1)                     # fenced: writes refused
+        keys_new, keys_old = set(new.keys("k:*")), set(old.keys("k:*"))
+    only_old = [k for t in writers.tallies for s in t.acked
+                if (k := f"k:{t.name}:{s}") in keys_old and k not in keys_new]
+    lost = sum(1 for t in writers.tallies for s in t.acked if f"k:{t.name}:{s}" not in keys_new)
+    print(f"\nredis SIGSTOP: first write {recovered:.2f} s after the freeze; "
+          f"{len(writers.errors)} client errors; {lost} of {writers.acked} acked writes "
+          f"lost, {len(only_old)} only on the old primary\n{text}")
+    assert not only_old
+    assert recovered < 8.0
+    assert lost <= 50

@@ -132,3 +132,29 @@ def test_unsupported_control_url_falls_back_to_initial_state(write_config, caplo
         agent = resil.start(path)
     assert "not available in this version" in caplog.text
     assert primary_host(agent) == "10.0.0.1"
+
+
+def test_a_failed_connect_is_reported_in_the_heartbeat_at_once(setup):
+    """An endpoint that refused a connect goes into this agent's heartbeat right away,
+    not at the next interval (the monitor counts such agents as witnesses), and leaves
+    it when a connect there succeeds again."""
+    config, plane = setup(signed=False)
+    assert config.heartbeat_interval >= 1.0
+    agent = resil.start(config)
+    try:
+        primary_host(agent)                              # starts the watch and heartbeat
+        assert eventually(lambda: len(plane.agents()) == 1)
+        time.sleep(0.1)                                  # the first beat went out
+
+        def reported():
+            return plane.agents()[0].get("unreachable", {})
+        agent.unreachable("db", "10.0.0.1:3306")
+        assert eventually(lambda: reported().get("db", {}).get("endpoint")
+                          == "10.0.0.1:3306", 0.5)
+        agent.reachable("db", "10.0.0.2:3306")           # another endpoint: no change
+        time.sleep(0.1)
+        assert "db" in reported()
+        agent.reachable("db", "10.0.0.1:3306")
+        assert eventually(lambda: reported() == {}, 0.5)
+    finally:
+        resil.stop()

@@ -61,6 +61,12 @@ class Runtime:
         if self.on_refresh is not None:
             self.state, self.on_refresh = self.on_refresh, None
 
+    def unreachable(self, resource: str, endpoint: str) -> None:
+        pass
+
+    def reachable(self, resource: str, endpoint: str) -> None:
+        pass
+
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         if self.queued:
             self.now += 0.1

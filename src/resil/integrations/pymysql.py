@@ -52,6 +52,7 @@ from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary, ErrorKind
+from ..topology import address
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -148,14 +149,25 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
         try:
-            return wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except Exception as exc:
             counters.count(f"connect_failures:{instance.host}:{instance.port}")
             if not _unreachable(exc):
                 raise
+            fail_open("pymysql.witness", _witness, instance, record, False)
             return _hold_for_failover(wrapped, instance, record, args, kwargs, exc)
+        fail_open("pymysql.witness", _witness, instance, record, True)
+        return result
     finally:
         record.connecting = False
+
+
+def _witness(conn: Any, record: Tracked, reached: bool) -> None:
+    """Tell the agent whether this connect reached its server (heartbeat witnesses)."""
+    runtime = registry.runtime()
+    if runtime is not None:
+        report = runtime.reachable if reached else runtime.unreachable
+        report(record.resource.name, address(conn.host, conn.port))
 
 
 #: Seconds between two connect attempts while the primary is unreachable (sooner when a
@@ -185,7 +197,9 @@ def _hold_for_failover(wrapped: Callable[..., Any], conn: Any, record: Tracked,
     started, started_ns = time.monotonic(), spans.now_ns()
     deadline = started + hold
     counters.count("failover_holds")
-    epoch = runtime.current_state().epoch
+    # The epoch this connect was routed at: when a new primary was published since (the
+    # connect was cut for it), the first retry goes there at once.
+    epoch = record.epoch
     outcome = "timeout"
     try:
         while True:
@@ -205,7 +219,9 @@ def _hold_for_failover(wrapped: Callable[..., Any], conn: Any, record: Tracked,
                 if not _unreachable(exc):
                     raise
                 failure = exc
+                fail_open("pymysql.witness", _witness, conn, record, False)
                 continue
+            fail_open("pymysql.witness", _witness, conn, record, True)
             outcome = "connected"
             counters.count("failover_holds_released")
             return result
@@ -457,13 +473,21 @@ class PyMySQLIntegration(Integration):
         """Shut the socket of every connection with a statement in flight on ``address``:
         the waiting thread gets PyMySQL's "lost connection" at once, which resil raises
         as it is (autocommit: the write's outcome is unknown) or as
-        :class:`~resil.errors.TransactionInterruptedError`. Idle connections are left
+        :class:`~resil.errors.TransactionInterruptedError`. A connect still waiting for
+        the server's greeting there is cut too: nothing was sent, and the connect is
+        held and made again on the new primary (not counted). Idle connections are left
         to move at their next statement."""
         cut = 0
         for conn, record in TRACKER.connections():
             sock = conn._sock
-            if record.resource.name != resource or not record.busy or record.connecting \
-                    or sock is None or (conn.host, conn.port) != address:
+            if record.resource.name != resource or sock is None \
+                    or (conn.host, conn.port) != address:
+                continue
+            if record.connecting:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                continue
+            if not record.busy:
                 continue
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

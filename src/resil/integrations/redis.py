@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
+from ..topology import address
 from ._tracking import ATTRIBUTE, Tracked, Tracker
 from .base import Integration, Target, fail_open
 
@@ -75,7 +76,34 @@ def _route(conn: Any) -> None:
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
     fail_open("redis.connect", _route, instance)
-    return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except OSError:             # refused, timed out, unreachable: nothing was sent
+        fail_open("redis.witness", _witness, instance, False)
+        raise
+    if hasattr(result, "__await__"):        # redis.asyncio: the socket opens when awaited
+        return _witnessed(result, instance)
+    fail_open("redis.witness", _witness, instance, True)
+    return result
+
+
+async def _witnessed(pending: Awaitable[Any], conn: Any) -> Any:
+    try:
+        result = await pending
+    except OSError:             # asyncio's TimeoutError is one too
+        fail_open("redis.witness", _witness, conn, False)
+        raise
+    fail_open("redis.witness", _witness, conn, True)
+    return result
+
+
+def _witness(conn: Any, reached: bool) -> None:
+    """Tell the agent whether this connect reached its server (heartbeat witnesses)."""
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    runtime = registry.runtime()
+    if record is not None and runtime is not None:
+        report = runtime.reachable if reached else runtime.unreachable
+        report(record.resource.name, address(conn.host, conn.port))
 
 
 # --------------------------------------------------------------------------- boundary

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..control import ControlPlane
+from ..control import ControlPlane, live_agents
 from ..errors import ControlPlaneError, ResilError, SignalError
 from ..state import ControlState, Lock, issuer
 from ..topology import Endpoint, Resource
@@ -38,6 +38,9 @@ log = logging.getLogger("resil.monitor")
 LEASE = "monitor"
 REPEAT_AFTER = 30.0
 """Seconds before the monitor repeats the same word about an orphaned lock."""
+FENCE_BOUND = 0.3
+"""Seconds a failover waits for the old primary to answer its fence before publishing
+(it was just found dead or frozen; an answer that slow is fenced at the next round)."""
 SEMI_SYNC_MARGIN = 3.0
 """Seconds a failover takes after detection, at worst (promote, fence, publish): the
 semi-sync timeout should outlast detection plus this."""
@@ -239,7 +242,7 @@ class Monitor:
             health.since = self.clock()
         self.say(f"{resource.name}: probe {health.failures}/{self.options.failures} of primary "
                  f"{primary} failed: {error}")
-        if health.failures < self.options.failures:
+        if health.failures < self.options.failures and not self._witnessed(resource, primary):
             return
         replicas = self._replica_views(resource, primary)
         if not replicas:
@@ -256,6 +259,27 @@ class Monitor:
             return
         self._failover(resource, state, primary, list(replicas))
         health.failures = 0
+
+    def _witnessed(self, resource: Resource, primary: Endpoint) -> bool:
+        """Whether the agents confirm this monitor's failed probe: agents in two or more
+        units, or a majority of the live agents, report in their heartbeats that they
+        cannot connect to ``primary``. Then one failed probe is enough; the replicas
+        must still agree before anything is done. Read only after a failed probe: a
+        healthy round costs the control plane nothing."""
+        try:
+            agents = live_agents(self.plane, self.config.heartbeat_interval)
+        except ResilError:
+            return False
+        witnesses = [a for a in agents if str(dict(dict(a.get("unreachable") or {}).get(
+            resource.name) or {}).get("endpoint")) == str(primary)]
+        units = sorted({str(a.get("unit")) for a in witnesses})
+        if len(units) < 2 and 2 * len(witnesses) <= len(agents):
+            return False
+        self._say_unrepeated(
+            f"{resource.name}: {len(witnesses)} of {len(agents)} live agent(s), in unit(s) "
+            f"{', '.join(units)}, cannot connect to {primary} either: one failed probe is "
+            "enough (the replicas must still agree)")
+        return True
 
     def _probe(self, resource: Resource, endpoint: Endpoint) -> str | None:
         try:
@@ -389,12 +413,13 @@ class Monitor:
             self.say(f"{name}: could not re-point {server.endpoint}: {exc}")
 
     def _fence_old(self, resource: Resource, old: Endpoint) -> None:
-        # Bounded like a probe: a frozen old primary must not delay the publish. If it
-        # cannot be fenced now, _fence_stale fences it the moment it answers again.
+        # Bounded tighter than a probe: a frozen old primary (whose kernel still accepts
+        # connections) must not delay the publish while every write is held. If it cannot
+        # be fenced now, _fence_stale fences it the moment it answers again.
+        bound = min(self.options.timeout, FENCE_BOUND)
         try:
             server = open_server(resource, old, Credentials.of(resource),
-                                 timeout=self.options.timeout,
-                                 read_timeout=self.options.timeout * 2)
+                                 timeout=bound, read_timeout=bound)
         except ResilError:
             self.say(f"{resource.name}: old primary {old} unreachable: it will be fenced "
                      "when it answers again")

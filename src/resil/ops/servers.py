@@ -208,7 +208,20 @@ class MySQLServer:
         self._rows("SET GLOBAL read_only = 0")
 
     def promote(self) -> None:
-        self._rows("STOP SLAVE")
+        # A semi-sync replica's STOP SLAVE first connects to its primary to kill its dump
+        # thread, and waits up to rpl_semi_sync_slave_kill_conn_timeout (5 s; measured:
+        # 2 s) for a primary that is frozen: every write is held meanwhile. 1 s is the
+        # least that still bounds it (0 waits without a bound: 24 s measured).
+        kill_wait = self._rows("SHOW GLOBAL VARIABLES LIKE "
+                               "'rpl_semi_sync_slave_kill_conn_timeout'")
+        before = int(kill_wait[0]["Value"]) if kill_wait else 0
+        if before > 1:
+            self._rows("SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 1")
+        try:
+            self._rows("STOP SLAVE")
+        finally:
+            if before > 1:
+                self._rows(f"SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = {before}")
         self._rows("RESET SLAVE ALL")
         self._rows("SET GLOBAL read_only = 0")
 
@@ -340,6 +353,12 @@ class MySQLServer:
             pass
 
 
+SILENCE_MARGIN = 1.0
+"""Seconds a Redis replica may go without a word from its primary beyond the primary's
+ping period before it counts as cut off from it (``master_last_io_seconds_ago`` is a
+whole number of seconds)."""
+
+
 class RedisServer:
     """A Redis server driven over an admin connection (redis-py)."""
 
@@ -352,6 +371,7 @@ class RedisServer:
         from redis.retry import Retry
         self.endpoint = endpoint
         self._min_replicas = 0
+        self._ping: float | None = None
         with context.bypass():
             self._client = redis.Redis(
                 host=endpoint.host, port=endpoint.port,
@@ -377,16 +397,37 @@ class RedisServer:
         info = self._info()
         if info.get("role") == "master":
             return {"role": "primary", "offset": int(info.get("master_repl_offset", 0))}
+        up = info.get("master_link_status") == "up"
+        # A frozen primary keeps the link "up" until repl-timeout (60 s by default); but
+        # a live one sends something at least every repl-ping-replica-period seconds.
+        silent = int(info.get("master_last_io_seconds_ago", -1))
+        bound = self._ping_period() + SILENCE_MARGIN
+        running = up and silent <= bound
         return {
             "role": "replica",
             "source": (str(info.get("master_host")), int(info.get("master_port", 0))),
-            "running": info.get("master_link_status") == "up",
+            "running": running,
             # Redis has no lag in seconds (master_last_io_seconds_ago counts idle time up
             # to the ping period): a live link passes; catch-up bounds the real wait.
-            "lag": 0.0 if info.get("master_link_status") == "up" else None,
+            "lag": 0.0 if running else None,
             "gtid": True,
-            "error": "" if info.get("master_link_status") == "up" else "link down",
+            "error": "" if running else "link down" if not up else
+            f"nothing from the primary for {silent} s (it pings every "
+            f"{bound - SILENCE_MARGIN:g} s)",
         }
+
+    def _ping_period(self) -> float:
+        """``repl-ping-replica-period``, read once (10, Redis's default, if CONFIG is
+        refused): the longest a live primary stays silent to its replicas."""
+        if self._ping is None:
+            try:
+                found = self._call("CONFIG", "GET", "repl-ping-replica-period")
+                values = dict(zip(found[::2], found[1::2], strict=True)) \
+                    if isinstance(found, list) else dict(found)
+                self._ping = float(values.get("repl-ping-replica-period", 10))
+            except Exception:
+                self._ping = 10.0
+        return self._ping
 
     def position(self) -> str:
         return str(self._info().get("master_repl_offset", 0))

@@ -32,3 +32,48 @@ def test_an_unresolvable_orphan_is_said_once_not_every_round(write_config, tmp_p
     monitor._say_unrepeated("db: the servers do not say which is the primary")
     monitor._say_unrepeated("db: something new")
     assert len(out) == 4 and out[-1].endswith("db: something new")
+
+
+def test_agents_that_cannot_connect_are_witnesses_from_two_units_or_a_majority(
+        write_config, tmp_path):
+    """Agents report the endpoints they cannot connect to in their heartbeats; the
+    monitor takes them as confirmation of its own failed probe only from agents in two
+    or more units, or from a majority of the live agents, and only for the endpoint
+    that is the primary now."""
+    import time
+
+    config = load_config(write_config(f"""
+        unit = "a"
+        [control]
+        url = "{(tmp_path / 'state.json').as_uri()}"
+        [resources.db]
+        kind = "redis"
+        primary = "a"
+        endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
+    """))
+    plane = open_control_plane(config.control_url, config.topology, None)
+    out: list[str] = []
+    monitor = Monitor(config, plane, out=out.append)
+    resource = config.resources["db"]
+    primary = resource.endpoint_in("a")
+
+    def beat(agent: str, unit: str, endpoint: str | None) -> None:
+        plane.report({"id": f"elsewhere:{agent}", "host": "elsewhere", "pid": 1,
+                      "unit": unit, "reported_at": time.time(), "started_at": 0,
+                      "unreachable": {"db": {"endpoint": endpoint, "since": 0}}
+                      if endpoint else {}})
+
+    beat("1", "a", "127.0.0.1:1")
+    beat("2", "a", None)
+    beat("3", "b", None)
+    assert not monitor._witnessed(resource, primary)       # one of three, one unit
+    beat("2", "a", "127.0.0.1:1")
+    assert monitor._witnessed(resource, primary)           # two of three: a majority
+    assert "2 of 3 live agent(s), in unit(s) a, cannot connect to 127.0.0.1:1" in out[-1]
+    beat("2", "a", None)
+    beat("3", "b", "127.0.0.1:1")
+    beat("4", "b", None)
+    beat("5", "b", None)
+    assert monitor._witnessed(resource, primary)           # two units, not a majority
+    beat("1", "a", "127.0.0.1:2")                          # another endpoint: not ours
+    assert not monitor._witnessed(resource, primary)
