@@ -186,9 +186,9 @@ class Agent:
             cut = sum(i.abandon(name, (old.host, old.port)) for i in self.integrations)
             if cut:
                 counters.count("statements_abandoned", cut)
-                log.warning("resil: %s moved away from %s: %d statement(s) in flight there "
-                            "cut (their outcome is unknown to the application)", name, old,
-                            cut)
+                log.warning("resil: %s moved away from %s: %d connection(s) still waiting "
+                            "there cut (a statement in flight there has an outcome unknown "
+                            "to the application)", name, old, cut)
 
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""

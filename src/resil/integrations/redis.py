@@ -27,6 +27,8 @@ comparison (``get_connection``) and one look at the locks (``execute_command``).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +257,25 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
 
 class RedisIntegration(Integration):
     """Routing and hot switching for redis-py."""
+
+    def abandon(self, resource: str, address: tuple[str, int]) -> int:
+        """Shut the socket of every sync connection still open to ``address`` (redis-py
+        does not say which one has a command in flight: all are cut, as the old
+        primary's ``CLIENT KILL`` does in a planned switch). A command waiting there
+        gets "connection closed" at once instead of its socket timeout; redis-py's own
+        retries (3 by default since redis-py 6) send it again to the new primary, and an
+        idle one reconnects there at its next command. asyncio connections are left to
+        move at their next command (their streams belong to their event loop)."""
+        cut = 0
+        for conn, record in TRACKER.connections():
+            sock = getattr(conn, "_sock", None)
+            if record.resource.name != resource or sock is None \
+                    or (conn.host, conn.port) != address:
+                continue
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+        return cut
 
     name = "redis"
     distribution = "redis"
