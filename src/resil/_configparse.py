@@ -167,13 +167,14 @@ def _build_resource(name: str, values: object, source: Source) -> Resource:
     aliases = tuple(_alias(prefix, a, source) for a in table.strings("aliases"))
     lock_timeout = table.number("lock_timeout")
     failover_hold = table.number("failover_hold")
+    auto_rejoin = table.flag("auto_rejoin")
     connect_timeout = table.number("connect_timeout")
     io_timeout = table.number("io_timeout")
     _refuse_other_kinds(table, kind)
     return Resource(
         name=name, kind=kind, endpoints=MappingProxyType(endpoints), primary=primary,
         aliases=aliases, http=_http_policy(table) if kind == "http" else HttpPolicy(),
-        lock_timeout=lock_timeout, failover_hold=failover_hold,
+        lock_timeout=lock_timeout, failover_hold=failover_hold, auto_rejoin=auto_rejoin,
         connect_timeout=connect_timeout, io_timeout=io_timeout,
         admin_user=table.text("admin_user"),
         admin_password_env=table.text("admin_password_env"),

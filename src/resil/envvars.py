@@ -236,6 +236,11 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "a new primary or the old one answers again; then the connect is made there. "
             "0 fails at once, as the driver does.",
             flag=False, kinds=("mysql",), minimum=0, maximum=300, measure="seconds"),
+    Setting("auto_rejoin", "bool", False,
+            "mysql/redis: `resil monitor` (the acting one) makes a fenced old primary a "
+            "replica of the primary as soon as it answers again, as `resil db rejoin` "
+            "would: the same checks, and never when it has writes the primary never got "
+            "(it says so, and leaves it fenced).", flag=False, kinds=("mysql", "redis")),
     Setting("connect_timeout", "float", 5.0,
             "mysql/redis: upper bound of the application's connect timeout to this "
             "resource (a dead endpoint fails fast).",

@@ -89,6 +89,7 @@ class Resource:
     lock_timeout: float = resource_default("lock_timeout", float)
     """Longest hold of a write while a switch has the resource locked (seconds)."""
     failover_hold: float = resource_default("failover_hold", float)
+    auto_rejoin: bool = resource_default("auto_rejoin", bool)
     """Longest hold of a new connection while the primary is unreachable (seconds;
     0: fail at once)."""
     connect_timeout: float = resource_default("connect_timeout", float)

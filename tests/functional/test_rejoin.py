@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from resil import context
 from resil.config import load_config
@@ -144,9 +145,11 @@ def test_redis_kill_9_failover_then_rejoin(write_config, tmp_path):
         finally:
             monitor.send_signal(signal.SIGTERM)
             monitor.wait(10)
+        assert "auto_rejoin" not in (tmp_path / "monitor.log").read_text()  # off: default
         out = resil("db", "rejoin", "cache", "a", "--config", str(config))
         assert out.returncode == 0, out.stdout + out.stderr + \
             (tmp_path / "monitor.log").read_text()
+        assert "already replicates" not in out.stdout, out.stdout
         with context.bypass():
             old = pair.primary.client()
             deadline = time.monotonic() + 10
@@ -182,3 +185,87 @@ def test_redis_rejoin_refuses_writes_the_primary_never_got(write_config, tmp_pat
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert old.get("shared") == "1"
+
+
+def test_auto_rejoin_makes_a_restarted_old_primary_a_replica(write_config, tmp_path):
+    """`auto_rejoin = true`: after `kill -9` and a failover, the old Redis primary is
+    restarted (empty, and writable); the acting monitor fences it, then rejoins it as a
+    replica of the new primary by itself."""
+    with RedisPair(tmp_path / "redis") as pair:
+        text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair)
+        config = write_config(text.replace('aliases = ["cache"]\n',
+                                           'aliases = ["cache"]\nauto_rejoin = true\n'))
+        with context.bypass():
+            pair.primary.client().set("before", 1)
+        pair.wait_caught_up()
+        log = tmp_path / "monitor.log"
+        monitor = subprocess.Popen(
+            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+             "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        try:
+            time.sleep(1.0)
+            pair.primary.kill()
+            deadline = time.monotonic() + 10
+            while "new primary" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            with context.bypass():
+                pair.replica.client().set("after", 2)
+                pair.primary.start()            # empty (no persistence), a master
+                old = pair.primary.client()
+                deadline = time.monotonic() + 10
+                while old.get("after") != "2":
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.05)
+                assert old.info("replication")["role"] == "slave"
+                assert old.get("before") == "1"
+            while "rejoined cache" not in log.read_text():  # its last word, said after
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            monitor.send_signal(signal.SIGTERM)
+            monitor.wait(10)
+        text = log.read_text()
+        assert "came back writable" in text and "rejoining it (auto_rejoin)" in text, text
+        assert "rejoined cache" in text, text
+
+
+def test_auto_rejoin_refuses_writes_the_primary_never_got_and_says_so(write_config,
+                                                                       tmp_path):
+    """`auto_rejoin` never discards data: an old Redis primary with a write the new
+    primary never got is fenced, not rejoined, and the monitor says why (once)."""
+    with RedisPair(tmp_path / "redis") as pair:
+        text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair)
+        config = write_config(text.replace('aliases = ["cache"]\n',
+                                           'aliases = ["cache"]\nauto_rejoin = true\n'))
+        with context.bypass():
+            old, new = pair.primary.client(), pair.replica.client()
+            old.set("shared", 1)
+            pair.wait_caught_up()
+            new.execute_command("REPLICAOF", "NO", "ONE")     # promoted
+            old.set("only-here", 1)                             # a write it never got
+        publish(config, cache="b")
+        log = tmp_path / "monitor.log"
+        monitor = subprocess.Popen(
+            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+             "--timeout", "0.5", "--lease-ttl", "2"],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 10
+            while "refused" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            time.sleep(1.0)                     # more rounds: not tried again at once
+        finally:
+            monitor.send_signal(signal.SIGTERM)
+            monitor.wait(10)
+        text = log.read_text()
+        assert "auto_rejoin of 127.0.0.1:" in text and "writes after the primary took " \
+            "over" in text, text
+        assert text.count("rejoining it (auto_rejoin)") == 1, text
+        with context.bypass():
+            assert old.info("replication")["role"] == "master"
+            assert old.get("only-here") == "1"
+            with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+                old.set("x", 1)                             # and it stays fenced

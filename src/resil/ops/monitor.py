@@ -32,12 +32,15 @@ from ..errors import ControlPlaneError, ResilError, SignalError
 from ..state import ControlState, Lock, issuer
 from ..topology import Endpoint, Resource
 from . import locks, truth
+from .rejoin import Rejoin
 from .servers import Credentials, Server, open_server
 
 log = logging.getLogger("resil.monitor")
 LEASE = "monitor"
 REPEAT_AFTER = 30.0
 """Seconds before the monitor repeats the same word about an orphaned lock."""
+REJOIN_RETRY = 60.0
+"""Seconds before ``auto_rejoin`` tries again a server it could not rejoin."""
 FENCE_BOUND = 0.3
 """Seconds a failover waits for the old primary to answer its fence before publishing
 (it was just found dead or frozen; an answer that slow is fenced at the next round)."""
@@ -90,6 +93,8 @@ class Monitor:
     _said: dict[str, float] = field(default_factory=dict)     # see _say_unrepeated
     _distrust: str = ""             # the last reason the stored state was not trusted
     _lock_said: dict[str, str] = field(default_factory=dict)
+    _rejoining: dict[str, threading.Thread] = field(default_factory=dict)
+    _rejoin_tried: dict[str, float] = field(default_factory=dict)
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -236,6 +241,8 @@ class Monitor:
             health.failures = 0
             if self._leader:
                 self._fence_stale(resource, primary, state)
+                if resource.auto_rejoin:
+                    self._auto_rejoin(resource, primary)
             return
         health.failures += 1
         if health.failures == 1:
@@ -438,6 +445,50 @@ class Monitor:
         signal = self.plane.load()
         current = signal.state if signal else ControlState.initial(self.config.topology)
         return current.epoch == state.epoch and resource.name not in current.locks
+
+    def _auto_rejoin(self, resource: Resource, primary: Endpoint) -> None:
+        """``auto_rejoin``: an endpoint that is a fenced primary of its own (the old
+        primary after a failover, fenced when it answered again) is rejoined as `resil
+        db rejoin` does it, in a thread of its own (it may wait up to 10 s for the
+        replica to catch up: the other resources' probes must not). A refusal is said,
+        and tried again only after :data:`REJOIN_RETRY` seconds."""
+        running = self._rejoining.get(resource.name)
+        if running is not None and running.is_alive():
+            return
+        alone = []
+        for endpoint, server in self._others(resource, primary, 4):
+            try:
+                if server.replication()["role"] == "primary" and not server.writable():
+                    alone.append(endpoint)
+            except Exception:
+                continue
+        now = self.clock()
+        due = [ep for ep in alone if now - self._rejoin_tried.get(str(ep), -REJOIN_RETRY)
+               >= REJOIN_RETRY]
+        if not due:
+            return
+        endpoint = due[0]
+        self._rejoin_tried[str(endpoint)] = now
+        thread = threading.Thread(target=self._rejoin, args=(resource, endpoint),
+                                  name=f"resil-rejoin-{resource.name}", daemon=True)
+        self._rejoining[resource.name] = thread
+        thread.start()
+
+    def _rejoin(self, resource: Resource, endpoint: Endpoint) -> None:
+        name = resource.name
+        self.say(f"{name}: {endpoint} (unit {endpoint.unit}) is fenced and alone: rejoining "
+                 "it (auto_rejoin)")
+        try:
+            done = Rejoin(self.config, self.plane, name, endpoint.unit,
+                          out=lambda line: self.say(f"{name}: rejoin: {line}")).run()
+            self.say(f"{name}: {done}")
+            self._rejoin_tried.pop(str(endpoint), None)
+        except ResilError as exc:
+            self.say(f"{name}: auto_rejoin of {endpoint} (unit {endpoint.unit}) refused: "
+                     f"{exc}; tried again in {REJOIN_RETRY:g} s")
+        except Exception as exc:
+            self.say(f"{name}: auto_rejoin of {endpoint} failed: {exc!r}; tried again in "
+                     f"{REJOIN_RETRY:g} s")
 
     def _fence_stale(self, resource: Resource, primary: Endpoint, state: ControlState) -> None:
         """Any other endpoint that accepts writes while ``primary`` does too is a stale
