@@ -221,17 +221,39 @@ def test_two_monitors_fail_over_once_and_the_second_takes_over(pair, config, tmp
     assert "observing only" in logs[2] and "FAILOVER" not in logs[2]
 
 
+@pytest.mark.parametrize("witnesses", [False, True], ids=["alone", "agents-agree"])
 def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp_path,
-                                                              write_config):
+                                                              write_config, witnesses):
     """The monitor's view of the primary goes through a black hole; the replica still
-    replicates from the real primary: no failover."""
+    replicates from the real primary: no failover. Not even when agents in both units
+    report that they cannot connect to it either (cut off the same way, or forged
+    heartbeats): the agents shorten the wait, the replicas decide."""
     import socket
+    import threading
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)                                   # accepts, never answers
+    endpoint = f"127.0.0.1:{hole.getsockname()[1]}"
     text = config.read_text().replace(f'a = "127.0.0.1:{pair.primary.port}"',
-                                      f'a = "127.0.0.1:{hole.getsockname()[1]}"')
+                                      f'a = "{endpoint}"')
     cut_off = write_config(text, name="monitor.toml")
+    stop = threading.Event()
+
+    def report() -> None:                 # two agents, one per unit, cut off too
+        cfg = load_config(cut_off)
+        plane = open_control_plane(cfg.control_url, cfg.topology, None)
+        while not stop.wait(0.1):
+            for unit in ("a", "b"):
+                plane.report({"id": f"far:{unit}", "host": "far", "pid": 1, "unit": unit,
+                              "reported_at": time.time(), "started_at": 0, "epoch": 0,
+                              "unreachable": {"orders-db": {"endpoint": endpoint,
+                                                            "since": 0}}})
+    reporter = threading.Thread(target=report, daemon=True)
+    if witnesses:
+        reporter.start()
     monitor = start_monitor(cut_off, tmp_path)
     try:
         deadline = time.monotonic() + 6
@@ -240,10 +262,13 @@ def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp
             time.sleep(0.1)
         time.sleep(1.0)
     finally:
+        stop.set()
         monitor.send_signal(signal.SIGTERM)
         monitor.wait(10)
         hole.close()
-    assert "FAILOVER" not in (tmp_path / "monitor.log").read_text()
+    log = (tmp_path / "monitor.log").read_text()
+    assert "FAILOVER" not in log, log
+    assert ("one failed probe is enough" in log) == witnesses, log
     assert pair.primary.root_sql("SELECT @@read_only") == [(0,)]
     assert pair.replica.slave_status()["Slave_IO_Running"] == "Yes"
 
