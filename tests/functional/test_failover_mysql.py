@@ -480,3 +480,29 @@ def test_a_connect_waiting_on_a_frozen_primary_is_moved_when_a_new_one_is_publis
         pair.primary.thaw()
     server, _ = got[0]
     assert server == 2 and ended - published < 0.3, (got, ended - published)
+
+
+def test_a_connect_to_a_frozen_server_ends_at_its_connect_timeout(pair, config,
+                                                                  monkeypatch):
+    """A frozen server's kernel accepts the TCP connection; PyMySQL then waits for the
+    greeting as long as its read timeout (resil's io_timeout, 30 s). resil bounds the
+    greeting and login by the connect timeout, and gives the read timeout back for the
+    statements after it."""
+    monkeypatch.setenv("RESIL_RESOURCES_ORDERS_DB_FAILOVER_HOLD", "0")   # the raw error
+    resil.start(config)
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           connect_timeout=1)
+    with conn.cursor() as cur:                          # longer than connect_timeout
+        cur.execute("SELECT SLEEP(1.5)")
+    conn.close()
+    pair.primary.freeze()
+    try:
+        began = time.monotonic()
+        with pytest.raises(pymysql.err.OperationalError) as raised:
+            pymysql.connect(host="orders-db", user="app", password="apppw",
+                            database="app", connect_timeout=1)
+        waited = time.monotonic() - began
+    finally:
+        pair.primary.thaw()
+    assert raised.value.args[0] in (2003, 2013), raised.value
+    assert waited < 2.0, waited

@@ -149,7 +149,7 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
         try:
-            result = wrapped(*args, **kwargs)
+            result = _handshake(wrapped, instance, args, kwargs)
         except Exception as exc:
             counters.count(f"connect_failures:{instance.host}:{instance.port}")
             if not _unreachable(exc):
@@ -160,6 +160,29 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
         return result
     finally:
         record.connecting = False
+
+
+def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> Any:
+    """One connect attempt, with the server's greeting and the login bounded by the
+    connect timeout. PyMySQL waits for them as long as its *read* timeout (30 s with
+    resil's ``io_timeout``, for ever without): a frozen server's kernel still accepts
+    the TCP connection, so a connect to it would outlast its own timeout by far. The
+    application's read timeout applies again from the first statement."""
+    read = getattr(conn, "_read_timeout", None)
+    bound = getattr(conn, "connect_timeout", None)
+    if not bound or (read is not None and read <= bound):
+        return wrapped(*args, **kwargs)
+    conn._read_timeout = bound
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        conn._read_timeout = read
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:            # PyMySQL < 2 sets the socket's timeout only here
+        sock.settimeout(read)
+        conn._current_timeout = read
+    return result
 
 
 def _witness(conn: Any, record: Tracked, reached: bool) -> None:
@@ -214,7 +237,7 @@ def _hold_for_failover(wrapped: Callable[..., Any], conn: Any, record: Tracked,
             TRACKER.route(conn)         # the primary now, which may be a new one
             _bound_timeouts(conn, record)
             try:
-                result = wrapped(*args, **kwargs)
+                result = _handshake(wrapped, conn, args, kwargs)
             except Exception as exc:
                 if not _unreachable(exc):
                     raise
