@@ -91,7 +91,21 @@ class SessionTooLarge(ResilError, ValueError):
 
 
 class SessionUnavailable(ResilError):
-    """Redis could not be reached to load or save a session."""
+    """Redis could not be reached to load or save a session.
+
+    ``unknown``: the command may have reached Redis (it timed out, or the connection was
+    lost after it was sent): a save may have been made after all. Otherwise nothing was
+    sent (refused, or the connect timed out)."""
+
+    def __init__(self, message: str, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+
+    @property
+    def outcome(self) -> str:
+        """What a request whose change failed must be told about it."""
+        return ("the change may or may not have been saved (the session store did not "
+                "answer)" if self.unknown else "the change was not saved")
 
 
 @dataclass(frozen=True)
@@ -321,7 +335,8 @@ class SessionStore:
         except Exception as exc:
             import redis
             if isinstance(exc, redis.RedisError) or isinstance(exc, OSError):
-                raise SessionUnavailable(f"sessions in {self.resource.name}: {exc}") from exc
+                raise SessionUnavailable(f"sessions in {self.resource.name}: {exc}",
+                                         unknown=_maybe_sent(exc)) from exc
             raise
 
     def _wait(self) -> None:
@@ -340,3 +355,13 @@ class SessionStore:
 
 def _ms(seconds: float) -> str:
     return str(max(1, int(seconds * 1000)))
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether the failed command may have reached Redis: a reply that timed out or a
+    connection lost after sending, not a connect that failed (redis-py names those
+    "connecting to" / "Timeout connecting")."""
+    import redis
+    if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return False
+    return "connecting" not in str(exc)

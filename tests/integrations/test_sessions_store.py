@@ -111,3 +111,33 @@ def test_reads_come_from_the_own_unit_and_writes_wait_for_it(write_config, tmp_p
     assert store.load(sid).data == {"n": 1}
     assert calls and calls[0] is not None, "unit b reads its own replica"
     assert "session_replica_lag" not in counters.stats()
+
+
+def test_a_save_the_store_never_answered_is_of_unknown_outcome(write_config, tmp_path,
+                                                               redis_pair):
+    """A save sent to a frozen Redis times out, but the server may still make it when it
+    thaws (it does, below): the error says the outcome is unknown. A save to a server
+    that refuses the connection was never sent: "not saved"."""
+    from resil.sessions import SessionUnavailable
+    text = resil_toml((tmp_path / "state.json").as_uri(), redis=redis_pair) + \
+        '\n[sessions]\nresource = "cache"\n'
+    frozen_cfg = load_config(write_config(text.replace(
+        'aliases = ["cache"]\n', 'aliases = ["cache"]\nio_timeout = 0.5\n')), env={})
+    store = SessionStore(frozen_cfg)
+    sid = new_id()
+    assert store.save(sid, None, {"cart": []}, ttl=60)
+    loaded = store.load(sid)
+    redis_pair.primary.freeze()
+    try:
+        with pytest.raises(SessionUnavailable) as raised:
+            store.save(sid, loaded, {"cart": ["book"]}, ttl=60)
+    finally:
+        redis_pair.primary.thaw()
+    assert raised.value.unknown and "may or may not have been saved" in raised.value.outcome
+    assert store.load(sid).data == {"cart": ["book"]}, "made after all, at the thaw"
+
+    dead = text.replace(f"127.0.0.1:{redis_pair.primary.port}", "127.0.0.1:1")
+    store = SessionStore(load_config(write_config(dead, name="dead.toml"), env={}))
+    with pytest.raises(SessionUnavailable) as raised:
+        store.save(new_id(), None, {"cart": ["book"]}, ttl=60)
+    assert not raised.value.unknown and raised.value.outcome == "the change was not saved"

@@ -182,19 +182,20 @@ class RedisSessionInterface(SessionInterface):
                 self.store.touch(session.sid, ttl)
         except SessionUnavailable as exc:
             counters.count("session_unavailable")
-            self._unsaved(response, str(exc))
+            self._unsaved(response, str(exc), exc.outcome)
             return
         response.set_cookie(name, sign(session.sid, app.secret_key or ""),
                             expires=self.get_expiration_time(app, session), **cookie)
         response.vary.add("Cookie")
 
-    def _unsaved(self, response: Response, why: str) -> None:
-        """The request changed its session and the change could not be saved: it must
-        not be reported as done."""
+    def _unsaved(self, response: Response, why: str,
+                 outcome: str = "the change was not saved") -> None:
+        """The request changed its session and the change could not be saved (or its
+        store did not say whether it was): it must not be reported as done."""
         counters.count("session_unsaved")
         log.warning("resil: a session change could not be saved (%s); answering 503", why)
         response.status_code = 503
-        response.set_data("session store unavailable: the change was not saved\n")
+        response.set_data(f"session store unavailable: {outcome}\n")
         response.mimetype = "text/plain"
 
 

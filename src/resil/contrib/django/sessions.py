@@ -266,7 +266,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         except (SessionUnavailable, LockTimeoutError) as exc:
             counters.count("session_unavailable")
             counters.count("session_unsaved")
-            raise SessionNotSaved(f"sessions: {exc}") from exc
+            raise SessionNotSaved(f"sessions: {exc}", unknown=isinstance(
+                exc, SessionUnavailable) and exc.unknown) from exc
         self._loaded = Loaded(dict(data), {k: store.codec.dumps(v) for k, v in data.items()},
                               self._loaded.created if self._loaded else time.time())
 
@@ -307,7 +308,7 @@ def unavailable_response(request: Any, exc: SessionUnavailable) -> HttpResponse:
     from django.utils.log import log_response  # type: ignore[import-untyped]
     text = "session store unavailable"
     if isinstance(exc, SessionNotSaved):
-        text += ": the change was not saved"
+        text += f": {exc.outcome}"
     response = HttpResponse(text + "\n", status=503, content_type="text/plain; charset=utf-8")
     log_response("Service Unavailable (%s): %s", str(exc), request.path,
                  response=response, request=request)
