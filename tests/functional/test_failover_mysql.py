@@ -506,3 +506,47 @@ def test_a_connect_to_a_frozen_server_ends_at_its_connect_timeout(pair, config,
         pair.primary.thaw()
     assert raised.value.args[0] in (2003, 2013), raised.value
     assert waited < 2.0, waited
+
+
+def test_an_idle_connection_the_dead_primary_closed_is_replaced_not_failed(pair, config):
+    """A pooled connection that sat idle while its primary died: the server closed it
+    before the application's next statement was sent. The statement is held (no server
+    to send it to) and runs once on the new primary. A connection inside a transaction
+    is not: its transaction is gone, and the application hears so."""
+    import threading
+
+    from resil import counters
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState
+    resil.start(config)
+
+    def connect(autocommit: bool):
+        return pymysql.connect(host="orders-db", user="app", password="apppw",
+                               database="app", autocommit=autocommit, read_timeout=5)
+    idle, in_tx = connect(True), connect(False)
+    idle.cursor().execute("SELECT 1")
+    in_tx.cursor().execute("INSERT INTO w VALUES ('tx', 1)")      # a transaction open
+    pair.primary.kill()
+    time.sleep(0.3)                                     # the FIN/RST is there now
+
+    def fail_over() -> None:
+        time.sleep(1.0)
+        pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+        cfg = load_config(config)
+        open_control_plane(cfg.control_url, cfg.topology, None).publish(
+            ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}),
+            issuer="t")
+    threading.Thread(target=fail_over).start()
+    began = time.monotonic()
+    with idle.cursor() as cur:
+        cur.execute("INSERT INTO w VALUES ('idle', 1)")
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone()[0] == 2
+    assert 0.8 < time.monotonic() - began < 3.0         # held until the failover
+    assert counters.stats().get("mysql_dead_connections_replaced") == 1
+    assert pair.replica.root_sql("SELECT writer, seq FROM app.w WHERE writer = 'idle'") \
+        == [("idle", 1)]
+    with pytest.raises((resil.TransactionInterruptedError, pymysql.err.OperationalError)):
+        in_tx.cursor().execute("INSERT INTO w VALUES ('tx', 2)")
+    assert counters.stats().get("mysql_dead_connections_replaced") == 1

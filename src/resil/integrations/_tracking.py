@@ -26,7 +26,7 @@ class Tracked:
     """resil's record of one driver connection: the :class:`resil.switching.Record` that
     the hot-switch protocol reads and updates."""
 
-    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx")
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx", "watch")
 
     def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
         self.resource = resource
@@ -39,6 +39,9 @@ class Tracked:
         self.tx = False
         """A transaction that wrote (or locked) is open, as resil saw the statements: the
         driver's own status is not refreshed by statements that return rows."""
+        self.watch: tuple[Any, Any] | None = None
+        """(socket, ``select.poll`` object watching it): asks, without a wait, whether
+        the server closed an idle connection (see the PyMySQL integration)."""
 
 
 class Tracker:
