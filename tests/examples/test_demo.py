@@ -58,6 +58,9 @@ def test_the_demo_runs_to_the_end_and_loses_no_order(tmp_path):
     kill = row(output, "kill -9 primary db")
     assert re.fullmatch(r"\d+\.\d\d s", kill[5]), kill
     assert float(kill[5].split()[0]) < 10, kill
+    # Only the shoppers' requests in flight at the kill may fail (their statement was on
+    # the dead server): the others wait for the failover (24 failed before they did).
+    assert int(kill[2]) <= 4, (kill, output[-4000:])
     assert row(output, "**all**")[7] == "**0**", output[-3000:]
     assert ", 0 of them missing" in output
     assert "load balancer sends shoppers to: hangzhou\n" in output      # beijing cut
