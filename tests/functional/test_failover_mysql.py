@@ -404,8 +404,12 @@ def test_a_thawed_primary_never_acknowledges_a_write_that_only_it_has(
         writers.start()
         try:
             time.sleep(1.5)
-            frozen = time.monotonic()
             pair.primary.freeze()
+            # SIGSTOP takes effect as the signal is delivered, not at a timestamp taken
+            # before sending it: a write acknowledged in that instant, not yet shipped
+            # asynchronously, is replication's RPO. A late OK comes at the thaw, seconds
+            # later; 50 ms after the freeze returned cannot hide one.
+            frozen = time.monotonic() + 0.05
             deadline = time.monotonic() + 15
             while "new primary" not in (tmp_path / "monitor.log").read_text():
                 assert time.monotonic() < deadline, (tmp_path / "monitor.log").read_text()
@@ -422,6 +426,8 @@ def test_a_thawed_primary_never_acknowledges_a_write_that_only_it_has(
         only_old = [(t.name, s) for t in writers.tallies for s in t.acked
                     if (t.name, s) not in rows]
         before = [w for w in only_old if acked_at[w] < frozen]
+        print(f"\nacknowledged only on the old primary, ms from the freeze: "
+              f"{sorted(round((acked_at[w] - frozen) * 1000) for w in only_old)[-5:]}")
         print(f"\nfreeze/thaw (semi-sync {semi_sync}): {writers.acked} acknowledged, "
               f"{len(writers.errors)} client errors, {len(only_old)} acknowledged only on "
               f"the old primary ({len(before)} of them before the freeze)")
