@@ -42,7 +42,21 @@ class _Text:
         self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, value: float, **labels: str) -> None:
-        self.lines.append(f"{name}{_labels(**labels)} {value:g}")
+        self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
+
+
+def _number(value: float) -> str:
+    """A sample value exactly: a whole number in full (``61468672``, where ``:g`` printed
+    ``6.14687e+07`` and a counter above a million moved in steps of hundreds), any other
+    float as the shortest text that reads back as the same float, and the exposition
+    format's ``NaN`` / ``+Inf`` / ``-Inf``."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 2 ** 53):
+        return str(int(value))
+    return repr(float(value))
 
 
 def _rss_bytes() -> int:
