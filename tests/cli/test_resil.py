@@ -195,3 +195,12 @@ def test_a_rehearsal_pause_counts_against_the_hold(write_config):
     assert "+ a 2 s pause (--pause-after) could outlast the agents' hold" in out.stderr
     out = resil("db", "switch", "db", "--to", "b", "--pause-after", "publish:1")
     assert out.returncode == 2 and "STEP one of lock, drain, fence" in out.stderr
+
+
+def test_both_commands_say_their_version():
+    import resil as package
+    out = resil("--version")
+    assert out.returncode == 0 and out.stdout == f"resil {package.__version__}\n", out
+    run = subprocess.run([str(Path(sys.executable).parent / "resil-run"), "--version"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout == f"resil-run {package.__version__}\n", run

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .._version import __version__
 from ..config import Config, load_config
 from ..control import open_configured
 from ..control.base import ControlPlane, live_agents
@@ -80,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of ``resil``."""
     p = argparse.ArgumentParser(prog="resil", description="Operate resil: inspect and "
                                 "change control state, check configuration.")
+    p.add_argument("--version", action="version", version=f"resil {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     status = sub.add_parser("status", help="unit, control-plane epoch, primaries, weights, locks")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import envvars
+from .._version import __version__
 from ..bootstrap import BOOTSTRAP_DIR
 from ..config import Config, config_path, disabled, load_config
 from ..errors import ConfigError
@@ -28,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
                     "`resil-run python app.py`, `resil-run gunicorn app:app -w 4`.",
         epilog="Every flag sets the environment variable shown; see docs/configuration.md.",
     )
+    p.add_argument("--version", action="version", version=f"resil-run {__version__}")
     p.add_argument("--config", metavar="PATH",
                    help=f"configuration file (env {envvars.CONFIG_ENV}; default ./resil.toml)")
     for setting in envvars.SETTINGS:
