@@ -205,3 +205,26 @@ def test_a_write_in_flight_on_a_demoted_primary_gets_an_error_not_a_late_ok(
     assert isinstance(result, pymysql.err.OperationalError), outcome
     assert result.args[0] in (2013, 2006) and waited < 2.0, outcome
     assert counters.stats().get("statements_abandoned", 0) == before + 1
+
+
+def test_results_left_unread_are_not_taken_for_a_closed_connection(pair_config):
+    """Before a statement, resil asks whether the server closed the idle connection
+    (something to read). Rows of an unbuffered cursor the application left unread are
+    something to read too: PyMySQL drains them, and the connection — with its session
+    state — must be kept, not replaced."""
+    resil.start(pair_config)
+    counters.reset()
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET @kept = 5")
+        stream = conn.cursor(pymysql.cursors.SSCursor)
+        stream.execute("SELECT seq FROM seq_1_to_200000")
+        assert stream.fetchone() == (1,)           # the rest is left unread on purpose
+        with conn.cursor() as cur:
+            cur.execute("SELECT @kept")
+            assert cur.fetchone() == (5,)
+    finally:
+        conn.close()
+    assert "mysql_dead_connections_replaced" not in counters.stats()

@@ -360,11 +360,17 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
 def _closed_by_server(conn: Any, record: Tracked) -> bool:
     """Whether an idle connection has something to read before anything was sent: the
     server closed it (a killed or restarted primary, a fence's KILL) or wrote an error
-    to it. One ``poll`` with no wait, on a poll object kept per socket (under a
+    to it. Not asked while the application left results of its own unread (an
+    unbuffered cursor, more result sets): those are what is there. One ``poll`` with no
+    wait, on a poll object kept per socket (under a
     microsecond); any fault of this check says "no"."""
     sock = getattr(conn, "_sock", None)
     if sock is None:
         return False
+    pending = getattr(conn, "_result", None)
+    if pending is not None and (getattr(pending, "unbuffered_active", False)
+                                or getattr(pending, "has_next", False)):
+        return False        # rows or result sets of its own still unread: PyMySQL reads them
     try:
         watch = record.watch
         if watch is None or watch[0] is not sock:
