@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import pytest
 import resil
 from functional.writers import Tally, Writers
 from resil import context
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.state import ControlState
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
 
@@ -103,6 +107,32 @@ def wait_for_write_after(acked_at: list[float], moment: float, timeout: float) -
             return min(after) - moment
         time.sleep(0.02)
     raise AssertionError(f"no acknowledged write within {timeout} s")
+
+
+def promote_by_hand(pair: MariaDBPair, config: Path) -> None:
+    """What a failover does, made by hand: the replica (unit b) promoted and published."""
+    pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+    publish_b(config)
+
+
+def publish_b(config: Path) -> None:
+    """Publish unit b as the primary of orders-db."""
+    cfg = load_config(config)
+    open_control_plane(cfg.control_url, cfg.topology, None).publish(
+        ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}), issuer="t")
+
+
+def connect_and_ask(got: list[object], connect_timeout: float) -> None:
+    """Connect to orders-db and append (server id, seconds taken), or (error, seconds)."""
+    began = time.monotonic()
+    try:
+        conn = pymysql.connect(host="orders-db", user="app", password="apppw",
+                               database="app", connect_timeout=connect_timeout)
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id")
+            got.append((cur.fetchone()[0], time.monotonic() - began))
+    except Exception as exc:
+        got.append((exc, time.monotonic() - began))
 
 
 def test_kill_9_of_the_primary(pair, config, tmp_path):
@@ -229,10 +259,6 @@ def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp
     report that they cannot connect to it either (cut off the same way, or forged
     heartbeats): the agents shorten the wait, the replicas decide."""
     import socket
-    import threading
-
-    from resil.config import load_config
-    from resil.control import open_control_plane
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)                                   # accepts, never answers
@@ -314,36 +340,16 @@ def test_a_connect_to_a_dead_primary_is_held_until_a_new_one_is_published(
     """The primary is dead and no monitor runs yet: a new connection is held (not
     refused at once), then made on the primary published 1 s later. With nothing
     published, the driver's own error comes after `failover_hold`."""
-    import threading
-
     from resil import counters
-    from resil.config import load_config
-    from resil.control import open_control_plane
-    from resil.state import ControlState
     monkeypatch.setenv("RESIL_RESOURCES_ORDERS_DB_FAILOVER_HOLD", "3")
     resil.start(config)
     pair.primary.kill()
     got: list[object] = []
-
-    def connect() -> None:
-        began = time.monotonic()
-        try:
-            conn = pymysql.connect(host="orders-db", user="app", password="apppw",
-                                   database="app", connect_timeout=1)
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@server_id")
-                got.append((cur.fetchone()[0], time.monotonic() - began))
-        except Exception as exc:
-            got.append((exc, time.monotonic() - began))
-
-    thread = threading.Thread(target=connect)
+    thread = threading.Thread(target=connect_and_ask, args=(got, 1))
     thread.start()
     time.sleep(1.0)
     assert not got, got                                 # held, not refused
-    pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
-    cfg = load_config(config)
-    open_control_plane(cfg.control_url, cfg.topology, None).publish(
-        ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}), issuer="t")
+    promote_by_hand(pair, config)
     thread.join(5)
     server, waited = got[0]
     assert server == 2 and 1.0 <= waited < 2.5, got
@@ -351,7 +357,7 @@ def test_a_connect_to_a_dead_primary_is_held_until_a_new_one_is_published(
 
     pair.replica.kill()                                 # now nothing answers at all
     got.clear()
-    connect()
+    connect_and_ask(got, 1)
     error, waited = got[0]
     assert isinstance(error, pymysql.err.OperationalError) and error.args[0] == 2003, got
     assert 3.0 <= waited < 4.5, got
@@ -449,37 +455,17 @@ def test_a_connect_waiting_on_a_frozen_primary_is_moved_when_a_new_one_is_publis
     greeting that never comes, for its whole connect_timeout. When a new primary is
     published, the agent cuts that connect (nothing was sent) and makes it on the new
     one at once, instead of after the timeout."""
-    import threading
-
-    from resil.config import load_config
-    from resil.control import open_control_plane
-    from resil.state import ControlState
     resil.start(config)
     got: list[object] = []
-
-    def connect() -> None:
-        began = time.monotonic()
-        try:
-            conn = pymysql.connect(host="orders-db", user="app", password="apppw",
-                                   database="app", connect_timeout=5)
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@server_id")
-                got.append((cur.fetchone()[0], time.monotonic() - began))
-        except Exception as exc:
-            got.append((exc, time.monotonic() - began))
-
     pair.primary.freeze()
     try:
-        thread = threading.Thread(target=connect)
+        thread = threading.Thread(target=connect_and_ask, args=(got, 5))
         thread.start()
         time.sleep(1.0)
         assert not got, got                             # waiting for the greeting
         pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
-        cfg = load_config(config)
         published = time.monotonic()
-        open_control_plane(cfg.control_url, cfg.topology, None).publish(
-            ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}),
-            issuer="t")
+        publish_b(config)
         thread.join(6)
         ended = time.monotonic()
     finally:
@@ -519,12 +505,7 @@ def test_an_idle_connection_the_dead_primary_closed_is_replaced_not_failed(pair,
     before the application's next statement was sent. The statement is held (no server
     to send it to) and runs once on the new primary. A connection inside a transaction
     is not: its transaction is gone, and the application hears so."""
-    import threading
-
     from resil import counters
-    from resil.config import load_config
-    from resil.control import open_control_plane
-    from resil.state import ControlState
     resil.start(config)
 
     def connect(autocommit: bool):
@@ -538,11 +519,7 @@ def test_an_idle_connection_the_dead_primary_closed_is_replaced_not_failed(pair,
 
     def fail_over() -> None:
         time.sleep(1.0)
-        pair.replica.root_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
-        cfg = load_config(config)
-        open_control_plane(cfg.control_url, cfg.topology, None).publish(
-            ControlState.initial(cfg.topology).evolve(primaries={"orders-db": "b"}),
-            issuer="t")
+        promote_by_hand(pair, config)
     threading.Thread(target=fail_over).start()
     began = time.monotonic()
     with idle.cursor() as cur:

@@ -28,14 +28,17 @@ def pair(tmp_path):
         yield pair
 
 
-def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
-    config = write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
-    resil.start(config)
-    log = open(tmp_path / "monitor.log", "w")
-    monitor = subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
-                                "--interval", "0.3", "--timeout", "0.5"], stdout=log,
-                               stderr=subprocess.STDOUT)
-    client = redis.Redis(host="cache", socket_timeout=2, socket_connect_timeout=1)
+def start_monitor(config: Path, log: Path) -> subprocess.Popen:
+    """`resil monitor`: a probe every 0.3 s, bounded by 0.5 s; its output in ``log``."""
+    return subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
+                             "--interval", "0.3", "--timeout", "0.5"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def start_writers(socket_timeout: float) -> tuple[Writers, list[float]]:
+    """8 threads of SET through the agent; returns them and when each write was acked."""
+    client = redis.Redis(host="cache", socket_timeout=socket_timeout,
+                         socket_connect_timeout=1)
     writers = Writers()
     acked_at: list[float] = []
     for i in range(8):
@@ -45,6 +48,14 @@ def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
             acked_at.append(time.monotonic())
         writers.add(f"w{i}", write)
     writers.start()
+    return writers, acked_at
+
+
+def test_kill_9_of_the_redis_primary(pair, write_config, tmp_path):
+    config = write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
+    resil.start(config)
+    monitor = start_monitor(config, tmp_path / "monitor.log")
+    writers, acked_at = start_writers(socket_timeout=2)
     try:
         time.sleep(1.0)
         killed = time.monotonic()
@@ -108,20 +119,8 @@ def test_a_frozen_redis_primary_is_failed_over_and_fenced_when_it_thaws(
             server.client().config_set("repl-ping-replica-period", 1)
     config = write_config(resil_toml((tmp_path / "state.json").as_uri(), redis=pair))
     agent = resil.start(config)
-    log = open(tmp_path / "monitor.log", "w")
-    monitor = subprocess.Popen([str(BIN / "resil"), "monitor", "--config", str(config),
-                                "--interval", "0.3", "--timeout", "0.5"], stdout=log,
-                               stderr=subprocess.STDOUT)
-    client = redis.Redis(host="cache", socket_timeout=5, socket_connect_timeout=1)
-    writers = Writers()
-    acked_at: list[float] = []
-    for i in range(8):
-        def write(tally: Tally, seq: int) -> None:
-            client.set(f"k:{tally.name}:{seq}", seq)
-            tally.acked.append(seq)
-            acked_at.append(time.monotonic())
-        writers.add(f"w{i}", write)
-    writers.start()
+    monitor = start_monitor(config, tmp_path / "monitor.log")
+    writers, acked_at = start_writers(socket_timeout=5)
     frozen = False
     try:
         time.sleep(1.0)

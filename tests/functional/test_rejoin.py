@@ -49,6 +49,21 @@ def publish(config: Path, **primaries: str) -> None:
     plane.publish(state.evolve(primaries={**state.primaries, **primaries}), issuer="test")
 
 
+def start_monitor(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`resil monitor`, quick to decide (0.2 s rounds, 2 failed probes); output in ``log``."""
+    return subprocess.Popen(
+        [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
+         "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def auto_rejoin_config(write_config, tmp_path: Path, pair: RedisPair) -> Path:
+    """The Redis pair's configuration with ``auto_rejoin = true``."""
+    text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair)
+    return write_config(text.replace('aliases = ["cache"]\n',
+                                     'aliases = ["cache"]\nauto_rejoin = true\n'))
+
+
 def fail_over_by_hand(pair: MariaDBPair, config: Path) -> None:
     """What `resil monitor` leaves: b promoted (a semi-sync primary if a was), a fenced
     and alone, b published."""
@@ -127,10 +142,7 @@ def test_redis_kill_9_failover_then_rejoin(write_config, tmp_path):
         with context.bypass():
             pair.primary.client().set("before", 1)
         pair.wait_caught_up()
-        monitor = subprocess.Popen(
-            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
-             "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
-            stdout=open(tmp_path / "monitor.log", "w"), stderr=subprocess.STDOUT)
+        monitor = start_monitor(config, tmp_path / "monitor.log")
         try:
             time.sleep(1.0)
             pair.primary.kill()
@@ -192,17 +204,12 @@ def test_auto_rejoin_makes_a_restarted_old_primary_a_replica(write_config, tmp_p
     restarted (empty, and writable); the acting monitor fences it, then rejoins it as a
     replica of the new primary by itself."""
     with RedisPair(tmp_path / "redis") as pair:
-        text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair)
-        config = write_config(text.replace('aliases = ["cache"]\n',
-                                           'aliases = ["cache"]\nauto_rejoin = true\n'))
+        config = auto_rejoin_config(write_config, tmp_path, pair)
         with context.bypass():
             pair.primary.client().set("before", 1)
         pair.wait_caught_up()
         log = tmp_path / "monitor.log"
-        monitor = subprocess.Popen(
-            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
-             "--failures", "2", "--timeout", "0.5", "--lease-ttl", "2"],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        monitor = start_monitor(config, log)
         try:
             time.sleep(1.0)
             pair.primary.kill()
@@ -236,9 +243,7 @@ def test_auto_rejoin_refuses_writes_the_primary_never_got_and_says_so(write_conf
     """`auto_rejoin` never discards data: an old Redis primary with a write the new
     primary never got is fenced, not rejoined, and the monitor says why (once)."""
     with RedisPair(tmp_path / "redis") as pair:
-        text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair)
-        config = write_config(text.replace('aliases = ["cache"]\n',
-                                           'aliases = ["cache"]\nauto_rejoin = true\n'))
+        config = auto_rejoin_config(write_config, tmp_path, pair)
         with context.bypass():
             old, new = pair.primary.client(), pair.replica.client()
             old.set("shared", 1)
@@ -247,10 +252,7 @@ def test_auto_rejoin_refuses_writes_the_primary_never_got_and_says_so(write_conf
             old.set("only-here", 1)                             # a write it never got
         publish(config, cache="b")
         log = tmp_path / "monitor.log"
-        monitor = subprocess.Popen(
-            [str(BIN / "resil"), "monitor", "--config", str(config), "--interval", "0.2",
-             "--timeout", "0.5", "--lease-ttl", "2"],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        monitor = start_monitor(config, log)
         try:
             deadline = time.monotonic() + 10
             while "refused" not in log.read_text():

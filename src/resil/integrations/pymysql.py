@@ -181,7 +181,8 @@ def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
         conn._read_timeout = read
     sock = getattr(conn, "_sock", None)
     if sock is not None:            # PyMySQL < 2 sets the socket's timeout only here
-        sock.settimeout(read)
+        with contextlib.suppress(OSError):
+            sock.settimeout(read)
         conn._current_timeout = read
     return result
 
@@ -378,7 +379,7 @@ def _closed_by_server(conn: Any, record: Tracked) -> bool:
             poller.register(sock, select.POLLIN)
             watch = record.watch = (sock, poller)
         return bool(watch[1].poll(0))
-    except (OSError, ValueError):
+    except Exception:       # no poll() on this platform, a closed socket: say "no"
         return False
 
 

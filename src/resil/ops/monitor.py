@@ -240,9 +240,9 @@ class Monitor:
                          f"{health.failures} failed probe(s)")
             health.failures = 0
             if self._leader:
-                self._fence_stale(resource, primary, state)
-                if resource.auto_rejoin:
-                    self._auto_rejoin(resource, primary)
+                alone = self._fence_stale(resource, primary, state)
+                if alone:
+                    self._auto_rejoin(resource, alone)
             return
         health.failures += 1
         if health.failures == 1:
@@ -446,7 +446,7 @@ class Monitor:
         current = signal.state if signal else ControlState.initial(self.config.topology)
         return current.epoch == state.epoch and resource.name not in current.locks
 
-    def _auto_rejoin(self, resource: Resource, primary: Endpoint) -> None:
+    def _auto_rejoin(self, resource: Resource, alone: list[Endpoint]) -> None:
         """``auto_rejoin``: an endpoint that is a fenced primary of its own (the old
         primary after a failover, fenced when it answered again) is rejoined as `resil
         db rejoin` does it, in a thread of its own (it may wait up to 10 s for the
@@ -455,13 +455,6 @@ class Monitor:
         running = self._rejoining.get(resource.name)
         if running is not None and running.is_alive():
             return
-        alone = []
-        for endpoint, server in self._others(resource, primary, 4):
-            try:
-                if server.replication()["role"] == "primary" and not server.writable():
-                    alone.append(endpoint)
-            except Exception:
-                continue
         now = self.clock()
         due = [ep for ep in alone if now - self._rejoin_tried.get(str(ep), -REJOIN_RETRY)
                >= REJOIN_RETRY]
@@ -490,9 +483,11 @@ class Monitor:
             self.say(f"{name}: auto_rejoin of {endpoint} failed: {exc!r}; tried again in "
                      f"{REJOIN_RETRY:g} s")
 
-    def _fence_stale(self, resource: Resource, primary: Endpoint, state: ControlState) -> None:
+    def _fence_stale(self, resource: Resource, primary: Endpoint,
+                     state: ControlState) -> list[Endpoint]:
         """Any other endpoint that accepts writes while ``primary`` does too is a stale
-        primary: fence it.
+        primary: fence it. Returns, for ``auto_rejoin``, the other endpoints that are
+        fenced primaries of their own (replicating from nothing), seen in the same pass.
 
         The servers are the truth. If the control state's primary is itself read-only
         (a replica, or fenced), the writable endpoint is the real primary and the
@@ -502,22 +497,25 @@ class Monitor:
         the resource before it promotes, so an endpoint promoted by a switch is never
         mistaken for a stale one.
         """
+        alone: list[Endpoint] = []
         for endpoint, server in self._others(resource, primary, 4):
             try:
-                if not server.writable():
-                    continue
-                if not self._writable(resource, primary):
-                    self._stale_state(resource, primary, endpoint, state)
-                    return
-                if not self._unchanged(resource, state):
-                    return      # a switch or failover is under way: look next round
-                cut = server.fence_for_good()
-                self.say(f"{resource.name}: {endpoint} came back writable while "
-                         f"{primary} is the primary: fenced, {cut} client(s) cut; make "
-                         f"it a replica again: `resil db rejoin {resource.name} "
-                         f"{endpoint.unit}`")
+                if server.writable():
+                    if not self._writable(resource, primary):
+                        self._stale_state(resource, primary, endpoint, state)
+                        return []
+                    if not self._unchanged(resource, state):
+                        return []   # a switch or failover is under way: look next round
+                    cut = server.fence_for_good()
+                    self.say(f"{resource.name}: {endpoint} came back writable while "
+                             f"{primary} is the primary: fenced, {cut} client(s) cut; make "
+                             f"it a replica again: `resil db rejoin {resource.name} "
+                             f"{endpoint.unit}`")
+                if resource.auto_rejoin and server.replication()["role"] == "primary":
+                    alone.append(endpoint)      # fenced, and a replica of nothing
             except Exception as exc:
                 self.say(f"{resource.name}: could not check {endpoint}: {exc!r}")
+        return alone
 
     def _writable(self, resource: Resource, endpoint: Endpoint) -> bool:
         """Whether ``endpoint`` accepts writes now (False when it cannot be asked)."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from resil.config import load_config
 from resil.control import open_control_plane
 from resil.ops.monitor import REPEAT_AFTER, Monitor
 
 
-def test_an_unresolvable_orphan_is_said_once_not_every_round(write_config, tmp_path):
-    """An orphaned lock the servers cannot resolve is looked at every 0.5 s round: its
-    lines are said again only after REPEAT_AFTER seconds, so the log stays readable."""
-    config = load_config(write_config(f"""
+@pytest.fixture
+def config(write_config, tmp_path):
+    """One Redis resource in units a and b, nothing listening: these parts need none."""
+    return load_config(write_config(f"""
         unit = "a"
         [control]
         url = "{(tmp_path / 'state.json').as_uri()}"
@@ -19,6 +21,11 @@ def test_an_unresolvable_orphan_is_said_once_not_every_round(write_config, tmp_p
         primary = "a"
         endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
     """))
+
+
+def test_an_unresolvable_orphan_is_said_once_not_every_round(config):
+    """An orphaned lock the servers cannot resolve is looked at every 0.5 s round: its
+    lines are said again only after REPEAT_AFTER seconds, so the log stays readable."""
     now = [100.0]
     out: list[str] = []
     monitor = Monitor(config, open_control_plane(config.control_url, config.topology, None),
@@ -34,23 +41,13 @@ def test_an_unresolvable_orphan_is_said_once_not_every_round(write_config, tmp_p
     assert len(out) == 4 and out[-1].endswith("db: something new")
 
 
-def test_agents_that_cannot_connect_are_witnesses_from_two_units_or_a_majority(
-        write_config, tmp_path):
+def test_agents_that_cannot_connect_are_witnesses_from_two_units_or_a_majority(config):
     """Agents report the endpoints they cannot connect to in their heartbeats; the
     monitor takes them as confirmation of its own failed probe only from agents in two
     or more units, or from a majority of the live agents, and only for the endpoint
     that is the primary now."""
     import time
 
-    config = load_config(write_config(f"""
-        unit = "a"
-        [control]
-        url = "{(tmp_path / 'state.json').as_uri()}"
-        [resources.db]
-        kind = "redis"
-        primary = "a"
-        endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
-    """))
     plane = open_control_plane(config.control_url, config.topology, None)
     out: list[str] = []
     monitor = Monitor(config, plane, out=out.append)
