@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import counters, registry
 from .config import Config, load_config
 from .control import ControlPlane, Watch, open_configured
-from .control.base import live_agents
+from .control.base import Mark, live
 from .errors import ControlPlaneError, ResilError, SignalError
 from .gate import Gate
 from .guard import fail_open
@@ -73,11 +73,15 @@ class Agent:
         self._last_error = ""
         self._unreachable: dict[str, tuple[str, float, float]] = {}
         """resource -> (endpoint, first failure, last failure): wall-clock seconds."""
+        self.parent: str | None = None
+        """The id of the agent that forked this process (gunicorn's master), if any."""
+        self._marked: dict[str, Mark] = {}
+        """resource -> the mark this agent last wrote there."""
+        self._urgent = False
+        """Whether the next heartbeat goes out at once (a witness to report)."""
         if plane is None:
             try:
-                self.plane = open_configured(
-                    config, poll_interval=config.poll_interval,
-                    agent_ttl=max(10.0, 3 * config.heartbeat_interval))
+                self.plane = open_configured(config, poll_interval=config.poll_interval)
             except ControlPlaneError as exc:
                 log.error("resil: %s; running on the configuration's initial state", exc)
 
@@ -208,14 +212,28 @@ class Agent:
         """The utilization sampler, when this process serves the admin endpoint."""
         return self.admin.sampler if self.admin is not None else None
 
-    def fleet(self) -> list[dict[str, Any]]:
-        """The live agents' latest heartbeats (empty when the control plane is down)."""
+    def children(self) -> list[dict[str, Any]]:
+        """The live heartbeats of the agents this process forked (its workers): read
+        from the control plane in one small step (empty when it is down)."""
         if self.plane is None:
             return []
         try:
-            return live_agents(self.plane, self.config.heartbeat_interval)
+            now = time.time()
+            return [b for b in self.plane.children(self.id)
+                    if live(b, self.config.heartbeat_interval, now)]
         except Exception:   # the control plane is down: this process's own figures
             return []
+
+    def fleet_load(self) -> dict[str, tuple[int, float]]:
+        """Per unit, the instances of this service and the sum of their utilizations over
+        the last complete window (empty when unknown): a read whose size does not grow
+        with the fleet."""
+        if self.plane is None:
+            return {}
+        try:
+            return self.plane.fleet_load(self.config.service)
+        except Exception:   # the control plane is down
+            return {}
 
     def in_flight(self) -> dict[str, int]:
         """Open transactions and running writes per resource, over all integrations."""
@@ -227,21 +245,49 @@ class Agent:
         return total
 
     def heartbeat(self) -> dict[str, Any]:
-        """What this agent reports to the control plane."""
-        return {
+        """What this agent reports to the control plane: who it is, what it applied,
+        what it has in flight and its load. A forked worker adds what its parent's
+        ``/metrics`` sums up (requests, counters); everything else stays in the process."""
+        beat: dict[str, Any] = {
             "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-            "unit": self.config.unit, "epoch": self.state.epoch,
-            "in_flight": self.in_flight(), "started_at": self.started_at,
-            "reported_at": time.time(), "program": " ".join(sys.argv)[:200],
-            "admin": "{}:{}".format(*self.admin.address)
-            if self.admin is not None and self.admin.address else None,
-            "ppid": os.getppid(),
+            "unit": self.config.unit, "service": self.config.service,
+            "epoch": self.state.epoch, "in_flight": self.in_flight(),
+            "started_at": self.started_at, "reported_at": time.time(),
+            "program": " ".join(sys.argv)[:200],
             "utilization": self._utilization(),
-            "requests": counters.requests().snapshot() if counters.requests().seen else None,
-            "events": counters.stats(), "faults": counters.faults(),
-            "http_health": self._unhealthy_endpoints(),
-            "unreachable": self._witnessed(),
         }
+        if self.admin is not None and self.admin.address:
+            beat["admin"] = "{}:{}".format(*self.admin.address)
+        if self.parent is not None:
+            beat["parent"] = self.parent
+            beat["requests"] = counters.requests().snapshot() \
+                if counters.requests().seen else None
+            beat["events"] = counters.stats()
+            beat["faults"] = counters.faults()
+        if avoided := self._unhealthy_endpoints():
+            beat["http_health"] = avoided
+        if witnessed := self._witnessed():
+            beat["unreachable"] = witnessed
+        return beat
+
+    def _mark(self) -> None:
+        """Write this agent's mark on each database resource whose (epoch, in-flight)
+        changed, while it is locked, or whose epoch changed: what a switch's drain and
+        verify read. Between changes it writes nothing."""
+        state = self.state
+        in_flight: dict[str, int] | None = None
+        for name, resource in self.config.resources.items():
+            if resource.kind == "http":
+                continue
+            last = self._marked.get(name)
+            if last is not None and last[0] == state.epoch and name not in state.locks:
+                continue
+            if in_flight is None:
+                in_flight = self.in_flight()
+            mark = (state.epoch, in_flight.get(name, 0))
+            if mark != last and self.plane is not None:
+                self.plane.mark(name, self.id, *mark)
+                self._marked[name] = mark
 
     def unreachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` of ``resource`` did not reach the server: reported
@@ -253,14 +299,19 @@ class Agent:
             return
         self._unreachable[resource] = (endpoint, now, now)
         counters.count("primary_unreachable")
-        self._beat.set()
+        self._report_now()
 
     def reachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` succeeded: what :meth:`unreachable` said is withdrawn."""
         known = self._unreachable.get(resource)
         if known is not None and known[0] == endpoint:
             self._unreachable.pop(resource, None)
-            self._beat.set()
+            self._report_now()
+
+    def _report_now(self) -> None:
+        """Send the heartbeat now rather than at the next interval."""
+        self._urgent = True
+        self._beat.set()
 
     def _witnessed(self) -> dict[str, dict[str, Any]]:
         """Endpoints that failed a connect in the last :data:`WITNESS_TTL` seconds."""
@@ -276,33 +327,41 @@ class Agent:
 
     def _utilization(self) -> float | None:
         """This instance's utilization, when it serves the admin endpoint: worked out at
-        most once per heartbeat interval (it reads the fleet's heartbeats), however often
-        a lock makes the heartbeat report."""
+        most once per heartbeat interval (it reads the workers' heartbeats), however
+        often the heartbeat reports."""
         if self.admin is None:
             return None
         now = time.monotonic()
         at, value = self._utilization_cache
         if at >= 0 and now - at < self.config.heartbeat_interval:
             return value
-        from .telemetry.metrics import scale_figures
-        value = round(scale_figures(self, self.fleet())["utilization"], 4)
+        from .telemetry.metrics import instance_figures
+        value = round(instance_figures(self, self.children())["utilization"], 4)
         self._utilization_cache = (now, value)
         return value
 
     def _heartbeat_loop(self) -> None:
+        due = 0.0
+        reported = -1
         while not self._stopped and self.plane is not None:
             self._beat.clear()      # before reading what to report: a later set() repeats
             try:
-                self.plane.report(self.heartbeat())
+                # The heartbeat goes out every interval, and at once with a new epoch;
+                # the marks whenever they change (a switch's drain waits on them).
+                if self._urgent or time.monotonic() >= due or self.state.epoch != reported:
+                    epoch, self._urgent = self.state.epoch, False
+                    self.plane.report(self.heartbeat())
+                    due, reported = time.monotonic() + self.config.heartbeat_interval, epoch
+                self._mark()
             except ResilError as exc:   # the control plane is down: said once, not a fault
                 self._report(exc)
             except Exception as exc:    # a full disk must not kill the loop
                 counters.record_fault("heartbeat", exc)
-            # While a switch holds a lock it waits on our in-flight count: report often,
-            # and at once when a write gets held (the last one ends the drain).
-            interval = 0.02 if self.state.locks else self.config.heartbeat_interval
+            # While a switch holds a lock it waits on our in-flight count: look often
+            # (a local check; the control plane hears only of a change).
+            wait = 0.02 if self.state.locks else max(0.0, due - time.monotonic())
             if not self._stopped:
-                self._beat.wait(interval)
+                self._beat.wait(wait)
 
     def _report(self, exc: Exception) -> None:
         message = str(exc)
@@ -364,6 +423,8 @@ class Agent:
         self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
         self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
         self._unreachable = {}
+        self._marked = {}
+        self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
 

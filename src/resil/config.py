@@ -28,6 +28,8 @@ from .topology import Resource, Topology, address_keys
 
 DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
+DEFAULT_SERVICE = "default"
+"""The service of a process whose configuration and environment name none."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -71,6 +73,8 @@ class Config:
     disabled: bool
     disabled_integrations: frozenset[str]
     log_level: str
+    service: str = DEFAULT_SERVICE
+    """The service this process belongs to (``service``, else ``OTEL_SERVICE_NAME``)."""
 
     @property
     def resources(self) -> Mapping[str, Resource]:
@@ -253,7 +257,18 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         disabled=top.flag("disabled"),
         disabled_integrations=frozenset(top.strings("disabled_integrations")),
         log_level=top.text("log_level"),
+        service=_service(top, env),
     )
+
+
+def _service(top: Table, env: Mapping[str, str]) -> str:
+    """The service name: ``service``, else OTel's, else ``default`` (one word: it names
+    the fleet's sums in the control plane)."""
+    named = top.text("service")
+    if named and (not named.isprintable() or any(c.isspace() for c in named)):
+        raise top.error("service", named, "must be one word (no spaces)")
+    otel = "_".join(env.get("OTEL_SERVICE_NAME", "").split())
+    return named or otel or DEFAULT_SERVICE
 
 
 def _table(raw: dict[str, Any], section: str, source: Source) -> Table:

@@ -128,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("unit", "str", None,
             "This process's own unit (zone, site, region); must be one of the units.",
             required=True),
+    Setting("service", "str", "",
+            "The name of the service this process belongs to: the scale figures "
+            "(`desired_instances`, instances per unit) add up the instances of one service. "
+            "Empty: `OTEL_SERVICE_NAME` when set, else `default`. Name it whenever several "
+            "services share a control plane."),
     Setting("units", "list", (),
             "Declared units. Optional: when absent, the units are those named by the "
             "resources' endpoints; when present, every endpoint must be in one of them.",

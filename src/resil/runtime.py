@@ -68,6 +68,10 @@ class AgentView(Runtime, Protocol):
     def in_flight(self) -> dict[str, int]:
         """Open transactions and running writes per resource, over all integrations."""
 
-    def fleet(self) -> list[dict[str, Any]]:
-        """The live agents' latest heartbeats: one control-plane read (empty when the
-        control plane is unreachable)."""
+    def children(self) -> list[dict[str, Any]]:
+        """The live heartbeats of the agents this process forked (its workers; empty
+        when the control plane is unreachable)."""
+
+    def fleet_load(self) -> dict[str, tuple[int, float]]:
+        """Per unit, the instances of this service and the sum of their utilizations
+        over the last complete window (empty when unknown)."""

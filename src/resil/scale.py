@@ -9,9 +9,11 @@
   by the gate right now.
 - **desired_instances**: what Kubernetes' horizontal autoscaler would compute from a
   target utilization: ``ceil(instances × mean utilization / target)``, unchanged while
-  the ratio is within the tolerance band (0.1). Instances and their utilization come
-  from the heartbeats of every instance of the deployment in the control plane, so each
-  instance answers with the same fleet-wide number.
+  the ratio is within the tolerance band (0.1). Instances and their utilization are
+  the service's sums over the last complete window in the control plane (every
+  heartbeat adds to them; see :meth:`resil.control.base.ControlPlane.fleet_load`), so
+  each instance answers with the same fleet-wide number, and reading it costs the same
+  at 10 instances as at 5,000.
 """
 
 from __future__ import annotations
@@ -47,13 +49,12 @@ class Sampler:
         return max(0.0, (busy_total - busy_then) / (elapsed * capacity))
 
 
-def desired_instances(utilizations: list[float], target: float,
+def desired_instances(instances: int, utilization_sum: float, target: float,
                       tolerance: float = TOLERANCE) -> int:
-    """The HPA rule over the instances' current utilizations."""
-    current = len(utilizations)
-    if current == 0 or target <= 0:
-        return max(current, 1)
-    ratio = (sum(utilizations) / current) / target
+    """The HPA rule over ``instances`` whose utilizations add up to ``utilization_sum``."""
+    if instances <= 0 or target <= 0:
+        return max(instances, 1)
+    ratio = (utilization_sum / instances) / target
     if abs(ratio - 1.0) <= tolerance:
-        return current
-    return max(1, math.ceil(current * ratio))
+        return instances
+    return max(1, math.ceil(instances * ratio))

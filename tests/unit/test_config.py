@@ -242,7 +242,8 @@ READ = {
     "routing.forward_to": lambda c: c.forward_to,
 }
 COMPUTED = {"unit", "units", "control.url",   # required, or derived from other keys
-            "control.previous_signing_keys_env"}     # the keys it names are kept
+            "control.previous_signing_keys_env",     # the keys it names are kept
+            "service"}                               # OTel's name, else "default"
 COMPUTED_RESOURCE_KEYS = {"kind", "endpoints", "primary"}
 #: No alias by default: any other default would give every resource the same address.
 UNCHANGEABLE_RESOURCE_KEYS = {"aliases"}
@@ -406,3 +407,21 @@ def test_only_declared_choices_are_accepted(write_config, key):
         config = load_config(path, env={setting.env: choice.swapcase(), "RESIL_ROUTING_"
                                         "FORWARD_TO": "web"})
         assert READ[key](config) == choice      # the declared spelling, whatever the case
+
+
+@pytest.mark.parametrize("setting,env,expected", [
+    ("", {}, "default"),
+    ("", {"OTEL_SERVICE_NAME": "checkout"}, "checkout"),          # OTel's name when set
+    ("", {"OTEL_SERVICE_NAME": "  my shop "}, "my_shop"),         # made one word
+    ('service = "orders"', {"OTEL_SERVICE_NAME": "checkout"}, "orders"),  # ours first
+    ("", {"RESIL_SERVICE": "orders"}, "orders"),
+])
+def test_the_service_name(write_config, setting, env, expected):
+    path = write_config(setting + "\n" + MINIMAL)
+    assert load_config(path, env={**SIGNING_ENV, **env}).service == expected
+
+
+def test_a_service_name_with_a_space_is_refused(write_config):
+    path = write_config('service = "my shop"\n' + MINIMAL)
+    with pytest.raises(ConfigError, match="service.*one word"):
+        load_config(path, env=SIGNING_ENV)

@@ -30,4 +30,4 @@ def test_utilization_over_the_window():
     ([], 0.6, 1),
 ])
 def test_the_hpa_rule(utilizations, target, desired):
-    assert desired_instances(utilizations, target) == desired
+    assert desired_instances(len(utilizations), sum(utilizations), target) == desired

@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .._version import __version__
-from ..config import Config, load_config
+from ..config import DEFAULT_SERVICE, Config, load_config
 from ..control import open_configured
-from ..control.base import ControlPlane, live_agents
+from ..control.base import ControlPlane, live
 from ..errors import (
     ConfigError,
     ControlPlaneError,
@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="unit, control-plane epoch, primaries, weights, locks")
     status.add_argument("--config", metavar="PATH", help="configuration file")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--agents", action="store_true",
+                        help=f"list every agent (by default only up to {LIST_UP_TO}; beyond, "
+                             "a summary per service and unit)")
     status.set_defaults(func=_status)
 
     db = sub.add_parser("db", help="database primaries")
@@ -468,7 +471,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        _print_status(report)
+        _print_status(report, every_agent=args.agents)
     return 1 if problem else 0
 
 
@@ -490,8 +493,9 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
     except ControlPlaneError as exc:
         return initial, None, str(exc), [], "", {}
     try:
-        live = {a["id"] for a in live_agents(plane, config.heartbeat_interval)}
-        agents = [{**a, "live": a["id"] in live} for a in plane.agents()]
+        now = time.time()
+        agents = [{**a, "live": live(a, config.heartbeat_interval, now)}
+                  for a in plane.agents()]
         stored = read_stored(config, plane)
         alive = {name: _lock_progress(plane, name, lock.holder)
                  for name, lock in stored.state.locks.items()}
@@ -544,8 +548,11 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
                          **(progress or {}).get(name, {"lease_alive": False, "step": None,
                                                        "step_age_s": None})}
                   for name, lock in state.locks.items()},
+        "fleet": _fleet_summary(agents or [], state.epoch),
         "agents": [
-            {"id": a.get("id"), "unit": a.get("unit"), "epoch": a.get("epoch"),
+            {"id": a.get("id"), "unit": a.get("unit"),
+             "service": a.get("service") or DEFAULT_SERVICE,
+             "epoch": a.get("epoch"),
              "in_flight": a.get("in_flight", {}), "live": a.get("live", False),
              "age_s": round(time.time() - float(a.get("reported_at", 0)), 1),
              "program": a.get("program", ""), "admin": a.get("admin"),
@@ -557,7 +564,32 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
     }
 
 
-def _print_status(report: dict[str, Any]) -> None:
+LIST_UP_TO = 10
+"""``resil status`` lists agents one by one up to this many (``--agents``: all)."""
+
+
+def _fleet_summary(agents: list[dict[str, Any]], epoch: int) -> list[dict[str, Any]]:
+    """Per service and unit: live and stale agents, those behind ``epoch``, and their
+    open transactions per resource."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in agents:
+        key = (str(a.get("service") or DEFAULT_SERVICE), str(a.get("unit")))
+        group = groups.setdefault(key, {"service": key[0], "unit": key[1], "live": 0,
+                                        "stale": 0, "behind": 0, "in_flight": {}})
+        if not a.get("live"):
+            group["stale"] += 1
+            continue
+        group["live"] += 1
+        try:
+            group["behind"] += int(a.get("epoch", 0)) < epoch
+            for resource, busy in dict(a.get("in_flight") or {}).items():
+                group["in_flight"][resource] = group["in_flight"].get(resource, 0) + int(busy)
+        except (TypeError, ValueError):
+            continue
+    return [groups[k] for k in sorted(groups)]
+
+
+def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
     control = report["control"]
     print(f"unit:     {report['unit']}")
     if control["issuer"]:
@@ -598,6 +630,15 @@ def _print_status(report: dict[str, Any]) -> None:
     agents = report["agents"]
     print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
           " (none has reported: agents report once they have routed a connection)"))
+    for group in report["fleet"]:
+        busy = ", ".join(f"{r}={n}" for r, n in group["in_flight"].items() if n) or "idle"
+        behind = f", {group['behind']} BEHIND" if group["behind"] else ""
+        stale = f", {group['stale']} stale" if group["stale"] else ""
+        print(f"  service {group['service']:<16} unit {group['unit']:<10} "
+              f"{group['live']} live{behind}{stale}; {busy}")
+    if len(agents) > LIST_UP_TO and not every_agent:
+        print(f"  (resil status --agents lists all {len(agents)})")
+        return
     for a in agents:
         busy = ", ".join(f"{r}={n}" for r, n in a["in_flight"].items() if n) or "idle"
         behind = "" if a["epoch"] == control["epoch"] else f"  BEHIND (epoch {a['epoch']})"

@@ -41,7 +41,7 @@ def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
         from .file import FileControlPlane
         return FileControlPlane(unquote(parts.path), topology, key,
                                 poll_interval=poll_interval, clock=clock,
-                                 previous_keys=previous_keys)
+                                agent_ttl=agent_ttl, previous_keys=previous_keys)
     if parts.scheme in ("redis", "rediss", "redis+sentinel"):
         from .redis import RedisControlPlane
         return RedisControlPlane(url, topology, key, poll_interval=poll_interval, clock=clock,
@@ -50,7 +50,15 @@ def open_control_plane(url: str, topology: Topology, key: bytes | None, *,
                             "available in this version; use a file:// URL")
 
 
+def agent_ttl(heartbeat_interval: float) -> float:
+    """How long a heartbeat outlives its last report: three intervals, at least 10 s."""
+    return max(10.0, 3 * heartbeat_interval)
+
+
 def open_configured(config: Config, **options: Any) -> ControlPlane:
-    """The control plane ``config`` names, with its signing keys (current and previous)."""
+    """The control plane ``config`` names, with its signing keys (current and previous)
+    and the heartbeats' time to live its heartbeat interval implies (agents and
+    operator commands must agree on it: it is also the width of the load windows)."""
+    options.setdefault("agent_ttl", agent_ttl(config.heartbeat_interval))
     return open_control_plane(config.control_url, config.topology, config.signing_key,
                               previous_keys=config.previous_signing_keys, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,13 @@ class Watch(Protocol):
     def stop(self) -> None:
         """Stop watching and release the watcher's resources."""
 
+
+MAX_EPOCH = 2**53
+"""No genuine epoch is higher (one publish per millisecond for 285,000 years): a
+heartbeat or stored state claiming more was forged."""
+
+Mark = tuple[int, int]
+"""What an agent last marked on a resource: (applied epoch, open transactions there)."""
 
 NOTE_TTL = 600.0
 """Seconds a lease's note outlives its last renewal: long enough for a resolver (or an
@@ -81,7 +88,36 @@ class ControlPlane(Protocol):
         """Remove an agent's heartbeat (it is stopping)."""
 
     def agents(self) -> list[dict[str, Any]]:
-        """The latest heartbeat of every agent that reported, oldest first."""
+        """The latest heartbeat of every agent that reported, oldest first. Reads the
+        whole fleet: for operator commands (``resil status``), never an agent's loop."""
+
+    def agent_ids(self) -> set[str]:
+        """The ids of the agents whose heartbeat has not expired (names only, not their
+        contents: cheap enough for a switch to read once per step)."""
+
+    def heartbeats(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The heartbeats of these agents (an expired one is absent)."""
+
+    def children(self, parent: str) -> list[dict[str, Any]]:
+        """The heartbeats of the agents forked by the agent ``parent`` (gunicorn's
+        workers, whose requests and counters their master's ``/metrics`` adds up)."""
+
+    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int) -> None:
+        """Record, in ``resource``'s own structure, the epoch an agent applied and its
+        open transactions on the resource. Agents write it when either changes during a
+        lock, and on every epoch change; a switch reads it (:meth:`marks`)."""
+
+    def marks(self, resource: str, ids: Collection[str]) -> dict[str, Mark]:
+        """The last :meth:`mark` of each of these agents on ``resource`` (absent: none)."""
+
+    def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
+        """The instances of ``service`` that reported utilization over the last complete
+        window, per unit: (instances, sum of their utilizations). Aggregated by the
+        reports themselves (:meth:`report`), so reading it does not grow with the fleet."""
+
+    def applied_epoch(self) -> int:
+        """The highest epoch that agents reported applying in the last two windows (0:
+        none): a stored state older than this was lost or rolled back."""
 
     def lease(self, name: str, holder: str, ttl: float, note: str = "") -> bool:
         """Take the lease ``name`` if it is free or expired, or renew it if ``holder``
@@ -112,16 +148,37 @@ def live_agents(plane: ControlPlane, interval: float) -> list[dict[str, Any]]:
     future is not believed: it would otherwise stay "live" for ever and make every
     switch wait out its drain and verify timeouts."""
     now = time.time()
+    return [beat for beat in plane.agents() if live(beat, interval, now)]
+
+
+def live(beat: Mapping[str, Any], interval: float, now: float) -> bool:
+    """Whether a heartbeat is recent (see :func:`live_agents`)."""
     window = 3 * interval + 1
-    found = []
-    for beat in plane.agents():
+    try:
+        age = now - float(beat.get("reported_at", 0))
+    except (TypeError, ValueError):
+        return False
+    return -window <= age <= window
+
+
+def highest_epoch(beats: list[dict[str, Any]]) -> int:
+    """The highest believable epoch in these heartbeats (0 when none)."""
+    epochs = [0]
+    for beat in beats:
         try:
-            age = now - float(beat.get("reported_at", 0))
+            epoch = int(beat.get("epoch", 0))
         except (TypeError, ValueError):
             continue
-        if -window <= age <= window:
-            found.append(beat)
-    return found
+        if 0 <= epoch <= MAX_EPOCH:
+            epochs.append(epoch)
+    return max(epochs)
+
+
+def load_window(agent_ttl: float) -> float:
+    """The width of the windows the fleet's load and applied epochs are summed over:
+    the heartbeat's time to live, so that every live agent (reporting at least three
+    times per ``agent_ttl``) lands in every window exactly once."""
+    return max(1.0, agent_ttl)
 
 
 LEASE_FLOOR = 61.0

@@ -20,15 +20,16 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..clock import Clock
+from ..config import DEFAULT_SERVICE
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import NOTE_TTL, LeaseNote, lease_cap
+from .base import NOTE_TTL, LeaseNote, Mark, highest_epoch, lease_cap
 
 log = logging.getLogger("resil.control")
 _Identity = tuple[int, int, int]
@@ -38,7 +39,7 @@ class FileControlPlane:
     """Control state in a local JSON file (the embedded default)."""
 
     def __init__(self, path: str | os.PathLike[str], topology: Topology, key: bytes | None, *,
-                 poll_interval: float, clock: Clock,
+                 poll_interval: float, clock: Clock, agent_ttl: float = 10.0,
                  previous_keys: Sequence[bytes] = ()) -> None:
         self.path = Path(path)
         self.url = self.path.as_uri() if self.path.is_absolute() else f"file:{self.path}"
@@ -47,6 +48,7 @@ class FileControlPlane:
         self._previous = tuple(previous_keys)
         self._poll_interval = poll_interval
         self._clock = clock
+        self._agent_ttl = agent_ttl
 
     def _identity(self) -> _Identity | None:
         try:
@@ -133,6 +135,75 @@ class FileControlPlane:
                 continue
             found.append(beat)
         return sorted(found, key=lambda b: float(b.get("started_at", 0)))
+
+    # One machine's agents are few: the fleet-wide questions read every heartbeat.
+
+    def agent_ids(self) -> set[str]:
+        """The ids of the heartbeats on file (of processes still running here)."""
+        return {str(beat.get("id")) for beat in self.agents()}
+
+    def heartbeats(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The heartbeats of these agents."""
+        wanted = set(ids)
+        return {str(b.get("id")): b for b in self.agents() if str(b.get("id")) in wanted}
+
+    def children(self, parent: str) -> list[dict[str, Any]]:
+        """The heartbeats of the agents ``parent`` forked."""
+        return [beat for beat in self.agents() if beat.get("parent") == parent]
+
+    def _marks_dir(self, resource: str) -> Path:
+        return self.agents_dir / ("marks-" + re.sub(r"[^A-Za-z0-9_.-]", "_", resource))
+
+    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int) -> None:
+        """Replace this agent's mark file for ``resource`` atomically."""
+        folder = self._marks_dir(resource)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / self._agent_file(agent_id).name,
+                      f"{int(epoch)} {int(in_flight)}".encode(), durable=False)
+
+    def marks(self, resource: str, ids: Collection[str]) -> dict[str, Mark]:
+        """These agents' marks on ``resource``."""
+        folder = self._marks_dir(resource)
+        found: dict[str, Mark] = {}
+        for agent_id in ids:
+            try:
+                epoch, busy = (folder / self._agent_file(agent_id).name).read_text().split()
+                found[agent_id] = (int(epoch), int(busy))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def _recent(self) -> list[dict[str, Any]]:
+        """The heartbeats reported within the heartbeat's time to live."""
+        now = self._clock()
+        found = []
+        for beat in self.agents():
+            try:
+                if now - float(beat.get("reported_at", 0)) <= self._agent_ttl:
+                    found.append(beat)
+            except (TypeError, ValueError):
+                continue
+        return found
+
+    def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
+        """Per unit, the recent instances of ``service`` that report utilization, and
+        the sum of their utilizations."""
+        found: dict[str, tuple[int, float]] = {}
+        for beat in self._recent():
+            if beat.get("utilization") is None or \
+                    (beat.get("service") or DEFAULT_SERVICE) != service:
+                continue
+            unit = str(beat.get("unit", ""))
+            count, total = found.get(unit, (0, 0.0))
+            try:
+                found[unit] = (count + 1, total + float(beat["utilization"]))
+            except (TypeError, ValueError):
+                continue
+        return found
+
+    def applied_epoch(self) -> int:
+        """The highest epoch in the recent heartbeats."""
+        return highest_epoch(self._recent())
 
     def _lease_file(self, name: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)

@@ -8,6 +8,15 @@ Keys, all under a prefix (``resil`` unless the URL says ``?prefix=...``):
     A pub/sub channel; every publish sends the same bytes on it.
 ``{prefix}:agents:{id}``
     One agent's heartbeat (JSON), expiring ``agent_ttl`` seconds after its last report.
+``{prefix}:children:{id}``
+    The ids of the agents forked by agent ``id`` (a set, expiring like a heartbeat).
+``{prefix}:marks:{resource}``
+    A hash: agent id → ``"epoch in_flight"``, what each agent last applied and has open
+    on the resource. Written on change; read by a switch's drain and verify.
+``{prefix}:fleet:{width}:{window}``
+    A hash summed by every heartbeat in one window of ``width`` ms: the highest applied
+    ``epoch``, and per service and unit the instances (``n``) and their utilization
+    (``u``) that reported in it. Read: the last complete window (O(1) for every agent).
 ``{prefix}:lease:{name}``
     A lease: the holder's name, expiring with the lease.
 
@@ -31,17 +40,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import context
 from ..clock import Clock
+from ..config import DEFAULT_SERVICE
 from ..envvars import default_poll_interval
 from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
-from .base import NOTE_TTL, LeaseNote, lease_cap
+from .base import MAX_EPOCH, NOTE_TTL, LeaseNote, Mark, lease_cap, load_window
 from .redis_url import SCHEMES, RedisURL, glob_escape, parse_url
 from .redis_watch import CONNECT_TIMEOUT, RedisWatch
 
@@ -84,6 +94,29 @@ A lease another holder has for longer than ``ARGV[3]`` ms (or for ever) is not o
 holder asking for the same ``ttl`` could have taken: it is forged, and taken over (2).
 A holder that holds it and gives a note (``ARGV[4]``) records it in ``KEYS[2]``, which
 outlives the lease (``ARGV[5]`` ms): a resolver reads what a dead holder last said."""
+
+_REPORT_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local epoch = tonumber(ARGV[3])
+local seen = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
+if epoch > seen then
+  redis.call('HSET', KEYS[2], 'epoch', ARGV[3])
+end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', KEYS[2], 'n ' .. ARGV[5], 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'u ' .. ARGV[5], ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if ARGV[7] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+return 1
+"""
+"""One heartbeat: store it (``KEYS[1]``), raise the window's highest applied epoch and,
+once per window (``ARGV[5]`` = ``service unit``), add the instance and its utilization
+to the window's sums (``KEYS[2]``); a forked agent joins its parent's children
+(``KEYS[3]``)."""
 
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -138,6 +171,10 @@ class RedisControlPlane:
         self._client = self.new_client()
         self._lease_script: Script = self._client.register_script(_LEASE_SCRIPT)
         self._release_script: Script = self._client.register_script(_RELEASE_SCRIPT)
+        self._report_script: Script = self._client.register_script(_REPORT_SCRIPT)
+        self._window = load_window(agent_ttl)
+        self._counted: dict[str, int] = {}
+        """agent id -> the last window its load was added to (once per window)."""
 
     # ------------------------------------------------------------ connections
 
@@ -265,11 +302,35 @@ class RedisControlPlane:
         return f"{self.prefix}:agents:{agent_id}"
 
     def report(self, heartbeat: Mapping[str, Any]) -> None:
-        """Store this agent's heartbeat; it expires ``agent_ttl`` after this report."""
+        """Store this agent's heartbeat (it expires ``agent_ttl`` after this report) and
+        add it to the current window's sums, in one round trip."""
         data = json.dumps(dict(heartbeat), sort_keys=True).encode()
-        key = self.agent_key(str(heartbeat["id"]))
+        agent_id = str(heartbeat["id"])
+        key = self.agent_key(agent_id)
+        now = self._clock()
+        window = int(now // self._window)
+        load, utilization = "", 0.0
+        if heartbeat.get("utilization") is not None and self._counted.get(agent_id) != window:
+            load = f"{heartbeat.get('service') or DEFAULT_SERVICE} {heartbeat.get('unit', '')}"
+            utilization = float(heartbeat["utilization"])
+        parent = str(heartbeat.get("parent") or "")
+        epoch = int(heartbeat.get("epoch", 0))
+        if not 0 <= epoch <= MAX_EPOCH:
+            epoch = 0               # forged: must not hide the genuine highest epoch
         with self._talking(f"report to {key}"):
-            self._client.set(key, data, px=self._agent_ttl_ms)
+            self._report_script(
+                keys=[key, self._fleet_key(window), self._children_key(parent or agent_id)],
+                args=[data, self._agent_ttl_ms, epoch,
+                      round(3 * self._window * 1000), load, repr(utilization),
+                      agent_id if parent else ""])
+        if load:
+            self._counted[agent_id] = window
+
+    def _fleet_key(self, window: int) -> str:
+        return f"{self.prefix}:fleet:{round(self._window * 1000)}:{window}"
+
+    def _children_key(self, parent: str) -> str:
+        return f"{self.prefix}:children:{parent}"
 
     def retire(self, agent_id: str) -> None:
         """Delete this agent's heartbeat; when Redis is down, leave it to expire."""
@@ -281,21 +342,112 @@ class RedisControlPlane:
 
     def agents(self) -> list[dict[str, Any]]:
         """Every live heartbeat (expired ones are gone), oldest agent first."""
-        pattern = f"{glob_escape(self.prefix)}:agents:*"
-        found: list[dict[str, Any]] = []
         with self._talking("list agents"):
-            keys = list(self._client.scan_iter(match=pattern, count=500))
+            keys = list(self._client.scan_iter(match=self._agents_pattern(), count=1000))
             values = self._client.mget(keys) if keys else []
-        for raw in values:
-            if raw is None:
-                continue                        # expired between SCAN and MGET
+        return sorted((b for b in map(_beat, values) if b is not None), key=_started_at)
+
+    def _agents_pattern(self) -> str:
+        return f"{glob_escape(self.prefix)}:agents:*"
+
+    def agent_ids(self) -> set[str]:
+        """The ids of the agents with a heartbeat: key names only (SCAN), no contents."""
+        start = len(self.agent_key(""))
+        with self._talking("list agents"):
+            return {(k.decode() if isinstance(k, bytes) else str(k))[start:]
+                    for k in self._client.scan_iter(match=self._agents_pattern(), count=1000)}
+
+    def heartbeats(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The heartbeats of these agents (one MGET; expired ones are absent)."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        with self._talking("read heartbeats"):
+            values = self._client.mget([self.agent_key(i) for i in wanted])
+        return {i: beat for i, raw in zip(wanted, values, strict=True)
+                if (beat := _beat(raw)) is not None}
+
+    def children(self, parent: str) -> list[dict[str, Any]]:
+        """The heartbeats of the agents ``parent`` forked; members whose heartbeat
+        expired (a worker that died) are dropped from the set."""
+        key = self._children_key(parent)
+        with self._talking(f"read {key}"):
+            members = [m.decode() if isinstance(m, bytes) else str(m)
+                       for m in self._client.smembers(key)]
+        found = self.heartbeats(members)
+        gone = [m for m in members if m not in found]
+        if gone:
+            with self._talking(f"update {key}"):
+                self._client.srem(key, *gone)
+        return sorted(found.values(), key=_started_at)
+
+    def marks_key(self, resource: str) -> str:
+        """Where the agents' marks on ``resource`` live."""
+        return f"{self.prefix}:marks:{resource}"
+
+    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int) -> None:
+        """Set this agent's field in the resource's marks (the hash outlives the last
+        write by :data:`NOTE_TTL`; a switch reads only live agents' fields)."""
+        key = self.marks_key(resource)
+        with self._talking(f"mark {key}"), self._client.pipeline(transaction=False) as pipe:
+            pipe.hset(key, agent_id, f"{int(epoch)} {int(in_flight)}")
+            pipe.pexpire(key, round(NOTE_TTL * 1000))
+            pipe.execute()
+
+    def marks(self, resource: str, ids: Collection[str]) -> dict[str, Mark]:
+        """These agents' marks on ``resource`` (one HMGET)."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        key = self.marks_key(resource)
+        with self._talking(f"read {key}"):
+            values = self._client.hmget(key, wanted)
+        found: dict[str, Mark] = {}
+        for agent_id, raw in zip(wanted, values, strict=True):
             try:
-                beat = json.loads(raw)
+                epoch, busy = (raw.decode() if isinstance(raw, bytes) else str(raw)).split()
+                found[agent_id] = (int(epoch), int(busy))
+            except (ValueError, AttributeError):
+                continue        # absent (None) or not a mark
+        return found
+
+    def _last_window(self) -> dict[str, str]:
+        key = self._fleet_key(int(self._clock() // self._window) - 1)
+        with self._talking(f"read {key}"):
+            raw = self._client.hgetall(key)
+        return {(k.decode() if isinstance(k, bytes) else str(k)):
+                (v.decode() if isinstance(v, bytes) else str(v)) for k, v in raw.items()}
+
+    def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
+        """Per unit, the instances of ``service`` that reported utilization in the last
+        complete window and the sum of their utilizations (one HGETALL)."""
+        sums = self._last_window()
+        found: dict[str, tuple[int, float]] = {}
+        for field, value in sums.items():
+            kind, _, rest = field.partition(" ")
+            name, _, unit = rest.partition(" ")
+            if kind != "n" or name != service:
+                continue
+            try:
+                found[unit] = (int(value), float(sums.get(f"u {rest}", 0.0)))
             except ValueError:
                 continue
-            if isinstance(beat, dict):
-                found.append(beat)
-        return sorted(found, key=_started_at)
+        return found
+
+    def applied_epoch(self) -> int:
+        """The highest epoch reported in this window or the last (an implausible one,
+        from a forged heartbeat, is ignored)."""
+        window = int(self._clock() // self._window)
+        with self._talking("read the applied epochs"):
+            values = [self._client.hget(self._fleet_key(w), "epoch") for w in (window - 1,
+                                                                              window)]
+        epochs = [0]
+        for raw in values:
+            try:
+                epochs.append(int(raw or 0))
+            except ValueError:
+                continue
+        return max(e for e in epochs if 0 <= e <= MAX_EPOCH)
 
     # ------------------------------------------------------------ leases
 
@@ -380,6 +532,17 @@ class RedisControlPlane:
             watch.stop()
         with context.bypass():
             self._client.close()
+
+
+def _beat(raw: object) -> dict[str, Any] | None:
+    """A stored heartbeat, or None (expired, or not a JSON object)."""
+    if raw is None:
+        return None
+    try:
+        beat = json.loads(raw)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return None
+    return beat if isinstance(beat, dict) else None
 
 
 def _started_at(beat: Mapping[str, Any]) -> float:

@@ -32,13 +32,13 @@ from .. import spans
 from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane
-from ..control.base import live_agents
 from ..errors import ResilError, SignalError, SwitchError, SwitchInterrupted
 from ..state import ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from . import locks, truth
 from .converge import converge
+from .fleet import Pending
 from .servers import Credentials, Server, database_resource, open_server, same_address
 
 
@@ -271,10 +271,10 @@ class Switch:
         lag = status.get("lag")
         if lag is None or lag > self.options.max_lag:
             raise SwitchError(f"target {new.endpoint} lags {lag} s (max {self.options.max_lag})")
-        agents = self._live_agents()
+        agents = len(self.plane.agent_ids())
         self._warn_semi_sync(old)
         return (f"target {new.endpoint} replicating, lag {lag:g} s; "
-                f"{len(agents)} live agent(s)")
+                f"{agents} live agent(s)")
 
     def _warn_semi_sync(self, old: Server) -> None:
         """Say when the primary's semi-sync timeout is shorter than a default monitor
@@ -308,16 +308,13 @@ class Switch:
 
     def _drain(self, name: str, lock_epoch: int) -> str:
         deadline = self.clock() + self.options.drain_timeout
+        pending = Pending.start(self.plane, name, self.config.heartbeat_interval)
         while True:
-            agents = self._live_agents()
-            behind = [a for a in agents if int(a.get("epoch", 0)) < lock_epoch]
-            busy = sum(int(a.get("in_flight", {}).get(name, 0)) for a in agents
-                       if a not in behind)
-            if not behind and not busy:
-                return f"{len(agents)} agent(s) holding writes, 0 open transactions"
+            if pending.check(lock_epoch, idle=True):
+                return f"{pending.seen} agent(s) holding writes, 0 open transactions"
             if self.clock() > deadline:
-                return (f"gave up waiting: {len(behind)} agent(s) behind, {busy} open "
-                        "transaction(s) will be interrupted")
+                return (f"gave up waiting: {len(pending.behind)} agent(s) behind, "
+                        f"{pending.busy} open transaction(s) will be interrupted")
             time.sleep(0.01)
 
     def _catch_up(self, new: Server, position: str) -> str:
@@ -357,17 +354,14 @@ class Switch:
         token = f"{epoch}:{uuid.uuid4().hex[:8]}"
         new.probe(token)
         deadline = self.clock() + self.options.verify_timeout
-        while True:
-            agents = self._live_agents()
-            behind = [a["id"] for a in agents if int(a.get("epoch", 0)) < epoch]
-            if not behind or self.clock() > deadline:
-                break
+        pending = Pending.start(self.plane, name, self.config.heartbeat_interval)
+        while not pending.check(epoch, idle=False) and self.clock() <= deadline:
             time.sleep(0.01)
-        self.behind = list(behind)
-        applied = len(agents) - len(behind)
-        lagging = f"; NOT applied by {', '.join(behind)}" if behind else ""
-        return f"probe written ({token}); {applied}/{len(agents)} agent(s) on epoch {epoch}" \
-            f"{lagging}"
+        self.behind = list(pending.behind)
+        applied = pending.seen - len(pending.behind)
+        lagging = f"; NOT applied by {', '.join(self.behind)}" if self.behind else ""
+        return f"probe written ({token}); {applied}/{pending.seen} agent(s) on epoch " \
+            f"{epoch}{lagging}"
 
     def _rollback(self, resource: Resource, old: Server, fenced: bool,
                   exc: BaseException) -> None:
@@ -414,5 +408,3 @@ class Switch:
         # Never the configuration's primaries, nor a lost or rolled-back state: see truth.
         return truth.trusted_state(self.config, self.plane, issuer(), self.out)
 
-    def _live_agents(self) -> list[dict[str, Any]]:
-        return live_agents(self.plane, self.config.heartbeat_interval)

@@ -21,18 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..config import Config
-from ..control import ControlPlane, live_agents
+from ..control import ControlPlane
 from ..errors import SignalError, SwitchError
 from ..state import ControlState, Signal
 from ..topology import Resource
 from .servers import Credentials, open_server, same_address
-
-#: Epochs above this in a heartbeat are not believed (JSON's safe integer range): a
-#: forged heartbeat must not drive every later epoch out of range.
-MAX_EPOCH = 2**53
 
 
 @dataclass(frozen=True)
@@ -53,19 +48,6 @@ class Stored:
         return not self.problem
 
 
-def agents_epoch(agents: list[dict[str, Any]]) -> int:
-    """The highest believable epoch in these heartbeats (0 when none)."""
-    epochs = [0]
-    for beat in agents:
-        try:
-            epoch = int(beat.get("epoch", 0))
-        except (TypeError, ValueError):
-            continue
-        if 0 <= epoch <= MAX_EPOCH:
-            epochs.append(epoch)
-    return max(epochs)
-
-
 def read(config: Config, plane: ControlPlane) -> Stored:
     """Read the stored state and judge it against the live agents' heartbeats.
 
@@ -73,7 +55,7 @@ def read(config: Config, plane: ControlPlane) -> Stored:
     reached at all (nothing can be judged, nothing should be published).
     """
     initial = ControlState.initial(config.topology)
-    highest = agents_epoch(live_agents(plane, config.heartbeat_interval))
+    highest = plane.applied_epoch()
     try:
         signal = plane.load()
     except SignalError as exc:

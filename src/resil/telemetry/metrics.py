@@ -67,19 +67,33 @@ def _rss_bytes() -> int:
         return 0
 
 
-def scale_figures(agent: AgentView, beats: Beats) -> dict[str, float]:
-    """Capacity, utilization, saturation and the fleet's desired_instances (see scale),
-    from ``beats``, the live heartbeats (:meth:`AgentView.fleet`)."""
-    requests, workers, fleet = _instance(beats)
+def instance_figures(agent: AgentView, children: Beats) -> dict[str, float]:
+    """This instance's capacity, utilization and saturation (see :mod:`resil.scale`),
+    from its own requests and those of its workers (``children``, their heartbeats)."""
+    requests, workers = _instance(children)
     capacity = agent.config.capacity or max(workers, 1)
     sampler = agent.sampler
     utilization = sampler.utilization(requests["seconds"], capacity) if sampler else 0.0
     saturation = max(0, requests["in_flight"] - capacity) + counters.holding()
-    utilizations = [u for other, u in fleet.items() if other != agent.id] + [utilization]
-    return {"capacity": capacity, "utilization": utilization, "saturation": saturation,
-            "instances": len(utilizations),
-            "desired_instances": desired_instances(utilizations,
-                                                   agent.config.target_utilization)}
+    return {"capacity": capacity, "utilization": utilization, "saturation": saturation}
+
+
+def scale_figures(agent: AgentView, children: Beats) -> dict[str, Any]:
+    """:func:`instance_figures`, plus the service's instances (in all and per unit) and
+    ``desired_instances`` over the last complete window of the fleet's sums
+    (:meth:`~resil.control.base.ControlPlane.fleet_load`). Before a window has
+    completed, the fleet is this instance alone."""
+    figures: dict[str, Any] = instance_figures(agent, children)
+    load = {unit: (n, u) for unit, (n, u) in agent.fleet_load().items() if n > 0}
+    per_unit = {unit: n for unit, (n, _) in load.items()}
+    total = sum(u for _, u in load.values())
+    if not per_unit:
+        per_unit, total = {agent.config.unit: 1}, figures["utilization"]
+    instances = sum(per_unit.values())
+    figures.update(instances=instances, per_unit=per_unit,
+                   desired_instances=desired_instances(
+                       instances, total, agent.config.target_utilization))
+    return figures
 
 
 def _instance_counters(children: Beats) -> tuple[dict[str, float], dict[str, int]]:
@@ -96,45 +110,38 @@ def _instance_counters(children: Beats) -> tuple[dict[str, float], dict[str, int
     return stats, faults
 
 
-def _children(beats: Beats) -> Beats:
-    """Live heartbeats of this process's child processes (gunicorn workers)."""
-    me = os.getpid()
-    return [b for b in beats if b.get("ppid") == me and b.get("pid") != me]
-
-
-def _instance(beats: Beats) -> tuple[dict[str, Any], int, dict[str, float]]:
-    """This instance's requests (itself and its workers), how many workers report, and
-    every live instance's last reported utilization."""
+def _instance(children: Beats) -> tuple[dict[str, Any], int]:
+    """This instance's requests (itself and its workers), and how many workers report."""
     snapshots = [counters.requests().snapshot()]
-    workers = 0
-    fleet: dict[str, float] = {}
-    for beat in _children(beats):
+    for beat in children:
         if beat.get("requests"):
             snapshots.append(beat["requests"])
-            workers += 1
-    for beat in beats:
-        if beat.get("utilization") is not None:
-            fleet[str(beat.get("id"))] = float(beat["utilization"])
-    return combine(snapshots), workers, fleet
+    return combine(snapshots), len(snapshots) - 1
 
 
-def _scale_metrics(agent: AgentView, beats: Beats, out: _Text) -> None:
+def _scale_metrics(agent: AgentView, children: Beats, out: _Text) -> None:
     if agent.sampler is None:
         return
-    figures = scale_figures(agent, beats)
+    figures = scale_figures(agent, children)
     for name, kind, help_text in (
             ("capacity", "gauge", "Concurrent requests this instance can serve."),
             ("utilization", "gauge", "Busy fraction of capacity over the last minute."),
             ("saturation", "gauge", "Requests beyond capacity plus writes held now."),
-            ("instances", "gauge", "Instances reporting utilization in the control plane."),
+            ("instances", "gauge",
+             "Instances of this service reporting utilization (the last complete window)."),
             ("desired_instances", "gauge",
              "Instances for the target utilization (the HPA rule, tolerance 0.1).")):
         out.family(f"resil_scale_{name}", kind, help_text)
         out.sample(f"resil_scale_{name}", figures[name])
+    out.family("resil_scale_unit_instances", "gauge",
+               "Instances of this service reporting utilization, per unit.")
+    for unit, count in sorted(figures["per_unit"].items()):
+        out.sample("resil_scale_unit_instances", count, service=agent.config.service,
+                   unit=unit)
 
 
-def _request_metrics(beats: Beats, out: _Text) -> None:
-    requests = _instance(beats)[0]
+def _request_metrics(children: Beats, out: _Text) -> None:
+    requests = _instance(children)[0]
     out.family("resil_http_requests_in_flight", "gauge",
                "Requests being served (this process and its workers).")
     out.sample("resil_http_requests_in_flight", requests["in_flight"])
@@ -190,13 +197,15 @@ def _endpoint_health(agent: AgentView, children: Beats, out: _Text) -> None:
 def prometheus_text(agent: AgentView) -> str:
     """Every metric of ``agent`` and of resil's process-wide counters.
 
-    The control plane is read once per scrape (:meth:`AgentView.fleet`)."""
+    The control plane is read twice per scrape, each a read whose size does not grow
+    with the fleet: the workers' heartbeats (:meth:`AgentView.children`) and the
+    fleet's sums (:meth:`AgentView.fleet_load`)."""
     state = agent.state
-    beats = agent.fleet()
-    children = _children(beats)
+    children = agent.children()
     out = _Text()
     out.family("resil_info", "gauge", "The agent's unit and version (value always 1).")
-    out.sample("resil_info", 1, unit=agent.config.unit, version=__version__)
+    out.sample("resil_info", 1, unit=agent.config.unit, service=agent.config.service,
+               version=__version__)
     out.family("resil_applied_epoch", "gauge", "Epoch of the control state the agent applied.")
     out.sample("resil_applied_epoch", state.epoch)
     out.family("resil_ready", "gauge", "1 when this instance should get traffic (/readyz).")
@@ -240,8 +249,8 @@ def prometheus_text(agent: AgentView) -> str:
                 values = key.split(":", len(labels))[1:]
                 out.sample(f"resil_{name}_total", count, **dict(zip(labels, values, strict=True)))
     _endpoint_health(agent, children, out)
-    _request_metrics(beats, out)
-    _scale_metrics(agent, beats, out)
+    _request_metrics(children, out)
+    _scale_metrics(agent, children, out)
     cpu = os.times()
     out.family("resil_process_cpu_seconds_total", "counter",
                "CPU time of the process serving this endpoint (user + system).")
