@@ -20,8 +20,12 @@ MySQL, its SQL thread blocked for 1.5 s (``LOCK TABLES`` on the replica); Redis,
 replica frozen (SIGSTOP) for 1.5 s. It adds switches refused and how long convergence
 took after an induced lag.
 
+``--simulated N`` keeps the control state in a Redis of its own, beside N simulated
+instances that report heartbeats every second and mark each lock and each new epoch as
+agents do (see benchmarks/fleet.py): a switch at fleet scale.
+
 Usage: ``.venv/bin/python benchmarks/switch.py [--switches N] [--quick | --heavy]
-[--in-process]`` (``make bench-switch``). Results also go to
+[--in-process] [--simulated N]`` (``make bench-switch``). Results also go to
 benchmarks/results/switch.json.
 """
 
@@ -54,7 +58,7 @@ from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.errors import SwitchError  # noqa: E402
 from resil.ops.switch import Switch  # noqa: E402
-from servers import MariaDBPair, RedisPair  # noqa: E402
+from servers import MariaDBPair, Redis, RedisPair  # noqa: E402
 from servers.config import PASSWORDS, resil_toml  # noqa: E402
 
 
@@ -349,6 +353,8 @@ def main() -> int:
                         help="writes per second per writer (default 0: as fast as each "
                              "can, which saturates two cores: the pause then measures the "
                              "machine's queueing as much as the switch)")
+    parser.add_argument("--simulated", type=int, default=0, metavar="N",
+                        help="a Redis control plane shared with N simulated instances")
     parser.add_argument("--in-process", action="store_true",
                         help="run the switch in this process, among the writer threads, "
                              "instead of as `resil db switch` in its own")
@@ -366,8 +372,21 @@ def main() -> int:
                                "part INT, PRIMARY KEY (writer, seq))")
         mysql.wait_caught_up()
         path = base / "resil.toml"
-        path.write_text(resil_toml((base / "state.json").as_uri(), mysql=mysql, redis=cache))
+        control = Redis(base, "control") if args.simulated else None
+        url = (base / "state.json").as_uri() if control is None else \
+            f"redis://127.0.0.1:{control.port}/0?prefix=bench"
+        if control is not None:
+            control.start()
+        path.write_text(resil_toml(url, mysql=mysql, redis=cache) if control is None else
+                        resil_toml(url, mysql=mysql, redis=cache,
+                                   control="heartbeat_interval = 1.0"))
         config = load_config(path)
+        simulated = None
+        if control is not None:     # in a process of its own: not among the writers
+            simulated = subprocess.Popen(
+                [sys.executable, str(ROOT / "benchmarks" / "fleet.py"), "--simulate",
+                 str(args.simulated), "--config", str(path), "--mark", "orders-db,cache"])
+            time.sleep(3)
         local = args.in_process or not processes
         if local:
             resil.start(config)
@@ -390,7 +409,14 @@ def main() -> int:
         finally:
             if local:
                 resil.stop()
+            if simulated is not None:
+                simulated.terminate()
+                simulated.wait(10)
+            if control is not None:
+                control.destroy()
     shape = f" in {processes} processes" if processes else " in one process"
+    if args.simulated:
+        shape += f", beside {args.simulated} simulated instances"
     if args.rate:
         shape += f", {args.rate:g} writes/s each"
     report(f"MySQL: {threads} writers{shape}, {count} switches"

@@ -158,3 +158,57 @@ def test_a_failed_connect_is_reported_in_the_heartbeat_at_once(setup):
         assert eventually(lambda: reported() == {}, 0.5)
     finally:
         resil.stop()
+
+
+def test_marks_go_out_on_change_only(setup, monkeypatch):
+    """What a switch's drain waits on: the agent marks (epoch, open transactions) on the
+    resource when its epoch changes, and, while the resource is locked, each time its
+    open transactions change; outside a lock, and between changes, it writes nothing
+    (its heartbeat loop looks every 20 ms while locked, without a write)."""
+    from resil.state import Lock
+    config, plane = setup(signed=False)
+    agent = resil.start(config)
+    busy = {"db": 0}
+    monkeypatch.setattr(agent, "in_flight", lambda: dict(busy))
+    marks: list[tuple[int, int]] = []
+    original = agent.plane.mark
+
+    def mark(resource, agent_id, epoch, in_flight):
+        marks.append((epoch, in_flight))
+        original(resource, agent_id, epoch, in_flight)
+    monkeypatch.setattr(agent.plane, "mark", mark)
+    try:
+        primary_host(agent)                              # starts the watch and heartbeat
+        assert eventually(lambda: marks == [(0, 0)])     # the first mark: what it applied
+        busy["db"] = 3                                   # no lock: not marked
+        time.sleep(0.3)
+        assert marks == [(0, 0)]
+        state = ControlState.initial(config.topology)
+        plane.publish(state.evolve(epoch=1, locks={"db": Lock("t", time.time(), "test")}),
+                      issuer="t")
+        assert eventually(lambda: marks[-1:] == [(1, 3)])
+        busy["db"] = 1
+        assert eventually(lambda: marks[-1:] == [(1, 1)])
+        busy["db"] = 0
+        assert eventually(lambda: marks[-1:] == [(1, 0)])
+        time.sleep(0.3)                                  # 15 looks, no change: no write
+        assert marks == [(0, 0), (1, 3), (1, 1), (1, 0)]
+        assert plane.marks("db", [agent.id]) == {agent.id: (1, 0)}
+        plane.publish(state.evolve(epoch=2), issuer="t")   # unlocked: the new epoch
+        assert eventually(lambda: marks[-1:] == [(2, 0)])
+    finally:
+        resil.stop()
+
+
+def test_a_heartbeat_carries_identity_and_load_and_a_worker_adds_its_counters(setup):
+    config, _plane = setup(signed=False)
+    agent = resil.start(config)
+    try:
+        beat = agent.heartbeat()
+        assert {"id", "unit", "service", "epoch", "in_flight", "utilization"} <= set(beat)
+        assert beat["service"] == "default"
+        assert not {"events", "faults", "requests", "parent"} & set(beat)  # stay local
+        agent.parent = "host:1"                        # as in a worker forked by it
+        assert {"events", "faults", "requests", "parent"} <= set(agent.heartbeat())
+    finally:
+        resil.stop()

@@ -3,9 +3,10 @@
 A switch asks this many times a second while writes are held, so it must not read the
 whole fleet each time. It reads the agents' ids once (names only), then only the marks
 of the agents it still waits for (:meth:`~resil.control.base.ControlPlane.marks`): one
-small read per round, shrinking as agents catch up. An agent that has no mark (an older
-agent) or whose mark is behind is looked up in its heartbeat now and then: a dead one
-(its heartbeat expired or stopped) is no longer waited for.
+read per round, shrinking as agents catch up. Heartbeats are read only for the agents
+that have no mark at all (an older agent: its heartbeat says the same), and, every
+:data:`LOOK_EVERY` seconds, for the agents still waited for: a dead one (its heartbeat
+expired or stopped) is no longer waited for.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Pending:
     """Agents that have not applied the epoch yet (after :meth:`check`)."""
     busy: int = 0
     """Open transactions of the agents that applied it (after :meth:`check`)."""
-    _looked: float = -LOOK_EVERY
+    _looked: float = field(default_factory=time.monotonic)
 
     @classmethod
     def start(cls, plane: ControlPlane, resource: str, interval: float) -> Pending:
@@ -51,9 +52,11 @@ class Pending:
             return True
         marks = self.plane.marks(self.resource, self.waiting)
         now = time.monotonic()
-        if now - self._looked >= LOOK_EVERY or len(marks) < len(self.waiting):
+        if now - self._looked >= LOOK_EVERY:     # the stragglers: dead, or just slow?
             self._looked = now
-            self._look(marks, epoch)
+            self._look(self.waiting, marks)
+        elif unmarked := self.waiting - marks.keys():
+            self._look(unmarked, marks)
         behind, busy = [], 0
         for agent_id in sorted(self.waiting):
             applied, in_flight = marks.get(agent_id, (0, 0))
@@ -66,12 +69,12 @@ class Pending:
         self.behind, self.busy = behind, busy
         return not self.waiting
 
-    def _look(self, marks: dict[str, tuple[int, int]], epoch: int) -> None:
-        """Drop the waited-for agents that died; take an unmarked agent's figures from
-        its heartbeat (an agent that never marked: the mark it would have written)."""
+    def _look(self, agents: set[str], marks: dict[str, tuple[int, int]]) -> None:
+        """Drop those of ``agents`` that died; take an unmarked agent's figures from its
+        heartbeat (an agent that never marked: the mark it would have written)."""
         now = time.time()
-        beats = self.plane.heartbeats(self.waiting)
-        for agent_id in list(self.waiting):
+        beats = self.plane.heartbeats(agents)
+        for agent_id in list(agents):
             beat = beats.get(agent_id)
             if beat is None or not live(beat, self.interval, now):
                 self.waiting.discard(agent_id)
