@@ -120,19 +120,34 @@ class Fleet:
             self._stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
 
     def _follow(self) -> None:
+        """Mark every publish as agents do, and leave a switch's wait as they do: its
+        drain on the lock (no simulated instance has a write open), its verify on the
+        epoch that ends the lock."""
         client = self.plane.new_client(socket_timeout=None)
         pubsub = client.pubsub()
         pubsub.subscribe(self.plane.channel)
+        holders: dict[str, str] = {}
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=0.2)
             if not message or message["type"] != "message":
                 continue
-            epoch = json.loads(message["data"])["epoch"]
+            signal = json.loads(message["data"])
+            epoch, locks = signal["epoch"], signal["state"].get("locks", {})
             self.epoch = epoch
             for resource in self.resources:
-                client.hset(self.plane.marks_key(resource),
-                            mapping={i: f"{epoch} 0" for i in self.ids})
-                self.sent += 1
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.hset(self.plane.marks_key(resource),
+                              mapping={i: f"{epoch} 0" for i in self.ids})
+                    if resource in locks:
+                        holders[resource] = locks[resource]["holder"]
+                        left = self.plane.waiting_key("drain", resource, holders[resource])
+                        pipe.srem(left, *self.ids)
+                    elif resource in holders:
+                        left = self.plane.waiting_key("verify", resource,
+                                                      holders.pop(resource))
+                        pipe.srem(left, *self.ids)
+                    pipe.execute()
+                self.sent += 2
         pubsub.close()
 
 

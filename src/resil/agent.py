@@ -77,6 +77,9 @@ class Agent:
         """The id of the agent that forked this process (gunicorn's master), if any."""
         self._marked: dict[str, Mark] = {}
         """resource -> the mark this agent last wrote there."""
+        self._holders: dict[str, str] = {}
+        """resource -> the holder of the lock on it this agent last saw (whose verify
+        waits for this agent to apply the epoch that ends it)."""
         self._urgent = False
         """Whether the next heartbeat goes out at once (a witness to report)."""
         if plane is None:
@@ -273,21 +276,31 @@ class Agent:
     def _mark(self) -> None:
         """Write this agent's mark on each database resource whose (epoch, in-flight)
         changed, while it is locked, or whose epoch changed: what a switch's drain and
-        verify read. Between changes it writes nothing."""
+        verify read. Between changes it writes nothing. The mark that completes what a
+        switch waits for (no open transaction left under its lock; the epoch that ended
+        its lock) also takes this agent off the switch's wait."""
         state = self.state
         in_flight: dict[str, int] | None = None
         for name, resource in self.config.resources.items():
             if resource.kind == "http":
                 continue
             last = self._marked.get(name)
-            if last is not None and last[0] == state.epoch and name not in state.locks:
+            lock = state.locks.get(name)
+            if last is not None and last[0] == state.epoch and lock is None:
                 continue
             if in_flight is None:
                 in_flight = self.in_flight()
             mark = (state.epoch, in_flight.get(name, 0))
-            if mark != last and self.plane is not None:
-                self.plane.mark(name, self.id, *mark)
-                self._marked[name] = mark
+            if mark == last or self.plane is None:
+                continue
+            arrived = None
+            if lock is not None:
+                self._holders[name] = lock.holder
+                arrived = ("drain", lock.holder) if mark[1] == 0 else None
+            elif name in self._holders:
+                arrived = ("verify", self._holders.pop(name))
+            self.plane.mark(name, self.id, *mark, arrived=arrived)
+            self._marked[name] = mark
 
     def unreachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` of ``resource`` did not reach the server: reported
@@ -424,6 +437,7 @@ class Agent:
         self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
         self._unreachable = {}
         self._marked = {}
+        self._holders = {}
         self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()

@@ -171,11 +171,13 @@ def test_marks_go_out_on_change_only(setup, monkeypatch):
     busy = {"db": 0}
     monkeypatch.setattr(agent, "in_flight", lambda: dict(busy))
     marks: list[tuple[int, int]] = []
+    arrivals = []
     original = agent.plane.mark
 
-    def mark(resource, agent_id, epoch, in_flight):
+    def mark(resource, agent_id, epoch, in_flight, arrived=None):
         marks.append((epoch, in_flight))
-        original(resource, agent_id, epoch, in_flight)
+        arrivals.append(arrived)
+        original(resource, agent_id, epoch, in_flight, arrived)
     monkeypatch.setattr(agent.plane, "mark", mark)
     try:
         primary_host(agent)                              # starts the watch and heartbeat
@@ -196,6 +198,9 @@ def test_marks_go_out_on_change_only(setup, monkeypatch):
         assert plane.marks("db", [agent.id]) == {agent.id: (1, 0)}
         plane.publish(state.evolve(epoch=2), issuer="t")   # unlocked: the new epoch
         assert eventually(lambda: marks[-1:] == [(2, 0)])
+        # The idle mark under the lock leaves the switch's drain; the mark of the epoch
+        # that ended the lock leaves its verify.
+        assert arrivals == [None, None, None, ("drain", "t"), ("verify", "t")]
     finally:
         resil.stop()
 

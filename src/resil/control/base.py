@@ -102,13 +102,31 @@ class ControlPlane(Protocol):
         """The heartbeats of the agents forked by the agent ``parent`` (gunicorn's
         workers, whose requests and counters their master's ``/metrics`` adds up)."""
 
-    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int) -> None:
+    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int,
+             arrived: tuple[str, str] | None = None) -> None:
         """Record, in ``resource``'s own structure, the epoch an agent applied and its
         open transactions on the resource. Agents write it when either changes during a
-        lock, and on every epoch change; a switch reads it (:meth:`marks`)."""
+        lock, and on every epoch change. With ``arrived`` (kind, holder), the agent also
+        leaves what that switch waits for (:meth:`expect`), in the same round trip."""
 
     def marks(self, resource: str, ids: Collection[str]) -> dict[str, Mark]:
         """The last :meth:`mark` of each of these agents on ``resource`` (absent: none)."""
+
+    def expect(self, kind: str, resource: str, holder: str, ids: Collection[str]) -> None:
+        """Record the agents a switch (``holder``) waits for on ``resource``: ``kind`` is
+        ``drain`` (their open transactions end under the lock) or ``verify`` (they apply
+        the epoch that ends it). Marks of agents not among ``ids`` are forgotten."""
+
+    def arrive(self, kind: str, resource: str, holder: str, ids: Collection[str]) -> None:
+        """These agents are no longer waited for (an agent says so itself, with its
+        mark; the switch, for one that died)."""
+
+    def expected(self, kind: str, resource: str, holder: str,
+                 sample: int = 0) -> tuple[int, list[str]]:
+        """How many agents the switch still waits for, and up to ``sample`` of them."""
+
+    def forget(self, kind: str, resource: str, holder: str) -> None:
+        """Drop the record :meth:`expect` made."""
 
     def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
         """The instances of ``service`` that reported utilization over the last complete

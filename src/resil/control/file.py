@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import select
+import shutil
 import socket
 import sys
 import tempfile
@@ -154,12 +155,15 @@ class FileControlPlane:
     def _marks_dir(self, resource: str) -> Path:
         return self.agents_dir / ("marks-" + re.sub(r"[^A-Za-z0-9_.-]", "_", resource))
 
-    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int) -> None:
-        """Replace this agent's mark file for ``resource`` atomically."""
+    def mark(self, resource: str, agent_id: str, epoch: int, in_flight: int,
+             arrived: tuple[str, str] | None = None) -> None:
+        """Replace this agent's mark file for ``resource`` atomically; leave the wait."""
         folder = self._marks_dir(resource)
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / self._agent_file(agent_id).name,
                       f"{int(epoch)} {int(in_flight)}".encode(), durable=False)
+        if arrived is not None:
+            self.arrive(arrived[0], resource, arrived[1], [agent_id])
 
     def marks(self, resource: str, ids: Collection[str]) -> dict[str, Mark]:
         """These agents' marks on ``resource``."""
@@ -172,6 +176,46 @@ class FileControlPlane:
             except (OSError, ValueError):
                 continue
         return found
+
+    def _waiting_dir(self, kind: str, resource: str, holder: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{kind}-{resource}-{holder}")
+        return self.agents_dir / f"waiting-{safe}"
+
+    def expect(self, kind: str, resource: str, holder: str, ids: Collection[str]) -> None:
+        """One empty file per agent waited for, in a folder of the wait's own; mark files
+        of agents not among ``ids`` are removed."""
+        folder = self._waiting_dir(kind, resource, holder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for agent_id in ids:
+            (folder / self._agent_file(agent_id).name).touch()
+        alive = {self._agent_file(i).name for i in ids}
+        try:
+            marks = list(self._marks_dir(resource).iterdir())
+        except OSError:
+            marks = []
+        for file in marks:
+            if not file.name.startswith(".") and file.name not in alive:
+                file.unlink(missing_ok=True)
+
+    def arrive(self, kind: str, resource: str, holder: str, ids: Collection[str]) -> None:
+        """Remove these agents' files from the wait's folder."""
+        folder = self._waiting_dir(kind, resource, holder)
+        for agent_id in ids:
+            (folder / self._agent_file(agent_id).name).unlink(missing_ok=True)
+
+    def expected(self, kind: str, resource: str, holder: str,
+                 sample: int = 0) -> tuple[int, list[str]]:
+        """The files left in the wait's folder (file names: ids with ``:`` as ``_``)."""
+        try:
+            names = sorted(f.name for f in self._waiting_dir(kind, resource, holder).iterdir())
+        except OSError:
+            return 0, []
+        ids = {self._agent_file(i).name: i for i in self.agent_ids()}
+        return len(names), [ids.get(n, n.removesuffix(".json")) for n in names[:sample]]
+
+    def forget(self, kind: str, resource: str, holder: str) -> None:
+        """Remove the wait's folder."""
+        shutil.rmtree(self._waiting_dir(kind, resource, holder), ignore_errors=True)
 
     def _recent(self) -> list[dict[str, Any]]:
         """The heartbeats reported within the heartbeat's time to live."""

@@ -1,12 +1,15 @@
 """What a switch waits for: the live agents applying an epoch, and their writes ending.
 
-A switch asks this many times a second while writes are held, so it must not read the
-whole fleet each time. It reads the agents' ids once (names only), then only the marks
-of the agents it still waits for (:meth:`~resil.control.base.ControlPlane.marks`): one
-read per round, shrinking as agents catch up. Heartbeats are read only for the agents
-that have no mark at all (an older agent: its heartbeat says the same), and, every
-:data:`LOOK_EVERY` seconds, for the agents still waited for: a dead one (its heartbeat
-expired or stopped) is no longer waited for.
+A switch asks this many times a second while writes are held, so a round must cost the
+same at 10 agents as at 5,000. Before the lock, the switch lists the live agents once
+(names only) and records them as the agents it waits for
+(:meth:`~resil.control.base.ControlPlane.expect`). Each agent takes itself off that
+record with the mark that completes the wait (:meth:`~resil.control.base.ControlPlane.
+mark`): no open transaction left under the lock, or the epoch that ends it. A round
+asks how many are left: one counter read. Every :data:`LOOK_EVERY` seconds, a sample of
+those left is looked at: one whose heartbeat stopped (dead, frozen) is no longer waited
+for, nor one whose mark or heartbeat shows it done (an agent of an earlier version,
+which never marks, or a mark whose removal was lost).
 """
 
 from __future__ import annotations
@@ -15,73 +18,90 @@ import time
 from dataclasses import dataclass, field
 
 from ..control import ControlPlane
-from ..control.base import live
+from ..control.base import Mark, live
 
 LOOK_EVERY = 0.25
-"""Seconds between looks at the heartbeats of the agents still waited for."""
+"""Seconds between looks at the agents still waited for."""
+SAMPLE = 100
+"""How many of the agents still waited for one look reads."""
 
 
 @dataclass
 class Pending:
-    """The agents a switch still waits for on one resource."""
+    """The agents one switch (``holder``) waits for on one resource: for ``kind``
+    ``drain``, the end of their open transactions under its lock; for ``verify``, the
+    epoch that ended it. Start it before the event waited for."""
 
     plane: ControlPlane
     resource: str
     interval: float
     """The agents' heartbeat interval (a heartbeat older than 3 of them plus 1 s is dead)."""
-    waiting: set[str] = field(default_factory=set)
+    kind: str
+    holder: str
     seen: int = 0
-    """How many agents were live when the wait began."""
+    """Live agents when the wait began, less those found dead since."""
+    left: int = 0
+    """Agents still waited for (after :meth:`check`)."""
     behind: list[str] = field(default_factory=list)
-    """Agents that have not applied the epoch yet (after :meth:`check`)."""
+    """Agents found, at the last look, not to have applied the epoch yet."""
     busy: int = 0
-    """Open transactions of the agents that applied it (after :meth:`check`)."""
-    _looked: float = field(default_factory=time.monotonic)
+    """Open transactions found at the last look."""
+    _looked: float = 0.0
 
     @classmethod
-    def start(cls, plane: ControlPlane, resource: str, interval: float) -> Pending:
-        """Begin waiting for every agent that has a heartbeat now."""
-        ids = plane.agent_ids()
-        return cls(plane, resource, interval, set(ids), len(ids))
+    def start(cls, plane: ControlPlane, resource: str, interval: float, kind: str,
+              holder: str, ids: set[str]) -> Pending:
+        """Record the live agents ``ids`` (:meth:`ControlPlane.agent_ids`) as waited for."""
+        plane.expect(kind, resource, holder, ids)
+        return cls(plane, resource, interval, kind, holder, seen=len(ids), left=len(ids),
+                   _looked=time.monotonic())
 
     def check(self, epoch: int, idle: bool) -> bool:
         """Whether every live agent applied ``epoch`` (and, when ``idle``, has no open
-        transaction on the resource): one read of the marks still waited for."""
-        if not self.waiting:
-            self.behind, self.busy = [], 0
-            return True
-        marks = self.plane.marks(self.resource, self.waiting)
+        transaction on the resource)."""
         now = time.monotonic()
-        if now - self._looked >= LOOK_EVERY:     # the stragglers: dead, or just slow?
+        look = now - self._looked >= LOOK_EVERY
+        self.left, sample = self.plane.expected(self.kind, self.resource, self.holder,
+                                                SAMPLE if look else 0)
+        if self.left and look:
             self._looked = now
-            self._look(self.waiting, marks)
-        elif unmarked := self.waiting - marks.keys():
-            self._look(unmarked, marks)
-        behind, busy = [], 0
-        for agent_id in sorted(self.waiting):
-            applied, in_flight = marks.get(agent_id, (0, 0))
-            if applied < epoch:
-                behind.append(agent_id)
-            elif idle and in_flight:
-                busy += in_flight
-            else:
-                self.waiting.discard(agent_id)
-        self.behind, self.busy = behind, busy
-        return not self.waiting
+            self._look(sample, epoch, idle)
+        return not self.left
 
-    def _look(self, agents: set[str], marks: dict[str, tuple[int, int]]) -> None:
-        """Drop those of ``agents`` that died; take an unmarked agent's figures from its
-        heartbeat (an agent that never marked: the mark it would have written)."""
+    def finish(self) -> None:
+        """Drop the record of the wait."""
+        self.plane.forget(self.kind, self.resource, self.holder)
+
+    def _look(self, sample: list[str], epoch: int, idle: bool) -> None:
+        """Of a sample of the agents waited for: stop waiting for the dead and for those
+        whose mark (or, unmarked, heartbeat) shows them done; note the others."""
+        marks = self.plane.marks(self.resource, sample)
+        beats = self.plane.heartbeats(sample)
         now = time.time()
-        beats = self.plane.heartbeats(agents)
-        for agent_id in list(agents):
+        done, behind, busy = [], [], 0
+        for agent_id in sample:
             beat = beats.get(agent_id)
             if beat is None or not live(beat, self.interval, now):
-                self.waiting.discard(agent_id)
+                done.append(agent_id)
                 self.seen -= 1
-            elif agent_id not in marks:
-                try:
-                    marks[agent_id] = (int(beat.get("epoch", 0)), int(
-                        dict(beat.get("in_flight") or {}).get(self.resource, 0)))
-                except (TypeError, ValueError):
-                    continue
+                continue
+            applied, open_ = marks.get(agent_id) or _from_heartbeat(beat, self.resource)
+            if applied < epoch:
+                behind.append(agent_id)
+            elif idle and open_ > 0:
+                busy += open_
+            else:
+                done.append(agent_id)
+        self.plane.arrive(self.kind, self.resource, self.holder, done)
+        self.left -= len(done)
+        self.behind, self.busy = sorted(behind), busy
+
+
+def _from_heartbeat(beat: dict[str, object], resource: str) -> Mark:
+    """What an agent that never marked would have marked: its heartbeat's figures."""
+    try:
+        in_flight = beat.get("in_flight")
+        busy = int(in_flight.get(resource, 0)) if isinstance(in_flight, dict) else 0
+        return int(str(beat.get("epoch", 0))), busy
+    except (TypeError, ValueError):
+        return -1, 0

@@ -185,9 +185,14 @@ class Switch:
                        credentials: Credentials, lease: locks.HolderLease) -> None:
         fencing = False
         started = self.clock()
+        verify: Pending | None = None
         try:
+            # The live agents are listed before the lock: not while writes wait.
+            ids = self.plane.agent_ids()
+            pending = self._pending(resource.name, "drain", ids)
+            verify = self._pending(resource.name, "verify", ids)
             lock_epoch = self._step("lock", lambda: self._lock(resource))
-            self._step("drain", lambda: self._drain(resource.name, lock_epoch))
+            self._step("drain", lambda: self._drain(pending, lock_epoch))
             hold_for = self.options.catchup_timeout + 30
             self._still_holding(lease)
             fencing = True      # set before: a stop during the fence still unfences
@@ -199,6 +204,8 @@ class Switch:
             self._critical = True    # from here on a stop signal waits for publish
         except BaseException as exc:
             self._rollback(resource, old, fencing, exc)
+            if verify is not None:
+                verify.finish()
             raise
         try:
             self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
@@ -206,7 +213,7 @@ class Switch:
             epoch = self._step("publish", lambda: self._publish(resource))
         finally:
             self._critical = False
-        self._step("verify", lambda: self._verify(resource.name, new, epoch))
+        self._step("verify", lambda: self._verify(verify, new, epoch))
         self.out(f"switched {resource.name} to {self.to_unit} in "
                  f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
 
@@ -306,16 +313,25 @@ class Switch:
             raise SwitchError(f"another operator published at the same moment ({exc}); "
                               "nothing locked") from None
 
-    def _drain(self, name: str, lock_epoch: int) -> str:
+    def _pending(self, name: str, kind: str, ids: set[str]) -> Pending:
+        return Pending.start(self.plane, name, self.config.heartbeat_interval, kind,
+                             self.holder, ids)
+
+    def _drain(self, pending: Pending, lock_epoch: int) -> str:
         deadline = self.clock() + self.options.drain_timeout
-        pending = Pending.start(self.plane, name, self.config.heartbeat_interval)
-        while True:
-            if pending.check(lock_epoch, idle=True):
-                return f"{pending.seen} agent(s) holding writes, 0 open transactions"
-            if self.clock() > deadline:
-                return (f"gave up waiting: {len(pending.behind)} agent(s) behind, "
-                        f"{pending.busy} open transaction(s) will be interrupted")
-            time.sleep(0.01)
+        try:
+            while True:
+                if pending.check(lock_epoch, idle=True):
+                    return f"{pending.seen} agent(s) holding writes, 0 open transactions"
+                if self.clock() > deadline:
+                    behind = f" (for example {', '.join(pending.behind[:5])})" \
+                        if pending.behind else ""
+                    return (f"gave up waiting for {pending.left} agent(s){behind}: "
+                            f"{pending.busy or 'their'} open transaction(s) will be "
+                            "interrupted")
+                time.sleep(0.01)
+        finally:
+            pending.finish()
 
     def _catch_up(self, new: Server, position: str) -> str:
         if not new.wait_for(position, self.options.catchup_timeout):
@@ -350,18 +366,21 @@ class Switch:
                            locks=locks)
         return self.plane.publish(new, issuer=issuer()).epoch
 
-    def _verify(self, name: str, new: Server, epoch: int) -> str:
+    def _verify(self, pending: Pending, new: Server, epoch: int) -> str:
         token = f"{epoch}:{uuid.uuid4().hex[:8]}"
         new.probe(token)
         deadline = self.clock() + self.options.verify_timeout
-        pending = Pending.start(self.plane, name, self.config.heartbeat_interval)
-        while not pending.check(epoch, idle=False) and self.clock() <= deadline:
-            time.sleep(0.01)
+        try:
+            while not pending.check(epoch, idle=False) and self.clock() <= deadline:
+                time.sleep(0.01)
+        finally:
+            pending.finish()
         self.behind = list(pending.behind)
-        applied = pending.seen - len(pending.behind)
-        lagging = f"; NOT applied by {', '.join(self.behind)}" if self.behind else ""
-        return f"probe written ({token}); {applied}/{pending.seen} agent(s) on epoch " \
-            f"{epoch}{lagging}"
+        more = pending.left - len(self.behind[:10])
+        lagging = f"; NOT applied by {', '.join(self.behind[:10])}" \
+            f"{f' and {more} more' if more > 0 else ''}" if pending.left else ""
+        return f"probe written ({token}); {pending.seen - pending.left}/{pending.seen} " \
+            f"agent(s) on epoch {epoch}{lagging}"
 
     def _rollback(self, resource: Resource, old: Server, fenced: bool,
                   exc: BaseException) -> None:
