@@ -66,6 +66,8 @@ class Pending:
         if self.left and look:
             self._looked = now
             self._look(sample, epoch, idle)
+        if not self.left:       # what an earlier look found is over
+            self.behind, self.busy = [], 0
         return not self.left
 
     def finish(self) -> None:

@@ -63,7 +63,9 @@ def test_marks_take_agents_off_the_wait_and_a_look_finds_the_rest(plane, monkeyp
     assert pending.behind == ["slow"] and pending.busy == 2
     plane.mark("db", "slow", 5, 0, arrived=("drain", "sw1"))
     plane.mark("db", "busy", 5, 0, arrived=("drain", "sw1"))
+    monkeypatch.setattr(fleet, "LOOK_EVERY", 60.0)    # done without another look:
     assert pending.check(5, idle=True)
+    assert pending.behind == [] and pending.busy == 0  # what the last look found is over
     pending.finish()
     assert plane.expected("drain", "db", "sw1") == (0, [])
 
