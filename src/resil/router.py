@@ -21,7 +21,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .budget import RetryBudget
@@ -29,6 +29,9 @@ from .checks import ActiveChecks
 from .health import ResourceHealth
 from .state import ControlState
 from .topology import Endpoint, Resource, ResourceKind, Topology
+
+HTTP_MATCHES = 512
+"""Distinct schemes and authorities whose match :attr:`Router.http_matches` keeps."""
 
 
 class Router:
@@ -44,7 +47,13 @@ class Router:
         self._health_lock = threading.Lock()
         self._turn = itertools.count()
         self._random = random.Random()
-        self._http_matches: MutableMapping[str, Any] | None = None
+        self.http_matches: dict[str, Any] = {}
+        """Scheme and authority of an outgoing HTTP call → its resource match or None.
+        Read and written by every request thread without a lock: a dict's ``get``,
+        item assignment and ``clear`` are each atomic, and a full map
+        (:data:`HTTP_MATCHES`) is emptied rather than evicted entry by entry (a match is
+        pure: a miss only works it out again). An LRU cache that is not thread-safe
+        corrupted here, and the call went out unrouted."""
         self.checks: ActiveChecks | None = None
         http = [r for r in topology.resources.values() if r.kind == "http"]
         if any(r.http.health_path for r in http):
@@ -73,16 +82,6 @@ class Router:
         return None if resource is None else self.primary_of(resource)
 
     # ------------------------------------------------------------------ http resources
-
-    @property
-    def http_matches(self) -> MutableMapping[str, Any]:
-        """Scheme and authority of an outgoing HTTP call → its resource match or None
-        (a bounded LRU, created when the first HTTP call is made)."""
-        cache = self._http_matches
-        if cache is None:
-            from cachetools import LRUCache
-            cache = self._http_matches = LRUCache(maxsize=512)
-        return cache
 
     def health(self, resource: Resource) -> ResourceHealth:
         """The endpoint health of an http resource (created on first use)."""

@@ -23,13 +23,15 @@ from urllib.parse import urlsplit
 from .. import context, registry, spans
 from ..context import ROUTE_KEY_HEADER, UNIT_HEADER
 from ..retry import repeatable
+from ..router import HTTP_MATCHES
 from ..topology import Endpoint, Resource
 
 if TYPE_CHECKING:
     from ..router import Router
 
-_CACHE_SIZE = 512
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNKNOWN = object()
+"""Not in the match cache yet (None there means: no resource)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,10 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | N
         end += 1
     prefix = text[:end]
     cache = router.http_matches
-    try:
-        match = cache[prefix]
-    except KeyError:
+    match = cache.get(prefix, _UNKNOWN)
+    if match is _UNKNOWN:
+        if len(cache) >= HTTP_MATCHES:
+            cache.clear()
         match = cache[prefix] = _match(router, prefix)
     if match is None:
         return None
