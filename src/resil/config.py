@@ -12,6 +12,8 @@ also generates ``resil-run``'s flags and docs/configuration.md.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,6 +30,7 @@ from .topology import Resource, Topology, address_keys
 
 DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
+log = logging.getLogger("resil.config")
 DEFAULT_SERVICE = "default"
 """The service of a process whose configuration and environment name none."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -121,6 +124,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "file", MISSING, f"not valid TOML: {exc}") from None
     _apply_env(raw, env, source)
+    _refuse_unknown_env(raw, env)
     return _build(raw, file.resolve(), env, source)
 
 
@@ -147,6 +151,60 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], source: Source) -> N
                 key = f"resources.{name}.{setting.name}"
                 source.env[key] = var
                 table[setting.name] = _parse_env(setting, var, env[var], source, key)
+
+
+_SECTIONS = tuple(f"RESIL_{name.upper()}_" for name in
+                  ("control", "admin", "sessions", "routing", "resources"))
+"""Prefixes of the variables that set keys of a table: nothing else may start so."""
+
+
+def _refuse_unknown_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """A ``RESIL_*`` variable that sets no key is a typo (``RESIL_UNTI``,
+    ``RESIL_RESOURCES_DB_PRIMRAY``) and an error, when it starts like a table's variables
+    or is close to a real one. Other ``RESIL_*`` names are left alone, with a warning:
+    they may be a secret that a ``*_env`` key names, or another tool's."""
+    known = {s.env for s in envvars.SETTINGS} | {envvars.CONFIG_ENV}
+    resources = raw.get("resources")
+    for name in resources if isinstance(resources, dict) else ():
+        known |= {envvars.resource_env(str(name), s.name) for s in envvars.RESOURCE_KEYS}
+    named = _named_variables(raw)
+    for var in sorted(env):
+        if not var.startswith("RESIL_") or var in known or var in named:
+            continue
+        if var.startswith("RESIL_RESOURCES_"):
+            raise ConfigError("environment", var, MISSING, "not a resil setting; " + _resource_hint(
+                var, [str(n) for n in resources] if isinstance(resources, dict) else []))
+        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.85)
+        if close or var.startswith(_SECTIONS):
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError("environment", var, MISSING, f"not a resil setting{hint}")
+        log.warning("resil: environment variable %s is not a resil setting: ignored", var)
+
+
+def _resource_hint(var: str, resources: list[str]) -> str:
+    """What ``RESIL_RESOURCES_...`` got wrong: the key of a resource of the file (with the
+    closest key), or the resource itself."""
+    for name in resources:
+        prefix = envvars.resource_env(name, "")
+        if var.startswith(prefix):
+            key = var[len(prefix):].lower()
+            close = difflib.get_close_matches(key, [s.name for s in envvars.RESOURCE_KEYS],
+                                              n=1, cutoff=0.7)
+            return f"did you mean {envvars.resource_env(name, close[0])}?" if close else \
+                f"[resources.{name}] has no key {key!r}"
+    return (f"no resource of the file is named so (its resources: {', '.join(resources)}; "
+            f"the variables are {envvars.resource_env('NAME', 'KEY')})")
+
+
+def _named_variables(raw: Mapping[str, Any]) -> set[str]:
+    """The variables that ``*_env`` keys name (passwords, signing keys), at any depth."""
+    found: set[str] = set()
+    for key, value in raw.items():
+        if isinstance(value, Mapping):
+            found |= _named_variables(value)
+        elif str(key).endswith("_env") and isinstance(value, str):
+            found.add(value)
+    return found
 
 
 def _parse_env(setting: envvars.Setting, var: str, text: str, source: Source,

@@ -405,6 +405,16 @@ def markdown() -> str:
         "malformed address: expected host:port",
         "```",
         "",
+        "A misspelt variable is an error too, as a misspelt key in the file is. A `RESIL_*` "
+        "variable that sets nothing is refused (exit 2, its value not shown) when it "
+        "starts like the variables of a table (`RESIL_CONTROL_`, `RESIL_ADMIN_`, "
+        "`RESIL_SESSIONS_`, `RESIL_ROUTING_`, `RESIL_RESOURCES_`) or is close to a real "
+        "one, with the likely name (`RESIL_UNTI: not a resil setting; did you mean "
+        "RESIL_UNIT?`). Any other `RESIL_*` name may belong to someone else (a secret "
+        "that a `*_env` key names is never questioned): it is ignored, with a warning. An "
+        "unknown name in `disabled_integrations` is refused by `resil-run` and `resil "
+        "config check`, and logged by `resil.start()`.",
+        "",
     ]
     return "\n".join(out)
 

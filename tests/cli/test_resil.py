@@ -36,6 +36,20 @@ def test_config_check_error_exits_2_naming_the_key(write_config):
         in out.stderr
 
 
+def test_config_check_refuses_a_misspelt_variable_or_integration():
+    def check(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RESIL, "config", "check", str(EXAMPLE)], capture_output=True,
+                              text=True, timeout=30, env={**os.environ, **env})
+    out = check(RESIL_UNTI="hangzhou")
+    assert out.returncode == 2, out.stdout
+    assert "RESIL_UNTI: not a resil setting; did you mean RESIL_UNIT?" in out.stderr
+    out = check(RESIL_DISABLED_INTEGRATIONS="pymsql")
+    assert out.returncode == 2, out.stdout
+    assert "disabled_integrations = 'pymsql': no such integration; did you mean pymysql?" \
+        in out.stderr and "environment variable RESIL_DISABLED_INTEGRATIONS" in out.stderr
+    assert check(RESIL_DISABLED_INTEGRATIONS="pymysql,redis").returncode == 0
+
+
 def test_status_shows_published_state(pair_config, publish, mariadb_pair):
     out = resil("status", "--config", str(pair_config))
     assert out.returncode == 0, out.stderr

@@ -54,8 +54,10 @@ def test_set_publishes_weights(config):
     assert out.stdout == "weights: a=50  b=0 (epoch 2)\n"
 
 
-def test_set_every_unit_to_zero_warns(config):
+def test_set_every_unit_to_zero_needs_yes(config):
     out = resil("traffic", "set", "a=0", "b=0", "--config", str(config))
+    assert out.returncode == 2 and "total outage" in out.stderr and out.stdout == ""
+    out = resil("traffic", "set", "a=0", "b=0", "--yes", "--config", str(config))
     assert out.returncode == 0 and "every unit has weight 0" in out.stderr
 
 

@@ -111,15 +111,23 @@ def test_kill_refuses_a_primary_on_another_host(tmp_path):
                     'endpoints = { a = "10.255.255.1:3306", b = "10.255.255.2:3306" }\n'
                     'admin_user = "resil"\n')
     began = time.monotonic()
-    out = drill(path, "kill", "orders-db", "--json")
+    out = drill(path, "kill", "orders-db", "--json", "--yes")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "10.255.255.1:3306" in out.stderr and "not an address of this host" in out.stderr
     assert out.stdout == ""
     assert time.monotonic() - began < 5        # no connection attempt, no timeout
 
 
+def test_kill_asks_for_yes_and_kills_nothing_without_it(pairs, config):
+    out = drill(config, "kill", "cache")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "would kill -9 the primary of cache" in out.stderr and "--yes" in out.stderr
+    assert "(unit " in out.stderr and "pid " in out.stderr    # which server, which process
+    assert pairs[1].primary.client().ping() and pairs[1].replica.client().ping()  # alive
+
+
 def test_kill_redis_primary(pairs, config):
-    data = report(drill(config, "kill", "cache", "--json", "--timeout", "20"))
+    data = report(drill(config, "kill", "cache", "--json", "--timeout", "20", "--yes"))
     assert data["monitor"] == "in-process" and data["ok"], data
     assert data["new_primary"]["unit"] == "b"
     assert data["timeline"]["published_s"] is not None
@@ -142,7 +150,7 @@ def test_kill_semi_sync_mysql_primary(pairs, config):
         mysql.primary.root_sql("INSERT INTO resil_drill.probe VALUES (0, 0, 'x');"
                                "DELETE FROM resil_drill.probe WHERE seq = 0")
         time.sleep(0.1)
-    data = report(drill(config, "kill", "orders-db", "--json", "--timeout", "20"))
+    data = report(drill(config, "kill", "orders-db", "--json", "--timeout", "20", "--yes"))
     assert data["monitor"] == "in-process" and data["ok"], data
     assert data["new_primary"]["unit"] == "b"
     assert data["killed"]["commands"] == ["mariadbd"]

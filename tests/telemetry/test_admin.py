@@ -142,6 +142,18 @@ def test_traffic_cut_and_restore_flip_readiness(pair_config):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert traffic("cut", "nowhere").returncode == 2
+    # The last unit with traffic is cut only with --yes: it is a total outage.
+    assert traffic("cut", "b").returncode == 0
+    out = traffic("cut", "a")
+    assert out.returncode == 2 and "last unit with traffic" in out.stderr, out.stderr
+    assert get(address, "/readyz")[0] == 200                 # nothing published
+    assert traffic("cut", "a", "--yes").returncode == 0
+    deadline = time.monotonic() + 2
+    while get(address, "/readyz")[0] != 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    traffic("restore", "a")
+    traffic("restore", "b")
 
 
 def test_readiness_can_require_reachable_primaries(pair_config):

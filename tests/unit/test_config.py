@@ -425,3 +425,31 @@ def test_a_service_name_with_a_space_is_refused(write_config):
     path = write_config('service = "my shop"\n' + MINIMAL)
     with pytest.raises(ConfigError, match="service.*one word"):
         load_config(path, env=SIGNING_ENV)
+
+
+@pytest.mark.parametrize("var,message", [
+    ("RESIL_UNTI", "did you mean RESIL_UNIT?"),
+    ("RESIL_RESOURCES_DB_PRIMRAY", "did you mean RESIL_RESOURCES_DB_PRIMARY?"),
+    ("RESIL_RESOURCES_NOPE_PRIMARY", "no resource of the file is named so (its resources: "
+                                     "db, cache, web"),
+    ("RESIL_RESOURCES_DB_ZZZ", "[resources.db] has no key 'zzz'"),
+    ("RESIL_CONTROL_ULR", "did you mean RESIL_CONTROL_URL?"),
+    ("RESIL_ADMIN_PORT", "not a resil setting"),
+])
+def test_a_misspelt_variable_is_an_error(write_config, var, message):
+    path = write_config(MINIMAL)
+    with pytest.raises(ConfigError, match=f"environment: {var}: not a resil setting") as exc:
+        load_config(path, env={**SIGNING_ENV, var: "west"})
+    assert message in str(exc.value) and "west" not in str(exc.value)   # value not shown
+
+
+def test_other_resil_variables_are_left_alone(write_config, caplog):
+    """A secret a *_env key names, and a name that is not a setting's look-alike (another
+    tool's): accepted; the second with a warning."""
+    import logging
+    path = write_config(MINIMAL + '[control]\nsigning_key_env = "RESIL_SIGNING_KEY"\n')
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        config = load_config(path, env={"RESIL_SIGNING_KEY": "k", "RESIL_DEPLOY_TOKEN": "x"})
+    assert config.signing_key == b"k"
+    assert "RESIL_DEPLOY_TOKEN is not a resil setting: ignored" in caplog.text
+    assert "RESIL_SIGNING_KEY" not in caplog.text

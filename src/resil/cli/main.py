@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -181,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
     drill_kill.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
                             help="longest wait for a new primary and a write there "
                             "(default %(default)s s)")
+    drill_kill.add_argument("--yes", action="store_true",
+                            help="kill it: without --yes the drill says what it would kill "
+                            "and stops (exit 2)")
     for command in (drill_switch, drill_kill):
         command.add_argument("--config", metavar="PATH", help="configuration file")
         command.add_argument("--json", action="store_true",
@@ -199,6 +203,10 @@ def parser() -> argparse.ArgumentParser:
         command = traffic_sub.add_parser(name, help=help_text)
         command.add_argument("unit")
         command.add_argument("--config", metavar="PATH", help="configuration file")
+        if name == "cut":
+            command.add_argument("--yes", action="store_true",
+                                 help="cut it even when no other unit has traffic (a total "
+                                 "outage: every instance turns not-ready)")
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
     traffic_commands.add_commands(traffic_sub)
 
@@ -307,6 +315,18 @@ def _drill(args: argparse.Namespace) -> int:
                            timeout=getattr(args, "timeout", 60.0), keep=args.keep)
     drill = Drill(config, args.resource, options,
                   out=lambda line: print(line, file=stream, flush=True))
+    if args.drill_command == "kill" and not args.yes:
+        try:
+            target = drill.kill_target()
+        except DrillInputError as exc:
+            print(f"resil: drill: {exc}", file=sys.stderr)
+            return 2
+        except (DrillError, ControlPlaneError, SignalError) as exc:
+            print(f"resil: drill failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"resil: drill kill would kill -9 {target}, and it stays down; "
+              "run it again with --yes to do it", file=sys.stderr)
+        return 2
     try:
         report = drill.switch(args.to) if args.drill_command == "switch" else drill.kill()
     except DrillInputError as exc:
@@ -332,6 +352,13 @@ def _traffic(args: argparse.Namespace) -> int:
         if state.weights.get(args.unit) == args.weight:
             print(f"unit {args.unit} already has weight {args.weight:g} (epoch {state.epoch})")
             return 0
+        serving = [u for u in config.topology.units
+                   if u != args.unit and state.weights.get(u, 1.0) > 0]
+        if args.weight == 0 and not serving and not args.yes:
+            print(f"resil: unit {args.unit} is the last unit with traffic: cutting it is a "
+                  "total outage (every instance answers /readyz with 503). Restore another "
+                  "unit first, or pass --yes to cut it anyway", file=sys.stderr)
+            return 2
         epoch = plane.publish(state.evolve(weights={**state.weights, args.unit: args.weight}),
                               issuer=issuer()).epoch
     except (ControlPlaneError, SignalError, SwitchError) as exc:
@@ -406,9 +433,10 @@ def _state_reconcile(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from .run import _check_control_url
+    from .run import _check_control_url, _check_integrations
     config = load_config(args.path)
     _check_control_url(config)
+    _check_integrations(config, os.environ)
     outlasting = _outlasting_holds(config)
     if outlasting:
         for line in outlasting:

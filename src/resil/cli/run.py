@@ -9,9 +9,10 @@ it starts (gunicorn workers, ``subprocess`` calls) gets the agent too.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .. import envvars
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path, _ = config_path(args.config, env)
             config = load_config(path, env)
             _check_control_url(config)
+            _check_integrations(config, env)
         except ConfigError as exc:
             print(f"resil-run: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -83,6 +85,20 @@ def _check_control_url(config: Config) -> None:
         source = f"environment variable {envvars.by_key()['control.url'].env}" \
             if envvars.by_key()["control.url"].env in os.environ else str(config.path)
         raise ConfigError(source, "control.url", config.control_url, str(exc)) from None
+
+
+def _check_integrations(config: Config, env: Mapping[str, str]) -> None:
+    """An integration name that no installed integration has is a typo (``pymsql``):
+    the integration it meant would stay on."""
+    from ..integrations import GROUP, entry_points
+    names = sorted({name for name, _ in entry_points(GROUP)})
+    for name in sorted(config.disabled_integrations - set(names)):
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        var = envvars.by_key()["disabled_integrations"].env
+        source = f"environment variable {var}" if var in env else str(config.path)
+        raise ConfigError(source, "disabled_integrations", name,
+                          f"no such integration; {hint}(installed: {', '.join(names)})")
 
 
 def _exec(command: list[str], env: dict[str, str]) -> int:

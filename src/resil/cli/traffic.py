@@ -31,6 +31,9 @@ def add_commands(traffic_sub: Any) -> None:
         "set", help="publish unit weights, e.g. beijing=50 hangzhou=50 (0 cuts a unit)")
     weights.add_argument("weights", nargs="+", metavar="UNIT=WEIGHT")
     weights.add_argument("--config", metavar="PATH", help="configuration file")
+    weights.add_argument("--yes", action="store_true",
+                         help="publish even when every unit ends at weight 0 (a total "
+                         "outage: every instance turns not-ready)")
     weights.set_defaults(func=set_weights)
     rules = traffic_sub.add_parser(
         "rules", help="show, publish or clear the rules that give each routing key its "
@@ -58,6 +61,11 @@ def set_weights(args: argparse.Namespace) -> int:
         if weights == dict(state.weights):
             print(f"weights unchanged: {_weights(weights)} (epoch {state.epoch})")
             return 0
+        if not any(weights.values()) and not args.yes:
+            print(f"resil: {_weights(weights)} leaves no unit with traffic: a total outage "
+                  "(every instance answers /readyz with 503). Pass --yes to publish it "
+                  "anyway", file=sys.stderr)
+            return 2
         epoch = plane.publish(state.evolve(weights=weights), issuer=issuer()).epoch
     except (ControlPlaneError, SignalError) as exc:
         print(f"resil: traffic change failed: {exc}", file=sys.stderr)

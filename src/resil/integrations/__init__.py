@@ -31,7 +31,11 @@ def discover(disabled: frozenset[str] = frozenset()) -> list[Integration]:
     declaring an entry point. One that fails to load is logged and skipped.
     """
     found: list[Integration] = []
-    for name, value in entry_points(GROUP):
+    points = entry_points(GROUP)
+    for name in sorted(disabled - {name for name, _ in points}):
+        log.warning("resil: disabled_integrations names %r, which is no installed "
+                    "integration: nothing disabled by it", name)
+    for name, value in points:
         if name in disabled:
             log.info("resil: integration %s disabled by configuration", name)
             continue

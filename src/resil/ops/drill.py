@@ -213,8 +213,16 @@ class Drill:
 
     # ------------------------------------------------------------ kill
 
-    def kill(self) -> Report:
-        """Probe, SIGKILL the primary's server, wait for a new primary, verify."""
+    def kill_target(self) -> str:
+        """What :meth:`kill` would kill: checked as it checks, nothing done."""
+        resource, _plane, _state, old, pids = self._kill_plan()
+        killed = ", ".join(f"{pid} ({command_of(pid)})" for pid in pids)
+        return f"the primary of {resource.name} ({resource.kind}), {old} (unit {old.unit}): " \
+            f"pid {killed}"
+
+    def _kill_plan(self) -> tuple[Resource, ControlPlane, ControlState, Endpoint, list[int]]:
+        """The resource, control plane, state, primary and the pids to kill; raises when
+        the drill cannot run."""
         resource = self._resource()
         plane = self._plane()
         state = self._state(plane)
@@ -238,6 +246,11 @@ class Drill:
         if not pids:
             raise DrillError(f"a process listens on {old} but this user cannot see which "
                              "(run the drill as the server's user or root)")
+        return resource, plane, state, old, pids
+
+    def kill(self) -> Report:
+        """Probe, SIGKILL the primary's server, wait for a new primary, verify."""
+        resource, plane, _state, old, pids = self._kill_plan()
         report = self._report("kill", resource, old, plane)
         killed = ", ".join(f"{pid} ({command_of(pid)})" for pid in pids)
         report.details["killed"] = {"pids": pids, "commands": [command_of(p) for p in pids]}
