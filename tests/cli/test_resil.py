@@ -50,6 +50,16 @@ def test_config_check_refuses_a_misspelt_variable_or_integration():
     assert check(RESIL_DISABLED_INTEGRATIONS="pymysql,redis").returncode == 0
 
 
+def test_a_reader_that_leaves_early_is_no_traceback():
+    """`resil config check | head -1`: the pipe closes before resil writes."""
+    proc = subprocess.Popen([RESIL, "config", "check", str(EXAMPLE)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 141 and "Traceback" not in err and "Broken" not in err, err
+
+
 def test_status_shows_published_state(pair_config, publish, mariadb_pair):
     out = resil("status", "--config", str(pair_config))
     assert out.returncode == 0, out.stderr

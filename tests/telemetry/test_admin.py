@@ -41,6 +41,22 @@ def test_health_readiness_state_and_metrics(pair_config, mariadb_pair):
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert get(address, "/readyz")[0] == 200
     assert get(address, "/nope")[0] == 404
+    status, body = get(address, "/livez")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    # HEAD, as load balancers and probes send it: the status and headers, no body.
+    import http.client
+    for path, code in (("/readyz", 200), ("/livez", 200), ("/nope", 404)):
+        conn = http.client.HTTPConnection(*address, timeout=5)
+        conn.request("HEAD", path)
+        answer = conn.getresponse()
+        assert answer.status == code and answer.read() == b""
+        assert int(answer.getheader("Content-Length")) > 0
+        conn.close()
+    conn = http.client.HTTPConnection(*address, timeout=5)
+    conn.request("POST", "/readyz")
+    answer = conn.getresponse()
+    assert answer.status == 405 and answer.getheader("Allow") == "GET, HEAD"
+    conn.close()
 
     config = load_config(pair_config, env={})
     plane = open_control_plane(config.control_url, config.topology, None)

@@ -232,10 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``resil``."""
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()      # here, where a reader that left is caught: not at exit
+        return code
     except ConfigError as exc:
         print(f"resil: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:     # `resil status | head -1`: the reader left, as it may
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # no second error when Python flushes
+        return 141
 
 
 def _db_switch(args: argparse.Namespace) -> int:

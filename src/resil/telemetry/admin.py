@@ -1,4 +1,5 @@
-"""The admin endpoint: ``/healthz``, ``/readyz``, ``/state`` and ``/metrics`` on loopback.
+"""The admin endpoint: ``/healthz`` (also ``/livez``), ``/readyz``, ``/state`` and
+``/metrics`` on loopback.
 
 One per process tree: it is served by the process where the agent started (with
 gunicorn, the master), from a daemon thread of its own started with the agent — a load
@@ -7,8 +8,8 @@ A forked worker closes its inherited copy of the listening socket and serves not
 its state is the master's (aggregating workers' metrics is not done yet).
 
 The server is a few lines over ``socketserver`` rather than ``http.server``, whose
-imports would cost start-up time in every process: it answers ``GET`` with HTTP/1.0,
-one request per connection.
+imports would cost start-up time in every process: it answers ``GET`` and ``HEAD``
+with HTTP/1.0, one request per connection.
 """
 
 from __future__ import annotations
@@ -74,14 +75,17 @@ class _Handler(socketserver.StreamRequestHandler):
                 pass                                    # headers: not needed
             if len(line) < 2:
                 return
-            status, body, kind = self.server.answer(line[0], line[1].split("?", 1)[0])
+            method = line[0]
+            status, body, kind = self.server.answer(method, line[1].split("?", 1)[0])
         except Exception as exc:  # a bad request must not kill the admin thread
             counters.record_fault("admin endpoint", exc)
-            status, body, kind = 503, b'{"error": "internal"}', "application/json"
+            method, status, body, kind = "GET", 503, b'{"error": "internal"}', \
+                "application/json"
+        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
         head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
-                f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n{allow}"
                 "Connection: close\r\n\r\n").encode()
-        self.wfile.write(head + body)
+        self.wfile.write(head if method == "HEAD" else head + body)
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -93,10 +97,10 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(address, _Handler)
 
     def answer(self, method: str, path: str) -> tuple[int, bytes, str]:
-        if method != "GET":
-            return 405, b"only GET\n", "text/plain"
+        if method not in ("GET", "HEAD"):
+            return 405, b"only GET and HEAD\n", "text/plain"
         agent = self.agent
-        if path == "/healthz":
+        if path in ("/healthz", "/livez"):
             return 200, _json({"status": "ok", "pid": os.getpid(),
                                "epoch": agent.state.epoch}), "application/json"
         if path == "/readyz":
@@ -109,7 +113,7 @@ class _Server(socketserver.ThreadingTCPServer):
         if path == "/metrics":
             return (200, prometheus_text(agent).encode(),
                     "text/plain; version=0.0.4; charset=utf-8")
-        return 404, b"not found: try /healthz /readyz /state /metrics\n", "text/plain"
+        return 404, b"not found: try /healthz /livez /readyz /state /metrics\n", "text/plain"
 
 
 def _json(value: Any) -> bytes:
