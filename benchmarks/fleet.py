@@ -70,7 +70,7 @@ listen = "127.0.0.1:{admin}"
 [resources.cache]
 kind = "redis"
 primary = "a"
-endpoints = {{ a = "127.0.0.1:{data}", b = "127.0.0.1:{data}" }}
+endpoints = {{ a = "127.0.0.1:{data}", b = "127.0.0.1:1" }}
 aliases = ["cache"]
 """
 

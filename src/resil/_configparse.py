@@ -9,6 +9,7 @@ way. Nothing in this module knows a default or a range: they live in the declara
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -66,10 +67,13 @@ class Table:
         return self.source.error(self.key(name), value, problem)
 
     def refuse_unknown(self) -> None:
-        """A key nobody declared is refused: a typo must not be silently ignored."""
+        """A key nobody declared is refused, with the likely one: a typo must not be
+        silently ignored."""
         for name, value in self.values.items():
             if name not in self.settings:
-                raise self.error(name, value, "unknown key")
+                close = difflib.get_close_matches(str(name), sorted(self.settings), n=1)
+                raise self.error(name, value, "unknown key" + (
+                    f"; did you mean {close[0]!r}?" if close else ""))
 
     def text(self, name: str) -> str:
         """A string, stripped; empty or absent gives the default (or ``""``)."""
@@ -259,9 +263,26 @@ def _build_endpoints(name: str, kind: ResourceKind, value: object,
                 raise source.error(ukey, addresses, "expected one address \"host:port\"")
             hp = host_port(addresses)
             if hp is None:
-                raise source.error(ukey, addresses, "malformed address: expected host:port")
+                raise source.error(ukey, addresses, address_problem(addresses))
             out[unit] = (Endpoint(name, unit, hp.host, hp.port),)
+    seen: dict[tuple[str, int, str], str] = {}
+    for unit, endpoints in out.items():
+        for endpoint in endpoints:
+            place = (endpoint.host, endpoint.port, endpoint.url or "")
+            if place in seen:
+                raise source.error(f"{key}.{unit}", str(endpoint.url or endpoint),
+                                   f"the same endpoint as unit {seen[place]!r}: each unit "
+                                   "needs its own server (a copy-paste slip?)")
+            seen[place] = unit
     return out
+
+
+def address_problem(text: str) -> str:
+    """Why ``text`` is not a ``host:port`` (for the error message)."""
+    port = text.strip().rpartition(":")[2]
+    if port.isdigit() and not 1 <= int(port) < 65536:
+        return f"port {int(port)} out of range: expected 1 to 65535"
+    return "malformed address: expected host:port"
 
 
 def _http_endpoint(name: str, unit: str, key: str, url: str, source: Source) -> Endpoint:

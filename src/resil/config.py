@@ -24,7 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import envvars
-from ._configparse import HostPort, Source, Table, build_resources, host_port
+from ._configparse import (
+    HostPort,
+    Source,
+    Table,
+    address_problem,
+    build_resources,
+    host_port,
+)
 from .errors import MISSING, ConfigError
 from .topology import Resource, Topology, address_keys
 
@@ -117,10 +124,15 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(str(file), "file", MISSING,
-                          f"configuration file not found (set {envvars.CONFIG_ENV} or "
-                          "pass --config)") from None
+                          f"configuration file not found (name it: `resil config check "
+                          f"PATH`, `--config PATH` elsewhere, or {envvars.CONFIG_ENV})"
+                          ) from None
     except OSError as exc:
         raise ConfigError(str(file), "file", MISSING, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), "file", MISSING, f"not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); TOML files are UTF-8"
+                          ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), "file", MISSING, f"not valid TOML: {exc}") from None
     _apply_env(raw, env, source)
@@ -341,8 +353,10 @@ def _listen(admin: Table) -> HostPort | None:
         return None
     listen = host_port(text, allow_any_port=True)
     if listen is None:
-        raise admin.error("listen", text, "malformed address: expected host:port (port 0: "
-                          "any free port) or \"off\"")
+        problem = address_problem(text)
+        raise admin.error("listen", text, problem.replace("1 to", "0 to") if "range" in problem
+                          else "malformed address: expected host:port (port 0: any free "
+                          "port) or \"off\"")
     return listen
 
 
@@ -376,12 +390,20 @@ def _check_keys(raw: dict[str, Any], source: Source) -> None:
         if isinstance(value, dict) and key in sections:
             if key == "resources":
                 continue
+            names = sorted(envvars.section(key))
             for sub in value:
                 if f"{key}.{sub}" not in known:
-                    raise source.error(f"{key}.{sub}", value[sub], "unknown key")
+                    raise source.error(f"{key}.{sub}", value[sub],
+                                       "unknown key" + _did_you_mean(str(sub), names))
         elif key not in known or known[key].section:
-            raise source.error(key, value, "unknown key" if key not in sections
-                               else "must be a table")
+            top = sorted(envvars.section("")) + sorted(sections)
+            raise source.error(key, value, "unknown key" + _did_you_mean(str(key), top)
+                               if key not in sections else "must be a table")
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _units(top: Table, resources: dict[str, Resource]) -> tuple[str, ...]:

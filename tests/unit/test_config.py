@@ -103,7 +103,16 @@ BAD = [
     (('hangzhou = "10.0.2.5:3306"', 'hangzhou = "10.0.2.5"'), {},
      "resources.orders-db.endpoints.hangzhou", "malformed address"),
     (('hangzhou = "10.0.2.5:3306"', 'hangzhou = "10.0.2.5:99999"'), {},
-     "resources.orders-db.endpoints.hangzhou", "malformed address"),
+     "resources.orders-db.endpoints.hangzhou", "port 99999 out of range: expected 1 to 65535"),
+    (('hangzhou = "10.0.2.5:3306"', 'hangzhou = "10.0.1.5:3306"'), {},
+     "resources.orders-db.endpoints.hangzhou", "the same endpoint as unit 'beijing'"),
+    (('url = "file', 'urll = "file'), {}, "control.urll", "did you mean 'url'?"),
+    (('kind = "redis"', 'kind = "redis"\nlock_timeot = 6'), {}, "resources.cache.lock_timeot",
+     "unknown key; did you mean 'lock_timeout'?"),
+    (('unit = "beijing"', 'unti = "beijing"\nunit = "beijing"'), {}, "unti",
+     "unknown key; did you mean 'unit'?"),
+    ((None, None), {"RESIL_ADMIN_LISTEN": "127.0.0.1:70000"}, "admin.listen",
+     "port 70000 out of range: expected 0 to 65535"),
     (('hangzhou = "10.0.2.5:3306"', 'hangzhou = "bad host!:3306"'), {},
      "resources.orders-db.endpoints.hangzhou", "malformed address"),
     (('["http://10.0.1.7:8000"]', '["ftp://10.0.1.7"]'), {},
@@ -453,3 +462,15 @@ def test_other_resil_variables_are_left_alone(write_config, caplog):
     assert config.signing_key == b"k"
     assert "RESIL_DEPLOY_TOKEN is not a resil setting: ignored" in caplog.text
     assert "RESIL_SIGNING_KEY" not in caplog.text
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "resil.toml"
+    path.write_bytes(b'unit = "b\xe9ijing"\n')
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path, env={})
+
+
+def test_a_missing_file_says_how_to_name_it(tmp_path):
+    with pytest.raises(ConfigError, match="resil config check PATH.*RESIL_CONFIG"):
+        load_config(tmp_path / "nope.toml", env={})

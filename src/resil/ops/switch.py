@@ -211,11 +211,13 @@ class Switch:
             self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
             self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
             epoch = self._step("publish", lambda: self._publish(resource))
+            held = self.clock() - started
         finally:
             self._critical = False
         self._step("verify", lambda: self._verify(verify, new, epoch))
-        self.out(f"switched {resource.name} to {self.to_unit} in "
-                 f"{(self.clock() - started) * 1000:.0f} ms (writes held during lock..publish)")
+        self.out(f"switched {resource.name} to {self.to_unit}: new writes held at most "
+                 f"{held * 1000:.0f} ms (lock to publish); {(self.clock() - started) * 1000:.0f}"
+                 " ms with verify")
 
     def _check_budget(self, resource: Resource) -> None:
         """The longest the lock can last — drain, catch-up, then promote to publish (and
