@@ -76,6 +76,25 @@ def test_status_shows_published_state(pair_config, publish, mariadb_pair):
     assert report["weights"] == {"a": 1.0, "b": 1.0} and report["locks"] == {}
 
 
+def test_status_with_the_control_plane_unreachable_claims_nothing(tmp_path):
+    """No "epoch 0, nothing published", no configured primaries shown as current: the
+    live state is unknown, and status says so (exit 1)."""
+    from servers import free_port
+    path = tmp_path / "resil.toml"
+    path.write_text(EXAMPLE.read_text().replace(
+        'url = "file:///var/lib/resil/state.json"', f'url = "redis://127.0.0.1:{free_port()}/0"'))
+    out = resil("status", "--config", str(path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "UNREACHABLE: the live state is unknown" in out.stdout
+    assert "nothing published" not in out.stdout and "epoch 0" not in out.stdout
+    assert "primary unknown (the configuration says beijing)" in out.stdout
+    assert "weights:  unknown" in out.stdout
+    report = json.loads(resil("status", "--config", str(path), "--json").stdout)
+    assert report["control"]["reachable"] is False and report["control"]["epoch"] is None
+    assert report["resources"]["orders-db"]["primary"] == {
+        "unit": None, "endpoint": None, "configured": "beijing"}
+
+
 def test_status_reports_a_corrupt_state_file(pair_config, tmp_path):
     (tmp_path / "state.json").write_text("{garbage")
     out = resil("status", "--config", str(pair_config))

@@ -501,7 +501,8 @@ def _durability(config: Config) -> str:
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     state, signal, problem, agents, warning, progress = _read_state(config)
-    report = status_report(config, state, signal, problem, agents, warning, progress)
+    report = status_report(config, state, signal, problem, agents, warning, progress,
+                           reachable=not problem.startswith(UNREACHABLE))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -517,6 +518,10 @@ def _lock_progress(plane: ControlPlane, name: str, holder: str) -> dict[str, Any
             "step_age_s": round(time.time() - note.at, 1) if step and note else None}
 
 
+UNREACHABLE = "control plane unreachable: "
+"""How ``resil status`` begins a problem that left it with no state to show."""
+
+
 def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
                                          list[dict[str, Any]], str, dict[str, Any]]:
     """The stored state, its problem (empty: none), the agents, a durability warning and
@@ -525,7 +530,7 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
     try:
         plane = open_configured(config)
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], "", {}
+        return initial, None, f"{UNREACHABLE}{exc}", [], "", {}
     try:
         now = time.time()
         agents = [{**a, "live": live(a, config.heartbeat_interval, now)}
@@ -534,7 +539,7 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
         alive = {name: _lock_progress(plane, name, lock.holder)
                  for name, lock in stored.state.locks.items()}
     except ControlPlaneError as exc:
-        return initial, None, str(exc), [], "", {}
+        return initial, None, f"{UNREACHABLE}{exc}", [], "", {}
     problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
         if stored.problem else ""
     return stored.state, stored.signal, problem, agents, plane.durability() or "", alive
@@ -551,8 +556,11 @@ def safe_url(url: str) -> str:
 def status_report(config: Config, state: ControlState, signal: Signal | None,
                   problem: str, agents: list[dict[str, Any]] | None = None,
                   warning: str = "",
-                  progress: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The data ``resil status`` prints (``--json`` prints exactly this)."""
+                  progress: dict[str, Any] | None = None,
+                  reachable: bool = True) -> dict[str, Any]:
+    """The data ``resil status`` prints (``--json`` prints exactly this). When the control
+    plane cannot be reached (``reachable`` False), nothing of the live state is known:
+    primaries are None, with the configuration's as ``configured``."""
     resources = {}
     for name, resource in config.resources.items():
         entry: dict[str, Any] = {
@@ -562,13 +570,15 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         if resource.kind != "http":
             unit = state.primary_unit(resource)
             endpoint = resource.endpoint_in(unit) if unit else None
-            entry["primary"] = {"unit": unit, "endpoint": str(endpoint) if endpoint else None}
+            entry["primary"] = {"unit": unit, "endpoint": str(endpoint) if endpoint else None} \
+                if reachable else {"unit": None, "endpoint": None, "configured": unit}
         resources[name] = entry
     return {
         "unit": config.unit,
         "control": {
             "url": safe_url(config.control_url),
-            "epoch": state.epoch,
+            "reachable": reachable,
+            "epoch": state.epoch if reachable else None,
             "issued_at": signal.issued_at if signal else None,
             "issuer": signal.issuer if signal else None,
             "signed": bool(signal and signal.signature),
@@ -576,8 +586,8 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
             "warning": warning or None,
         },
         "resources": resources,
-        "weights": dict(state.weights),
-        "routes": [rule.to_dict() for rule in state.routes],
+        "weights": dict(state.weights) if reachable else None,
+        "routes": [rule.to_dict() for rule in state.routes] if reachable else None,
         "locks": {name: {**lock.to_dict(), "age_s": round(time.time() - lock.since, 1),
                          **(progress or {}).get(name, {"lease_alive": False, "step": None,
                                                        "step_age_s": None})}
@@ -626,7 +636,10 @@ def _fleet_summary(agents: list[dict[str, Any]], epoch: int) -> list[dict[str, A
 def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
     control = report["control"]
     print(f"unit:     {report['unit']}")
-    if control["issuer"]:
+    if not control.get("reachable", True):
+        print(f"control:  {control['url']}  UNREACHABLE: the live state is unknown (agents "
+              "keep the last state they applied)")
+    elif control["issuer"]:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(control["issued_at"]))
         signed = ", signed" if control["signed"] else ""
         print(f"control:  {control['url']}  epoch {control['epoch']} "
@@ -640,19 +653,25 @@ def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
         print(f"warning:  {control['warning']}")
     print("resources:")
     for name, entry in report["resources"].items():
-        if "primary" in entry:
+        if "primary" in entry and "configured" in entry["primary"]:
+            print(f"  {name:<20} {entry['kind']:<6} primary unknown (the configuration "
+                  f"says {entry['primary']['configured']})")
+        elif "primary" in entry:
             primary = entry["primary"]
             print(f"  {name:<20} {entry['kind']:<6} primary {primary['unit']} "
                   f"({primary['endpoint']})")
         else:
             units = ", ".join(f"{u}: {' '.join(e)}" for u, e in entry["endpoints"].items())
             print(f"  {name:<20} {entry['kind']:<6} {units}")
-    weights = "  ".join(f"{u}={w:g}" for u, w in report["weights"].items())
-    print(f"weights:  {weights}")
-    print("routes:   " + ("none (no routing key has a home unit)" if not report["routes"]
-                          else "first match wins"))
-    for line in traffic_commands.describe_rules(report["routes"]):
-        print(f"  {line}")
+    if report["weights"] is None:
+        print("weights:  unknown\nroutes:   unknown")
+    else:
+        weights = "  ".join(f"{u}={w:g}" for u, w in report["weights"].items())
+        print(f"weights:  {weights}")
+        print("routes:   " + ("none (no routing key has a home unit)" if not report["routes"]
+                              else "first match wins"))
+        for line in traffic_commands.describe_rules(report["routes"]):
+            print(f"  {line}")
     locks = report["locks"]
     print("locks:    " + ("" if locks else "none"))
     for n, lk in locks.items():
