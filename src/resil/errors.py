@@ -89,6 +89,11 @@ class SwitchError(ResilError):
     """A planned switch failed; the message says at which step and why."""
 
 
+class SwitchInputError(SwitchError):
+    """The operator named something that does not exist (a resource, a unit): nothing was
+    done. Commands exit 2 for it, as for any bad input."""
+
+
 class SwitchInterrupted(SwitchError):
     """The operator's process was told to stop (SIGTERM, SIGINT, SIGHUP) before the new
     primary was promoted: the switch rolls back."""

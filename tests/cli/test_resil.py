@@ -76,6 +76,15 @@ def test_status_shows_published_state(pair_config, publish, mariadb_pair):
     assert report["weights"] == {"a": 1.0, "b": 1.0} and report["locks"] == {}
 
 
+def test_a_resource_or_unit_that_does_not_exist_exits_2_like_any_bad_input():
+    for args in (("db", "switch", "nope", "--to", "beijing"),
+                 ("db", "switch", "orders-db", "--to", "mars"),
+                 ("db", "rejoin", "nope", "beijing")):
+        out = resil(*args, "--config", str(EXAMPLE))
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert "nope" in out.stderr or "mars" in out.stderr
+
+
 def test_status_with_the_control_plane_unreachable_claims_nothing(tmp_path):
     """No "epoch 0, nothing published", no configured primaries shown as current: the
     live state is unknown, and status says so (exit 1)."""

@@ -186,8 +186,8 @@ def test_precheck_failure_changes_nothing(pair, config):
     out = switch(config, "a" if pair.primary.root_sql("SELECT @@read_only") == [(1,)] else "b",
                  "--dry-run")
     assert out.returncode == 0 and "prechecks passed" in out.stdout
-    out = switch(config, "c")
-    assert out.returncode == 1 and "no endpoint in unit 'c'" in out.stderr
+    out = switch(config, "c")                   # bad input: exit 2, as every command
+    assert out.returncode == 2 and "no endpoint in unit 'c'" in out.stderr
 
 
 def test_open_transaction_across_the_fence_gets_the_documented_error(pair, config):

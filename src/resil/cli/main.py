@@ -31,6 +31,7 @@ from ..errors import (
     ControlPlaneError,
     SignalError,
     SwitchError,
+    SwitchInputError,
     SwitchInterrupted,
 )
 from ..ops.locks import lease_name, resolve_orphans
@@ -257,6 +258,9 @@ def _db_switch(args: argparse.Namespace) -> int:
                         out=lambda line: print(line, flush=True))
         with _stop_signals(switch.interrupt):
             switch.run()
+    except SwitchInputError as exc:
+        print(f"resil: switch: {exc}", file=sys.stderr)
+        return 2
     except (SwitchError, ControlPlaneError, SignalError) as exc:
         rolled = "; rolled back" if isinstance(exc, SwitchInterrupted) else ""
         print(f"resil: switch failed: {exc}{rolled}", file=sys.stderr)
@@ -383,6 +387,9 @@ def _db_rejoin(args: argparse.Namespace) -> int:
         plane = open_configured(config)
         print(Rejoin(config, plane, args.resource, args.unit, args.discard_errant,
                      args.timeout).run())
+    except SwitchInputError as exc:
+        print(f"resil: rejoin: {exc}", file=sys.stderr)
+        return 2
     except (ControlPlaneError, SignalError, SwitchError) as exc:
         print(f"resil: rejoin refused: {exc}", file=sys.stderr)
         return 1

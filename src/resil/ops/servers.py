@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import context
-from ..errors import SwitchError
+from ..errors import SwitchError, SwitchInputError
 from ..topology import Endpoint, Resource
 
 if TYPE_CHECKING:
@@ -568,11 +568,11 @@ def database_resource(config: Config, name: str, unit: str) -> Resource:
     :class:`SwitchError` naming what is wrong."""
     resource = config.resources.get(name)
     if resource is None:
-        raise SwitchError(f"unknown resource {name!r} (known: {', '.join(config.resources)})")
+        raise SwitchInputError(f"unknown resource {name!r} (known: {', '.join(config.resources)})")
     if resource.kind == "http":
-        raise SwitchError(f"{resource.name} is an http resource: it has no primary")
+        raise SwitchInputError(f"{resource.name} is an http resource: it has no primary")
     if unit not in resource.endpoints:
-        raise SwitchError(f"{resource.name} has no endpoint in unit {unit!r} "
+        raise SwitchInputError(f"{resource.name} has no endpoint in unit {unit!r} "
                           f"(units: {', '.join(resource.endpoints)})")
     return resource
 
