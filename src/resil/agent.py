@@ -465,7 +465,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.disabled:
         return None
-    _configure_logging(cfg.log_level)
+    _configure_logging(cfg.log_level, cfg.log_format)
     agent = Agent(cfg)
     _set(agent)
     agent.start()
@@ -495,12 +495,40 @@ def _set(agent: Agent | None) -> None:
     registry.set_runtime(agent, stop)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, form: str = "text") -> None:
+    """The ``resil`` logger at ``level``, with a handler of its own that speaks only while
+    the application has configured no logging: once the root logger has a handler, resil's
+    lines go there (and are formatted there), never twice."""
     logger = logging.getLogger("resil")
     logger.setLevel(level)
-    if not logger.handlers and level in ("DEBUG", "INFO"):
-        # Without a handler Python shows only WARNING and above: honour the asked level.
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for handler in [h for h in logger.handlers if isinstance(h, _FallbackHandler)]:
+        logger.removeHandler(handler)
+    if not logger.handlers:
+        handler = _FallbackHandler()
+        handler.setFormatter(_JsonLines() if form == "json" else logging.Formatter(
+            "%(asctime)s %(name)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
 
+
+class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Standard error, unless the application's logging (the root logger's handlers) will
+    print the line: Python's last resort, with resil's level and format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, and the
+    exception when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                 + f".{int(record.msecs):03d}Z", "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage(),
+                 "pid": record.process}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)

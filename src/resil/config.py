@@ -83,6 +83,8 @@ class Config:
     disabled: bool
     disabled_integrations: frozenset[str]
     log_level: str
+    log_format: str = "text"
+    """``text`` or ``json``: how resil's own log handler writes."""
     service: str = DEFAULT_SERVICE
     """The service this process belongs to (``service``, else ``OTEL_SERVICE_NAME``)."""
 
@@ -327,6 +329,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         disabled=top.flag("disabled"),
         disabled_integrations=frozenset(top.strings("disabled_integrations")),
         log_level=top.text("log_level"),
+        log_format=top.text("log_format"),
         service=_service(top, env),
     )
 

@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Integrations not to install, comma-separated (e.g. `pymysql,redis`)."),
     Setting("log_level", "str", "WARNING", "Level of the `resil` logger.",
             choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    Setting("log_format", "str", "text",
+            "How resil's own handler writes its lines to standard error: `text`, or `json` "
+            "(one object per line: time, level, logger, message, pid). It writes only while "
+            "the application has configured no logging; once the root logger has a "
+            "handler, resil's lines go there instead, formatted by the application.",
+            choices=("text", "json")),
     Setting("control.url", "str", None,
             "Where control state lives: `file:///path/state.json` (default: "
             "`resil-state.json` beside the configuration file). `redis://` comes with the "

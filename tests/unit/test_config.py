@@ -234,6 +234,7 @@ READ = {
     "disabled": lambda c: c.disabled,
     "disabled_integrations": lambda c: c.disabled_integrations,
     "log_level": lambda c: c.log_level,
+    "log_format": lambda c: c.log_format,
     "control.signing_key_env": lambda c: c.signing_key_env,
     "control.poll_interval": lambda c: c.poll_interval,
     "control.heartbeat_interval": lambda c: c.heartbeat_interval,
