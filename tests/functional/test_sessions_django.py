@@ -287,7 +287,7 @@ def test_one_session_across_instances_units_a_switch_and_a_kill(shop):
 def test_redis_unreachable_fail_and_degrade(shop):
     port = free_port()              # nothing listens there
     text = re.sub(r"endpoints = .*", f'endpoints = {{ a = "127.0.0.1:{port}", '
-                  f'b = "127.0.0.1:{port}" }}', (shop.folder / "a.toml").read_text())
+                  f'b = "127.0.0.1:{free_port()}" }}', (shop.folder / "a.toml").read_text())
     config = shop.folder / "dead.toml"
     config.write_text(text)
     failing = start(shop.folder, "fail", config)

@@ -115,7 +115,7 @@ def dead(toml: str, write_config, on_error: str):
     """Start the agent on a config whose cache has nothing listening (both units)."""
     port = free_port()          # nothing listens there (the admin endpoint is elsewhere)
     text = re.sub(r"endpoints = .*", f'endpoints = {{ a = "127.0.0.1:{port}", '
-                  f'b = "127.0.0.1:{port}" }}', toml)
+                  f'b = "127.0.0.1:{free_port()}" }}', toml)
     config = load_config(write_config(text, name="dead.toml"),
                          env={"RESIL_SESSIONS_ON_ERROR": on_error})
     return resil.start(config)
@@ -308,6 +308,32 @@ def test_expiry_is_the_redis_ttl(agent, primary):
         s.set_expiry(timedelta(seconds=-5))      # already past: gone at once
         s.save()
     time.sleep(0.05)
+    assert Store(s.session_key).load() == {}
+
+
+def test_the_sessionbase_contract_for_unknown_and_expired_sessions(agent, primary):
+    """What Django's own backends do: an unknown or invalid key loads as empty, without
+    creating a record, and loses its key; a session saved with an expiry already past is
+    not loaded again, new or not."""
+    Store = engine()
+    for key in ("unknown-key", sign(new_id(), SECRET), None):
+        s = Store(key)
+        assert s.load() == {} and s.session_key is None
+        assert s.is_empty() and not s.modified
+    assert primary.dbsize() == primary.dbsize()       # (nothing written: checked below)
+    before = set(primary.keys(KEY_PREFIX + "*"))
+    Store("unknown-key").load()
+    assert set(primary.keys(KEY_PREFIX + "*")) == before
+    s = Store()
+    s["x"] = 1
+    s.set_expiry(-timedelta(seconds=10))        # a new session, already expired
+    s.save()
+    assert Store(s.session_key).load() == {}
+    s = Store()
+    s["x"] = 1
+    s.save()
+    s.set_expiry(-timedelta(seconds=10))        # an existing one made expired
+    s.save()
     assert Store(s.session_key).load() == {}
 
 

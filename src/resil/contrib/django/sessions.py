@@ -197,7 +197,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def load(self) -> dict[str, Any]:
         """The session's data; an unknown, expired or invalid session is empty and loses
-        its key (a new one is made when it is saved)."""
+        its key (a new one is made when it is saved); nothing is written."""
+        if self._id_of(self.session_key) is None:   # no key, or one we did not sign
+            self._session_key = None
+            self._loaded = None
+            return {}
         sid = self._session_id()
         store = shared_store()
         try:
@@ -253,6 +257,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         sid = self._session_id()
         ttl = self.get_expiry_age()
         store = shared_store()
+        if ttl <= 0:    # expired already (set_expiry in the past): stored, it is gone
+            try:
+                store.delete(sid)
+            except (SessionUnavailable, LockTimeoutError) as exc:
+                raise _unavailable(exc) from exc
+            self._loaded = None
+            return
         try:
             if must_create:
                 if not store.create(sid, data, ttl):
