@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 import urllib.error
@@ -109,6 +110,20 @@ def test_health_readiness_state_and_metrics(pair_config, mariadb_pair):
     assert m[("resil_process_cpu_seconds_total", ())] > 0
     resil.stop()
     assert agent.admin is None
+
+
+def test_a_port_another_agent_serves_is_left_to_it_quietly(pair_config, caplog):
+    """uvicorn --workers, a reloader, a management command beside the server: the agent
+    that holds the port serves it; the others say so at INFO, not as an error."""
+    from resil.telemetry.admin import AdminServer
+    agent = resil.start(pair_config)
+    host, port = agent.admin.address
+    second = AdminServer(agent, host, port)
+    with caplog.at_level(logging.INFO, logger="resil"):
+        assert second.start() is False
+    assert f"is served by another agent (pid {os.getpid()})" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert get(agent.admin.address, "/healthz")[0] == 200     # the owner still serves
 
 
 def test_a_taken_port_is_a_clear_error_and_the_app_runs(pair_config, caplog):

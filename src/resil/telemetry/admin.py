@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import socketserver
 import threading
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,25 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True).encode() + b"\n"
 
 
+def _resil_owner(host: str, port: int) -> int | None:
+    """The pid of the resil agent whose admin endpoint listens on ``host:port`` (asked
+    at ``/healthz``, 0.5 s at most), or None when something else holds the port."""
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.5) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := conn.recv(4096):
+                reply += chunk
+                if len(reply) > 65536:
+                    return None
+        answer = json.loads(reply.partition(b"\r\n\r\n")[2])
+        pid = answer.get("pid") if isinstance(answer, dict) else None
+        return pid if answer.get("status") == "ok" and isinstance(pid, int) else None
+    except (OSError, ValueError):
+        return None
+
+
 class AdminServer:
     """The admin endpoint of one agent."""
 
@@ -144,9 +164,16 @@ class AdminServer:
         try:
             self._server = _Server((host, port), self._agent)
         except OSError as exc:
-            log.error("resil: admin endpoint not started: cannot listen on %s:%d (%s); set "
-                      "[admin] listen (RESIL_ADMIN_LISTEN) to a free port, or to \"off\"",
-                      host, port, exc.strerror)
+            owner = _resil_owner(host, port)
+            if owner is not None:   # a sibling or parent agent serves it: one owner
+                log.info("resil: admin endpoint %s:%d is served by another agent (pid %s); "
+                         "this process serves none", host, port, owner)
+                return False
+            otel = " (OpenTelemetry's Prometheus exporter also defaults to port 9464)" \
+                if port == 9464 else ""
+            log.error("resil: admin endpoint not started: cannot listen on %s:%d (%s%s); "
+                      "set [admin] listen (RESIL_ADMIN_LISTEN) to a free port, or to \"off\"",
+                      host, port, exc.strerror, otel)
             return False
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.5,),
                                         name="resil-admin", daemon=True)
