@@ -36,6 +36,19 @@ def test_config_check_error_exits_2_naming_the_key(write_config):
         in out.stderr
 
 
+def test_the_readmes_configuration_checks_and_has_what_a_switch_needs(tmp_path):
+    import re
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    toml = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "resil.toml"
+    path.write_text(toml)
+    out = resil("config", "check", str(path))
+    assert out.returncode == 0, out.stderr
+    from resil.config import load_config
+    db = load_config(path, env={}).resources["orders-db"]
+    assert db.admin_user and db.replication_user      # `resil db switch` needs both
+
+
 def test_config_check_refuses_a_misspelt_variable_or_integration():
     def check(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([RESIL, "config", "check", str(EXAMPLE)], capture_output=True,
