@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,29 @@ def test_the_readmes_configuration_checks_and_has_what_a_switch_needs(tmp_path):
     from resil.config import load_config
     db = load_config(path, env={}).resources["orders-db"]
     assert db.admin_user and db.replication_user      # `resil db switch` needs both
+
+
+def test_doctor_reports_integrations_control_plane_and_endpoints(pair_config, tmp_path):
+    out = subprocess.run([RESIL, "doctor", "--config", str(pair_config)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pymysql    (PyMySQL " in out.stdout and "patched when imported" in out.stdout
+    assert "reachable, epoch" in out.stdout and "no problems found" in out.stdout
+    # A dead endpoint and a disabled integration (every address here is loopback).
+    from servers import free_port
+    dead = free_port()
+    text = re.sub(r'(\[resources.cache\][^\[]*?b = )"127.0.0.1:\d+"', rf'\1"127.0.0.1:{dead}"',
+                  pair_config.read_text(), flags=re.S)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('disabled_integrations = ["redis"]\n' + text)
+    out = subprocess.run([RESIL, "doctor", "--config", str(bad), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["problems"] == [f"cache 127.0.0.1:{dead} (unit b): Connection refused"]
+    assert {"name": "redis", "status": "disabled by the configuration"} in \
+        report["integrations"]
+    assert report["control"]["reachable"] is True
 
 
 def test_config_check_refuses_a_misspelt_variable_or_integration():

@@ -40,6 +40,7 @@ from ..ops.switch import PAUSABLE_STEPS, Switch, SwitchOptions
 from ..ops.truth import read as read_stored
 from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
+from . import doctor as doctor_command
 from . import traffic as traffic_commands
 
 
@@ -210,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
                                  "outage: every instance turns not-ready)")
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
     traffic_commands.add_commands(traffic_sub)
+    doctor_command.add_command(sub)
 
     state_cmd = sub.add_parser("state", help="the control state itself")
     state_sub = state_cmd.add_subparsers(dest="state_command", metavar="SUBCOMMAND",
