@@ -15,9 +15,10 @@ integration supplies how to send an attempt to an endpoint and how to read its o
   fraction of the calls of the last 10 seconds plus a small floor, so that retrying can
   never multiply the load of an outage.
 
-Every outcome feeds the endpoint's health (passive outlier detection). The first attempt
-runs inline: tenacity is imported and used only once a call is actually retried, which
-keeps the cost of a call that succeeds at a few microseconds.
+Every outcome feeds the endpoint's health (passive outlier detection). Retries follow at
+once, in a plain loop, with no backoff: each goes to an endpoint the call has not tried
+(``pick`` never repeats one), most often in another unit, so waiting would only add
+latency; the budget, not a delay, is what keeps an outage from multiplying the load.
 
 When the retries are spent (or not allowed) the application gets exactly what the last
 attempt produced: the driver's own exception, or the last response.
@@ -155,8 +156,8 @@ def calls_key(resource: Resource, endpoint: Endpoint) -> str:
 def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
             first: Endpoint) -> R:
     """Run a call whose first attempt goes to ``first`` (chosen by the integration, under
-    its fail-open guard, with :meth:`~resil.router.Router.pick`): that attempt inline,
-    retries (if any) under tenacity."""
+    its fail-open guard, with :meth:`~resil.router.Router.pick`), then the retries, if
+    any are due."""
     resource = exchange.resource
     endpoint = first
     exchange.tried.append(endpoint)
@@ -186,92 +187,48 @@ def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R]
 
 
 def _retry(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
-           first: Endpoint) -> R:
-    from tenacity import Retrying, retry_base, stop_never, wait_none
-    following = [first]
-
-    def attempt() -> R:
-        endpoint = following.pop()
+           endpoint: Endpoint) -> R:
+    """The retries, one endpoint after another, until one answers or no retry is due."""
+    while True:
         exchange.tried.append(endpoint)
         counters.count(calls_key(exchange.resource, endpoint))
         try:
             response = send(endpoint)
         except BaseException as exc:
             _observe(router, exchange, endpoint, exc, None)
-            raise
+            following = _wants_retry(router, exchange, exc, None)
+            if following is None:
+                raise
+            endpoint = following
+            continue
         _observe(router, exchange, endpoint, None, response)
-        return response
-
-    class again(retry_base):
-        def __call__(self, state: Any) -> bool:
-            outcome = state.outcome
-            exc = outcome.exception()
-            response = None if exc is not None else outcome.result()
-            endpoint = _wants_retry(router, exchange, exc, response)
-            if endpoint is None:
-                return False
-            if exc is None:
-                exchange.discard(response)   # type: ignore[arg-type]
-            following.append(endpoint)
-            return True
-
-    retrying = Retrying(retry=again(), stop=stop_never, wait=wait_none(), reraise=True)
-    return retrying(attempt)
+        following = _wants_retry(router, exchange, None, response)
+        if following is None:
+            return response
+        exchange.discard(response)
+        endpoint = following
 
 
 async def execute_async(router: Router, exchange: Exchange[R],
                         send: Callable[[Endpoint], Awaitable[R]],
                         discard: Callable[[R], Awaitable[None]], first: Endpoint) -> R:
     """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""
-    resource = exchange.resource
-    following: list[Endpoint] = [first]
-
-    async def attempt() -> R:
-        endpoint = following.pop()
+    endpoint = first
+    while True:
         exchange.tried.append(endpoint)
-        counters.count(calls_key(resource, endpoint))
+        counters.count(calls_key(exchange.resource, endpoint))
         try:
             response = await send(endpoint)
         except BaseException as exc:
             _observe(router, exchange, endpoint, exc, None)
-            raise
+            following = _wants_retry(router, exchange, exc, None)
+            if following is None:
+                raise
+            endpoint = following
+            continue
         _observe(router, exchange, endpoint, None, response)
-        return response
-
-    try:
-        response = await attempt()
-    except BaseException as exc:
-        endpoint = _wants_retry(router, exchange, exc, None)
-        if endpoint is None:
-            raise
-        following.append(endpoint)
-    else:
-        endpoint = _wants_retry(router, exchange, None, response)
-        if endpoint is None:
+        following = _wants_retry(router, exchange, None, response)
+        if following is None:
             return response
         await discard(response)
-        following.append(endpoint)
-
-    from tenacity import AsyncRetrying, retry_base, stop_never, wait_none
-    pending: list[R] = []
-
-    class again(retry_base):
-        def __call__(self, state: Any) -> bool:
-            outcome = state.outcome
-            exc = outcome.exception()
-            result = None if exc is not None else outcome.result()
-            endpoint = _wants_retry(router, exchange, exc, result)
-            if endpoint is None:
-                return False
-            if exc is None:
-                pending.append(result)     # type: ignore[arg-type]
-            following.append(endpoint)
-            return True
-
-    async def discard_then_attempt() -> R:
-        while pending:
-            await discard(pending.pop())
-        return await attempt()
-
-    retrying = AsyncRetrying(retry=again(), stop=stop_never, wait=wait_none(), reraise=True)
-    return await retrying(discard_then_attempt)
+        endpoint = following
