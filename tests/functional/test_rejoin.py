@@ -131,7 +131,7 @@ def test_rejoin_refuses_the_published_primary_and_unknown_units(mysql, mysql_con
     out = resil("db", "rejoin", "orders-db", "a", "--config", str(mysql_config))
     assert out.returncode == 1 and "is the published primary" in out.stderr, out.stderr
     out = resil("db", "rejoin", "orders-db", "z", "--config", str(mysql_config))
-    assert out.returncode == 1 and "no endpoint in unit 'z'" in out.stderr, out.stderr
+    assert out.returncode == 2 and "no endpoint in unit 'z'" in out.stderr, out.stderr
 
 
 # --------------------------------------------------------------------------- Redis

@@ -104,8 +104,7 @@ def _integrations(config: Config, problems: list[str]) -> list[dict[str, Any]]:
 
 
 def _control(config: Config, problems: list[str]) -> dict[str, Any]:
-    from ..control import open_configured
-    from .main import safe_url
+    from ..control import open_configured, safe_url
     entry: dict[str, Any] = {"url": safe_url(config.control_url)}
     try:
         plane = open_configured(config)

@@ -20,11 +20,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .._version import __version__
 from ..config import DEFAULT_SERVICE, Config, load_config
-from ..control import open_configured
+from ..control import open_configured, safe_url
 from ..control.base import ControlPlane, live
 from ..errors import (
     ConfigError,
@@ -552,14 +552,6 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
     problem = f"{stored.problem}; `resil state reconcile` rebuilds it from the servers" \
         if stored.problem else ""
     return stored.state, stored.signal, problem, agents, plane.durability() or "", alive
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its credentials replaced by ``***`` (for printing)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def status_report(config: Config, state: ControlState, signal: Signal | None,

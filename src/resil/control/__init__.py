@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..clock import Clock
 from ..envvars import default_poll_interval
@@ -21,7 +21,16 @@ from .base import ControlPlane, Watch, live_agents
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["ControlPlane", "Watch", "live_agents", "open_configured", "open_control_plane"]
+__all__ = ["ControlPlane", "Watch", "live_agents", "open_configured", "open_control_plane",
+           "safe_url"]
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its credentials replaced by ``***`` (for printing)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def open_control_plane(url: str, topology: Topology, key: bytes | None, *,

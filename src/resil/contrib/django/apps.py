@@ -55,9 +55,9 @@ def _start() -> None:
 def _management_command() -> bool:
     """Whether this process runs a management command (``manage.py``, ``django-admin``,
     ``python -m django``): those report problems through the system checks."""
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return program in ("manage.py", "django-admin", "__main__.py") and \
-        "django.core.management" in sys.modules
+    program = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    return os.path.basename(program) in ("manage.py", "django-admin") or \
+        program.replace(os.sep, "/").endswith("django/__main__.py")
 
 
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Any]:
