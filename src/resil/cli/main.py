@@ -327,19 +327,11 @@ def _drill(args: argparse.Namespace) -> int:
                            timeout=getattr(args, "timeout", 60.0), keep=args.keep)
     drill = Drill(config, args.resource, options,
                   out=lambda line: print(line, file=stream, flush=True))
-    if args.drill_command == "kill" and not args.yes:
-        try:
-            target = drill.kill_target()
-        except DrillInputError as exc:
-            print(f"resil: drill: {exc}", file=sys.stderr)
-            return 2
-        except (DrillError, ControlPlaneError, SignalError) as exc:
-            print(f"resil: drill failed: {exc}", file=sys.stderr)
-            return 1
-        print(f"resil: drill kill would kill -9 {target}, and it stays down; "
-              "run it again with --yes to do it", file=sys.stderr)
-        return 2
     try:
+        if args.drill_command == "kill" and not args.yes:
+            print(f"resil: drill kill would kill -9 {drill.kill_target()}, and it stays "
+                  "down; run it again with --yes to do it", file=sys.stderr)
+            return 2
         report = drill.switch(args.to) if args.drill_command == "switch" else drill.kill()
     except DrillInputError as exc:
         print(f"resil: drill: {exc}", file=sys.stderr)
