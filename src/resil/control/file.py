@@ -210,6 +210,8 @@ class FileControlPlane:
             names = sorted(f.name for f in self._waiting_dir(kind, resource, holder).iterdir())
         except OSError:
             return 0, []
+        if not sample:
+            return len(names), []
         ids = {self._agent_file(i).name: i for i in self.agent_ids()}
         return len(names), [ids.get(n, n.removesuffix(".json")) for n in names[:sample]]
 

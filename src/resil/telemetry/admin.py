@@ -134,10 +134,12 @@ def _resil_owner(host: str, port: int) -> int | None:
                 if len(reply) > 65536:
                     return None
         answer = json.loads(reply.partition(b"\r\n\r\n")[2])
-        pid = answer.get("pid") if isinstance(answer, dict) else None
-        return pid if answer.get("status") == "ok" and isinstance(pid, int) else None
     except (OSError, ValueError):
         return None
+    if not isinstance(answer, dict) or answer.get("status") != "ok":
+        return None     # something else answered (a list, a string): not an agent
+    pid = answer.get("pid")
+    return pid if isinstance(pid, int) else None
 
 
 class AdminServer:
