@@ -296,7 +296,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         if not previous:
             raise source.error("control.previous_signing_keys_env", previous_env,
                                f"environment variable {previous_env} is not set or empty")
-    listen = _listen(admin)
+    listen = _listen(admin, env)
     sessions_resource = sessions.text("resource")
     if sessions_resource:
         found = resources.get(sessions_resource)
@@ -350,8 +350,10 @@ def _table(raw: dict[str, Any], section: str, source: Source) -> Table:
     return Table(values, section, envvars.section(section), source)
 
 
-def _listen(admin: Table) -> HostPort | None:
+def _listen(admin: Table, env: Mapping[str, str]) -> HostPort | None:
     text = admin.text("listen")
+    if "listen" not in admin.values:
+        text = _default_listen(text, env)
     if text.lower() == "off":
         return None
     listen = host_port(text, allow_any_port=True)
@@ -360,6 +362,18 @@ def _listen(admin: Table) -> HostPort | None:
         raise admin.error("listen", text, problem.replace("1 to", "0 to") if "range" in problem
                           else "malformed address: expected host:port (port 0: any free "
                           "port) or \"off\"")
+    return listen
+
+
+def _default_listen(listen: str, env: Mapping[str, str]) -> str:
+    """The admin address when none is set: 127.0.0.1:9464, or the next port when this
+    process also runs OpenTelemetry's Prometheus exporter on 9464 (its default), so
+    that the two never fight for one port in either start order."""
+    exporters = {name.strip().lower() for name in env.get("OTEL_METRICS_EXPORTER", "").split(",")}
+    otel_port = env.get("OTEL_EXPORTER_PROMETHEUS_PORT", "").strip() or "9464"
+    host, _, port = listen.rpartition(":")
+    if "prometheus" in exporters and otel_port == port:
+        return f"{host}:{int(port) + 1}"
     return listen
 
 

@@ -174,7 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.listen", "str", "127.0.0.1:9464",
             "host:port of the admin endpoint (/healthz /readyz /metrics /state), served by "
             "the process that started the agent (gunicorn's master). Port 0: any free port "
-            "(shown by `resil status`); `off`: none."),
+            "(shown by `resil status`); `off`: none. When unset and OpenTelemetry's "
+            "Prometheus exporter is on in the process (`OTEL_METRICS_EXPORTER` names "
+            "`prometheus`) on its default port 9464, the default is 127.0.0.1:9465."),
     Setting("admin.drain_period", "float", 0.0,
             "Seconds an instance keeps serving after SIGTERM while /readyz says 503, before "
             "the application's own SIGTERM handling runs. 0: SIGTERM is left alone.",

@@ -163,3 +163,38 @@ def test_composes_with_opentelemetry_instrument(pair_config, tmp_path, order):
     out = run(command, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "True True 1"
+
+
+@pytest.mark.parametrize("order", ["otel-outside", "otel-inside"])
+def test_default_admin_port_beside_opentelemetrys_prometheus_exporter(pair_config, tmp_path,
+                                                                       order):
+    """Both default to port 9464: with OTel's exporter on, the agent takes 9465, and both
+    endpoints answer, whichever starts first."""
+    import socket
+    for port in (9464, 9465):
+        with socket.socket() as probe_socket:
+            if probe_socket.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is taken on this machine")
+    text = pair_config.read_text()
+    pair_config.write_text(text.replace('[admin]\nlisten = "127.0.0.1:0"\n', ""))
+    assert "[admin]" not in pair_config.read_text()
+    otel = [str(BIN / "opentelemetry-instrument"), "--traces_exporter", "none",
+            "--metrics_exporter", "prometheus", "--logs_exporter", "none"]
+    probe = textwrap.dedent("""
+        import json, urllib.request
+        otel = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read()
+        ours = urllib.request.urlopen("http://127.0.0.1:9465/healthz", timeout=5).read()
+        print(b"# TYPE" in otel or b"python_info" in otel or otel == b"", json.loads(ours))
+    """)
+    (tmp_path / "probe.py").write_text(probe)
+    command = [*otel, RESIL_RUN, "python", "probe.py"] if order == "otel-outside" \
+        else [RESIL_RUN, *otel, "python", "probe.py"]
+    out = run(command, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("True {"), out.stdout
+    assert "admin endpoint not started" not in out.stderr
+    # Without OTel's exporter the default stays 9464.
+    out = run([RESIL_RUN, "python", "-c", "import urllib.request; print(urllib.request."
+               "urlopen('http://127.0.0.1:9464/healthz', timeout=5).status)"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "200\n"

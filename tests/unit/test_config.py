@@ -55,6 +55,18 @@ def test_good_config_loads_typed_and_frozen(write_config):
         config.resources["x"] = db  # type: ignore[index]
 
 
+def test_default_admin_port_steps_aside_for_opentelemetrys_exporter(write_config):
+    path = write_config(GOOD)
+    beside = {"OTEL_METRICS_EXPORTER": "otlp, Prometheus"}
+    assert load_config(path, env=beside).admin_listen == ("127.0.0.1", 9465)
+    assert load_config(path, env={**beside, "OTEL_EXPORTER_PROMETHEUS_PORT": "9100"}) \
+        .admin_listen == ("127.0.0.1", 9464)
+    assert load_config(path, env={**beside, "RESIL_ADMIN_LISTEN": "127.0.0.1:9464"}) \
+        .admin_listen == ("127.0.0.1", 9464)            # set on purpose: kept
+    assert load_config(path, env={"OTEL_METRICS_EXPORTER": "otlp"}).admin_listen == \
+        ("127.0.0.1", 9464)
+
+
 def test_topology_matches_endpoints_and_aliases(write_config):
     topo = load_config(write_config(GOOD), env={}).topology
     assert topo.match("mysql", "10.0.2.5", 3306).name == "orders-db"
