@@ -1,31 +1,29 @@
 """The quickstart: a plain app under ``resil-run`` against real MariaDB and Redis pairs.
 
 It starts a MariaDB primary with a GTID replica and a Redis primary with a replica on
-loopback (unit "beijing" and unit "hangzhou"), writes a ``resil.toml`` for them, runs
-``examples/quickstart/app.py`` under ``resil-run``, moves both primaries to hangzhou
-(promotes the replicas, fences the old primaries, publishes the new control state), and
-runs the app again, unchanged, to show it follows. Everything it started is stopped on
+loopback (unit "beijing" and unit "hangzhou", with ``servers.py`` beside this file),
+whose ``resil.toml`` names them; runs ``app.py`` under ``resil-run``; moves both
+primaries to hangzhou with ``resil db switch`` (precheck, converge, lock, drain, fence,
+catch-up, promote, reverse, publish, verify, each printed with its duration); and runs
+the app again, unchanged, to show that it follows. Everything it started is stopped on
 exit, Ctrl-C included.
 
-The move is ``resil db switch``: precheck, lock, drain, fence, catch-up, promote,
-reverse, publish, verify, each printed with its duration.
+Needs resil (``pip install resil``), PyMySQL, redis-py and the ``mariadbd`` and
+``redis-server`` binaries.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))          # the real-server harness of the test suite
+import servers
 
-import resil  # noqa: E402,F401  (installed by `make demo`)
-from servers import MariaDBPair, RedisPair  # noqa: E402
-from servers.config import PASSWORDS, resil_toml  # noqa: E402
-
+HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
@@ -35,44 +33,39 @@ def step(title: str) -> None:
 
 def sh(*args: str, cwd: Path) -> str:
     """Run a command the way a user would, echo it and its output; fail loudly."""
-    print("$ " + " ".join(a if " " not in a else repr(a) for a in args), flush=True)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **PASSWORDS}
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    print("$ " + " ".join(args), flush=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **servers.PASSWORDS}
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=90)
     print(out.stdout + out.stderr, end="", flush=True)
     if out.returncode != 0:
         raise SystemExit(f"quickstart: command failed with exit {out.returncode}")
     return out.stdout
 
 
-def main() -> int:
-    base = Path(tempfile.mkdtemp(prefix="resil-quickstart-"))
-    work = base / "app"
-    work.mkdir()
-    (work / "app.py").write_text((Path(__file__).parent / "app.py").read_text())
+def main(work: Path) -> int:
     step("starting MariaDB (primary + GTID replica) and Redis (primary + replica) on loopback")
-    with MariaDBPair(base / "mysql") as mysql, RedisPair(base / "redis") as cache:
-        print(f"MariaDB beijing :{mysql.primary.port} -> hangzhou :{mysql.replica.port}; "
-              f"Redis beijing :{cache.primary.port} -> hangzhou :{cache.replica.port}")
-        (work / "resil.toml").write_text(resil_toml(
-            (work / "resil-state.json").as_uri(), mysql=mysql, redis=cache,
-            units=("beijing", "hangzhou"), control=""))
+    info = servers.up(work)
+    mysql, redis = info["mysql"], info["redis"]
+    print(f"MariaDB beijing :{mysql[0]} -> hangzhou :{mysql[1]}; "
+          f"Redis beijing :{redis[0]} -> hangzhou :{redis[1]}")
+    shutil.copy(HERE / "app.py", work / "app.py")
 
-        step("the configuration")
-        sh("resil", "config", "check", cwd=work)
+    step("the configuration")
+    sh("resil", "config", "check", cwd=work)
 
-        step("the app, unchanged, under resil-run: lands on the beijing primaries")
-        first = sh("resil-run", "python", "app.py", "teapot", cwd=work)
+    step("the app, unchanged, under resil-run: lands on the beijing primaries")
+    first = sh("resil-run", "python", "app.py", "teapot", cwd=work)
 
-        step("moving both primaries to hangzhou")
-        sh("resil", "db", "switch", "orders-db", "--to", "hangzhou", cwd=work)
-        sh("resil", "db", "switch", "cache", "--to", "hangzhou", cwd=work)
-        sh("resil", "status", cwd=work)
+    step("moving both primaries to hangzhou")
+    sh("resil", "db", "switch", "orders-db", "--to", "hangzhou", cwd=work)
+    sh("resil", "db", "switch", "cache", "--to", "hangzhou", cwd=work)
+    sh("resil", "status", cwd=work)
 
-        step("the same app again: follows the control state to hangzhou")
-        second = sh("resil-run", "python", "app.py", "kettle", cwd=work)
+    step("the same app again: follows the control state to hangzhou")
+    second = sh("resil-run", "python", "app.py", "kettle", cwd=work)
 
-    ok = ("server_id=1 (1 orders" in first and f"port {mysql.replica.port}" not in first
-          and "server_id=2 (2 orders" in second and f"Redis port {cache.replica.port}" in second
+    ok = ("server_id=1 (1 orders" in first and f"Redis port {redis[0]}" in first
+          and "server_id=2 (2 orders" in second and f"Redis port {redis[1]}" in second
           and "counter 2" in second)
     step("result")
     print("| run | MySQL server | orders seen | Redis |\n|---|---|---|---|")
@@ -85,8 +78,14 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    work = Path(tempfile.mkdtemp(prefix="resil-quickstart-"))
     try:
-        sys.exit(main())
+        code = main(work)
     except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        sys.exit(130)
+        print("\ninterrupted", file=sys.stderr)
+        code = 130
+    finally:
+        if (work / "servers.json").exists():
+            servers.down(work)
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(code)
