@@ -57,9 +57,16 @@ def add(request):
     return JsonResponse({"cart": request.session["cart"]})
 
 
+def broken(request):
+    """A view that reads the session, changes it, and then fails."""
+    from django.http import HttpResponseServerError
+    request.session["seen"] = request.session.get("seen", 0) + 1
+    return HttpResponseServerError("broken")
+
+
 def _urls():
     from django.urls import path
-    return [path("me", me), path("touched", me), path("add", add)]
+    return [path("me", me), path("touched", me), path("add", add), path("broken", broken)]
 
 
 urlpatterns: list = []
@@ -320,7 +327,6 @@ def test_the_sessionbase_contract_for_unknown_and_expired_sessions(agent, primar
         s = Store(key)
         assert s.load() == {} and s.session_key is None
         assert s.is_empty() and not s.modified
-    assert primary.dbsize() == primary.dbsize()       # (nothing written: checked below)
     before = set(primary.keys(KEY_PREFIX + "*"))
     Store("unknown-key").load()
     assert set(primary.keys(KEY_PREFIX + "*")) == before
@@ -335,6 +341,26 @@ def test_the_sessionbase_contract_for_unknown_and_expired_sessions(agent, primar
     s.set_expiry(-timedelta(seconds=10))        # an existing one made expired
     s.save()
     assert Store(s.session_key).load() == {}
+
+
+@pytest.mark.parametrize("cookie", ["unknown-key", "signed-but-unknown"])
+def test_the_middleware_with_a_cookie_of_no_session_on_2xx_and_5xx(agent, primary, cookie):
+    """Django's SessionMiddleware reads the session on every path, a 5xx included: a
+    cookie that names no session is an empty session there, never an error; a failed
+    request stores nothing, and a change is saved under a new key."""
+    before = set(primary.keys(KEY_PREFIX + "*"))
+    c = client()
+    c.cookies["sessionid"] = cookie if cookie == "unknown-key" else sign(new_id(), SECRET)
+    answer = c.get("/broken")
+    assert answer.status_code == 500 and answer.content == b"broken"
+    assert set(primary.keys(KEY_PREFIX + "*")) == before      # a 5xx saves nothing
+    assert c.get("/me").json() == {"user": None, "cart": []}
+    assert set(primary.keys(KEY_PREFIX + "*")) == before      # nothing to save either
+    sent = c.cookies["sessionid"].value
+    assert c.get("/add?item=pen").json() == {"cart": ["pen"]}  # a change: a new session
+    key = c.cookies["sessionid"].value
+    assert key != sent and KEY.match(key)
+    assert set(primary.keys(KEY_PREFIX + "*")) == before | {(KEY_PREFIX + sid_of(key)).encode()}
 
 
 def test_clear_expired_is_a_no_op(agent):
