@@ -11,8 +11,6 @@ imports only the small error module; the agent loads when :func:`start` is calle
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .errors import (
     ConfigError,
@@ -24,7 +22,10 @@ from .errors import (
     TransactionInterruptedError,
 )
 
+TYPE_CHECKING = False    # typing itself is not imported: `import resil` stays cheap
 if TYPE_CHECKING:
+    from typing import Any
+
     from .agent import Agent
     from .config import Config
 

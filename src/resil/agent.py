@@ -456,7 +456,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
     ``./resil.toml``. Raises :class:`~resil.errors.ConfigError` for a bad configuration.
     """
     global _fork_hook_registered
-    from .config import disabled
+    from ._entry import disabled
     current = _agent
     if current is not None:
         return current

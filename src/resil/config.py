@@ -32,15 +32,14 @@ from ._configparse import (
     build_resources,
     host_port,
 )
+from ._entry import CONFIG_ENV, TRUE, config_file
 from .errors import MISSING, ConfigError
 from .topology import Resource, Topology, address_keys
 
-DEFAULT_FILE = "resil.toml"
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
 log = logging.getLogger("resil.config")
 DEFAULT_SERVICE = "default"
 """The service of a process whose configuration and environment name none."""
-_TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
@@ -94,21 +93,11 @@ class Config:
         return self.topology.resources
 
 
-def disabled(env: Mapping[str, str] | None = None) -> bool:
-    """Whether ``RESIL_DISABLED`` turns the agent off (checked before any file is read)."""
-    env = os.environ if env is None else env
-    return env.get("RESIL_DISABLED", "").strip().lower() in _TRUE
-
-
 def config_path(explicit: str | os.PathLike[str] | None = None,
                 env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     """The configuration file to read, and whether it was asked for explicitly."""
-    env = os.environ if env is None else env
-    if explicit:
-        return Path(explicit), True
-    if env.get(envvars.CONFIG_ENV):
-        return Path(env[envvars.CONFIG_ENV]), True
-    return Path(DEFAULT_FILE), False
+    file, asked = config_file(explicit, env)
+    return Path(file), asked
 
 
 def load_config(path: str | os.PathLike[str] | None = None,
@@ -127,7 +116,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     except FileNotFoundError:
         raise ConfigError(str(file), "file", MISSING,
                           f"configuration file not found (name it: `resil config check "
-                          f"PATH`, `--config PATH` elsewhere, or {envvars.CONFIG_ENV})"
+                          f"PATH`, `--config PATH` elsewhere, or {CONFIG_ENV})"
                           ) from None
     except OSError as exc:
         raise ConfigError(str(file), "file", MISSING, f"cannot read: {exc.strerror}") from None
@@ -177,7 +166,7 @@ def _refuse_unknown_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     ``RESIL_RESOURCES_DB_PRIMRAY``) and an error, when it starts like a table's variables
     or is close to a real one. Other ``RESIL_*`` names are left alone, with a warning:
     they may be a secret that a ``*_env`` key names, or another tool's."""
-    known = {s.env for s in envvars.SETTINGS} | {envvars.CONFIG_ENV}
+    known = {s.env for s in envvars.SETTINGS} | {CONFIG_ENV}
     resources = raw.get("resources")
     for name in resources if isinstance(resources, dict) else ():
         known |= {envvars.resource_env(str(name), s.name) for s in envvars.RESOURCE_KEYS}
@@ -226,7 +215,7 @@ def _parse_env(setting: envvars.Setting, var: str, text: str, source: Source,
     key = key or setting.key
     text = text.strip()
     if setting.kind == "bool":
-        if text.lower() in _TRUE:
+        if text.lower() in TRUE:
             return True
         if text.lower() in _FALSE:
             return False

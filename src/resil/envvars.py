@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass
 from typing import Literal, TypeVar
 
+from ._entry import CONFIG_ENV as CONFIG_ENV
+
 Kind = Literal["str", "bool", "float", "int", "list", "ints", "endpoints"]
 """``int`` is a whole number; ``ints`` a list of whole numbers (each in the range)."""
 
@@ -121,7 +123,6 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-CONFIG_ENV = "RESIL_CONFIG"
 """Path of the configuration file; ``resil-run --config`` sets it."""
 
 SETTINGS: tuple[Setting, ...] = (

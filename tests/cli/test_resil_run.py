@@ -198,3 +198,69 @@ def test_default_admin_port_beside_opentelemetrys_prometheus_exporter(pair_confi
                "urlopen('http://127.0.0.1:9464/healthz', timeout=5).status)"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "200\n"
+
+
+def test_the_front_process_imports_almost_nothing_for_a_python_program(tmp_path):
+    """`resil-run python ...` leaves the configuration check to the program's bootstrap
+    (one check, one start-up cost): the front parses no TOML and loads no typing."""
+    probe = textwrap.dedent("""
+        import os, sys
+        os.execvpe = lambda *a: print(sorted(m for m in sys.modules if m.startswith(
+            ("resil", "tomllib", "typing", "dataclasses", "argparse", "logging"))))
+        from resil.cli.run import main
+        main(sys.argv[1:])
+    """)
+    out = run([sys.executable, "-c", probe, "python", "-c", "pass"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ("['resil', 'resil._version', 'resil.bootstrap', 'resil.cli', "
+                          "'resil.cli.run', 'resil.errors']\n")
+
+
+def test_a_bad_config_stops_any_command_but_not_the_programs_children(write_config, tmp_path):
+    write_config('unit = "nowhere"\n')
+    marker = tmp_path / "ran"
+    # Not a Python program: checked before the exec.
+    out = run([RESIL_RUN, "sh", "-c", f"touch {marker}"], cwd=tmp_path)
+    assert out.returncode == 2 and "unit = 'nowhere'" in out.stderr
+    assert not marker.exists()
+    # A script run by Python through `env`: checked by its bootstrap, before its code.
+    script = tmp_path / "tool"
+    script.write_text(f"#!/usr/bin/env -S python3 -u\nopen({str(marker)!r}, 'w')\n")
+    script.chmod(0o755)
+    out = run([RESIL_RUN, str(script)], cwd=tmp_path)
+    assert out.returncode == 2 and "resil-run: configuration error" in out.stderr
+    assert not marker.exists()
+
+
+def test_only_the_program_itself_is_stopped_by_a_bad_config(pair_config, tmp_path):
+    """The program's own Python children never exit 2: a configuration broken after the
+    start leaves them running, without the agent (fail-open), as before."""
+    program = textwrap.dedent(f"""
+        import subprocess, sys
+        open({str(pair_config)!r}, "w").write('unit = "nowhere"\\n')
+        child = subprocess.run([sys.executable, "-c", "print('child ran')"],
+                               capture_output=True, text=True)
+        print(child.returncode, child.stdout.strip(), "agent not started" in child.stderr)
+    """)
+    out = run([RESIL_RUN, "python", "-c", program], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "0 child ran True\n"
+
+
+@pytest.mark.parametrize("first_line, python", [
+    ("#!/usr/bin/python3\n", True),
+    ("#!/usr/bin/env python3.12\n", True),
+    ("#!/usr/bin/env -S pypy3 -u\n", True),
+    ("#!/bin/sh\n", False),
+    ("#!/usr/bin/env node\n", False),
+    ("print('no #! line')\n", False),
+])
+def test_which_commands_run_python(tmp_path, first_line, python):
+    from resil.cli.run import _runs_python
+    script = tmp_path / "prog"
+    script.write_text(first_line)
+    script.chmod(0o755)
+    assert _runs_python("prog", {"PATH": str(tmp_path)}) is python
+    assert _runs_python(str(script), {}) is python
+    assert _runs_python(sys.executable, {}) is True
+    assert _runs_python("no-such-program", {"PATH": str(tmp_path)}) is False

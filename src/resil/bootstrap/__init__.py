@@ -14,6 +14,12 @@ import importlib
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..config import Config
+
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -22,16 +28,78 @@ def under_resil_run() -> bool:
     return BOOTSTRAP_DIR in os.environ.get("PYTHONPATH", "").split(os.pathsep)
 
 
+#: Set by ``resil-run`` to its pid when it leaves the configuration check to the
+#: program's bootstrap: the process with that pid (the program, after the ``exec``)
+#: validates and exits 2 on an error; its children, with other pids, never do.
+CHECK_ENV = "_RESIL_RUN_CHECK"
+
+
 def boot() -> None:
     """Start the agent for ``resil-run``; never raise into the program."""
+    check = os.environ.pop(CHECK_ENV, None) == str(os.getpid())
     try:
-        from ..config import disabled
+        from .._entry import disabled
         if disabled():
             return
+        config = _checked() if check else None
         from ..agent import start
-        start()
+        start(config)
     except Exception as exc:  # fail-open: the program runs even if the agent cannot
         print(f"resil: agent not started: {exc}", file=sys.stderr)
+
+
+def _checked() -> Config:
+    """The configuration, validated as ``resil-run`` would have before the ``exec``; an
+    error stops the process with exit 2 before any of the program's code runs."""
+    from ..errors import ConfigError
+    try:
+        return validated(None, os.environ)
+    except ConfigError as exc:
+        print(f"resil-run: configuration error: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+
+def validated(path: str | None, env: Mapping[str, str]) -> Config:
+    """The configuration, checked as ``resil-run`` checks it before a program starts:
+    loaded, its control URL parsed, its integration names known. Raises ConfigError."""
+    from ..config import config_path, load_config
+    file, _ = config_path(path, env)
+    config = load_config(file, env)
+    check_control_url(config)
+    check_integrations(config, env)
+    return config
+
+
+def check_control_url(config: Config) -> None:
+    """A malformed control-plane URL is a configuration error, found before the program
+    starts (building a backend parses the URL; it connects to nothing)."""
+    from .. import envvars
+    from ..control import open_configured
+    from ..errors import ConfigError, ControlPlaneError
+    try:
+        open_configured(config)
+    except ControlPlaneError as exc:
+        source = f"environment variable {envvars.by_key()['control.url'].env}" \
+            if envvars.by_key()["control.url"].env in os.environ else str(config.path)
+        raise ConfigError(source, "control.url", config.control_url, str(exc)) from None
+
+
+def check_integrations(config: Config, env: Mapping[str, str]) -> None:
+    """An integration name that no installed integration has is a typo (``pymsql``):
+    the integration it meant would stay on."""
+    import difflib
+
+    from .. import envvars
+    from ..errors import ConfigError
+    from ..integrations import GROUP, entry_points
+    names = sorted({name for name, _ in entry_points(GROUP)})
+    for name in sorted(config.disabled_integrations - set(names)):
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        var = envvars.by_key()["disabled_integrations"].env
+        source = f"environment variable {var}" if var in env else str(config.path)
+        raise ConfigError(source, "disabled_integrations", name,
+                          f"no such integration; {hint}(installed: {', '.join(names)})")
 
 
 def otel_pre_instrument() -> None:

@@ -440,10 +440,10 @@ def _state_reconcile(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from .run import _check_control_url, _check_integrations
+    from ..bootstrap import check_control_url, check_integrations
     config = load_config(args.path)
-    _check_control_url(config)
-    _check_integrations(config, os.environ)
+    check_control_url(config)
+    check_integrations(config, os.environ)
     outlasting = _outlasting_holds(config)
     if outlasting:
         for line in outlasting:

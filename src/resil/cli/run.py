@@ -1,29 +1,43 @@
 """``resil-run [options] COMMAND [ARGS...]``: run any Python program with the agent.
 
-It validates the configuration (exit 2 on error, before the program starts), puts the
-bootstrap folder first on ``PYTHONPATH`` and ``exec``s the command, so the program *is*
-the process: its exit code and signals pass through untouched, and every Python child
-it starts (gunicorn workers, ``subprocess`` calls) gets the agent too.
+It puts the bootstrap folder first on ``PYTHONPATH`` and ``exec``s the command, so the
+program *is* the process: its exit code and signals pass through untouched, and every
+Python child it starts (gunicorn workers, ``subprocess`` calls) gets the agent too.
+
+The configuration is validated once, before the program's own code runs (exit 2 on an
+error): by the bootstrap of the program when the command is a Python interpreter or a
+script run by one (``python``, ``gunicorn``, ``flask``: the same process, after the
+``exec``), and here otherwise (``uwsgi``, a shell). So the front process of the common
+case imports almost nothing: start-up is paid once, in the program.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-from .. import envvars
-from .._version import __version__
-from ..bootstrap import BOOTSTRAP_DIR
-from ..config import Config, config_path, disabled, load_config
-from ..errors import ConfigError
+from ..bootstrap import BOOTSTRAP_DIR, CHECK_ENV, validated
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping, Sequence
+
+
+
+def _is_python(path: str) -> bool:
+    """Whether a file name is a Python interpreter's: python, python3, python3.12, pypy3."""
+    name = os.path.basename(path)
+    rest = name.removeprefix("python") if name.startswith("python") else name.removeprefix("pypy")
+    return rest != name and all(c.isdigit() or c == "." for c in rest)
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser; its flags are generated from :mod:`resil.envvars`."""
+    import argparse
+
+    from .. import envvars
+    from .._version import __version__
     p = argparse.ArgumentParser(
         prog="resil-run",
         description="Run a Python program with the resil agent, e.g. "
@@ -48,57 +62,86 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``resil-run``; returns only on error (otherwise it execs)."""
-    args = parser().parse_args(argv)
-    if not args.command:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = dict(os.environ)
+    quick = _plain(argv)
+    if quick is not None:               # `resil-run [--config PATH] COMMAND...`
+        explicit, command = quick
+    else:
+        from .. import envvars
+        args = parser().parse_args(argv)
+        explicit, command = args.config, args.command
+        for setting in envvars.SETTINGS:
+            value = getattr(args, setting.env, None)
+            if value is not None:
+                env[setting.env] = value
+    if not command:
         parser().print_usage(sys.stderr)
         print("resil-run: error: no command given (e.g. resil-run python app.py)",
               file=sys.stderr)
         return 2
-    env = dict(os.environ)
-    for setting in envvars.SETTINGS:
-        value = getattr(args, setting.env, None)
-        if value is not None:
-            env[setting.env] = value
-    if not disabled(env):
-        try:
-            path, _ = config_path(args.config, env)
-            config = load_config(path, env)
-            _check_control_url(config)
-            _check_integrations(config, env)
-        except ConfigError as exc:
-            print(f"resil-run: configuration error: {exc}", file=sys.stderr)
-            return 2
-        env[envvars.CONFIG_ENV] = str(Path(path).resolve())
+    if env.get("RESIL_DISABLED", "").strip().lower() not in ("1", "true", "yes", "on"):
+        path = explicit or env.get("RESIL_CONFIG") or "resil.toml"
+        if _runs_python(command[0], env):
+            env[CHECK_ENV] = str(os.getpid())      # the bootstrap validates, same pid
+        else:
+            try:
+                validated(path, env)
+            except Exception as exc:
+                from ..errors import ConfigError
+                if not isinstance(exc, ConfigError):
+                    raise
+                print(f"resil-run: configuration error: {exc}", file=sys.stderr)
+                return 2
+        env["RESIL_CONFIG"] = os.path.abspath(path)
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
-    return _exec(args.command, env)
+    return _exec(command, env)
 
 
-def _check_control_url(config: Config) -> None:
-    """A malformed control-plane URL is a configuration error, found before the program
-    starts (building a backend parses the URL; it connects to nothing)."""
-    from ..control import open_configured
-    from ..errors import ControlPlaneError
+def _plain(argv: list[str]) -> tuple[str | None, list[str]] | None:
+    """``[--config PATH] COMMAND...`` read without argparse, or None for anything else
+    (another flag, ``--help``, no command): those go through the full parser."""
+    explicit = None
+    if argv[:1] == ["--config"] and len(argv) > 1:
+        explicit, argv = argv[1], argv[2:]
+    elif argv[:1] and argv[0].startswith("--config="):
+        explicit, argv = argv[0].partition("=")[2], argv[1:]
+    if not argv or argv[0].startswith("-") or not explicit and explicit is not None:
+        return None
+    return explicit, argv
+
+
+def _runs_python(program: str, env: Mapping[str, str]) -> bool:
+    """Whether ``program`` is a Python interpreter or a script whose ``#!`` line names
+    one (directly or through ``env``): then the process after the ``exec`` runs our
+    bootstrap itself. Anything unclear is answered no (validated here)."""
+    found = _which(program, env.get("PATH", os.defpath))
+    if found is None:
+        return False
+    if _is_python(found):
+        return True
     try:
-        open_configured(config)
-    except ControlPlaneError as exc:
-        source = f"environment variable {envvars.by_key()['control.url'].env}" \
-            if envvars.by_key()["control.url"].env in os.environ else str(config.path)
-        raise ConfigError(source, "control.url", config.control_url, str(exc)) from None
+        with open(found, "rb") as fh:
+            first = fh.readline(256)
+    except OSError:
+        return False
+    if not first.startswith(b"#!"):
+        return False
+    words = first[2:].decode(errors="replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+    return bool(words) and _is_python(words[0])
 
 
-def _check_integrations(config: Config, env: Mapping[str, str]) -> None:
-    """An integration name that no installed integration has is a typo (``pymsql``):
-    the integration it meant would stay on."""
-    from ..integrations import GROUP, entry_points
-    names = sorted({name for name, _ in entry_points(GROUP)})
-    for name in sorted(config.disabled_integrations - set(names)):
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        var = envvars.by_key()["disabled_integrations"].env
-        source = f"environment variable {var}" if var in env else str(config.path)
-        raise ConfigError(source, "disabled_integrations", name,
-                          f"no such integration; {hint}(installed: {', '.join(names)})")
+def _which(program: str, search: str) -> str | None:
+    if os.sep in program:
+        return program if os.path.isfile(program) else None
+    for folder in search.split(os.pathsep):
+        candidate = os.path.join(folder or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _exec(command: list[str], env: dict[str, str]) -> int:
