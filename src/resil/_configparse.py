@@ -9,7 +9,6 @@ way. Nothing in this module knows a default or a range: they live in the declara
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -71,6 +70,7 @@ class Table:
         silently ignored."""
         for name, value in self.values.items():
             if name not in self.settings:
+                import difflib  # only for a mistake: it costs start-up
                 close = difflib.get_close_matches(str(name), sorted(self.settings), n=1)
                 raise self.error(name, value, "unknown key" + (
                     f"; did you mean {close[0]!r}?" if close else ""))

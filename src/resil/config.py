@@ -12,7 +12,6 @@ also generates ``resil-run``'s flags and docs/configuration.md.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import tomllib
@@ -177,7 +176,7 @@ def _refuse_unknown_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if var.startswith("RESIL_RESOURCES_"):
             raise ConfigError("environment", var, MISSING, "not a resil setting; " + _resource_hint(
                 var, [str(n) for n in resources] if isinstance(resources, dict) else []))
-        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.85)
+        close = _close_matches(var, sorted(known), n=1, cutoff=0.85)
         if close or var.startswith(_SECTIONS):
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError("environment", var, MISSING, f"not a resil setting{hint}")
@@ -191,8 +190,8 @@ def _resource_hint(var: str, resources: list[str]) -> str:
         prefix = envvars.resource_env(name, "")
         if var.startswith(prefix):
             key = var[len(prefix):].lower()
-            close = difflib.get_close_matches(key, [s.name for s in envvars.RESOURCE_KEYS],
-                                              n=1, cutoff=0.7)
+            close = _close_matches(key, [s.name for s in envvars.RESOURCE_KEYS],
+                                   n=1, cutoff=0.7)
             return f"did you mean {envvars.resource_env(name, close[0])}?" if close else \
                 f"[resources.{name}] has no key {key!r}"
     return (f"no resource of the file is named so (its resources: {', '.join(resources)}; "
@@ -408,7 +407,7 @@ def _check_keys(raw: dict[str, Any], source: Source) -> None:
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=1)
+    close = _close_matches(name, names, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -455,3 +454,10 @@ def _control_url(control: Table, path: Path) -> str:
     if scheme == "file" and not urlsplit(url).path:
         raise control.error("url", url, "file URL has no path")
     return url
+
+
+def _close_matches(word: str, candidates: list[str], n: int = 1,
+                   cutoff: float = 0.6) -> list[str]:
+    """difflib's close matches, imported only when there is a mistake to explain."""
+    import difflib
+    return difflib.get_close_matches(word, candidates, n=n, cutoff=cutoff)

@@ -13,8 +13,6 @@ a half-applied picture: the next one it sees is complete.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -175,6 +173,8 @@ def _canonical(body: Mapping[str, Any]) -> bytes:
 
 
 def _mac(key: bytes, body: Mapping[str, Any]) -> str:
+    import hashlib  # here: hashlib costs start-up, and only signed signals need it
+    import hmac
     return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
 
 
@@ -218,7 +218,8 @@ def decode_signal(data: bytes, topology: Topology, key: bytes | None,
         if not isinstance(signature, str):
             raise SignalError(f"unsigned signal (epoch {body.get('epoch')!r}) rejected: "
                               "a signing key is configured")
-        if not any(hmac.compare_digest(signature, _mac(k, body)) for k in (key, *previous)):
+        from hmac import compare_digest
+        if not any(compare_digest(signature, _mac(k, body)) for k in (key, *previous)):
             raise SignalError(f"forged signal (epoch {body.get('epoch')!r}) rejected: "
                               "HMAC does not match")
     epoch, issued_at, issuer = body.get("epoch"), body.get("issued_at"), body.get("issuer")

@@ -264,3 +264,18 @@ def test_which_commands_run_python(tmp_path, first_line, python):
     assert _runs_python(str(script), {}) is python
     assert _runs_python(sys.executable, {}) is True
     assert _runs_python("no-such-program", {"PATH": str(tmp_path)}) is False
+
+
+def test_the_agent_loads_no_module_it_does_not_need_yet(pair_config, tmp_path):
+    """Start-up imports only what the agent uses at once: HTTP routing loads with an HTTP
+    library, the file watch's ctypes with the watch, signing's hashlib with a signed
+    signal, did-you-mean's difflib with a mistake."""
+    lazy = ("resil.retry", "resil.integrations._http", "ctypes", "hashlib", "tempfile",
+            "difflib", "shutil", "argparse", "importlib.metadata")
+    probe = f"import sys; print([m for m in {lazy!r} if m in sys.modules])"
+    out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n", out.stdout
+    out = run([RESIL_RUN, "python", "-c", "import requests, sys; print('resil.retry' in "
+               "sys.modules, 'resil.integrations._http' in sys.modules)"], cwd=tmp_path)
+    assert out.stdout == "True True\n", out.stderr

@@ -87,13 +87,12 @@ def check_control_url(config: Config) -> None:
 def check_integrations(config: Config, env: Mapping[str, str]) -> None:
     """An integration name that no installed integration has is a typo (``pymsql``):
     the integration it meant would stay on."""
-    import difflib
-
     from .. import envvars
     from ..errors import ConfigError
     from ..integrations import GROUP, entry_points
     names = sorted({name for name, _ in entry_points(GROUP)})
     for name in sorted(config.disabled_integrations - set(names)):
+        import difflib  # only to explain a mistake
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         var = envvars.by_key()["disabled_integrations"].env

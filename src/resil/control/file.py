@@ -9,17 +9,14 @@ changes, which keeps the watch loop to one ``stat`` per poll interval.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import logging
 import os
 import re
 import select
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -217,6 +214,7 @@ class FileControlPlane:
 
     def forget(self, kind: str, resource: str, holder: str) -> None:
         """Remove the wait's folder."""
+        import shutil
         shutil.rmtree(self._waiting_dir(kind, resource, holder), ignore_errors=True)
 
     def _recent(self) -> list[dict[str, Any]]:
@@ -338,6 +336,7 @@ def _dead_local_process(beat: Mapping[str, Any]) -> bool:
 
 def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """Replace ``path`` by a complete new file (temporary file + rename)."""
+    import tempfile
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -443,6 +442,7 @@ def _inotify(folder: Path) -> int | None:
     if not sys.platform.startswith("linux") or not folder.is_dir():
         return None
     try:
+        import ctypes  # here, not at import: the watch starts on first use
         libc = ctypes.CDLL(None, use_errno=True)
         fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
         if fd < 0:

@@ -57,6 +57,17 @@ def entry_points(group: str) -> list[tuple[str, str]]:
     ``importlib.metadata.entry_points`` reads, without the 30+ ms its import costs at
     start-up. As there, the first distribution on ``sys.path`` wins a name.
     """
+    key = (group, tuple(sys.path))
+    if key not in _ENTRY_POINTS:        # the check and the start both ask: read once
+        _ENTRY_POINTS[key] = _read_entry_points(group)
+    return list(_ENTRY_POINTS[key])
+
+
+#: Entry points already read, by group and ``sys.path``.
+_ENTRY_POINTS: dict[tuple[str, tuple[str, ...]], list[tuple[str, str]]] = {}
+
+
+def _read_entry_points(group: str) -> list[tuple[str, str]]:
     found: dict[str, str] = {}
     header = f"[{group}]"
     for base in sys.path:

@@ -15,13 +15,14 @@ A request whose body is a stream (a generator) is not retried: it cannot be sent
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import registry
-from ..retry import Exchange, execute, execute_async
-from . import _http
 from .base import Integration, Target, fail_open
+
+if TYPE_CHECKING:
+    from ..retry import Exchange
 
 
 def _transport_error(exc: BaseException) -> bool:
@@ -42,33 +43,41 @@ def _status(response: Any) -> int:
     return int(response.status_code)
 
 
-def _prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] | None:
-    """The routing plan of ``request``, its exchange, and how to aim it at an endpoint."""
-    import httpx
-    plan = _http.plan(str(request.url), request.method, request.headers,
-                      isinstance(request.stream, httpx.ByteStream))
-    if plan is None:
-        return None
-    original_host = request.headers.get("host")
-    default_host = request.url.netloc.decode("ascii")
-    keep_host = original_host is not None and original_host != default_host
-    for name, value in _http.propagation().items():
-        if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
-            raw = [(k, v) for k, v in request.headers.raw if k.lower() != name.encode()]
-            request.headers = httpx.Headers([*raw, (name.encode(), value)])
-        else:
-            request.headers[name] = value
-    exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
-                                       _status, _discard)
+def _preparer() -> Callable[[Any], tuple[Any, Exchange[Any], Callable[[Any], None]] | None]:
+    """How a request is prepared: its routing plan, its exchange, and how to aim it at an
+    endpoint. Built when httpx is patched, so that routing loads with httpx, not at
+    start-up."""
+    from ..retry import Exchange
+    from . import _http
 
-    original = request.url
+    def prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] | None:
+        """The routing plan of ``request``, its exchange, and how to aim it at an endpoint."""
+        import httpx
+        plan = _http.plan(str(request.url), request.method, request.headers,
+                          isinstance(request.stream, httpx.ByteStream))
+        if plan is None:
+            return None
+        original_host = request.headers.get("host")
+        default_host = request.url.netloc.decode("ascii")
+        keep_host = original_host is not None and original_host != default_host
+        for name, value in _http.propagation().items():
+            if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
+                raw = [(k, v) for k, v in request.headers.raw if k.lower() != name.encode()]
+                request.headers = httpx.Headers([*raw, (name.encode(), value)])
+            else:
+                request.headers[name] = value
+        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
+                                           _status, _discard)
 
-    def aim(endpoint: Any) -> None:
-        fast = None if plan.stripped else _retarget(original, endpoint)
-        request.url = fast if fast is not None else httpx.URL(plan.url(endpoint))
-        if not keep_host:
-            request.headers["host"] = request.url.netloc.decode("ascii")
-    return plan, exchange, aim
+        original = request.url
+
+        def aim(endpoint: Any) -> None:
+            fast = None if plan.stripped else _retarget(original, endpoint)
+            request.url = fast if fast is not None else httpx.URL(plan.url(endpoint))
+            if not keep_host:
+                request.headers["host"] = request.url.netloc.decode("ascii")
+        return plan, exchange, aim
+    return prepare
 
 
 _targets: dict[Any, tuple[str, str, int | None] | None] = {}
@@ -103,10 +112,13 @@ def _retarget(url: Any, endpoint: Any) -> Any:
 
 def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``HTTPTransport.handle_request(self, request)``."""
+    from ..retry import execute
+    prepare = _preparer()
+
     def handle_request(self: Any, request: Any) -> Any:
         if registry._runtime is None:
             return original(self, request)
-        prepared = fail_open("httpx.route", _prepare, request)
+        prepared = fail_open("httpx.route", prepare, request)
         if prepared is None:
             return original(self, request)
         plan, exchange, aim = prepared
@@ -120,10 +132,13 @@ def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def make_handle_async(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``AsyncHTTPTransport.handle_async_request(self, request)``."""
+    from ..retry import execute_async
+    prepare = _preparer()
+
     async def handle_async_request(self: Any, request: Any) -> Any:
         if registry._runtime is None:
             return await original(self, request)
-        prepared = fail_open("httpx.route", _prepare, request)
+        prepared = fail_open("httpx.route", prepare, request)
         if prepared is None:
             return await original(self, request)
         plan, exchange, aim = prepared

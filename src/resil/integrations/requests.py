@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute
-from . import _http
 from .base import Integration, Target, fail_open
 
 
@@ -39,6 +37,9 @@ def _status(response: Any) -> int:
 
 def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``HTTPAdapter.send(self, request, **kwargs)``."""
+    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from . import _http
+
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
             return original(self, request, *args, **kwargs)

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute
-from . import _http
 from .base import Integration, Target, fail_open
 
 
@@ -44,6 +42,9 @@ def _status(response: Any) -> int:
 
 def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``PoolManager.urlopen(self, method, url, redirect=True, **kw)``."""
+    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from . import _http
+
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
             return original(self, method, url, *args, **kwargs)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..retry import Exchange, execute
-from . import _http
 from .base import Integration, Target, fail_open
 
 
@@ -40,6 +38,9 @@ def _status(response: Any) -> int:
 
 def make_open(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``OpenerDirector._open(self, req, data=None)``."""
+    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from . import _http
+
     def _open(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
             return original(self, req, *args, **kwargs)
