@@ -18,17 +18,18 @@ failing every call.
 from __future__ import annotations
 
 import itertools
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .budget import RetryBudget
-from .checks import ActiveChecks
-from .health import ResourceHealth
 from .state import ControlState
 from .topology import Endpoint, Resource, ResourceKind, Topology
+
+if TYPE_CHECKING:
+    from .budget import RetryBudget
+    from .checks import ActiveChecks
+    from .health import ResourceHealth
 
 HTTP_MATCHES = 512
 """Distinct schemes and authorities whose match :attr:`Router.http_matches` keeps."""
@@ -46,7 +47,7 @@ class Router:
         self._budgets: dict[str, RetryBudget] = {}
         self._health_lock = threading.Lock()
         self._turn = itertools.count()
-        self._random = random.Random()
+        self._random: Any = None      # random.Random, made by the first weighted draw
         self.http_matches: dict[str, Any] = {}
         """Scheme and authority of an outgoing HTTP call → its resource match or None.
         Read and written by every request thread without a lock: a dict's ``get``,
@@ -57,6 +58,7 @@ class Router:
         self.checks: ActiveChecks | None = None
         http = [r for r in topology.resources.values() if r.kind == "http"]
         if any(r.http.health_path for r in http):
+            from .checks import ActiveChecks  # HTTP only: not at every start-up
             self.checks = ActiveChecks(http, self.health, clock)
 
     def state(self) -> ControlState:
@@ -87,6 +89,7 @@ class Router:
         """The endpoint health of an http resource (created on first use)."""
         found = self._health.get(resource.name)
         if found is None:
+            from .health import ResourceHealth
             with self._health_lock:
                 found = self._health.setdefault(resource.name,
                                                 ResourceHealth(resource, self._clock))
@@ -96,6 +99,7 @@ class Router:
         """The retry budget of an http resource (created on first use)."""
         found = self._budgets.get(resource.name)
         if found is None:
+            from .budget import RetryBudget
             with self._health_lock:
                 found = self._budgets.setdefault(resource.name, RetryBudget(
                     resource.http.retry_budget, resource.http.retry_budget_min, self._clock))
@@ -148,6 +152,9 @@ class Router:
         """``units`` in a random order drawn in proportion to their weights."""
         if len(units) < 2:
             return units
+        if self._random is None:
+            import random
+            self._random = random.Random()
         left = list(units)
         ordered = []
         while left:

@@ -588,14 +588,16 @@ def _classify_reading(
     return best
 
 
-# The first word of the text, when the text starts with one (ASCII letters only: the
-# first words of all non-WRITE statements are such words).
-_FIRST_WORD = re.compile(r"[ \t\n\r\f\v]*+([A-Za-z]++)")
+@functools.cache
+def _first_word() -> re.Pattern[str]:
+    """The first word of the text, when the text starts with one (ASCII letters only: the
+    first words of all non-WRITE statements are such words). Compiled on first use."""
+    return re.compile(r"[ \t\n\r\f\v]*+([A-Za-z]++)")
 
 
 def _classify(text: str, no_backslash_escapes: bool) -> Access:
     """Classify ``text`` under every reading a server could give it; the strongest wins."""
-    first = _FIRST_WORD.match(text)
+    first = _first_word().match(text)
     if first is not None and _upper(first.group(1)) not in _HANDLERS:
         return _WRITE  # INSERT, UPDATE, ...: nothing later can make it weaker
     backslash = not no_backslash_escapes
