@@ -48,6 +48,7 @@ from servers import MariaDBPair, RedisPair  # noqa: E402
 from servers.config import PASSWORDS, resil_toml  # noqa: E402
 
 OPTIONS = MonitorOptions(interval=0.3, failures=3, timeout=0.5)
+VERBOSE = False     # --verbose: the monitor's lines, timed from the fault
 
 
 def mysql_writers(acked_at: list[float]) -> Writers:
@@ -87,8 +88,11 @@ def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: An
     config = load_config(config_path)
     plane = open_control_plane(config.control_url, config.topology, None)
     events: dict[str, float] = {}
+    started = [time.monotonic()]
 
     def out(line: str) -> None:
+        if VERBOSE:
+            print(f"  {time.monotonic() - started[0]:6.2f} s  monitor: {line}", flush=True)
         for word, key in (("FAILOVER", "detected"), ("new primary", "published")):
             if word in line:
                 events.setdefault(key, time.monotonic())
@@ -102,6 +106,7 @@ def measure(config_path: Path, writers: Writers, acked_at: list[float], kill: An
     try:
         time.sleep(1.5)
         killed = time.monotonic()
+        started[0] = killed
         kill()
         deadline = killed + 15
         while time.monotonic() < deadline and not [t for t in acked_at if t > killed + 0.05]:
@@ -175,16 +180,24 @@ def run_redis(base: Path, freeze: bool = False) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="kills per database (default 3)")
+    parser.add_argument("--only", choices=("mysql", "redis", "mysql-freeze", "redis-freeze"),
+                        action="append", help="run only these cases (repeatable)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the monitor's lines, timed from the fault")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     os.environ.update(PASSWORDS)
     results: dict[str, list[dict[str, Any]]] = {
         "mysql": [], "redis": [], "mysql-freeze": [], "redis-freeze": []}
     for i in range(args.runs):
         base = Path(tempfile.mkdtemp(prefix="resil-bench-failover-"))
-        results["mysql"].append(run_mysql(base / f"mysql{i}"))
-        results["redis"].append(run_redis(base / f"redis{i}"))
-        results["mysql-freeze"].append(run_mysql(base / f"mysql-freeze{i}", freeze=True))
-        results["redis-freeze"].append(run_redis(base / f"redis-freeze{i}", freeze=True))
+        for name in results:
+            if args.only and name not in args.only:
+                continue
+            runner = run_redis if name.startswith("redis") else run_mysql
+            results[name].append(runner(base / f"{name}{i}", freeze=name.endswith("freeze")))
+    results = {name: runs for name, runs in results.items() if runs}
     print(f"\nkill -9 of the primary, monitor: probe every {OPTIONS.interval} s, "
           f"{OPTIONS.failures} failures, {OPTIONS.timeout} s timeout; {args.runs} run(s) each")
     print(f"{'':13}{'detected':>10}{'published':>11}{'first write':>13}"

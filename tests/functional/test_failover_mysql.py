@@ -214,6 +214,11 @@ def test_frozen_primary_is_failed_over_and_fenced_when_it_thaws(pair, config, tm
     lost = [(t.name, s) for t in writers.tallies for s in t.acked if (t.name, s) not in rows]
     assert not lost, f"{len(lost)} acknowledged writes lost"
     assert writers.longest_pause() < BOUND
+    # The replica had heard nothing (not even a heartbeat) since the second failed probe:
+    # acted on then, before its own slave_net_timeout and the third probe.
+    log = (tmp_path / "monitor.log").read_text()
+    assert "every reachable replica has heard nothing from the primary" in log, log
+    assert "probe 3/3" not in log.split("FAILOVER from")[0], log
     print(f"\nSIGSTOP: first write on the new primary {recovered:.2f} s after the freeze; "
           f"{len(writers.errors)} client errors")
 
@@ -295,6 +300,7 @@ def test_a_monitor_cut_off_from_the_primary_does_not_fail_over(pair, config, tmp
     log = (tmp_path / "monitor.log").read_text()
     assert "FAILOVER" not in log, log
     assert ("one failed probe is enough" in log) == witnesses, log
+    assert "heard nothing" not in log, log          # the replica still hears the primary
     assert pair.primary.root_sql("SELECT @@read_only") == [(0,)]
     assert pair.replica.slave_status()["Slave_IO_Running"] == "Yes"
 

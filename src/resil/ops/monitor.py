@@ -44,6 +44,9 @@ REJOIN_RETRY = 60.0
 FENCE_BOUND = 0.3
 """Seconds a failover waits for the old primary to answer its fence before publishing
 (it was just found dead or frozen; an answer that slow is fenced at the next round)."""
+SILENCE_MARGIN = 0.25
+"""How much longer than its heartbeat period a replica must have heard nothing from its
+source for this monitor to count it as having lost the source."""
 SEMI_SYNC_MARGIN = 3.0
 """Seconds a failover takes after detection, at worst (promote, fence, publish): the
 semi-sync timeout should outlast detection plus this."""
@@ -72,6 +75,53 @@ class MonitorOptions:
         return self.failures * (self.interval + self.timeout)
 
 
+class _OldPrimary:
+    """The old primary's fence in a failover. Its connection is attempted at once, in a
+    thread, bounded tighter than a probe (a frozen old primary, whose kernel still
+    accepts connections, must not delay the publish while every write is held), so
+    that it overlaps the promote; the fence itself is done only after the promote
+    succeeded (a failover that aborts leaves the old primary as it was). If it cannot
+    be fenced now, :meth:`Monitor._fence_stale` fences it the moment it answers."""
+
+    def __init__(self, monitor: Monitor, resource: Resource, old: Endpoint) -> None:
+        self.monitor, self.resource, self.old = monitor, resource, old
+        self.bound = min(monitor.options.timeout, FENCE_BOUND)
+        self.server: Server | None = None
+        self.error: ResilError | None = None
+        self.thread = threading.Thread(target=self._connect, name="resil-fence", daemon=True)
+        self.thread.start()
+
+    def _connect(self) -> None:
+        try:
+            self.server = open_server(self.resource, self.old, Credentials.of(self.resource),
+                                      timeout=self.bound, read_timeout=self.bound)
+        except ResilError as exc:
+            self.error = exc
+
+    def fence(self) -> None:
+        """Fence the old primary if its connection was made; say what happened."""
+        name, old = self.resource.name, self.old
+        self.thread.join(self.bound + 1)
+        server = self.server
+        if server is None:
+            self.monitor.say(f"{name}: old primary {old} unreachable: it will be fenced "
+                             "when it answers again")
+            return
+        try:
+            cut = server.fence_for_good()
+            self.monitor.say(f"{name}: old primary {old} fenced, {cut} client(s) cut")
+        except Exception as exc:
+            self.monitor.say(f"{name}: could not fence old primary {old}: {exc!r}")
+        finally:
+            server.close()
+
+    def abandon(self) -> None:
+        """The failover did not promote: close the connection, fence nothing."""
+        self.thread.join(self.bound + 1)
+        if self.server is not None:
+            self.server.close()
+
+
 @dataclass
 class _Health:
     failures: int = 0
@@ -95,6 +145,9 @@ class Monitor:
     _lock_said: dict[str, str] = field(default_factory=dict)
     _rejoining: dict[str, threading.Thread] = field(default_factory=dict)
     _rejoin_tried: dict[str, float] = field(default_factory=dict)
+    #: (resource, replica) → what the replica had last heard from its source, and since
+    #: when (this monitor's clock): sampled at every failed probe of the primary.
+    _heard: dict[tuple[str, Endpoint], tuple[object, float]] = field(default_factory=dict)
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -235,6 +288,7 @@ class Monitor:
         health = self._health.setdefault(resource.name, _Health())
         error = self._probe(resource, primary)
         if error is None:
+            self._forget_heard(resource.name)
             if health.failures:
                 self.say(f"{resource.name}: primary {primary} answers again after "
                          f"{health.failures} failed probe(s)")
@@ -249,9 +303,10 @@ class Monitor:
             health.since = self.clock()
         self.say(f"{resource.name}: probe {health.failures}/{self.options.failures} of primary "
                  f"{primary} failed: {error}")
-        if health.failures < self.options.failures and not self._witnessed(resource, primary):
-            return
         replicas = self._replica_views(resource, primary)
+        if health.failures < self.options.failures and not self._witnessed(resource, primary) \
+                and not self._silent(resource, health.failures, replicas):
+            return
         if not replicas:
             self.say(f"{resource.name}: no replica reachable: cannot confirm, no failover")
             return
@@ -322,15 +377,49 @@ class Monitor:
                 server.close()
 
     def _replica_views(self, resource: Resource, primary: Endpoint) -> dict[Endpoint, bool]:
-        """Each reachable replica: True when it has lost the primary too."""
+        """Each reachable replica: True when it has lost the primary too (its replication
+        stopped, or it has heard nothing from it for longer than its heartbeat period
+        and :data:`SILENCE_MARGIN`, as this monitor's samples show)."""
         views: dict[Endpoint, bool] = {}
+        now = self.clock()
         for endpoint, server in self._others(resource, primary, 3):
             try:
                 status = server.replication()
             except Exception:
                 continue
-            views[endpoint] = status["role"] != "replica" or not status["running"]
+            lost = status["role"] != "replica" or not status["running"]
+            views[endpoint] = lost or self._heard_nothing(resource.name, endpoint, status, now)
         return views
+
+    def _heard_nothing(self, name: str, endpoint: Endpoint, status: dict[str, object],
+                       now: float) -> bool:
+        """Whether ``status`` says the same as this replica's sample at least its
+        heartbeat period (plus :data:`SILENCE_MARGIN`) ago: its source sent nothing, not
+        even a heartbeat, in that time. Only where the server reports what it heard."""
+        heard, period = status.get("heard"), status.get("heartbeat_period")
+        if heard is None or not isinstance(period, float) or period <= 0:
+            return False
+        key = (name, endpoint)
+        before = self._heard.get(key)
+        if before is None or before[0] != heard:
+            self._heard[key] = (heard, now)
+            return False
+        return now - before[1] >= period + SILENCE_MARGIN
+
+    def _silent(self, resource: Resource, failures: int,
+                replicas: dict[Endpoint, bool]) -> bool:
+        """Whether every reachable replica confirms a second failed probe by having heard
+        nothing from the primary (a second vantage point, as the agents' reports are):
+        a frozen primary is then acted on before the replicas' own timeouts."""
+        if failures < 2 or not replicas or not all(replicas.values()):
+            return False
+        self._say_unrepeated(f"{resource.name}: every reachable replica has heard nothing "
+                             "from the primary either: two failed probes are enough")
+        return True
+
+    def _forget_heard(self, name: str) -> None:
+        for key in [k for k in self._heard if k[0] == name]:
+            del self._heard[key]
 
     # ------------------------------------------------------------------ failover
 
@@ -365,6 +454,7 @@ class Monitor:
                  f"{detected:.2f} s ago; locked at epoch {locked.epoch}, writes held")
         credentials = Credentials.of(resource)
         servers: dict[Endpoint, Server] = {}
+        fence = _OldPrimary(self, resource, old)     # reached while the replica promotes
         try:
             for endpoint in candidates:
                 try:
@@ -393,12 +483,13 @@ class Monitor:
             self.plane.publish(current.evolve(locks=locks), issuer=self.holder)
             self.plane.release(f"failover:{name}", self.holder)
             self.say(f"{name}: failover aborted, unlocked: {exc}")
+            fence.abandon()
             return
         finally:
             for server in servers.values():
                 server.close()
         lease.reached("fence")
-        self._fence_old(resource, old)
+        fence.fence()
         lease.reached("publish")
         current_signal = self.plane.load()
         current = current_signal.state if current_signal else state
@@ -418,26 +509,6 @@ class Monitor:
             self.say(f"{name}: {server.endpoint} now replicates from {primary}")
         except Exception as exc:
             self.say(f"{name}: could not re-point {server.endpoint}: {exc}")
-
-    def _fence_old(self, resource: Resource, old: Endpoint) -> None:
-        # Bounded tighter than a probe: a frozen old primary (whose kernel still accepts
-        # connections) must not delay the publish while every write is held. If it cannot
-        # be fenced now, _fence_stale fences it the moment it answers again.
-        bound = min(self.options.timeout, FENCE_BOUND)
-        try:
-            server = open_server(resource, old, Credentials.of(resource),
-                                 timeout=bound, read_timeout=bound)
-        except ResilError:
-            self.say(f"{resource.name}: old primary {old} unreachable: it will be fenced "
-                     "when it answers again")
-            return
-        try:
-            cut = server.fence_for_good()
-            self.say(f"{resource.name}: old primary {old} fenced, {cut} client(s) cut")
-        except Exception as exc:
-            self.say(f"{resource.name}: could not fence old primary {old}: {exc!r}")
-        finally:
-            server.close()
 
     def _unchanged(self, resource: Resource, state: ControlState) -> bool:
         """Whether the control state is still ``state`` for ``resource`` (no newer epoch,

@@ -163,6 +163,9 @@ class MySQLServer:
             return {"role": "primary", "read_only": bool(self._one("SELECT @@read_only"))}
         row = rows[0]
         lag = row.get("Seconds_Behind_Master")
+        beats = {str(r["Variable_name"]): r["Value"] for r in self._rows(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('Slave_received_heartbeats', 'Slave_heartbeat_period')")}
         return {
             "role": "replica",
             "source": (str(row.get("Master_Host")), int(row.get("Master_Port") or 0)),
@@ -171,6 +174,13 @@ class MySQLServer:
             "lag": float(lag) if lag is not None else None,
             "gtid": row.get("Using_Gtid", "No") != "No",
             "error": row.get("Last_Error") or row.get("Last_IO_Error") or "",
+            # What the replica has received from its source: it changes with every event
+            # and every heartbeat, so an unchanged value over more than the heartbeat
+            # period means it has heard nothing (a frozen source keeps the IO thread
+            # "running" until slave_net_timeout).
+            "heard": (row.get("Master_Log_File"), row.get("Read_Master_Log_Pos"),
+                      beats.get("Slave_received_heartbeats")),
+            "heartbeat_period": float(beats.get("Slave_heartbeat_period") or 0),
         }
 
     def position(self) -> str:
