@@ -293,3 +293,49 @@ def test_both_commands_say_their_version():
     run = subprocess.run([str(Path(sys.executable).parent / "resil-run"), "--version"],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0 and run.stdout == f"resil-run {package.__version__}\n", run
+
+
+def test_doctor_reads_the_servers_failover_settings(tmp_path, write_config):
+    """With the admin password in the environment, doctor reads each database server:
+    a semi-sync timeout shorter than a monitor's detection and failover is a problem
+    (acknowledged writes could be lost), slow freeze detection a warning."""
+    from servers import MariaDBPair
+    from servers.config import resil_toml
+    with MariaDBPair(tmp_path / "mysql", semi_sync=True) as pair:
+        pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 1000")
+        config = write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
+        env = {**os.environ, **PASSWORDS}
+
+        def doctor(without: str = "") -> subprocess.CompletedProcess[str]:
+            return subprocess.run([RESIL, "doctor", "--config", str(config), "--json"],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={k: v for k, v in env.items() if k != without})
+        out = doctor()
+        assert out.returncode == 1, out.stdout + out.stderr
+        report = json.loads(out.stdout)
+        primary = f"127.0.0.1:{pair.primary.port}"
+        assert report["problems"] == [
+            f"orders-db: rpl_semi_sync_master_timeout = 1000 ms on {primary} is shorter "
+            "than a default `resil monitor`'s worst-case detection and failover (about "
+            "7.5 s): a primary cut off from its replica that long falls back to "
+            "asynchronous replication, and writes it then acknowledges are lost if it "
+            "dies. Raise it above 7500 ms"]
+        replica = f"127.0.0.1:{pair.replica.port}"
+        assert report["warnings"] == [
+            f"orders-db {replica}: a frozen source is noticed only after 30.25 s "
+            "(slave_net_timeout, MASTER_HEARTBEAT_PERIOD): set them as "
+            "docs/operations/failover.md says for about 1 s"], report["warnings"]
+        roles = {e["endpoint"]: e["role"] for e in report["servers"]}
+        assert roles == {primary: "primary", replica: "replica"}
+
+        pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000")
+        pair.replica.root_sql("STOP SLAVE; SET GLOBAL slave_net_timeout = 2; "
+                              "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
+        out = doctor()
+        assert out.returncode == 0, out.stdout
+        assert json.loads(out.stdout)["warnings"] == []
+        # Without the admin password the servers are not read, and that is said.
+        out = doctor(without="RESIL_TEST_ADMIN_PW")
+        report = json.loads(out.stdout)
+        assert report["servers"][0]["checked"] is False
+        assert "RESIL_TEST_ADMIN_PW" in report["servers"][0]["why"]

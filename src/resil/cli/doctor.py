@@ -3,9 +3,12 @@
 It reads the configuration the way ``resil-run`` does, then reports, without changing
 anything: the versions; each integration (which library it patches, whether that
 library is installed and in the supported range, or disabled by the configuration);
-the control plane (reachable, its epoch, a durability warning); and every endpoint of
-every resource (does it accept a TCP connection within half a second). Exit 0 when
-nothing is wrong, 1 otherwise; ``--json`` prints the same as one document.
+the control plane (reachable, its epoch, a durability warning); every endpoint of every
+resource (does it accept a TCP connection within half a second); and, where the admin
+account's password is in the environment, the servers' own settings that failover
+depends on (the semi-sync timeout against a monitor's detection and failover, how fast a
+replica notices a frozen source, parallel apply). Exit 0 when nothing is wrong, 1
+otherwise (warnings alone do not fail it); ``--json`` prints the same as one document.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ def examine(config: Config) -> dict[str, Any]:
         "control": _control(config, problems),
         "endpoints": _endpoints(config, problems),
     }
+    warnings: list[str] = []
+    reachable = {(e["resource"], e["endpoint"]) for e in report["endpoints"] if e["reachable"]}
+    report["servers"] = _servers(config, reachable, problems, warnings)
     report["problems"] = problems
+    report["warnings"] = warnings
     return report
 
 
@@ -134,6 +141,71 @@ def _endpoints(config: Config, problems: list[str]) -> list[dict[str, Any]]:
     return found
 
 
+def _servers(config: Config, reachable: set[tuple[str, str]], problems: list[str],
+             warnings: list[str]) -> list[dict[str, Any]]:
+    """Each reachable database server's role and failover settings, read over the admin
+    account (skipped, and said, where its password is not in the environment)."""
+    from ..errors import ResilError
+    from ..ops.monitor import SEMI_SYNC_MARGIN, MonitorOptions, semi_sync_warning
+    from ..ops.servers import Credentials, open_server
+    needed = MonitorOptions().detection_time + SEMI_SYNC_MARGIN
+    found: list[dict[str, Any]] = []
+    for name, resource in config.resources.items():
+        if resource.kind not in ("mysql", "redis"):
+            continue
+        try:
+            credentials = Credentials.of(resource)
+        except ResilError as exc:
+            found.append({"resource": name, "checked": False, "why": str(exc)})
+            continue
+        for endpoint in (e for eps in resource.endpoints.values() for e in eps):
+            if (name, str(endpoint)) not in reachable:
+                continue
+            entry: dict[str, Any] = {"resource": name, "endpoint": str(endpoint),
+                                     "unit": endpoint.unit, "checked": True}
+            found.append(entry)
+            try:
+                server = open_server(resource, endpoint, credentials, timeout=1.0,
+                                     read_timeout=2.0)
+                try:
+                    entry["role"] = server.replication()["role"]
+                    entry["settings"] = server.failover_settings()
+                    timeout_ms = server.semi_sync_timeout_ms()
+                finally:
+                    server.close()
+            except Exception as exc:
+                entry["error"] = str(exc)
+                problems.append(f"{name} {endpoint}: cannot read its settings: {exc}")
+                continue
+            said = semi_sync_warning(timeout_ms, endpoint, needed)
+            if said:
+                problems.append(f"{name}: {said}")
+            warnings.extend(f"{name} {endpoint}: {w}" for w in _advice(entry))
+    return found
+
+
+def _advice(entry: dict[str, Any]) -> list[str]:
+    """What a replica's settings cost a failover or a switch (docs/operations/)."""
+    settings: dict[str, float] = entry["settings"]
+    advice: list[str] = []
+    if entry["role"] != "replica":
+        return advice
+    net, beat = settings.get("slave_net_timeout"), settings.get("heartbeat_period")
+    if net is not None and beat is not None and min(net, beat + 0.25) > 2:
+        advice.append(f"a frozen source is noticed only after {min(net, beat + 0.25):g} s "
+                      "(slave_net_timeout, MASTER_HEARTBEAT_PERIOD): set them as "
+                      "docs/operations/failover.md says for about 1 s")
+    if settings.get("slave_parallel_threads") == 0:
+        advice.append("applies with one thread (slave_parallel_threads = 0): under load "
+                      "it may fall behind, and a switch never converge "
+                      "(docs/operations/switch.md)")
+    ping = settings.get("repl_ping_replica_period")
+    if ping is not None and ping > 2:
+        advice.append(f"repl-ping-replica-period is {ping:g} s: a frozen primary is noticed "
+                      f"after about {ping + 1:g} s (docs/operations/failover.md)")
+    return advice
+
+
 def _connect(host: str, port: int) -> str | None:
     """None when ``host:port`` accepts a TCP connection in time, else why not."""
     try:
@@ -164,6 +236,19 @@ def _print(report: dict[str, Any]) -> None:
     for entry in report["endpoints"]:
         state = "reachable" if entry["reachable"] else f"UNREACHABLE: {entry['error']}"
         print(f"  {entry['resource']:<16} {entry['unit']:<10} {entry['endpoint']}: {state}")
+    if report["servers"]:
+        print("servers:")
+    for entry in report["servers"]:
+        if not entry["checked"]:
+            print(f"  {entry['resource']:<16} not checked: {entry['why']}")
+        elif "error" in entry:
+            print(f"  {entry['resource']:<16} {entry['endpoint']}: {entry['error']}")
+        else:
+            settings = ", ".join(f"{k} {v:g}" for k, v in sorted(entry["settings"].items()))
+            print(f"  {entry['resource']:<16} {entry['unit']:<10} {entry['endpoint']}: "
+                  f"{entry['role']}; {settings}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     if report["problems"]:
         print(f"{len(report['problems'])} problem(s):")
         for problem in report["problems"]:

@@ -75,6 +75,24 @@ class MonitorOptions:
         return self.failures * (self.interval + self.timeout)
 
 
+def semi_sync_warning(timeout_ms: int | None, endpoint: Endpoint, needed: float,
+                      whose: str = "a default `resil monitor`'s") -> str | None:
+    """Why a semi-sync primary's ``rpl_semi_sync_master_timeout`` is too short, or None.
+
+    A primary whose replica does not acknowledge within that timeout falls back to
+    asynchronous replication and acknowledges writes that only it has. Cut off from its
+    replica for longer (a partition, a frozen replica, the seconds before a monitor
+    decides), it can die with them: lost. ``needed`` is the detection and failover time
+    (with :data:`SEMI_SYNC_MARGIN`) of the monitor meant by ``whose``."""
+    if timeout_ms is None or timeout_ms >= needed * 1000:
+        return None
+    return (f"rpl_semi_sync_master_timeout = {timeout_ms} ms on {endpoint} is shorter than "
+            f"{whose} worst-case detection and failover (about {needed:.1f} s): a primary "
+            "cut off from its replica that long falls back to asynchronous replication, "
+            "and writes it then acknowledges are lost if it dies. Raise it above "
+            f"{needed * 1000:.0f} ms")
+
+
 class _OldPrimary:
     """The old primary's fence in a failover. Its connection is attempted at once, in a
     thread, bounded tighter than a probe (a frozen old primary, whose kernel still
@@ -189,13 +207,9 @@ class Monitor:
                     server.close()
             except Exception:
                 continue        # unreachable or no admin account: the probes will say
-            if timeout_ms is not None and timeout_ms < needed * 1000:
-                self.say(f"{name}: WARNING rpl_semi_sync_master_timeout = {timeout_ms} ms on "
-                         f"{endpoint} is shorter than this monitor's worst-case detection "
-                         f"and failover (about {needed:.1f} s): a primary cut off from its "
-                         "replica that long falls back to asynchronous replication, and "
-                         "writes it then acknowledges are lost if it dies. Raise it above "
-                         f"{needed * 1000:.0f} ms")
+            warning = semi_sync_warning(timeout_ms, endpoint, needed, "this monitor's")
+            if warning:
+                self.say(f"{name}: WARNING {warning}")
 
     def tick(self) -> None:
         """One round: renew the lease, probe every resource, act if leader."""

@@ -81,6 +81,10 @@ class Server(Protocol):
     def semi_sync_timeout_ms(self) -> int | None:
         """MySQL: ``rpl_semi_sync_master_timeout`` of a semi-sync primary, else None."""
 
+    def failover_settings(self) -> dict[str, float]:
+        """The server settings that decide how fast a frozen source is noticed and how
+        fast a replica keeps up (for ``resil doctor``)."""
+
     def make_semi_sync_primary(self) -> None:
         """Take over the semi-sync primary role (a switch moves it with the primary)."""
 
@@ -249,6 +253,16 @@ class MySQLServer:
         if not self.semi_sync_primary():
             return None
         return int(self._one("SELECT @@rpl_semi_sync_master_timeout"))
+
+    def failover_settings(self) -> dict[str, float]:
+        row = self._rows("SELECT @@slave_net_timeout AS net, "
+                         "@@slave_parallel_threads AS threads")[0]
+        found = {"slave_net_timeout": float(row["net"]),
+                 "slave_parallel_threads": float(row["threads"])}
+        period = self.replication().get("heartbeat_period")
+        if isinstance(period, float):
+            found["heartbeat_period"] = period
+        return found
 
     def make_semi_sync_primary(self) -> None:
         if self._semi_sync():
@@ -425,6 +439,9 @@ class RedisServer:
             f"nothing from the primary for {silent} s (it pings every "
             f"{bound - SILENCE_MARGIN:g} s)",
         }
+
+    def failover_settings(self) -> dict[str, float]:
+        return {"repl_ping_replica_period": self._ping_period()}
 
     def _ping_period(self) -> float:
         """``repl-ping-replica-period``, read once (10, Redis's default, if CONFIG is

@@ -289,15 +289,11 @@ class Switch:
         """Say when the primary's semi-sync timeout is shorter than a default monitor
         needs to detect and fail over: the primary the switch promotes takes the role
         with the same timeout (see :meth:`resil.ops.monitor.Monitor._check_semi_sync`)."""
-        from .monitor import SEMI_SYNC_MARGIN, MonitorOptions
-        timeout_ms = old.semi_sync_timeout_ms()
-        needed = MonitorOptions().detection_time + SEMI_SYNC_MARGIN
-        if timeout_ms is not None and timeout_ms < needed * 1000:
-            self.out(f"WARNING rpl_semi_sync_master_timeout = {timeout_ms} ms on "
-                     f"{old.endpoint} is shorter than a default `resil monitor` needs to "
-                     f"detect and fail over (about {needed:.1f} s): cut off from its "
-                     "replica that long, a primary falls back to asynchronous replication "
-                     "and can lose what it then acknowledges")
+        from .monitor import SEMI_SYNC_MARGIN, MonitorOptions, semi_sync_warning
+        warning = semi_sync_warning(old.semi_sync_timeout_ms(), old.endpoint,
+                                    MonitorOptions().detection_time + SEMI_SYNC_MARGIN)
+        if warning:
+            self.out(f"WARNING {warning}")
 
     def _lock(self, resource: Resource) -> int:
         """Take the write lock: a compare-and-set on the epoch (a publish is refused when
