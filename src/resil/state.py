@@ -31,6 +31,10 @@ FORMAT_VERSION = 1
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+#: How a planned switch's lock reason begins; the target unit follows.
+SWITCH_REASON = "switch to "
+
+
 @dataclass(frozen=True)
 class Lock:
     """A write lock on a resource: while it is held, new writes wait (the hot switch)."""
@@ -42,6 +46,14 @@ class Lock:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"holder": self.holder, "since": self.since, "reason": self.reason}
+
+    @property
+    def target(self) -> str:
+        """The unit a planned switch moves the primary to ("" for a failover's lock, or
+        any other): where the writes it holds will go."""
+        if not self.reason.startswith(SWITCH_REASON):
+            return ""
+        return self.reason[len(SWITCH_REASON):].strip()
 
 
 HASH_BUCKETS = 100

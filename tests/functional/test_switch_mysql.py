@@ -313,3 +313,46 @@ def test_moved_connection_is_the_same_object_with_its_session_restored(pair, con
     assert after == (2, *before[1:]) == (2, "other", "latin1", 0, "ANSI_QUOTES", 42)
     assert switch(config, "a").returncode == 0
     assert session()[0] == 1
+
+
+def test_a_write_held_by_a_switch_takes_over_a_connection_made_during_the_lock(pair, config):
+    """While the switch holds writes, the held statement's connection opens a spare to
+    the target with its own session settings; at the publish it moves onto it (no
+    connect then, when every held connection would connect at once), the same object
+    with its session, and the write runs once, on the new primary."""
+    resil.start(config)
+    pair.primary.root_sql("CREATE DATABASE IF NOT EXISTS other; "
+                          "GRANT ALL ON other.* TO 'app'@'127.0.0.1'; "
+                          "CREATE TABLE IF NOT EXISTS other.held (n INT)")
+    pair.wait_caught_up()
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           charset="latin1", autocommit=True, sql_mode="ANSI_QUOTES",
+                           init_command="SET @resil_init = 42", read_timeout=10)
+    conn.select_db("other")
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    taken = counters.stats().get("mysql_spares_taken", 0)
+    switching = subprocess.Popen([RESIL, "db", "switch", "orders-db", "--to", "b", "--config",
+                                  str(config), "--pause-after", "drain:0.5",
+                                  "--drain-timeout", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, **ENV})
+    try:
+        deadline = time.monotonic() + 10
+        while "orders-db" not in registry.runtime().state.locks:
+            if time.monotonic() > deadline or switching.poll() is not None:
+                switching.kill()
+                raise AssertionError(f"the switch never locked: {switching.communicate()[0]}")
+            time.sleep(0.01)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO held VALUES (7)")        # held, then moved
+            cur.execute("SELECT @@server_id, DATABASE(), @@character_set_client, "
+                        "@@autocommit, @@sql_mode, @resil_init")
+            after = cur.fetchone()
+    finally:
+        out = switching.communicate(timeout=30)[0]
+    assert switching.returncode == 0, out
+    assert after == (2, "other", "latin1", 1, "ANSI_QUOTES", 42)
+    assert counters.stats().get("mysql_spares_taken", 0) == taken + 1
+    assert pair.replica.root_sql("SELECT n FROM other.held") == [(7,)]   # once, moved
+    assert switch(config, "a").returncode == 0

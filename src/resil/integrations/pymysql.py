@@ -41,6 +41,7 @@ asked only when the epoch changed or something is locked.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import select
 import socket
@@ -48,7 +49,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import counters, registry, spans, switching
+from .. import context, counters, registry, spans, switching
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
@@ -297,6 +298,73 @@ def _alive(conn: Any) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- prewarm
+
+#: Longest wait for a spare connection's handshake with a switch's target: it is made
+#: while writes are held anyway, but must not delay a statement whose lock ended.
+SPARE_CONNECT_TIMEOUT = 1.0
+
+
+def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Any:
+    """A connection to the primary a planned switch is moving to, opened while this
+    statement is about to be held: the same arguments as ``conn`` (user, database,
+    charset, sql_mode, init_command, autocommit), so that at the publish the statement
+    takes it over instead of opening one then, when every held connection of every
+    process would open one at once. None when nothing is locked, the lock names no
+    target (a failover's), the statement would not be held, or ``conn`` is there."""
+    resource = record.resource
+    lock = runtime.current_state().locks.get(resource.name)
+    target = resource.endpoint_in(lock.target) if lock is not None and lock.target else None
+    if target is None or (conn.host, conn.port) == (target.host, target.port):
+        return None
+    status = _server_status(conn)
+    if not must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
+        return None
+    spare = copy.copy(conn)
+    spare.__dict__.pop(ATTRIBUTE, None)
+    spare._sock = spare._rfile = spare._result = None
+    spare.host, spare.port = target.host, target.port
+    read = spare._read_timeout
+    spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
+                                SPARE_CONNECT_TIMEOUT)
+    spare._read_timeout = spare.connect_timeout
+    # Not in flight meanwhile, as while held: nothing was sent, and a switch draining the
+    # old primary must not wait for this handshake with the new one.
+    busy, record.busy = record.busy, False
+    try:
+        with context.bypass():
+            spare.connect()
+    except Exception:
+        counters.count("mysql_spare_failures")
+        return None
+    finally:
+        record.busy = busy
+    spare._read_timeout = read
+    with contextlib.suppress(OSError):
+        spare._sock.settimeout(read)
+    return spare
+
+
+def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: Any) -> bool:
+    """Move ``conn`` onto ``spare`` when the primary is now where ``spare`` goes: the
+    same object, the spare's socket and session. False (nothing done) otherwise."""
+    state = runtime.current_state()
+    endpoint = runtime.router.primary_of(record.resource, state)
+    if endpoint is None or (spare.host, spare.port) != (endpoint.host, endpoint.port):
+        return False
+    started = spans.now_ns()
+    with contextlib.suppress(Exception):
+        conn.close()
+    conn.__dict__.update({k: v for k, v in vars(spare).items() if k != ATTRIBUTE})
+    spare._sock = spare._rfile = None     # the socket is conn's now: the spare's __del__
+    conn._result = None                   # (PyMySQL closes its socket there) must not
+    record.tx = False
+    record.epoch = state.epoch
+    counters.count("mysql_spares_taken")
+    fail_open("pymysql.move", _moved, conn, record, started)
+    return True
+
+
 # --------------------------------------------------------------------------- questions
 
 def _boundary(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Boundary:
@@ -394,9 +462,18 @@ def _replace_dead(conn: Any, record: Tracked) -> None:
 
 def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
     """The control state changed, or something is locked: hold, move or check."""
-    boundary = fail_open("pymysql.boundary", _boundary, agent, conn, record, sql)
-    if boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
-        _reconnect(conn, record)
+    spare = fail_open("pymysql.spare", _spare_for, agent, conn, record, sql)
+    try:
+        boundary = fail_open("pymysql.boundary", _boundary, agent, conn, record, sql)
+        if boundary is Boundary.MOVE and spare is not None \
+                and fail_open("pymysql.adopt", _adopt, agent, conn, record, spare):
+            spare = None
+        elif boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
+            _reconnect(conn, record)
+    finally:
+        if spare is not None:       # the switch rolled back, or the hold timed out
+            with contextlib.suppress(Exception):
+                spare.close()
 
 
 def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,

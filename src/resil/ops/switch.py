@@ -33,7 +33,7 @@ from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane
 from ..errors import ResilError, SignalError, SwitchError, SwitchInterrupted
-from ..state import ControlState, Lock, issuer
+from ..state import SWITCH_REASON, ControlState, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from . import locks, truth
@@ -303,7 +303,7 @@ class Switch:
             held = state.locks[resource.name]
             raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
                               f"({held.reason}): another switch runs")
-        lock = Lock(self.holder, time.time(), f"switch to {self.to_unit}")
+        lock = Lock(self.holder, time.time(), f"{SWITCH_REASON}{self.to_unit}")
         new = state.evolve(locks={**state.locks, resource.name: lock})
         try:
             return self.plane.publish(new, issuer=issuer()).epoch
