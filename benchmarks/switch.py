@@ -32,6 +32,7 @@ benchmarks/results/switch.json.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -53,7 +54,7 @@ import redis  # noqa: E402
 
 import resil  # noqa: E402
 from functional.writers import Tally, Writers  # noqa: E402
-from resil import context  # noqa: E402
+from resil import context, counters  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.errors import SwitchError  # noqa: E402
@@ -146,6 +147,8 @@ class Fleet:
         self.config_path, self.base = config_path, base
         self._local: Writers | None = None
         self._children: list[tuple[subprocess.Popen[str], Path]] = []
+        self.counters: collections.Counter[str] = collections.Counter()
+        """The agents' own event counters, summed over the writer processes."""
 
     def start(self) -> None:
         if not self.processes:
@@ -168,6 +171,7 @@ class Fleet:
     def stop(self) -> Writers:
         if self._local is not None:
             self._local.stop()
+            self.counters.update(counters.stats())
             return self._local
         tallies: list[dict[str, Any]] = []
         for child, _ in self._children:
@@ -176,6 +180,7 @@ class Fleet:
         for child, out in self._children:
             child.wait(timeout=60)
             tallies.extend(json.loads(out.read_text()))
+            self.counters.update(json.loads(out.with_suffix(".counters.json").read_text()))
         return Writers.from_json(tallies)
 
 
@@ -189,6 +194,7 @@ def child_main(kind: str, threads: int, prefix: str, config_path: str, out: str,
     sys.stdin.read()
     writers.stop()
     Path(out).write_text(json.dumps(writers.to_json()))
+    Path(out).with_suffix(".counters.json").write_text(json.dumps(counters.stats()))
     resil.stop()
     return 0
 
@@ -305,7 +311,10 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
     quiet = [max(writers.pauses_since(a, b)) for a, b in quiet_windows]
     return {"pauses": pauses, "quiet": quiet, "steps": steps, "errors": len(writers.errors),
             "acked": writers.acked, "error_samples": writers.errors[:3],
-            "refused": refused, "converge_after_lag": lagged, "primary": primary}, writers
+            "refused": refused, "converge_after_lag": lagged, "primary": primary,
+            "moved": {k: v for k, v in fleet.counters.items()
+                      if k in ("mysql_connections_moved", "mysql_spares_taken",
+                               "redis_connections_moved", "held_writes")}}, writers
 
 
 def ms(values: list[float]) -> str:
@@ -325,6 +334,9 @@ def report(title: str, result: dict[str, Any]) -> None:
     print(f"  acknowledged writes      {result['acked']}")
     print(f"  lost writes              {result['lost']}")
     print(f"  switches done / refused  {len(result['pauses'])} / {len(result['refused'])}")
+    if result.get("moved"):
+        print("  agents' counters         " + ", ".join(
+            f"{k} {v}" for k, v in sorted(result["moved"].items())))
     if result["converge_after_lag"]:
         print(f"  converge after lag       {ms(result['converge_after_lag'])}")
     for reason in result["refused"][:3]:
