@@ -212,8 +212,8 @@ def test_the_front_process_imports_almost_nothing_for_a_python_program(tmp_path)
     """)
     out = run([sys.executable, "-c", probe, "python", "-c", "pass"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == ("['resil', 'resil._version', 'resil.bootstrap', 'resil.cli', "
-                          "'resil.cli.run', 'resil.errors']\n")
+    assert out.stdout == ("['resil', 'resil._entry', 'resil._version', 'resil.bootstrap', "
+                          "'resil.cli', 'resil.cli.run', 'resil.errors']\n")
 
 
 def test_a_bad_config_stops_any_command_but_not_the_programs_children(write_config, tmp_path):

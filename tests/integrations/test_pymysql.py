@@ -228,3 +228,42 @@ def test_results_left_unread_are_not_taken_for_a_closed_connection(pair_config):
     finally:
         conn.close()
     assert "mysql_dead_connections_replaced" not in counters.stats()
+
+
+def test_a_spare_that_is_not_ready_is_never_waited_for(pair_config, mariadb_pair):
+    """The spare a held write opens to a switch's target connects in its own thread: if
+    its handshake has not ended at the publish (a target that accepts and never
+    answers), the statement does not wait for it; the spare gives up at its bound and
+    is closed, and one that is ready but not taken is closed too."""
+    import socket
+    import threading
+
+    from resil.integrations.pymysql import SPARE_CONNECT_TIMEOUT, _Spare
+    from resil.topology import Endpoint
+    resil.start(pair_config)
+    conn = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                           autocommit=True)
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)                                   # accepts, never greets
+    failures = counters.stats().get("mysql_spare_failures", 0)
+    try:
+        started = time.monotonic()
+        spare = _Spare(conn, Endpoint("orders-db", "b", "127.0.0.1", hole.getsockname()[1]))
+        assert spare.take() is None                  # not ready: nobody waits
+        assert time.monotonic() - started < 0.2
+        assert wait_for(lambda: counters.stats().get("mysql_spare_failures", 0)
+                        == failures + 1, timeout=SPARE_CONNECT_TIMEOUT + 2)
+    finally:
+        hole.close()
+    replica = mariadb_pair.replica
+    ready = _Spare(conn, Endpoint("orders-db", "b", "127.0.0.1", replica.port))
+    assert wait_for(lambda: ready.ready, timeout=5)
+    thread_id = ready.conn.thread_id()
+    ready.drop()                                     # not taken: closed on the server
+    assert wait_for(lambda: thread_id not in {r[0] for r in replica.root_sql(
+        "SELECT ID FROM information_schema.PROCESSLIST")}, timeout=5)
+    assert not [t for t in threading.enumerate() if t.name == "resil-spare"]
+    with conn.cursor() as cur:                       # the held connection is untouched
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone() == (1,)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import sys
 
+from .._entry import CONFIG_ENV, config_file, disabled
 from ..bootstrap import BOOTSTRAP_DIR, CHECK_ENV, validated
+from ..errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping, Sequence
-
 
 
 def _is_python(path: str) -> bool:
@@ -80,20 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("resil-run: error: no command given (e.g. resil-run python app.py)",
               file=sys.stderr)
         return 2
-    if env.get("RESIL_DISABLED", "").strip().lower() not in ("1", "true", "yes", "on"):
-        path = explicit or env.get("RESIL_CONFIG") or "resil.toml"
+    if not disabled(env):
+        path, _ = config_file(explicit, env)
         if _runs_python(command[0], env):
             env[CHECK_ENV] = str(os.getpid())      # the bootstrap validates, same pid
         else:
             try:
                 validated(path, env)
-            except Exception as exc:
-                from ..errors import ConfigError
-                if not isinstance(exc, ConfigError):
-                    raise
+            except ConfigError as exc:
                 print(f"resil-run: configuration error: {exc}", file=sys.stderr)
                 return 2
-        env["RESIL_CONFIG"] = os.path.abspath(path)
+        env[CONFIG_ENV] = os.path.abspath(path)
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
     return _exec(command, env)
@@ -107,7 +105,7 @@ def _plain(argv: list[str]) -> tuple[str | None, list[str]] | None:
         explicit, argv = argv[1], argv[2:]
     elif argv[:1] and argv[0].startswith("--config="):
         explicit, argv = argv[0].partition("=")[2], argv[1:]
-    if not argv or argv[0].startswith("-") or not explicit and explicit is not None:
+    if not argv or argv[0].startswith("-") or explicit == "":
         return None
     return explicit, argv
 

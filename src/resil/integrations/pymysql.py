@@ -45,6 +45,7 @@ import copy
 import logging
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,7 @@ from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary, ErrorKind
-from ..topology import address
+from ..topology import Endpoint, address
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -300,18 +301,73 @@ def _alive(conn: Any) -> bool:
 
 # --------------------------------------------------------------------------- prewarm
 
-#: Longest wait for a spare connection's handshake with a switch's target: it is made
-#: while writes are held anyway, but must not delay a statement whose lock ended.
+#: Longest wait for a spare connection's handshake with a switch's target.
 SPARE_CONNECT_TIMEOUT = 1.0
 
 
-def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Any:
-    """A connection to the primary a planned switch is moving to, opened while this
-    statement is about to be held: the same arguments as ``conn`` (user, database,
-    charset, sql_mode, init_command, autocommit), so that at the publish the statement
-    takes it over instead of opening one then, when every held connection of every
-    process would open one at once. None when nothing is locked, the lock names no
-    target (a failover's), the statement would not be held, or ``conn`` is there."""
+class _Spare:
+    """A connection to the primary a planned switch is moving to, opened in a thread of
+    its own while a statement is held, with the same arguments as the held connection
+    (user, database, charset, sql_mode, init_command, autocommit). At the publish the
+    statement takes it over if it is ready, instead of connecting then, when every held
+    connection of every process would connect at once; if it is not ready, the
+    statement connects as before and never waits for it. Whatever is not taken is
+    closed."""
+
+    def __init__(self, conn: Any, target: Endpoint) -> None:
+        spare = copy.copy(conn)
+        spare.__dict__.pop(ATTRIBUTE, None)
+        spare._sock = spare._rfile = spare._result = None
+        spare.host, spare.port = target.host, target.port
+        self.conn: Any = spare
+        self.ready = False
+        self._lock = threading.Lock()
+        self._dropped = False
+        threading.Thread(target=self._connect, name="resil-spare", daemon=True).start()
+
+    def _connect(self) -> None:
+        spare = self.conn
+        read = spare._read_timeout
+        spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
+                                    SPARE_CONNECT_TIMEOUT)
+        spare._read_timeout = spare.connect_timeout     # the greeting and login too
+        try:
+            with context.bypass():
+                spare.connect()
+            spare._read_timeout = read
+            spare._sock.settimeout(read)
+        except Exception:
+            counters.count("mysql_spare_failures")
+            self.drop()
+            return
+        with self._lock:
+            self.ready = not self._dropped
+        if not self.ready:
+            self._close()
+
+    def take(self) -> Any:
+        """The connected spare, now the caller's to use or close; None if it is not
+        ready (it is then closed when its handshake ends)."""
+        with self._lock:
+            ready, self._dropped, self.ready = self.ready, True, False
+        return self.conn if ready else None
+
+    def drop(self) -> None:
+        """Not needed: closed now if connected, or as soon as its handshake ends."""
+        with self._lock:
+            ready, self._dropped, self.ready = self.ready, True, False
+        if ready:
+            self._close()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> _Spare | None:
+    """A spare connection for a statement about to be held by a planned switch's lock;
+    None when nothing is locked, the lock names no target (a failover's), the statement
+    would not be held, or ``conn`` is there already."""
     resource = record.resource
     lock = runtime.current_state().locks.get(resource.name)
     target = resource.endpoint_in(lock.target) if lock is not None and lock.target else None
@@ -320,43 +376,27 @@ def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Any:
     status = _server_status(conn)
     if not must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
         return None
-    spare = copy.copy(conn)
-    spare.__dict__.pop(ATTRIBUTE, None)
-    spare._sock = spare._rfile = spare._result = None
-    spare.host, spare.port = target.host, target.port
-    read = spare._read_timeout
-    spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
-                                SPARE_CONNECT_TIMEOUT)
-    spare._read_timeout = spare.connect_timeout
-    # Not in flight meanwhile, as while held: nothing was sent, and a switch draining the
-    # old primary must not wait for this handshake with the new one.
-    busy, record.busy = record.busy, False
-    try:
-        with context.bypass():
-            spare.connect()
-    except Exception:
-        counters.count("mysql_spare_failures")
-        return None
-    finally:
-        record.busy = busy
-    spare._read_timeout = read
-    with contextlib.suppress(OSError):
-        spare._sock.settimeout(read)
-    return spare
+    return _Spare(conn, target)
 
 
-def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: Any) -> bool:
-    """Move ``conn`` onto ``spare`` when the primary is now where ``spare`` goes: the
-    same object, the spare's socket and session. False (nothing done) otherwise."""
+def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: _Spare) -> bool:
+    """Move ``conn`` onto the spare when the primary is now where the spare goes and it
+    is connected: the same object, the spare's socket and session. False (nothing done,
+    the spare dropped) otherwise."""
     state = runtime.current_state()
     endpoint = runtime.router.primary_of(record.resource, state)
-    if endpoint is None or (spare.host, spare.port) != (endpoint.host, endpoint.port):
+    ready = spare.take()
+    if ready is None or endpoint is None \
+            or (ready.host, ready.port) != (endpoint.host, endpoint.port):
+        if ready is not None:
+            with contextlib.suppress(Exception):
+                ready.close()
         return False
     started = spans.now_ns()
     with contextlib.suppress(Exception):
         conn.close()
-    conn.__dict__.update({k: v for k, v in vars(spare).items() if k != ATTRIBUTE})
-    spare._sock = spare._rfile = None     # the socket is conn's now: the spare's __del__
+    conn.__dict__.update({k: v for k, v in vars(ready).items() if k != ATTRIBUTE})
+    ready._sock = ready._rfile = None     # the socket is conn's now: the spare's __del__
     conn._result = None                   # (PyMySQL closes its socket there) must not
     record.tx = False
     record.epoch = state.epoch
@@ -471,9 +511,8 @@ def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
         elif boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
             _reconnect(conn, record)
     finally:
-        if spare is not None:       # the switch rolled back, or the hold timed out
-            with contextlib.suppress(Exception):
-                spare.close()
+        if spare is not None:       # not taken: rolled back, timed out, or not ready
+            spare.drop()
 
 
 def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
