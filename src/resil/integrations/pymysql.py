@@ -309,10 +309,11 @@ class _Spare:
     """A connection to the primary a planned switch is moving to, opened in a thread of
     its own while a statement is held, with the same arguments as the held connection
     (user, database, charset, sql_mode, init_command, autocommit). At the publish the
-    statement takes it over if it is ready, instead of connecting then, when every held
-    connection of every process would connect at once; if it is not ready, the
-    statement connects as before and never waits for it. Whatever is not taken is
-    closed."""
+    statement takes it over instead of connecting then, when every held connection of
+    every process would connect at once. A handshake still under way is waited for, up
+    to :data:`SPARE_CONNECT_TIMEOUT` from its start (a second connect to the same busy
+    server would only come later); a failed one leaves the statement to connect as
+    before. Whatever is not taken is closed."""
 
     def __init__(self, conn: Any, target: Endpoint) -> None:
         spare = copy.copy(conn)
@@ -323,6 +324,8 @@ class _Spare:
         self.ready = False
         self._lock = threading.Lock()
         self._dropped = False
+        self._done = threading.Event()
+        self._deadline = time.monotonic() + SPARE_CONNECT_TIMEOUT
         threading.Thread(target=self._connect, name="resil-spare", daemon=True).start()
 
     def _connect(self) -> None:
@@ -338,16 +341,19 @@ class _Spare:
             spare._sock.settimeout(read)
         except Exception:
             counters.count("mysql_spare_failures")
+            self._done.set()
             self.drop()
             return
         with self._lock:
             self.ready = not self._dropped
+        self._done.set()
         if not self.ready:
             self._close()
 
     def take(self) -> Any:
-        """The connected spare, now the caller's to use or close; None if it is not
-        ready (it is then closed when its handshake ends)."""
+        """The connected spare, now the caller's to use or close; None if its handshake
+        failed or outlasted its bound (it is then closed when it ends)."""
+        self._done.wait(max(0.0, self._deadline - time.monotonic()))
         with self._lock:
             ready, self._dropped, self.ready = self.ready, True, False
         return self.conn if ready else None
