@@ -365,7 +365,7 @@ class MariaDBPair:
 
         Args:
             base_dir: an existing directory; servers use ``primary/`` and ``replica/``.
-            semi_sync: enable semi-synchronous replication (1 s master timeout).
+            semi_sync: enable semi-synchronous replication (10 s master timeout).
         """
         self.base_dir = Path(base_dir)
         self.semi_sync = semi_sync
@@ -438,9 +438,13 @@ class MariaDBPair:
         )
 
     def _enable_semi_sync(self) -> None:
+        # 10 s: longer than a default `resil monitor` needs to detect a dead primary and
+        # fail over (7.5 s with its margin). Shorter, a primary cut off from its replica
+        # falls back to asynchronous replication before the failover, and what it then
+        # acknowledges can be lost (`resil doctor` calls that a problem).
         self.primary.root_sql(
             "SET GLOBAL rpl_semi_sync_master_enabled=ON;"
-            "SET GLOBAL rpl_semi_sync_master_timeout=1000"
+            "SET GLOBAL rpl_semi_sync_master_timeout=10000"
         )
         # The IO thread only negotiates semi-sync when it connects.
         self.replica.root_sql(
