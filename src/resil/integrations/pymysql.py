@@ -337,13 +337,14 @@ class _Spare:
         try:
             with context.bypass():
                 spare.connect()
-            spare._read_timeout = read
-            spare._sock.settimeout(read)
         except Exception:
             counters.count("mysql_spare_failures")
             self._done.set()
             self.drop()
             return
+        spare._read_timeout = read                      # the application's, from now on
+        with contextlib.suppress(Exception):
+            spare._sock.settimeout(read)
         with self._lock:
             self.ready = not self._dropped
         self._done.set()
@@ -391,19 +392,19 @@ def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: _Spare) -> bool:
     the spare dropped) otherwise."""
     state = runtime.current_state()
     endpoint = runtime.router.primary_of(record.resource, state)
+    if endpoint is None or (spare.conn.host, spare.conn.port) != (endpoint.host, endpoint.port):
+        return False
     ready = spare.take()
-    if ready is None or endpoint is None \
-            or (ready.host, ready.port) != (endpoint.host, endpoint.port):
-        if ready is not None:
-            with contextlib.suppress(Exception):
-                ready.close()
+    if ready is None:
         return False
     started = spans.now_ns()
     with contextlib.suppress(Exception):
         conn.close()
     conn.__dict__.update({k: v for k, v in vars(ready).items() if k != ATTRIBUTE})
-    ready._sock = ready._rfile = None     # the socket is conn's now: the spare's __del__
-    conn._result = None                   # (PyMySQL closes its socket there) must not
+    # The socket is conn's now: the spare object's __del__ (PyMySQL closes its socket
+    # there) must not reach it.
+    ready._sock = ready._rfile = None
+    conn._result = None
     record.tx = False
     record.epoch = state.epoch
     counters.count("mysql_spares_taken")
