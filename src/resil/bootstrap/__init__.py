@@ -6,6 +6,10 @@
 ``opentelemetry-instrument`` runs *inside* ``resil-run``, its ``sitecustomize`` comes
 first and does not chain; it does call every ``opentelemetry_pre_instrument`` entry
 point, and :func:`otel_pre_instrument` is ours, so the two compose in either order.
+
+The configuration check of ``resil-run`` lives here too (:func:`validated`): for a
+Python program the process after the ``exec`` runs it (see :data:`CHECK_ENV`), for any
+other ``resil-run`` runs it before the ``exec``; ``resil config check`` uses its parts.
 """
 
 from __future__ import annotations

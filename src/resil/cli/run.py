@@ -133,6 +133,8 @@ def _runs_python(program: str, env: Mapping[str, str]) -> bool:
 
 
 def _which(program: str, search: str) -> str | None:
+    """``shutil.which`` over ``search``, written out: importing shutil here would cost
+    the front process more than this loop does."""
     if os.sep in program:
         return program if os.path.isfile(program) else None
     for folder in search.split(os.pathsep):
