@@ -159,6 +159,9 @@ def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R]
     its fail-open guard, with :meth:`~resil.router.Router.pick`), then the retries, if
     any are due."""
     resource = exchange.resource
+    if router.state().faults:
+        from .chaos import http_send  # only while a chaos fault is published
+        send = http_send(router, resource, send)
     endpoint = first
     exchange.tried.append(endpoint)
     counters.count(calls_key(resource, endpoint))
@@ -213,6 +216,9 @@ async def execute_async(router: Router, exchange: Exchange[R],
                         send: Callable[[Endpoint], Awaitable[R]],
                         discard: Callable[[R], Awaitable[None]], first: Endpoint) -> R:
     """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""
+    if router.state().faults:
+        from .chaos import http_send_async
+        send = http_send_async(router, exchange.resource, send)
     endpoint = first
     while True:
         exchange.tried.append(endpoint)

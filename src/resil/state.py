@@ -22,10 +22,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SignalError
 from .topology import Resource, Topology
+
+if TYPE_CHECKING:
+    from .faults import Fault
 
 FORMAT_VERSION = 1
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -112,6 +115,9 @@ class ControlState:
     """Resource name → write lock."""
     routes: tuple[RouteRule, ...] = ()
     """Rules mapping routing keys to home units, tried in order; the first match wins."""
+    faults: tuple[Fault, ...] = ()
+    """Chaos faults (:mod:`resil.faults`), expired ones included until a publish drops
+    them: every agent checks the expiry itself."""
 
     def primary_unit(self, resource: Resource) -> str | None:
         """The unit of ``resource``'s primary: the published one, else the configured."""
@@ -134,7 +140,8 @@ class ControlState:
     def evolve(self, *, epoch: int | None = None, primaries: Mapping[str, str] | None = None,
                weights: Mapping[str, float] | None = None,
                locks: Mapping[str, Lock] | None = None,
-               routes: tuple[RouteRule, ...] | None = None) -> ControlState:
+               routes: tuple[RouteRule, ...] | None = None,
+               faults: tuple[Fault, ...] | None = None) -> ControlState:
         """A copy with some parts replaced; the epoch advances by one unless given."""
         return replace(
             self,
@@ -143,16 +150,21 @@ class ControlState:
             weights=MappingProxyType(dict(self.weights if weights is None else weights)),
             locks=MappingProxyType(dict(self.locks if locks is None else locks)),
             routes=self.routes if routes is None else tuple(routes),
+            faults=self.faults if faults is None else tuple(faults),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (without the epoch, which the signal carries)."""
-        return {
+        """JSON form (without the epoch, which the signal carries). ``faults`` only when
+        there are some: a signal without faults reads the same to an older agent."""
+        out: dict[str, Any] = {
             "primaries": dict(self.primaries),
             "weights": dict(self.weights),
             "locks": {name: lock.to_dict() for name, lock in self.locks.items()},
             "routes": [rule.to_dict() for rule in self.routes],
         }
+        if self.faults:
+            out["faults"] = [fault.to_dict() for fault in self.faults]
+        return out
 
 
 @dataclass(frozen=True)
@@ -276,8 +288,13 @@ def _decode_state(raw: object, epoch: int, topology: Topology) -> ControlState:
         if name in topology.resources:
             locks[name] = Lock(lock["holder"], float(lock["since"]), str(lock.get("reason", "")))
     routes = decode_routes(raw.get("routes", []), topology, f"signal epoch {epoch}: ")
+    faults: tuple[Fault, ...] = ()
+    if raw.get("faults"):
+        from .faults import decode  # only a signal with faults loads them
+        faults = decode(raw["faults"], topology.resources, topology.units,
+                        f"signal epoch {epoch}: ")
     return ControlState(epoch, MappingProxyType(primaries), MappingProxyType(weights),
-                        MappingProxyType(locks), routes)
+                        MappingProxyType(locks), routes, faults)
 
 
 def decode_routes(raw: object, topology: Topology, where: str = "") -> tuple[RouteRule, ...]:

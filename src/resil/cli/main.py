@@ -40,6 +40,7 @@ from ..ops.switch import PAUSABLE_STEPS, Switch, SwitchOptions
 from ..ops.truth import read as read_stored
 from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
+from . import chaos as chaos_commands
 from . import doctor as doctor_command
 from . import traffic as traffic_commands
 
@@ -211,6 +212,7 @@ def parser() -> argparse.ArgumentParser:
                                  "outage: every instance turns not-ready)")
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
     traffic_commands.add_commands(traffic_sub)
+    chaos_commands.add_command(sub)
     doctor_command.add_command(sub)
 
     state_cmd = sub.add_parser("state", help="the control state itself")
@@ -546,6 +548,13 @@ def _read_state(config: Config) -> tuple[ControlState, Signal | None, str,
     return stored.state, stored.signal, problem, agents, plane.durability() or "", alive
 
 
+def _fault_line(raw: dict[str, Any]) -> str:
+    from ..faults import Fault
+    fields = {k: v for k, v in raw.items() if k != "expires_in"}
+    fault = Fault(**fields)
+    return chaos_commands.describe_faults([fault], time.time())[0]
+
+
 def status_report(config: Config, state: ControlState, signal: Signal | None,
                   problem: str, agents: list[dict[str, Any]] | None = None,
                   warning: str = "",
@@ -581,6 +590,8 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
         "resources": resources,
         "weights": dict(state.weights) if reachable else None,
         "routes": [rule.to_dict() for rule in state.routes] if reachable else None,
+        "faults": [{**f.to_dict(), "expires_in": round(f.until - time.time(), 1)}
+                   for f in state.faults if f.active(time.time())] if reachable else None,
         "locks": {name: {**lock.to_dict(), "age_s": round(time.time() - lock.since, 1),
                          **(progress or {}).get(name, {"lease_alive": False, "step": None,
                                                        "step_age_s": None})}
@@ -665,6 +676,10 @@ def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
                               else "first match wins"))
         for line in traffic_commands.describe_rules(report["routes"]):
             print(f"  {line}")
+    if report["faults"]:
+        print("faults:   injected by resil chaos; each expires on its own")
+        for fault in report["faults"]:
+            print(f"  {_fault_line(fault)}")
     locks = report["locks"]
     print("locks:    " + ("" if locks else "none"))
     for n, lk in locks.items():

@@ -149,10 +149,17 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     if record is None:
         return wrapped(*args, **kwargs)
     fail_open("pymysql.connect", _wait_if_locked, instance, record)
+    agent = registry.runtime()
+    faulty = None
+    if agent is not None and agent.state.faults:
+        faulty = fail_open("pymysql.chaos", _chaos_connect, agent, instance, record)
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
         try:
-            result = _handshake(wrapped, instance, args, kwargs)
+            if faulty is not None:
+                result = _redirected(wrapped, instance, args, kwargs, faulty)
+            else:
+                result = _handshake(wrapped, instance, args, kwargs)
         except Exception as exc:
             counters.count(f"connect_failures:{instance.host}:{instance.port}")
             if not _unreachable(exc):
@@ -187,6 +194,57 @@ def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
             sock.settimeout(read)
         conn._current_timeout = read
     return result
+
+
+def _endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
+    for endpoints in record.resource.endpoints.values():
+        for endpoint in endpoints:
+            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
+                return endpoint
+    return None
+
+
+def _chaos_connect(agent: Runtime, conn: Any, record: Tracked) -> tuple[str, int] | None:
+    """Chaos faults on a connect: wait their latency; when one fails it, the address of
+    a socket that fails it as the real fault would (:mod:`resil.chaos`)."""
+    from .. import chaos
+    effect = chaos.draw(agent.state, record.resource, _endpoint_of(record, conn),
+                        agent.config.unit)
+    if effect is None:
+        return None
+    chaos.sleep(effect.delay)
+    return chaos.connect_address(effect.kind, "mysql") if effect.kind else None
+
+
+def _redirected(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any], faulty: tuple[str, int]) -> Any:
+    """The connect sent to a chaos socket; the connection keeps its real address."""
+    real = conn.host, conn.port
+    conn.host, conn.port = faulty
+    try:
+        return _handshake(wrapped, conn, args, kwargs)
+    finally:
+        conn.host, conn.port = real
+
+
+def _chaos_statement(agent: Runtime, conn: Any, record: Tracked) -> None:
+    """Chaos faults on a statement about to be sent: wait their latency; when one fails
+    it, cut the connection (refused, reset; after the read timeout for a black hole)
+    so that PyMySQL fails it as it fails a lost server, or raise a server error."""
+    from .. import chaos
+    effect = fail_open("pymysql.chaos", chaos.draw, agent.state, record.resource,
+                       _endpoint_of(record, conn), agent.config.unit)
+    if effect is None:
+        return
+    chaos.sleep(effect.delay)
+    if effect.kind == "error":
+        from pymysql.err import raise_mysql_exception  # type: ignore[import-untyped]
+        raise_mysql_exception(b"\xff" + chaos.MYSQL_STATEMENT_ERROR.to_bytes(2, "little")
+                              + b"#HY000Unknown error (injected by resil chaos)")
+    if effect.kind == "timeout":
+        chaos.sleep(chaos.black_hole_wait(conn._read_timeout, record.resource))
+    if effect.kind:
+        chaos.cut(getattr(conn, "_sock", None))
 
 
 def _witness(conn: Any, record: Tracked, reached: bool) -> None:
@@ -555,12 +613,16 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             try:
                 agent = agent_of()
+                faults: tuple[Any, ...] = ()
                 if agent is not None:
                     state = agent.state
                     if state.epoch != record.epoch or state.locks:
                         _at_boundary(agent, self, record, sql)
+                    faults = state.faults
                 if not _in_transaction(self, record) and _closed_by_server(self, record):
                     _replace_dead(self, record)
+                if faults:
+                    _chaos_statement(agent, self, record)   # type: ignore[arg-type]
                 result = original(self, sql, unbuffered)
             except Exception as exc:
                 return _on_error(original, self, record, (self, sql, unbuffered), {}, sql,

@@ -28,13 +28,14 @@ comparison (``get_connection``) and one look at the locks (``execute_command``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
-from ..topology import address
+from ..topology import Endpoint, address
 from ._tracking import ATTRIBUTE, Tracked, Tracker
 from .base import Integration, Target, fail_open
 
@@ -78,6 +79,16 @@ def _route(conn: Any) -> None:
 def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
     fail_open("redis.connect", _route, instance)
+    agent = registry.runtime()
+    if agent is not None and agent.state.faults:
+        faulty = fail_open("redis.chaos", _chaos_connect, agent, instance)
+        if faulty is not None:
+            real = instance.host, instance.port
+            instance.host, instance.port = faulty
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                instance.host, instance.port = real
     try:
         result = wrapped(*args, **kwargs)
     except OSError:             # refused, timed out, unreachable: nothing was sent
@@ -108,6 +119,88 @@ def _witness(conn: Any, reached: bool) -> None:
         report(record.resource.name, address(conn.host, conn.port))
 
 
+# --------------------------------------------------------------------------- chaos
+
+#: A chaos fault drawn for the command under way, applied to the connection it checks
+#: out (``get_connection``): ``(kind, seconds to wait first)``.
+_PENDING: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar(
+    "resil_redis_chaos", default=None)
+
+
+def _endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
+    for endpoints in record.resource.endpoints.values():
+        for endpoint in endpoints:
+            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
+                return endpoint
+    return None
+
+
+def _chaos_connect(agent: Runtime, conn: Any) -> tuple[str, int] | None:
+    """Chaos faults on a sync connect: wait their latency; when one fails it, the
+    address of a socket that fails it as the real fault would. An asyncio connect is
+    left alone (its command's faults apply)."""
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    if record is None or type(conn).__module__.startswith("redis.asyncio"):
+        return None
+    from .. import chaos
+    effect = chaos.draw(agent.state, record.resource, _endpoint_of(record, conn),
+                        agent.config.unit)
+    if effect is None:
+        return None
+    chaos.sleep(effect.delay)
+    return chaos.connect_address(effect.kind, "redis") if effect.kind else None
+
+
+def _chaos_command(agent: Runtime, client: Any) -> Any:
+    """The chaos effect on one command of ``client`` (None: none), counted."""
+    from .. import chaos
+    resource = _resource_of(agent, client)
+    if resource is None:
+        return None
+    return chaos.draw(agent.state, resource, agent.router.primary_of(resource),
+                      agent.config.unit)
+
+
+def _chaos_apply(effect: Any, client: Any) -> None:
+    """A sync command's effect: wait, raise an error reply, or have its connection cut
+    when it is checked out."""
+    from .. import chaos
+    chaos.sleep(effect.delay)
+    if effect.kind:
+        _fail(effect, client)
+
+
+def _fail(effect: Any, client: Any) -> None:
+    if effect.kind == "error":
+        import redis.exceptions
+        raise redis.exceptions.ResponseError("ERR injected by resil chaos")
+    wait = 0.0
+    if effect.kind == "timeout":
+        from .. import chaos
+        kwargs = client.connection_pool.connection_kwargs
+        resource = _resource_of(registry.runtime(), client)  # type: ignore[arg-type]
+        wait = chaos.black_hole_wait(kwargs.get("socket_timeout"), resource) \
+            if resource is not None else chaos.DEFAULT_BLACK_HOLE
+    _PENDING.set((effect.kind, wait))
+
+
+def _take_pending() -> tuple[str, float] | None:
+    pending = _PENDING.get()
+    if pending is not None:
+        _PENDING.set(None)
+    return pending
+
+
+def _chaos_cut(conn: Any) -> None:
+    """Cut the connection a faulted sync command checked out (after its black hole)."""
+    pending = _take_pending()
+    if pending is None:
+        return
+    from .. import chaos
+    chaos.sleep(pending[1])
+    chaos.cut(getattr(conn, "_sock", None))
+
+
 # --------------------------------------------------------------------------- boundary
 
 def _stale(agent: Runtime, conn: Any, record: Tracked) -> Boundary:
@@ -123,10 +216,15 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         if record is None:
             return conn
         agent = registry.runtime()
-        if agent is not None and agent.state.epoch != record.epoch \
+        if agent is None:
+            return conn
+        state = agent.state
+        if state.epoch != record.epoch \
                 and fail_open("redis.boundary", _stale, agent, conn, record) is Boundary.MOVE:
             conn.disconnect()   # redis-py reconnects on the next send, through _connect
             counters.count("redis_connections_moved")
+        if state.faults:
+            fail_open("redis.chaos", _chaos_cut, conn)
         return conn
     return get_connection
 
@@ -189,6 +287,10 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
     state = agent.state
     if state.locks:             # a switch somewhere: is it this client's resource?
         fail_open("redis.gate", _hold_if_locked, agent, client, commands)
+    if state.faults:
+        effect = fail_open("redis.chaos", _chaos_command, agent, client)
+        if effect is not None:
+            _chaos_apply(effect, client)
     try:
         return wrapped(*args, **kwargs)
     except Exception as exc:
@@ -212,6 +314,10 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
         state = agent.state
         if state.locks:         # a switch somewhere: is it this client's resource?
             fail_open("redis.gate", _hold_if_locked, agent, self, args[:1])
+        if state.faults:
+            effect = fail_open("redis.chaos", _chaos_command, agent, self)
+            if effect is not None:
+                _chaos_apply(effect, self)
         try:
             return original(self, *args, **options)
         except Exception as exc:
@@ -235,12 +341,30 @@ def _make_async_get_connection(original: Callable[..., Awaitable[Any]]) -> Calla
         if record is None:
             return conn
         agent = registry.runtime()
-        if agent is not None and agent.state.epoch != record.epoch \
+        if agent is None:
+            return conn
+        state = agent.state
+        if state.epoch != record.epoch \
                 and fail_open("redis.boundary", _stale, agent, conn, record) is Boundary.MOVE:
             await conn.disconnect()
             counters.count("redis_connections_moved")
+        if state.faults:
+            pending = _take_pending()
+            if pending is not None:
+                if pending[1] > 0:
+                    import asyncio
+                    await asyncio.sleep(pending[1])
+                fail_open("redis.chaos", _abort, conn)
         return conn
     return get_connection
+
+
+def _abort(conn: Any) -> None:
+    """Cut an asyncio connection's transport: its next send fails as on a lost server."""
+    writer = getattr(conn, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()
 
 
 def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -251,6 +375,14 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
             resource = fail_open("redis.gate", _to_hold, agent, self, args[:1])
             if resource is not None:
                 await agent.gate.hold_async(resource.name, resource.lock_timeout)
+        if agent is not None and agent.state.faults:
+            effect = fail_open("redis.chaos", _chaos_command, agent, self)
+            if effect is not None:
+                if effect.delay > 0:
+                    import asyncio
+                    await asyncio.sleep(effect.delay)
+                if effect.kind:
+                    _fail(effect, self)
         return await original(self, *args, **options)
     return execute_command
 

@@ -20,6 +20,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import counters
@@ -63,6 +64,7 @@ def state_document(agent: AgentView) -> dict[str, Any]:
         "ready": not readiness(agent), "weights": dict(state.weights),
         "resources": resources, "in_flight": agent.in_flight(),
         "events": counters.stats(), "faults": counters.faults(),
+        "chaos": [fault.to_dict() for fault in state.faults if fault.active(time.time())],
     }
 
 

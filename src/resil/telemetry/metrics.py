@@ -9,6 +9,7 @@ written out by the :data:`LABELED` table.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import counters
@@ -168,6 +169,8 @@ LABELED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("resource", "endpoint")),
     ("http_restored", "Ejected http endpoints brought back by a successful probe.",
      ("resource", "endpoint")),
+    ("chaos_injected", "Calls a chaos fault changed, by effect (latency, loss, refused, "
+     "reset, timeout, error).", ("fault", "resource", "effect")),
 )
 """resil's counters kept as ``name:label:label`` events: metric name, help, label names."""
 
@@ -222,6 +225,13 @@ def prometheus_text(agent: AgentView) -> str:
     for name in resources:
         unit = state.primary_unit(agent.config.resources[name]) or ""
         out.sample("resil_primary_info", 1, resource=name, unit=unit)
+    out.family("resil_chaos_faults_active", "gauge",
+               "Chaos faults published and not expired, per resource.")
+    now = time.time()
+    for name in agent.config.resources:
+        out.sample("resil_chaos_faults_active",
+                   sum(1 for f in state.faults if f.resource == name and f.active(now)),
+                   resource=name)
     out.family("resil_in_flight", "gauge",
                "Open transactions and running statements per resource.")
     in_flight = agent.in_flight()
