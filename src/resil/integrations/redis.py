@@ -161,16 +161,17 @@ def _chaos_command(agent: Runtime, client: Any) -> Any:
                       agent.config.unit)
 
 
-def _chaos_apply(effect: Any, client: Any) -> None:
-    """A sync command's effect: wait, raise an error reply, or have its connection cut
-    when it is checked out."""
+def _chaos_apply(effect: Any, client: Any) -> tuple[str, float] | None:
+    """A sync command's effect: wait; raise an error reply; or return what to do to the
+    connection it checks out (see :func:`_pending_call`)."""
     from .. import chaos
     chaos.sleep(effect.delay)
-    if effect.kind:
-        _fail(effect, client)
+    return _fail(effect, client) if effect.kind else None
 
 
-def _fail(effect: Any, client: Any) -> None:
+def _fail(effect: Any, client: Any) -> tuple[str, float]:
+    """Raise an ``error`` effect's reply; for a transport effect, ``(kind, seconds to
+    wait first)``."""
     if effect.kind == "error":
         import redis.exceptions
         raise redis.exceptions.ResponseError("ERR injected by resil chaos")
@@ -181,10 +182,32 @@ def _fail(effect: Any, client: Any) -> None:
         resource = _resource_of(registry.runtime(), client)  # type: ignore[arg-type]
         wait = chaos.black_hole_wait(kwargs.get("socket_timeout"), resource) \
             if resource is not None else chaos.DEFAULT_BLACK_HOLE
-    _PENDING.set((effect.kind, wait))
+    return effect.kind, wait
+
+
+def _pending_call(pending: tuple[str, float], call: Callable[..., Any], *args: Any,
+                  **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` with ``pending`` applied to the connection it checks out
+    (and forgotten after it, even when the checkout itself failed)."""
+    token = _PENDING.set(pending)
+    try:
+        return call(*args, **kwargs)
+    finally:
+        _PENDING.reset(token)
+
+
+async def _pending_call_async(pending: tuple[str, float], call: Callable[..., Any],
+                              *args: Any, **kwargs: Any) -> Any:
+    token = _PENDING.set(pending)
+    try:
+        return await call(*args, **kwargs)
+    finally:
+        _PENDING.reset(token)
 
 
 def _take_pending() -> tuple[str, float] | None:
+    """The effect pending for this command's connection, once (a retry of redis-py's
+    own checks out a connection again: it is not cut again)."""
     pending = _PENDING.get()
     if pending is not None:
         _PENDING.set(None)
@@ -287,11 +310,14 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
     state = agent.state
     if state.locks:             # a switch somewhere: is it this client's resource?
         fail_open("redis.gate", _hold_if_locked, agent, client, commands)
+    pending = None
     if state.faults:
         effect = fail_open("redis.chaos", _chaos_command, agent, client)
         if effect is not None:
-            _chaos_apply(effect, client)
+            pending = _chaos_apply(effect, client)
     try:
+        if pending is not None:
+            return _pending_call(pending, wrapped, *args, **kwargs)
         return wrapped(*args, **kwargs)
     except Exception as exc:
         return _on_error(wrapped, client, args, kwargs, state.epoch, exc)
@@ -314,11 +340,14 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
         state = agent.state
         if state.locks:         # a switch somewhere: is it this client's resource?
             fail_open("redis.gate", _hold_if_locked, agent, self, args[:1])
+        pending = None
         if state.faults:
             effect = fail_open("redis.chaos", _chaos_command, agent, self)
             if effect is not None:
-                _chaos_apply(effect, self)
+                pending = _chaos_apply(effect, self)
         try:
+            if pending is not None:
+                return _pending_call(pending, original, self, *args, **options)
             return original(self, *args, **options)
         except Exception as exc:
             return _on_error(original, self, (self, *args), options, state.epoch, exc)
@@ -382,7 +411,9 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
                     import asyncio
                     await asyncio.sleep(effect.delay)
                 if effect.kind:
-                    _fail(effect, self)
+                    pending = _fail(effect, self)
+                    return await _pending_call_async(pending, original, self, *args,
+                                                     **options)
         return await original(self, *args, **options)
     return execute_command
 

@@ -1,0 +1,170 @@
+"""Chaos faults on PyMySQL and redis-py (sync and asyncio), against the real MariaDB and
+Redis pairs; the agent runs in this process, in unit a, where both primaries are."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pymysql
+import pytest
+import redis
+
+import resil
+from resil import counters, registry
+from resil.config import load_config
+from resil.control import open_control_plane
+from resil.faults import Fault
+from resil.state import ControlState
+
+
+@pytest.fixture
+def inject(pair_config) -> Callable[..., Fault]:
+    """Start the agent; ``inject(resource, **fields)`` publishes a fault (replacing the
+    others) and waits until the agent applied it."""
+    resil.start(pair_config)
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+
+    def publish(resource: str, ttl: float = 60.0, **fields) -> Fault:
+        signal = plane.load()
+        state = signal.state if signal else ControlState.initial(config.topology)
+        now = time.time()
+        fault = Fault(f"f{state.epoch + 1}", resource, now + ttl, now, **fields)
+        epoch = plane.publish(state.evolve(faults=(fault,)), issuer="test").epoch
+        deadline = time.monotonic() + 5
+        while registry.runtime().current_state().epoch < epoch:
+            assert time.monotonic() < deadline, "the agent did not apply the fault"
+            time.sleep(0.01)
+        return fault
+    return publish
+
+
+def connect(database: str | None = None) -> pymysql.connections.Connection:
+    return pymysql.connect(host="orders-db", user="app", password="apppw", database=database,
+                           autocommit=True, connect_timeout=3, read_timeout=3)
+
+
+def test_mysql_error_rate_is_a_server_error_at_the_configured_rate(inject, mysql_db):
+    conn = connect()
+    fault = inject("orders-db", unit="a", error_rate=0.25, kind="error", seed=3)
+    failed = 0
+    with conn.cursor() as cur:
+        for _ in range(400):
+            try:
+                cur.execute("SELECT 1")
+            except pymysql.err.MySQLError as exc:
+                assert exc.args[0] == 1105 and "resil chaos" in exc.args[1]
+                failed += 1
+    assert 0.18 < failed / 400 < 0.32, failed
+    assert counters.stats()[f"chaos_injected:{fault.id}:orders-db:error"] == failed
+    conn.close()
+
+
+def test_mysql_reset_is_the_drivers_own_lost_connection(inject, mysql_db):
+    conn = connect(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS chaos_t (id INT PRIMARY KEY)")
+    fault = inject("orders-db", unit="a", error_rate=1.0, kind="reset")
+    with conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError) as raised:
+        cur.execute("INSERT INTO chaos_t VALUES (1)")
+    assert raised.value.args[0] in (2006, 2013)
+    assert counters.stats()[f"chaos_injected:{fault.id}:orders-db:reset"] == 1
+    inject("orders-db", unit="b", error_rate=1.0, kind="reset")   # elsewhere: no effect
+    conn.close()
+    conn = connect(mysql_db)        # what a pool does after a lost connection
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM chaos_t")
+        assert cur.fetchone() == (0,), "the statement was cut before it was sent"
+    conn.close()
+
+
+def test_mysql_connects_refused_are_held_and_retried_like_a_real_refusal(inject, mysql_db):
+    inject("orders-db", unit="a", error_rate=1.0, kind="refused")
+    started = time.monotonic()
+    conn = connect()        # refused once, then held (failover_hold) and connected again
+    assert time.monotonic() - started >= 0.4
+    assert counters.stats()["failover_holds_released"] == 1
+    inject("orders-db", unit="a", error_rate=1.0, kind="error")
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        connect()
+    assert raised.value.args[0] == 1040, "a connect's error is the server refusing the login"
+    conn.close()
+
+
+def test_mysql_latency_and_scoping(inject, mysql_db):
+    conn = connect()
+    inject("orders-db", unit="b", error_rate=1.0, kind="error")    # not the primary's unit
+    with conn.cursor() as cur:
+        for _ in range(20):
+            cur.execute("SELECT 1")
+    inject("orders-db", caller="b", error_rate=1.0, kind="error")  # not this caller's unit
+    with conn.cursor() as cur:
+        for _ in range(20):
+            cur.execute("SELECT 1")
+    inject("orders-db", unit="a", latency=0.1)
+    with conn.cursor() as cur:
+        started = time.monotonic()
+        cur.execute("SELECT 1")
+        assert time.monotonic() - started >= 0.1
+    conn.close()
+
+
+def test_mysql_fault_expires_on_its_own(inject, mysql_db):
+    conn = connect()
+    inject("orders-db", unit="a", error_rate=1.0, kind="error", ttl=0.5)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute("SELECT 1")
+        time.sleep(0.6)
+        for _ in range(20):
+            cur.execute("SELECT 1")
+    conn.close()
+
+
+def test_redis_faults_sync(inject, redis_pair):
+    client = redis.Redis(host="cache", socket_timeout=2,
+                         retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client.set("k", "v")
+    fault = inject("cache", unit="a", error_rate=0.3, kind="error", seed=5)
+    failed = 0
+    for _ in range(400):
+        try:
+            client.get("k")
+        except redis.exceptions.ResponseError as exc:
+            assert "resil chaos" in str(exc)
+            failed += 1
+    assert 0.23 < failed / 400 < 0.37, failed
+    assert counters.stats()[f"chaos_injected:{fault.id}:cache:error"] == failed
+    inject("cache", unit="a", error_rate=1.0, kind="reset")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client.get("k")
+    inject("cache", unit="a", loss=1.0)
+    started = time.monotonic()
+    with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        client.get("k")
+    assert time.monotonic() - started >= 1.9, "a lost command waits for its socket timeout"
+    inject("cache", unit="b", error_rate=1.0, kind="reset")     # another unit: no effect
+    assert client.get("k") == b"v"
+
+
+def test_redis_faults_asyncio(inject, redis_pair):
+    import redis.asyncio
+
+    async def run() -> None:
+        client = redis.asyncio.Redis(host="cache", socket_timeout=2,
+                                     retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+        await client.set("k", "v")
+        inject("cache", unit="a", error_rate=1.0, kind="error")
+        with pytest.raises(redis.exceptions.ResponseError):
+            await client.get("k")
+        inject("cache", unit="a", error_rate=1.0, kind="reset")
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await client.get("k")
+        inject("cache", unit="a", latency=0.1)
+        started = time.monotonic()
+        assert await client.get("k") == b"v"
+        assert time.monotonic() - started >= 0.1
+        await client.aclose()
+    asyncio.run(run())
