@@ -243,3 +243,83 @@ def _current(config: Config) -> tuple[ControlPlane, ControlState]:
     from ..ops.truth import trusted_state
     plane = open_configured(config)
     return plane, trusted_state(config, plane, issuer(), print)
+
+
+# --------------------------------------------------------------------------- drills
+
+def add_drills(drill_sub: Any) -> None:
+    """Add ``resil drill degrade`` and ``resil drill site`` (:mod:`resil.ops.chaosdrill`)."""
+    degrade = drill_sub.add_parser(
+        "degrade", help="fault one unit's endpoints of an http resource (default: 50%% of "
+        "calls lost), then clear it; report what callers in each unit saw")
+    degrade.add_argument("resource", help="an http resource")
+    degrade.add_argument("--unit", required=True, metavar="UNIT",
+                         help="the unit whose endpoints are faulted")
+    degrade.add_argument("--latency", type=duration, default=0.0, metavar="DURATION")
+    degrade.add_argument("--jitter", type=duration, default=0.0, metavar="DURATION")
+    degrade.add_argument("--error-rate", type=fraction, default=0.0, metavar="RATE")
+    degrade.add_argument("--kind", choices=KINDS, default="reset")
+    degrade.add_argument("--status", type=int, default=503, metavar="CODE")
+    degrade.add_argument("--loss", type=fraction, default=None, metavar="RATE",
+                         help="fraction of calls lost (default 50%% when no other effect "
+                         "is given)")
+    degrade.add_argument("--duration", type=duration, default=9.0, metavar="DURATION",
+                         help="baseline, fault and after, a third each (default 9 s)")
+    degrade.set_defaults(func=run_drill)
+    site = drill_sub.add_parser(
+        "site", help="lose a unit: fault its http endpoints, cut its traffic, switch its "
+        "databases away; report RTO, RPO and client errors per step")
+    site.add_argument("unit", help="the unit to lose")
+    site.add_argument("--kind", choices=KINDS, default="refused",
+                      help="how calls to the lost unit's endpoints fail (default refused)")
+    site.add_argument("--step", type=duration, default=3.0, metavar="DURATION",
+                      help="how long each step is watched (default 3 s)")
+    site.add_argument("--yes", action="store_true",
+                      help="do it: without --yes the drill says what it would do and stops "
+                      "(exit 2)")
+    site.set_defaults(func=run_drill)
+    for command in (degrade, site):
+        command.add_argument("--path", default="/", help="the path the callers call "
+                             "(default /)")
+        command.add_argument("--call-timeout", type=duration, default=1.0, metavar="DURATION",
+                             help="each caller call's own timeout (default 1 s)")
+        command.add_argument("--config", metavar="PATH", help="configuration file")
+        command.add_argument("--json", action="store_true",
+                             help="print the report as JSON (the steps go to stderr)")
+
+
+def run_drill(args: argparse.Namespace) -> int:
+    """``resil drill degrade|site``."""
+    from ..ops.chaosdrill import ChaosDrill, FaultSpec
+    from ..ops.probe import DrillError, DrillInputError
+    config = load_config(args.config)
+    stream = sys.stderr if args.json else sys.stdout
+    drill = ChaosDrill(config, out=lambda line: print(line, file=stream, flush=True),
+                       path=args.path, call_timeout=args.call_timeout)
+    try:
+        if args.drill_command == "degrade":
+            loss = args.loss
+            if loss is None:
+                loss = 0.0 if (args.latency or args.jitter or args.error_rate) else 0.5
+            spec = FaultSpec(args.latency, args.jitter, args.error_rate, args.kind, loss,
+                             args.status)
+            report = drill.degrade(args.resource, args.unit, spec, args.duration)
+        else:
+            https, moves = drill.site_plan(args.unit)
+            if not args.yes:
+                print(f"resil: drill site would fault {', '.join(https) or 'no http resource'}"
+                      f" in {args.unit}, cut its traffic and switch "
+                      f"{', '.join(f'{n} to {t}' for n, t in moves.items()) or 'no database'}"
+                      "; run it again with --yes to do it", file=sys.stderr)
+                return 2
+            report = drill.site(args.unit, FaultSpec(error_rate=1.0, kind=args.kind),
+                                args.step)
+    except DrillInputError as exc:
+        print(f"resil: drill: {exc}", file=sys.stderr)
+        return 2
+    except DrillError as exc:
+        print(f"resil: drill failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0 if report.get("ok", True) else 1

@@ -195,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--keep", action="store_true",
                              help="leave the probe's rows / key in place")
         command.set_defaults(func=_drill)
+    chaos_commands.add_drills(drill_sub)
 
     traffic = sub.add_parser("traffic", help="take a unit out of service and bring it back, "
                              "set unit weights, set the routing-key rules")
