@@ -10,7 +10,9 @@ jar each, no stickiness) list products, fill a cart and check out on whichever
 storefront a small load balancer finds ready (``/readyz`` of resil's admin endpoint).
 
 The story: baseline; ``resil db switch orders-db --to hangzhou`` (and ``cache``);
-``resil traffic cut beijing`` then ``resil traffic restore beijing``; ``kill -9`` of the
+``resil chaos inject productservice --unit beijing --loss 50%`` (half of the calls to
+beijing's product service lost, inside the agents); ``resil traffic cut beijing``, then
+the fault cleared and ``resil traffic restore beijing``; ``kill -9`` of the
 primary database, ``resil monitor`` fails over; the old primary restarted, made a
 replica again (``resil db rejoin``) and switched back to; a short tail. It prints a table per step
 (requests, errors, p99 latency, longest pause between two successful checkouts, the
@@ -353,7 +355,8 @@ def plot(story: Story, records: list[Record], path: Path, rto: float | None) -> 
     for n, (at, label) in enumerate(story.events):
         ax1.text(at + 0.1, top * (0.98 - 0.09 * (n % 2)), label, fontsize=8, va="top",
                  bbox={"facecolor": "white", "alpha": 0.9, "edgecolor": "none", "pad": 1})
-    title = "resil demo: shoppers on two units through a planned switch, a unit cut and a kill -9"
+    title = ("resil demo: shoppers on two units through a planned switch, 50% loss injected, "
+             "a unit cut and a kill -9")
     if rto is not None:
         title += f"\nfailover RTO {rto:.2f} s (kill -9 to the first successful checkout)"
     fig.suptitle(title)
@@ -422,11 +425,11 @@ def writable(server: MariaDB) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     quick = args.quick
-    seconds = {"warm-up": 3, "baseline": 8, "switch": 10, "cut": 8, "restore": 8, "kill": 15,
-               "rejoin": 4, "tail": 8}
+    seconds = {"warm-up": 3, "baseline": 8, "switch": 10, "chaos": 8, "cut": 8, "restore": 8,
+               "kill": 15, "rejoin": 4, "tail": 8}
     if quick:
-        seconds = {"warm-up": 1.5, "baseline": 2, "switch": 4, "cut": 4, "restore": 3,
-                   "kill": 7, "rejoin": 2, "tail": 2}
+        seconds = {"warm-up": 1.5, "baseline": 2, "switch": 4, "chaos": 3, "cut": 4,
+                   "restore": 3, "kill": 7, "rejoin": 2, "tail": 2}
     base = Path(tempfile.mkdtemp(prefix="resil-demo-"))
     png = Path(args.png) if args.png else Path(__file__).with_name("timeline.png")
     demo = Demo(base, args)
@@ -515,6 +518,14 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
         demo.sh("resil", "db", "switch", "cache", "--to", "hangzhou")
         time.sleep(max(0.0, seconds["switch"] - (story_.now() - story_.steps[-1].start)))
 
+        # The playbook's first step: degrade one unit's product service (half its calls
+        # lost) from the control plane, and watch routing take the storefront around it.
+        story_.begin("chaos: 50% loss, beijing products")
+        story_.event("chaos inject")
+        demo.sh("resil", "chaos", "inject", "productservice", "--unit", "beijing",
+                "--loss", "50%", "--for", "2m")
+        time.sleep(seconds["chaos"])
+
         story_.begin("traffic cut beijing")
         story_.event("traffic cut beijing")
         demo.sh("resil", "traffic", "cut", "beijing")
@@ -524,6 +535,7 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
 
         story_.begin("traffic restore beijing")
         story_.event("traffic restore")
+        demo.sh("resil", "chaos", "clear", "--all")
         demo.sh("resil", "traffic", "restore", "beijing")
         time.sleep(1)
         say(f"  load balancer sends shoppers to: {', '.join(balancer.ready)}")

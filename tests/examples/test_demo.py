@@ -49,12 +49,14 @@ def test_the_demo_runs_to_the_end_and_loses_no_order(tmp_path):
     assert done.returncode == 0, output[-5000:]
 
     # step | requests | errors | p99 latency | longest write pause | RTO | checkouts ok | lost
-    for step in ("baseline", "planned switch", "traffic cut beijing",
-                 "traffic restore beijing", "tail"):
+    for step in ("baseline", "planned switch", "chaos: 50% loss, beijing products",
+                 "traffic cut beijing", "traffic restore beijing", "tail"):
         cells = row(output, step)
         assert int(cells[1]) > 20 and int(cells[6]) > 5, (step, cells)
-    for step in ("planned switch", "traffic cut beijing", "traffic restore beijing"):
+    for step in ("planned switch", "chaos: 50% loss, beijing products", "traffic cut beijing",
+                 "traffic restore beijing"):
         assert row(output, step)[2] == "0", (row(output, step), output[-4000:])
+    assert "injected fault" in output and "cleared 1 fault" in output
     kill = row(output, "kill -9 primary db")
     assert re.fullmatch(r"\d+\.\d\d s", kill[5]), kill
     assert float(kill[5].split()[0]) < 10, kill
