@@ -295,6 +295,9 @@ class ChaosDrill:
         def step(name: str, action: Callable[[], dict[str, Any]]) -> None:
             began = time.time()
             detail = action()
+            if detail:
+                self.out(f"{name:<9} " + ", ".join(f"{k} {v}" for k, v in detail.items()
+                                                    if not isinstance(v, dict)))
             time.sleep(step_seconds)
             steps.append((name, began, time.time(), detail))
         try:
@@ -320,6 +323,7 @@ class ChaosDrill:
             self._clear_own(tuple(f.id for f in faults))
         calls = callers.snapshot() if callers is not None else []
         report_steps = []
+        self.out("what callers in each unit saw, step by step:")
         for name, began, ended, detail in steps:
             entry = self._step(name, began, ended, calls)
             entry.update(detail)
