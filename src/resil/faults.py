@@ -15,6 +15,7 @@ outlive the limit. How a fault is applied is :mod:`resil.chaos`.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ call waits for its own timeout), or an error reply (HTTP 5xx; a MySQL or Redis e
 
 MAX_TTL = 24 * 3600.0
 """The longest a fault may live (seconds): a forgotten one cannot outlive it."""
+CLOCK_SLACK = 300.0
+"""How far ahead of an agent's clock a fault's creation may be (seconds): clocks of
+different hosts differ a little, but a fault dated far ahead would outlive its TTL."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,11 @@ def _number(value: object) -> bool:
         and math.isfinite(value)
 
 
-def check(fault: Fault, units: tuple[str, ...] | None = None) -> str | None:
+def check(fault: Fault, units: tuple[str, ...] | None = None,
+          now: float | None = None) -> str | None:
     """What is wrong with ``fault`` (a sentence), or None. With ``units``, its unit and
-    caller unit must be among them."""
+    caller unit must be among them; with ``now`` (this host's clock), it may not expire
+    later than :data:`MAX_TTL` from now (plus :data:`CLOCK_SLACK`)."""
     for name in ("latency", "jitter"):
         value = getattr(fault, name)
         if not _number(value) or value < 0 or value > 600:
@@ -132,6 +138,9 @@ def check(fault: Fault, units: tuple[str, ...] | None = None) -> str | None:
     if fault.until - fault.created > MAX_TTL + 1e-6:
         return f"it lives {fault.until - fault.created:.0f} s, more than the limit of " \
             f"{MAX_TTL:.0f} s"
+    if now is not None and fault.until > now + MAX_TTL + CLOCK_SLACK:
+        return f"it expires {fault.until - now:.0f} s from now, more than the limit of " \
+            f"{MAX_TTL:.0f} s (created {fault.created - now:+.0f} s from now)"
     if units is not None:
         for name in ("unit", "caller"):
             value = getattr(fault, name)
@@ -177,7 +186,7 @@ def decode(raw: object, resources: Any, units: tuple[str, ...],
             raise SignalError(f"{what} ({ident}): seed must be an integer")
         fault = Fault(ident, resource, item.get("until"), item.get("created"),  # type: ignore[arg-type]
                       **values)
-        problem = check(fault, units)
+        problem = check(fault, units, time.time())
         if problem:
             raise SignalError(f"{what} ({ident}): {problem}")
         if resource in resources:

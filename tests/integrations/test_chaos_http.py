@@ -169,3 +169,18 @@ def test_routing_ejects_and_retries_around_a_faulted_unit_with_no_failed_safe_ca
         "both endpoints of unit a were ejected by their injected failures"
     assert stats["chaos_injected:f1:products:reset"] <= 6, \
         "once ejected, unit a's endpoints are not called (nor faulted) any more"
+
+
+def test_a_replayed_fault_signal_is_ignored(agent, tmp_path):
+    import requests
+    inject = agent()
+    inject(unit="a", error_rate=1.0, kind="error")
+    state_file = tmp_path / "state.json"
+    faulted = state_file.read_bytes()
+    assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 503
+    inject(unit="b", latency=0.001, replace=True)       # the fault on a is cleared
+    state_file.write_bytes(faulted)                     # an adversary puts it back
+    time.sleep(0.3)                                     # many polls of the file
+    assert registry.runtime().current_state().faults[0].unit == "b"
+    for _ in range(10):
+        assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 200

@@ -90,6 +90,14 @@ def test_nonsense_faults_are_refused_naming_the_problem(topology, fields, proble
         decode_signal(signal_of(topology, bad), topology, None)
 
 
+def test_a_fault_dated_ahead_cannot_outlive_its_ttl(topology):
+    ahead = time.time() + 30 * 24 * 3600       # a creation time far in the future
+    bad = fault(created=ahead, until=ahead + 3600)
+    assert check(bad, topology.units) is None, "its own span is one hour"
+    with pytest.raises(SignalError, match="more than the limit"):
+        decode_signal(signal_of(topology, bad), topology, None)
+
+
 def test_a_fault_on_an_unknown_resource_is_dropped_like_an_unknown_primary(topology):
     state = decode_signal(signal_of(topology, fault(resource="newer-service")), topology,
                           None).state
