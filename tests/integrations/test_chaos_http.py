@@ -38,12 +38,14 @@ def units() -> Iterator[HttpUnits]:
 def agent(write_config, tmp_path, units) -> Callable[..., Callable[..., Fault]]:
     """Start the agent with ``extra`` resource keys; returns ``inject(**fields)``, which
     publishes a fault and waits until the agent applied it."""
-    def start(extra: str = NO_EJECTION, unit: str = "a") -> Callable[..., Fault]:
+    def start(extra: str = NO_EJECTION, unit: str = "a",
+              signing: str = "") -> Callable[..., Fault]:
         path = write_config(
             f'unit = "{unit}"\n[control]\nurl = "{(tmp_path / "state.json").as_uri()}"\n'
-            'poll_interval = 0.01\n[admin]\nlisten = "off"\n' + units.toml("products", extra))
+            f'poll_interval = 0.01\n{signing}[admin]\nlisten = "off"\n'
+            + units.toml("products", extra))
         resil.start(path)
-        config = load_config(path, env={})
+        config = load_config(path)
         plane = open_control_plane(config.control_url, config.topology, config.signing_key)
 
         def inject(ttl: float = 60.0, replace: bool = False, **fields) -> Fault:
@@ -184,3 +186,59 @@ def test_a_replayed_fault_signal_is_ignored(agent, tmp_path):
     assert registry.runtime().current_state().faults[0].unit == "b"
     for _ in range(10):
         assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 200
+
+
+_httpx = None
+
+
+def _post(client: str) -> bool:
+    """One POST to products with ``client``; whether it succeeded (a 2xx)."""
+    import httpx
+    import requests
+    import urllib3
+    try:
+        if client == "requests":
+            return requests.post("http://products/r", data=b"x", timeout=2).ok
+        if client == "urllib3":
+            return urllib3.request("POST", "http://products/r", body=b"x", timeout=2,
+                                   retries=False).status < 400
+        if client == "httpx":
+            global _httpx
+            _httpx = _httpx or httpx.Client(timeout=2)      # a client costs ~40 ms here
+            return _httpx.post("http://products/r", content=b"x").is_success
+        with urllib.request.urlopen(urllib.request.Request("http://products/r", data=b"x"),
+                                    timeout=2) as answer:
+            return answer.status < 400
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("client", ["requests", "urllib3", "httpx", "urllib.request"])
+@pytest.mark.parametrize("kind", ["refused", "reset", "error"])
+def test_each_kind_fails_its_share_of_calls_with_each_client(agent, client, kind):
+    inject = agent()
+    fault = inject(unit="a", error_rate=0.3, kind=kind, seed=21)
+    failed = sum(not _post(client) for _ in range(200))
+    assert 0.2 < failed / 200 < 0.4, failed
+    assert counters.stats()[f"chaos_injected:{fault.id}:products:{kind}"] == failed
+
+
+def test_a_signing_agent_applies_signed_faults_only(agent, monkeypatch, tmp_path):
+    import requests
+
+    from resil.state import encode_signal, make_signal
+    monkeypatch.setenv("CHAOS_TEST_KEY", "k" * 32)
+    inject = agent(signing='signing_key_env = "CHAOS_TEST_KEY"\n')
+    inject(unit="a", error_rate=1.0, kind="error")         # signed with the key
+    assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 503
+    state = registry.runtime().current_state()
+    now = time.time()
+    cleared = state.evolve(faults=(Fault("evil", "products", now + 60, now, unit="b",
+                                         error_rate=1.0),))
+    unsigned = encode_signal(make_signal(cleared, issuer="x", issued_at=now, key=None))
+    forged = encode_signal(make_signal(cleared, issuer="x", issued_at=now, key=b"x" * 32))
+    for data in (unsigned, forged):
+        (tmp_path / "state.json").write_bytes(data)
+        time.sleep(0.2)
+        assert [f.id for f in registry.runtime().current_state().faults] == ["f1"]
+        assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 503
