@@ -413,6 +413,10 @@ def semi_sync_everywhere(mysql: MariaDBPair) -> None:
         server.root_sql("SET GLOBAL rpl_semi_sync_master_enabled = ON;"
                         "SET GLOBAL rpl_semi_sync_slave_enabled = ON;"
                         "SET GLOBAL rpl_semi_sync_master_timeout = 5000")
+        # Also at the next start: a killed semi-sync primary that restarts so truncates
+        # from its binlog what no replica acknowledged (what it never confirmed to a
+        # client), instead of keeping it as an errant transaction that blocks its rejoin.
+        server.extra_config = "rpl_semi_sync_slave_enabled=ON\n"
     mysql.replica.root_sql("STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
 
 

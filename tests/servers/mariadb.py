@@ -84,7 +84,7 @@ gtid_strict_mode=ON
 gtid_domain_id=0
 report_host=127.0.0.1
 report_port={port}
-"""
+{extra}"""
 
 
 class _PortTakenError(RuntimeError):
@@ -125,6 +125,9 @@ class MariaDB:
         self._socket_dir: Path | None = None
         self.socket_path: Path = self._choose_socket_path()
         self._proc: subprocess.Popen[bytes] | None = None
+        self.extra_config = ""
+        """More ``[mysqld]`` lines, written at the next start (e.g. a restart's
+        ``rpl_semi_sync_slave_enabled = ON``)."""
         register(self)
 
     def __repr__(self) -> str:
@@ -268,6 +271,7 @@ class MariaDB:
                 port=self.port,
                 server_id=self.server_id,
                 parallel_threads=self.parallel_threads,
+                extra=self.extra_config,
             )
         )
 
