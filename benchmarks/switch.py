@@ -190,6 +190,13 @@ def child_main(kind: str, threads: int, prefix: str, config_path: str, out: str,
     resil.start(load_config(config_path))
     writers = make_writers(kind, threads, prefix, rate)
     writers.start()
+    # Ready once every writer has connected and had a write acknowledged, and a second
+    # more has passed: a first write's connect (and a pool's) on a machine busy starting
+    # 8 processes took up to a second here, and a switch right then measured that.
+    deadline = time.monotonic() + 60
+    while any(not t.acked for t in writers.tallies) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
     print("ready", flush=True)
     sys.stdin.read()
     writers.stop()

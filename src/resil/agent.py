@@ -143,6 +143,9 @@ class Agent:
             self._heartbeat = None
         for integration in reversed(self.integrations):
             integration.uninstrument()
+        chaos = sys.modules.get("resil.chaos")     # loaded only if a fault was applied
+        if chaos is not None:
+            chaos.shutdown()
         if self.plane is not None:
             self.plane.close()
 

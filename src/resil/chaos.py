@@ -152,6 +152,7 @@ class Listener:
         self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", 0))
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._closed = False
 
     def address(self, kind: str, status: int = 503) -> tuple[str, int]:
         """``(host, port)`` of a socket that behaves as ``kind`` says: ``refused``,
@@ -184,11 +185,28 @@ class Listener:
         self._thread = threading.Thread(target=self._serve, name="resil-chaos", daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        """Stop the thread and close every socket (the agent stops)."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        for key in list(self._selector.get_map().values()):
+            with contextlib.suppress(Exception):
+                key.fileobj.close()  # type: ignore[union-attr]
+        for sock in (*self._kept, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
+        with contextlib.suppress(Exception):
+            self._selector.close()
+
     def _serve(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 events = self._selector.select()
-            except OSError:
+            except (OSError, ValueError):
                 return
             for key, _ in events:
                 role, detail = key.data
@@ -261,6 +279,17 @@ def listener() -> Listener:
         if _listener is None or _listener._pid not in (0, os.getpid()):
             _listener = Listener()
         return _listener
+
+
+def shutdown() -> None:
+    """Close the process's :class:`Listener`, if any, and forget the generators (the
+    agent stops)."""
+    global _listener
+    with _listener_lock:
+        found, _listener = _listener, None
+    if found is not None:
+        found.close()
+    reset_generators()
 
 
 def http_endpoint(endpoint: Endpoint, effect: Effect) -> Endpoint:

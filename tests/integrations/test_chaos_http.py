@@ -242,3 +242,16 @@ def test_a_signing_agent_applies_signed_faults_only(agent, monkeypatch, tmp_path
         time.sleep(0.2)
         assert [f.id for f in registry.runtime().current_state().faults] == ["f1"]
         assert requests.post("http://products/x", data=b"x", timeout=5).status_code == 503
+
+
+def test_stopping_the_agent_stops_the_chaos_listener(agent):
+    import threading
+
+    import requests
+    inject = agent()
+    inject(unit="a", error_rate=1.0, kind="reset")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post("http://products/x", data=b"x", timeout=5)
+    assert "resil-chaos" in {t.name for t in threading.enumerate()}
+    resil.stop()
+    assert "resil-chaos" not in {t.name for t in threading.enumerate()}
