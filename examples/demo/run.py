@@ -463,6 +463,8 @@ def story(demo: Demo, mysql: MariaDBPair, cache: RedisPair, seconds: dict[str, f
         resil_toml((demo.base / "state.json").as_uri(), mysql=mysql, redis=cache,
                    units=UNITS, control="heartbeat_interval = 0.5")
         + f'\n[resources.productservice]\nkind = "http"\nendpoints = {{ {endpoints} }}\n'
+        # A lossy unit fails one call in two, rarely five in a row: eject by share too.
+        + 'eject_failure_percent = 30\n'
         + '\n[sessions]\nresource = "cache"\n')
     demo.env["RESIL_CONFIG"] = str(config)
     say(f"\n== one resil.toml for every process: {config}")

@@ -233,6 +233,8 @@ def _http_policy(table: Table) -> HttpPolicy:
         retry_budget=table.number("retry_budget"),
         retry_budget_min=table.number("retry_budget_min"),
         eject_after=table.integer("eject_after"),
+        eject_failure_percent=table.number("eject_failure_percent"),
+        eject_min_calls=table.integer("eject_min_calls"),
         eject_time=table.number("eject_time"),
         max_ejected_percent=table.number("max_ejected_percent"),
         panic_threshold=table.number("panic_threshold"),

@@ -288,6 +288,15 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
     Setting("eject_after", "int", 5,
             "http: consecutive failures (connection errors or 5xx) that eject an endpoint.",
             flag=False, kinds=_HTTP, minimum=1, maximum=1000),
+    Setting("eject_failure_percent", "float", 0.0,
+            "http: also eject an endpoint whose calls failed at least this percentage of "
+            "the time over the last 10 s (at least `eject_min_calls` calls): a lossy "
+            "endpoint that rarely fails `eject_after` calls in a row (Envoy's "
+            "failure-percentage detection); 0: off.", flag=False, kinds=_HTTP, minimum=0,
+            maximum=100, measure="percent"),
+    Setting("eject_min_calls", "int", 10,
+            "http: calls to an endpoint within 10 s before `eject_failure_percent` judges it.",
+            flag=False, kinds=_HTTP, minimum=1, maximum=100000),
     Setting("eject_time", "float", 30.0,
             "http: seconds of the first ejection; each repeated ejection lasts one more "
             "multiple (capped at 10). Then a half-open probe decides.",

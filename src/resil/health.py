@@ -4,8 +4,12 @@ Each endpoint is *healthy*, *ejected* (taking no calls until its ejection ends) 
 *half-open* (its ejection ended: at most ``half_open_requests`` calls at once go to it;
 the first success brings it back, a failure ejects it again for longer). An endpoint is
 ejected after ``eject_after`` consecutive failures — a connection error or a 5xx answer —
-as Envoy's outlier detection does, and two of Envoy's guards keep ejection from making
-an outage worse:
+as Envoy's outlier detection does. With ``eject_failure_percent`` set, it is also ejected
+when at least that share of its calls failed within :data:`FAILURE_WINDOW` seconds (once
+it took ``eject_min_calls`` calls there): a lossy endpoint that fails one call in two
+rarely fails five in a row. The window opens at a failure, so a healthy endpoint's
+successes still take no lock. Two of Envoy's guards keep ejection from making an outage
+worse:
 
 - at most ``max_ejected_percent`` of a resource's endpoints are ejected at once (one may
   always be), so a wave of errors caused by the callers cannot empty the resource;
@@ -32,6 +36,8 @@ from .topology import Endpoint, Resource
 
 HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half-open"
 _MAX_MULTIPLIER = 10
+FAILURE_WINDOW = 10.0
+"""Seconds over which ``eject_failure_percent`` counts an endpoint's calls."""
 
 
 @dataclass
@@ -48,6 +54,10 @@ class _Endpoint:
     total_ejections: int = 0
     active_down: str = ""
     """Why the last active check failed ("" while it passes or when there is none)."""
+    window_start: float = 0.0
+    window_calls: int = 0
+    """Calls since the window opened (at a failure); 0 while no window is open."""
+    window_failures: int = 0
 
 
 class ResourceHealth:
@@ -95,11 +105,14 @@ class ResourceHealth:
 
     def success(self, endpoint: Endpoint) -> None:
         """A call to ``endpoint`` got an answer below 500."""
-        if self.all_healthy and not self._state[endpoint].failures:
+        found = self._state[endpoint]
+        if self.all_healthy and not found.failures and not found.window_calls:
             return      # nothing to change: the common case takes no lock
         with self._lock:
             entry = self._state[endpoint]
             entry.failures = 0
+            if entry.window_calls:
+                self._count(entry, failed=False)
             if entry.state == HALF_OPEN:
                 entry.state = HEALTHY
                 entry.probes = 0
@@ -123,9 +136,26 @@ class ResourceHealth:
             if entry.state == HALF_OPEN:
                 return self._eject(entry, endpoint)
             entry.failures += 1
-            if entry.failures < self.policy.eject_after:
-                return False
-            return self._eject(entry, endpoint)
+            if entry.failures >= self.policy.eject_after:
+                return self._eject(entry, endpoint)
+            if self.policy.eject_failure_percent and self._count(entry, failed=True):
+                return self._eject(entry, endpoint)
+            return False
+
+    def _count(self, entry: _Endpoint, failed: bool) -> bool:
+        """Count a call in the endpoint's failure window (a failure opens one, a window
+        older than :data:`FAILURE_WINDOW` starts again); whether its failures now reach
+        ``eject_failure_percent``. Under the lock."""
+        now = self._clock()
+        if now - entry.window_start > FAILURE_WINDOW:
+            entry.window_start, entry.window_calls, entry.window_failures = now, 0, 0
+            if not failed:
+                return False            # the window closed; a success opens none
+        entry.window_calls += 1
+        entry.window_failures += failed
+        policy = self.policy
+        return entry.window_calls >= policy.eject_min_calls and \
+            entry.window_failures * 100 >= policy.eject_failure_percent * entry.window_calls
 
     def _eject(self, entry: _Endpoint, endpoint: Endpoint) -> bool:
         now = self._clock()
@@ -143,6 +173,7 @@ class ResourceHealth:
         entry.state = EJECTED
         entry.ejected_until = now + self.policy.eject_time * entry.ejections
         entry.failures = entry.probes = 0
+        entry.window_calls = entry.window_failures = 0
         self._refresh()
         counters.count(f"http_ejections:{self.resource.name}:{endpoint}")
         return True

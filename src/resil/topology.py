@@ -65,6 +65,8 @@ class HttpPolicy:
     retry_budget: float = resource_default("retry_budget", float)
     retry_budget_min: float = resource_default("retry_budget_min", float)
     eject_after: int = resource_default("eject_after", int)
+    eject_failure_percent: float = resource_default("eject_failure_percent", float)
+    eject_min_calls: int = resource_default("eject_min_calls", int)
     eject_time: float = resource_default("eject_time", float)
     max_ejected_percent: float = resource_default("max_ejected_percent", float)
     panic_threshold: float = resource_default("panic_threshold", float)

@@ -63,6 +63,22 @@ def test_degrade_reports_what_callers_in_each_unit_saw(units, tmp_path):
     assert open_control_plane(cfg.control_url, cfg.topology, None).load().state.faults == ()
 
 
+def test_a_lossy_unit_is_avoided_with_a_failure_percentage(units, tmp_path):
+    config = tmp_path / "resil.toml"
+    config.write_text(f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'
+                      'poll_interval = 0.02\n[admin]\nlisten = "off"\n'
+                      + units.toml("products", "eject_failure_percent = 30\n"
+                                   "eject_min_calls = 4\neject_time = 30\n"))
+    data = report(run(config, "drill", "degrade", "products", "--unit", "a",
+                      "--call-timeout", "0.2", "--duration", "9", "--json"))
+    _, fault, after = (step["callers"]["a"] for step in data["steps"])
+    assert data["fault"]["loss"] == 0.5, "the default fault: half of the calls lost"
+    assert fault["failed"] == 0, "a lost call is retried in b once its timeout fires"
+    assert data["avoided_after_s"]["a"] is not None, "routing avoided the lossy unit"
+    # Both of a's endpoints were ejected (for 30 s): after the fault, calls still go to b.
+    assert after["attempts_to"] == {"b": after["calls"]}, after
+
+
 def test_degrade_refuses_nonsense(units, tmp_path):
     config = tmp_path / "resil.toml"
     config.write_text(f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'

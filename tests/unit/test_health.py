@@ -154,3 +154,51 @@ def test_retry_budget_is_a_fraction_of_recent_calls_plus_a_floor():
     ("GET", {}, False, False)])
 def test_what_is_safe_to_repeat(method, headers, replayable, expected):
     assert repeatable(method, headers, replayable) is expected
+
+
+def test_a_lossy_endpoint_is_ejected_by_its_failure_percentage():
+    clock = Clock()
+    svc = resource(eject_after=5, eject_time=10, eject_failure_percent=40, eject_min_calls=10)
+    health = ResourceHealth(svc, clock)
+    ep = svc.endpoints["a"][0]
+    ejected = []
+    for i in range(12):     # one call in two fails: never five in a row
+        clock.now += 0.1
+        if i % 2:
+            ejected.append(health.failure(ep))
+        else:
+            health.success(ep)
+    # The window opens at the first failure (call 2): at call 12 it holds 11 calls, 6 failed.
+    assert ejected == [False, False, False, False, False, True]
+    assert not health.take(ep)
+    assert health.snapshot()[str(ep)]["state"] == "ejected"
+
+
+def test_the_failure_percentage_needs_enough_calls_in_its_window():
+    clock = Clock()
+    svc = resource(eject_after=5, eject_failure_percent=40, eject_min_calls=10)
+    health = ResourceHealth(svc, clock)
+    ep = svc.endpoints["a"][0]
+    for _ in range(20):     # one call in two fails, but 11 s apart: every window has 2
+        health.failure(ep)
+        clock.now += 0.1
+        health.success(ep)
+        clock.now += 11
+    assert health.snapshot()[str(ep)]["state"] == "healthy"
+    for _ in range(30):     # one failure in four: below 40 %
+        for failed in (True, False, False, False):
+            clock.now += 0.05
+            health.failure(ep) if failed else health.success(ep)
+    assert health.snapshot()[str(ep)]["state"] == "healthy"
+
+
+def test_without_a_failure_percentage_only_consecutive_failures_eject():
+    clock = Clock()
+    svc = resource(eject_after=5)
+    health = ResourceHealth(svc, clock)
+    ep = svc.endpoints["a"][0]
+    for _ in range(100):
+        health.failure(ep)
+        health.success(ep)
+    assert health.snapshot()[str(ep)]["state"] == "healthy"
+    assert health._state[ep].window_calls == 0, "no window is kept: successes take no lock"
