@@ -60,17 +60,21 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _check(self, unit: str) -> bool:
+        try:
+            return self.writable[unit]()
+        except Exception:               # killed connections, a server mid-promotion
+            return False
+
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            seen = []
-            for unit, check in self.writable.items():
-                try:
-                    if check():
-                        seen.append(unit)
-                except Exception:       # killed connections, a server mid-promotion
-                    pass
+            seen = [unit for unit in self.writable if self._check(unit)]
             self.rounds += 1
-            self.both += len(seen) > 1
+            if len(seen) > 1:
+                # The servers are asked one after the other: the first may have been
+                # fenced between its answer and the last one's promotion. Both were
+                # writable at once only if the first still is after the last said so.
+                self.both += any(self._check(unit) for unit in seen[:-1])
 
     def __enter__(self) -> Watcher:
         self._thread.start()
