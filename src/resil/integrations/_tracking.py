@@ -16,7 +16,7 @@ import weakref
 from typing import Any
 
 from .. import context, registry
-from ..topology import Resource, ResourceKind
+from ..topology import Endpoint, Resource, ResourceKind
 
 log = logging.getLogger("resil.integrations")
 ATTRIBUTE = "_resil_tracked"
@@ -42,6 +42,16 @@ class Tracked:
         self.watch: tuple[Any, Any] | None = None
         """(socket, ``select.poll`` object watching it): asks, without a wait, whether
         the server closed an idle connection (see the PyMySQL integration)."""
+
+
+def endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
+    """The endpoint of ``record``'s resource that ``conn`` is pointed at now (None when
+    it is pointed at an address that is no endpoint)."""
+    for endpoints in record.resource.endpoints.values():
+        for endpoint in endpoints:
+            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
+                return endpoint
+    return None
 
 
 class Tracker:

@@ -56,7 +56,7 @@ from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary, ErrorKind
 from ..topology import Endpoint, address
-from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -196,19 +196,11 @@ def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
     return result
 
 
-def _endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
-    for endpoints in record.resource.endpoints.values():
-        for endpoint in endpoints:
-            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
-                return endpoint
-    return None
-
-
 def _chaos_connect(agent: Runtime, conn: Any, record: Tracked) -> tuple[str, int] | None:
     """Chaos faults on a connect: wait their latency; when one fails it, the address of
     a socket that fails it as the real fault would (:mod:`resil.chaos`)."""
     from .. import chaos
-    effect = chaos.draw(agent.state, record.resource, _endpoint_of(record, conn),
+    effect = chaos.draw(agent.state, record.resource, endpoint_of(record, conn),
                         agent.config.unit)
     if effect is None:
         return None
@@ -233,7 +225,7 @@ def _chaos_statement(agent: Runtime, conn: Any, record: Tracked) -> None:
     so that PyMySQL fails it as it fails a lost server, or raise a server error."""
     from .. import chaos
     effect = fail_open("pymysql.chaos", chaos.draw, agent.state, record.resource,
-                       _endpoint_of(record, conn), agent.config.unit)
+                       endpoint_of(record, conn), agent.config.unit)
     if effect is None:
         return
     chaos.sleep(effect.delay)
@@ -336,16 +328,9 @@ def _moved(conn: Any, record: Tracked, started: int) -> None:
     spans.span("resil.move", started, spans.now_ns(), {
         "resil.resource": record.resource.name, "resil.epoch": record.epoch,
         "resil.endpoint": f"{conn.host}:{conn.port}",
-        "resil.endpoint.unit": _unit_of(record, conn)})
+        "resil.endpoint.unit": getattr(endpoint_of(record, conn), "unit", "")})
     log.debug("resil: mysql connection moved to %s:%s (%s, epoch %d)", conn.host, conn.port,
               record.resource.name, record.epoch)
-
-
-def _unit_of(record: Tracked, conn: Any) -> str:
-    for unit, endpoints in record.resource.endpoints.items():
-        if any((e.host, e.port) == (conn.host, conn.port) for e in endpoints):
-            return unit
-    return ""
 
 
 def _alive(conn: Any) -> bool:

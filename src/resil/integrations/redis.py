@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
-from ..topology import Endpoint, address
-from ._tracking import ATTRIBUTE, Tracked, Tracker
+from ..topology import address
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -127,14 +127,6 @@ _PENDING: contextvars.ContextVar[tuple[str, float] | None] = contextvars.Context
     "resil_redis_chaos", default=None)
 
 
-def _endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
-    for endpoints in record.resource.endpoints.values():
-        for endpoint in endpoints:
-            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
-                return endpoint
-    return None
-
-
 def _chaos_connect(agent: Runtime, conn: Any) -> tuple[str, int] | None:
     """Chaos faults on a sync connect: wait their latency; when one fails it, the
     address of a socket that fails it as the real fault would. An asyncio connect is
@@ -143,7 +135,7 @@ def _chaos_connect(agent: Runtime, conn: Any) -> tuple[str, int] | None:
     if record is None or type(conn).__module__.startswith("redis.asyncio"):
         return None
     from .. import chaos
-    effect = chaos.draw(agent.state, record.resource, _endpoint_of(record, conn),
+    effect = chaos.draw(agent.state, record.resource, endpoint_of(record, conn),
                         agent.config.unit)
     if effect is None:
         return None
