@@ -309,6 +309,18 @@ def connect_address(kind: str, driver: str) -> tuple[str, int] | None:
     return listener().address(kind)
 
 
+def connect_fault(runtime: Any, resource: Resource, endpoint: Endpoint | None,
+                  driver: str) -> tuple[str, int] | None:
+    """The active faults on a driver's connect to ``endpoint``: wait their latency; when
+    one fails it, the address of a socket that fails it as the real fault would
+    (:func:`connect_address`), else None."""
+    effect = draw(runtime.state, resource, endpoint, runtime.config.unit)
+    if effect is None:
+        return None
+    sleep(effect.delay)
+    return connect_address(effect.kind, driver) if effect.kind else None
+
+
 # --------------------------------------------------------------------------- http
 
 def http_send(router: Any, resource: Resource, send: Callable[[Endpoint], Any]

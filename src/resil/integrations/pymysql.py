@@ -197,15 +197,9 @@ def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
 
 
 def _chaos_connect(agent: Runtime, conn: Any, record: Tracked) -> tuple[str, int] | None:
-    """Chaos faults on a connect: wait their latency; when one fails it, the address of
-    a socket that fails it as the real fault would (:mod:`resil.chaos`)."""
+    """Where a connect that a chaos fault fails goes instead (:mod:`resil.chaos`)."""
     from .. import chaos
-    effect = chaos.draw(agent.state, record.resource, endpoint_of(record, conn),
-                        agent.config.unit)
-    if effect is None:
-        return None
-    chaos.sleep(effect.delay)
-    return chaos.connect_address(effect.kind, "mysql") if effect.kind else None
+    return chaos.connect_fault(agent, record.resource, endpoint_of(record, conn), "mysql")
 
 
 def _redirected(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],

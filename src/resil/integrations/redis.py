@@ -135,46 +135,40 @@ def _chaos_connect(agent: Runtime, conn: Any) -> tuple[str, int] | None:
     if record is None or type(conn).__module__.startswith("redis.asyncio"):
         return None
     from .. import chaos
-    effect = chaos.draw(agent.state, record.resource, endpoint_of(record, conn),
-                        agent.config.unit)
-    if effect is None:
-        return None
-    chaos.sleep(effect.delay)
-    return chaos.connect_address(effect.kind, "redis") if effect.kind else None
+    return chaos.connect_fault(agent, record.resource, endpoint_of(record, conn), "redis")
 
 
-def _chaos_command(agent: Runtime, client: Any) -> Any:
-    """The chaos effect on one command of ``client`` (None: none), counted."""
+def _chaos_command(agent: Runtime, client: Any) -> tuple[Any, float] | None:
+    """The chaos effect on one command of ``client``, counted, and how long a black hole
+    waits (the client's socket timeout, else the resource's); None: no effect."""
     from .. import chaos
     resource = _resource_of(agent, client)
     if resource is None:
         return None
-    return chaos.draw(agent.state, resource, agent.router.primary_of(resource),
-                      agent.config.unit)
+    effect = chaos.draw(agent.state, resource, agent.router.primary_of(resource),
+                        agent.config.unit)
+    if effect is None:
+        return None
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return effect, chaos.black_hole_wait(timeout, resource)
 
 
-def _chaos_apply(effect: Any, client: Any) -> tuple[str, float] | None:
+def _chaos_apply(drawn: tuple[Any, float]) -> tuple[str, float] | None:
     """A sync command's effect: wait; raise an error reply; or return what to do to the
     connection it checks out (see :func:`_pending_call`)."""
     from .. import chaos
+    effect, wait = drawn
     chaos.sleep(effect.delay)
-    return _fail(effect, client) if effect.kind else None
+    return _fail(effect, wait) if effect.kind else None
 
 
-def _fail(effect: Any, client: Any) -> tuple[str, float]:
+def _fail(effect: Any, wait: float) -> tuple[str, float]:
     """Raise an ``error`` effect's reply; for a transport effect, ``(kind, seconds to
-    wait first)``."""
+    wait first)`` (only a black hole waits)."""
     if effect.kind == "error":
         import redis.exceptions
         raise redis.exceptions.ResponseError("ERR injected by resil chaos")
-    wait = 0.0
-    if effect.kind == "timeout":
-        from .. import chaos
-        kwargs = client.connection_pool.connection_kwargs
-        resource = _resource_of(registry.runtime(), client)  # type: ignore[arg-type]
-        wait = chaos.black_hole_wait(kwargs.get("socket_timeout"), resource) \
-            if resource is not None else chaos.DEFAULT_BLACK_HOLE
-    return effect.kind, wait
+    return effect.kind, wait if effect.kind == "timeout" else 0.0
 
 
 def _pending_call(pending: tuple[str, float], call: Callable[..., Any], *args: Any,
@@ -304,9 +298,9 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
         fail_open("redis.gate", _hold_if_locked, agent, client, commands)
     pending = None
     if state.faults:
-        effect = fail_open("redis.chaos", _chaos_command, agent, client)
-        if effect is not None:
-            pending = _chaos_apply(effect, client)
+        drawn = fail_open("redis.chaos", _chaos_command, agent, client)
+        if drawn is not None:
+            pending = _chaos_apply(drawn)
     try:
         if pending is not None:
             return _pending_call(pending, wrapped, *args, **kwargs)
@@ -334,9 +328,9 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
             fail_open("redis.gate", _hold_if_locked, agent, self, args[:1])
         pending = None
         if state.faults:
-            effect = fail_open("redis.chaos", _chaos_command, agent, self)
-            if effect is not None:
-                pending = _chaos_apply(effect, self)
+            drawn = fail_open("redis.chaos", _chaos_command, agent, self)
+            if drawn is not None:
+                pending = _chaos_apply(drawn)
         try:
             if pending is not None:
                 return _pending_call(pending, original, self, *args, **options)
@@ -397,13 +391,14 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
             if resource is not None:
                 await agent.gate.hold_async(resource.name, resource.lock_timeout)
         if agent is not None and agent.state.faults:
-            effect = fail_open("redis.chaos", _chaos_command, agent, self)
-            if effect is not None:
+            drawn = fail_open("redis.chaos", _chaos_command, agent, self)
+            if drawn is not None:
+                effect, wait = drawn
                 if effect.delay > 0:
                     import asyncio
                     await asyncio.sleep(effect.delay)
                 if effect.kind:
-                    pending = _fail(effect, self)
+                    pending = _fail(effect, wait)
                     return await _pending_call_async(pending, original, self, *args,
                                                      **options)
         return await original(self, *args, **options)
