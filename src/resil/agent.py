@@ -30,6 +30,9 @@ from .integrations.base import Integration
 from .router import Router
 from .state import ControlState, Signal, issuer, newer
 
+SCALE_CACHE = 5.0
+"""Seconds an agent reuses the stored recommendation it read (``/scale``, ``/metrics``)."""
+
 if TYPE_CHECKING:
     from .scale import Sampler
     from .serving.drain import Drain
@@ -65,6 +68,7 @@ class Agent:
         self.admin: AdminServer | None = None
         self.drain: Drain | None = None
         self.plane = plane
+        self._scale_cache: tuple[float, dict[str, Any] | None, str] | None = None
         self.integrations: list[Integration] = []
         self._watch: Watch | None = None
         self._watching = False      # reset in a forked child, whose watch thread is gone
@@ -240,6 +244,39 @@ class Agent:
             return self.plane.fleet_load(self.config.service)
         except Exception:   # the control plane is down
             return {}
+
+    def scale_answer(self, load: dict[str, tuple[int, float]] | None = None
+                     ) -> dict[str, Any]:
+        """This instance's ``/scale`` document: its service's and unit's desired
+        instances from the last recommendation of ``resil scale``, or a fallback that
+        says why (see :func:`resil.scale.unit_answer`). The stored recommendation is read
+        at most every :data:`SCALE_CACHE` seconds, whoever scrapes; ``load`` is the
+        fleet's load when the caller has just read it."""
+        from . import scale
+        now = time.time()
+        document, problem = None, ""
+        cached = self._scale_cache
+        if cached is not None and now - cached[0] < SCALE_CACHE:
+            document, problem = cached[1], cached[2]
+        elif self.plane is not None:
+            try:
+                raw = self.plane.get_document(scale.DOCUMENT)
+                if raw is None:
+                    problem = "no recommendation yet (is resil scale --watch or resil " \
+                              "monitor running with [scaling]?)"
+                else:
+                    keys = [k for k in (self.config.signing_key,
+                                        *self.config.previous_signing_keys) if k]
+                    document = scale.decode_recommendation(raw, keys)
+            except scale.RecommendationError as exc:
+                problem = f"the stored recommendation was refused: {exc}"
+            except Exception as exc:   # the control plane is down
+                problem = f"control plane unreachable: {exc}"
+            self._scale_cache = (now, document, problem)
+        return scale.unit_answer(document, problem,
+                                 self.config.scaling.policy(self.config.service),
+                                 self.config.service, self.config.unit,
+                                 self.fleet_load() if load is None else load, now)
 
     def in_flight(self) -> dict[str, int]:
         """Open transactions and running writes per resource, over all integrations."""

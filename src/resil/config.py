@@ -16,7 +16,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -33,6 +33,7 @@ from ._configparse import (
 )
 from ._entry import CONFIG_ENV, TRUE, config_file
 from .errors import MISSING, ConfigError
+from .scalepolicy import Scaling, build_scaling, default_scaling
 from .topology import Resource, Topology, address_keys
 
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
@@ -85,6 +86,8 @@ class Config:
     """``text`` or ``json``: how resil's own log handler writes."""
     service: str = DEFAULT_SERVICE
     """The service this process belongs to (``service``, else ``OTEL_SERVICE_NAME``)."""
+    scaling: Scaling = field(default_factory=default_scaling)
+    """The scaling policies (``[scaling]``), applied by ``resil scale``."""
 
     @property
     def resources(self) -> Mapping[str, Resource]:
@@ -156,7 +159,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], source: Source) -> N
 
 
 _SECTIONS = tuple(f"RESIL_{name.upper()}_" for name in
-                  ("control", "admin", "sessions", "routing", "resources"))
+                  ("control", "admin", "scaling", "sessions", "routing", "resources"))
 """Prefixes of the variables that set keys of a table: nothing else may start so."""
 
 
@@ -292,6 +295,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
             raise source.error("sessions.resource", sessions_resource,
                                "must name a resource of kind redis")
     routing_key, wrong_unit, forward_to = _routing(_table(raw, "routing", source), resources)
+    scaling = build_scaling(raw, units, source)
     return Config(
         path=path,
         unit=unit,
@@ -319,6 +323,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         log_level=top.text("log_level"),
         log_format=top.text("log_format"),
         service=_service(top, env),
+        scaling=scaling,
     )
 
 
@@ -394,6 +399,8 @@ def _check_keys(raw: dict[str, Any], source: Source) -> None:
     for key, value in raw.items():
         if isinstance(value, dict) and key in sections:
             if key == "resources":
+                continue
+            if key == "scaling":    # per-service tables and lists: read by scalepolicy
                 continue
             names = sorted(envvars.section(key))
             for sub in value:

@@ -192,6 +192,51 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin.target_utilization", "float", 0.6,
             "Target busy fraction for `desired_instances` (the HPA rule, tolerance 0.1).",
             minimum=0, exclusive_minimum=True, maximum=1),
+    Setting("scaling.min", "int", 1,
+            "Fewest instances of a service per unit: a number, or a table per unit "
+            "(`{ beijing = 4, hangzhou = 2 }`, other units keep the default). Read by "
+            "`resil scale` (and `resil monitor`), never by applications; "
+            "`[scaling.services.NAME]` overrides any `[scaling]` key for one service.",
+            flag=False, minimum=0, maximum=100000),
+    Setting("scaling.max", "int", 100,
+            "Most instances of a service per unit (a number, or a table per unit).",
+            flag=False, minimum=1, maximum=100000),
+    Setting("scaling.target_utilization", "float", 0.6,
+            "Target busy fraction of a unit's instances: target tracking asks for "
+            "`ceil(load / target)` instances (load: the sum of their utilizations).",
+            flag=False, minimum=0, exclusive_minimum=True, maximum=1),
+    Setting("scaling.startup_time", "float", 90.0,
+            "Seconds from asking for an instance to its first request served: predictive "
+            "scaling plans this far ahead, and `resil scale simulate` models it.",
+            flag=False, minimum=0, maximum=3600, measure="seconds"),
+    Setting("scaling.predictive", "bool", False,
+            "Scale ahead of a forecast of the service's own load history (daily and weekly "
+            "cycles; needs `resil[scale]` where `resil scale` runs). With less than a day of "
+            "history it says so and leaves the decision to the other policies."),
+    Setting("scaling.horizon", "float", 600.0,
+            "Predictive: plan for the highest forecast load from now to `startup_time` "
+            "plus this many seconds ahead (so capacity is not dropped just before a rise).",
+            flag=False, minimum=0, maximum=86400, measure="seconds"),
+    Setting("scaling.unit_loss_reserve", "bool", False,
+            "Keep in every unit the capacity to absorb `reserve_fraction` of the largest "
+            "other unit's load within the target utilization, so the loss of a unit is "
+            "absorbed while its instances are recreated elsewhere.", flag=False),
+    Setting("scaling.reserve_fraction", "float", 1.0,
+            "The share of the largest other unit's load each unit keeps room for (1: all "
+            "of it, right for two units; with N units spread evenly, 1/(N-1) suffices).",
+            flag=False, minimum=0, maximum=1),
+    Setting("scaling.interval", "float", 15.0,
+            "Seconds between the recommendations of `resil scale --watch` and of `resil "
+            "monitor` (which hosts the scaler when `[scaling]` is configured).",
+            flag=False, minimum=1, maximum=600, measure="seconds"),
+    Setting("scaling.history_days", "int", 14,
+            "Days of one-minute load history kept per service and unit in the control "
+            "plane (12 bytes a minute: 242 KB a series for 14 days).",
+            flag=False, minimum=1, maximum=35, measure="days"),
+    Setting("scaling.history_series", "int", 64,
+            "Most (service, unit) series of history kept: with `history_days` the memory "
+            "cap of the history (64 × 14 days: 15.5 MB). A series beyond it is not "
+            "recorded, and `resil scale` says so.", flag=False, minimum=1, maximum=10000),
     Setting("sessions.resource", "str", "",
             "The redis resource that holds Flask and Django sessions. Empty: the "
             "frameworks' own session stores are left alone.", flag=False),

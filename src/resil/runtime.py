@@ -75,3 +75,7 @@ class AgentView(Runtime, Protocol):
     def fleet_load(self) -> dict[str, tuple[int, float]]:
         """Per unit, the instances of this service and the sum of their utilizations
         over the last complete window (empty when unknown)."""
+
+    def scale_answer(self, load: dict[str, tuple[int, float]] | None = None
+                     ) -> dict[str, Any]:
+        """This instance's ``/scale`` document (see :func:`resil.scale.unit_answer`)."""

@@ -262,6 +262,17 @@ READ = {
     "routing.key": lambda c: ":".join(c.routing_key or ()),
     "routing.wrong_unit": lambda c: c.wrong_unit,
     "routing.forward_to": lambda c: c.forward_to,
+    "scaling.min": lambda c: c.scaling.defaults.minimum,
+    "scaling.max": lambda c: c.scaling.defaults.maximum,
+    "scaling.target_utilization": lambda c: c.scaling.defaults.target_utilization,
+    "scaling.startup_time": lambda c: c.scaling.defaults.startup_time,
+    "scaling.predictive": lambda c: c.scaling.defaults.predictive,
+    "scaling.horizon": lambda c: c.scaling.defaults.horizon,
+    "scaling.unit_loss_reserve": lambda c: c.scaling.defaults.unit_loss_reserve,
+    "scaling.reserve_fraction": lambda c: c.scaling.defaults.reserve_fraction,
+    "scaling.interval": lambda c: c.scaling.interval,
+    "scaling.history_days": lambda c: c.scaling.history_days,
+    "scaling.history_series": lambda c: c.scaling.history_series,
 }
 COMPUTED = {"unit", "units", "control.url",   # required, or derived from other keys
             "control.previous_signing_keys_env",     # the keys it names are kept
@@ -273,7 +284,12 @@ UNCHANGEABLE_RESOURCE_KEYS = {"aliases"}
 ALTERNATIVE = {"admin.listen": "127.0.0.2:1", "routing.key": "header:X-User",
                "routing.forward_to": "web", "sessions.resource": "cache",
                "control.signing_key_env": "TEST_SIGNING_KEY", "health_path": "/up",
-               "routing.wrong_unit": "allow"}   # "forward" needs forward_to too
+               "routing.wrong_unit": "allow",
+               "scaling.min": 2}                # min 100000 would be above max   # "forward" needs forward_to too
+
+
+#: What a bound must come with to be valid: min may reach its bound only under a max as high.
+ALONGSIDE = {"scaling.min": {"RESIL_SCALING_MAX": "100000"}}
 
 
 def _alternative(setting: envvars.Setting) -> object:
@@ -416,7 +432,8 @@ def test_a_value_just_outside_a_declared_range_is_refused(write_config, key, set
     inside = [setting.maximum] + ([] if setting.exclusive_minimum else [setting.minimum])
     for value in inside:
         text = str(int(value)) if setting.kind in ("int", "ints") else repr(value)
-        load_config(path, env={var: text})      # the bounds themselves are accepted
+        # the bounds themselves are accepted (with what they must be checked against)
+        load_config(path, env={var: text, **ALONGSIDE.get(key, {})})
 
 
 @pytest.mark.parametrize("key", [s.key for s in envvars.SETTINGS if s.choices])

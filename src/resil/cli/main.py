@@ -42,6 +42,7 @@ from ..ops.truth import reconcile, trusted_state
 from ..state import ControlState, Signal, issuer
 from . import chaos as chaos_commands
 from . import doctor as doctor_command
+from . import scale as scale_commands
 from . import traffic as traffic_commands
 
 
@@ -165,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     monitor.add_argument("--lease-ttl", type=_lease_seconds, default=mdefaults.lease_ttl,
                          metavar="S", help="lease of the acting monitor, at most 30 s; every "
                          "monitor must use the same (default %(default)s s)")
+    monitor.add_argument("--no-scale", action="store_true",
+                         help="do not host the scaler (by default a monitor runs `resil scale "
+                         "--watch` beside its probes when [scaling] is configured)")
     monitor.set_defaults(func=_monitor)
 
     drill = sub.add_parser("drill", help="inject a fault and report RTO, RPO and client "
@@ -214,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(func=_traffic, weight=0.0 if name == "cut" else 1.0)
     traffic_commands.add_commands(traffic_sub)
     chaos_commands.add_command(sub)
+    scale_commands.add_command(sub)
     doctor_command.add_command(sub)
 
     state_cmd = sub.add_parser("state", help="the control state itself")
@@ -317,8 +322,21 @@ def _monitor(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Monitor(config, plane, options, out=lambda line: print(line, flush=True)).run(stop)
+    scaler = None
+    if config.scaling.configured and not args.no_scale:
+        from ..ops.scaler import Scaler
+        # Its own connection: the scaler's reads never delay a probe round.
+        scaler = threading.Thread(target=Scaler(config, open_configured(config), out=_say).run,
+                                  args=(stop,), name="resil-scale", daemon=True)
+        scaler.start()
+    Monitor(config, plane, options, out=_say).run(stop)
+    if scaler is not None:
+        scaler.join(timeout=5)
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _drill(args: argparse.Namespace) -> int:
@@ -507,6 +525,8 @@ def _status(args: argparse.Namespace) -> int:
     state, signal, problem, agents, warning, progress = _read_state(config)
     report = status_report(config, state, signal, problem, agents, warning, progress,
                            reachable=not problem.startswith(UNREACHABLE))
+    report["scaling"] = scale_commands.status_section(config) \
+        if report["control"]["reachable"] else None
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -681,6 +701,8 @@ def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
         print("faults:   injected by resil chaos; each expires on its own")
         for fault in report["faults"]:
             print(f"  {_fault_line(fault)}")
+    for line in scale_commands.status_lines(report.get("scaling")):
+        print(line)
     locks = report["locks"]
     print("locks:    " + ("" if locks else "none"))
     for n, lk in locks.items():

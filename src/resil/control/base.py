@@ -133,6 +133,25 @@ class ControlPlane(Protocol):
         window, per unit: (instances, sum of their utilizations). Aggregated by the
         reports themselves (:meth:`report`), so reading it does not grow with the fleet."""
 
+    def fleet_loads(self) -> dict[str, dict[str, tuple[int, float]]]:
+        """:meth:`fleet_load` of every service that reported: service → unit → sums."""
+
+    def history_write(self, series: str, offset: int, data: bytes, size: int) -> None:
+        """Write ``data`` at byte ``offset`` of the history series ``series``, a ring of
+        ``size`` bytes (:mod:`resil.ops.history`): it never grows past ``size``."""
+
+    def history_read(self, series: str) -> bytes:
+        """The bytes of a history series (empty: none recorded)."""
+
+    def history_series(self) -> list[str]:
+        """The names of the recorded history series."""
+
+    def put_document(self, name: str, data: bytes) -> None:
+        """Store a small document (the scaling recommendation) under ``name``."""
+
+    def get_document(self, name: str) -> bytes | None:
+        """The document stored under ``name`` (None: none)."""
+
     def applied_epoch(self) -> int:
         """The highest epoch that agents reported applying in the last two windows (0:
         none): a stored state older than this was lost or rolled back."""

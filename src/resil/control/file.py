@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from ..clock import Clock
 from ..config import DEFAULT_SERVICE
@@ -232,18 +233,86 @@ class FileControlPlane:
     def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
         """Per unit, the recent instances of ``service`` that report utilization, and
         the sum of their utilizations."""
-        found: dict[str, tuple[int, float]] = {}
+        return self.fleet_loads().get(service, {})
+
+    def fleet_loads(self) -> dict[str, dict[str, tuple[int, float]]]:
+        """:meth:`fleet_load` of every service, from one read of the heartbeats."""
+        found: dict[str, dict[str, tuple[int, float]]] = {}
         for beat in self._recent():
-            if beat.get("utilization") is None or \
-                    (beat.get("service") or DEFAULT_SERVICE) != service:
+            if beat.get("utilization") is None:
                 continue
-            unit = str(beat.get("unit", ""))
-            count, total = found.get(unit, (0, 0.0))
             try:
-                found[unit] = (count + 1, total + float(beat["utilization"]))
+                utilization = float(beat["utilization"])
             except (TypeError, ValueError):
                 continue
+            units = found.setdefault(str(beat.get("service") or DEFAULT_SERVICE), {})
+            unit = str(beat.get("unit", ""))
+            count, total = units.get(unit, (0, 0.0))
+            units[unit] = (count + 1, total + utilization)
         return found
+
+    @property
+    def _history_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".history")
+
+    def _history_file(self, series: str) -> Path:
+        return self._history_dir / (quote(series, safe="@") + ".bin")
+
+    def history_write(self, series: str, offset: int, data: bytes, size: int) -> None:
+        """Write into the series' file, sized ``size`` once (sparse until written)."""
+        if offset < 0 or offset + len(data) > size:
+            raise ControlPlaneError(f"history {series}: write at {offset} outside its "
+                                    f"{size} bytes")
+        self._history_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self._history_file(series), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)     # a ring resized (history_days changed)
+                os.pwrite(fd, data, offset)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ControlPlaneError(f"history {series}: cannot write: {exc.strerror}"
+                                    ) from None
+
+    def history_read(self, series: str) -> bytes:
+        """The series' file (empty when absent)."""
+        try:
+            return self._history_file(series).read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise ControlPlaneError(f"history {series}: cannot read: {exc.strerror}"
+                                    ) from None
+
+    def history_series(self) -> list[str]:
+        """The series with a file."""
+        try:
+            return sorted(unquote(p.stem) for p in self._history_dir.glob("*.bin"))
+        except OSError:
+            return []
+
+    def _document_file(self, name: str) -> Path:
+        return self.path.with_name(f"{self.path.name}.{quote(name, safe='')}.json")
+
+    def put_document(self, name: str, data: bytes) -> None:
+        """Replace the document's file atomically."""
+        try:
+            _write_atomic(self._document_file(name), data, durable=False)
+        except OSError as exc:
+            raise ControlPlaneError(f"document {name}: cannot write: {exc.strerror}"
+                                    ) from None
+
+    def get_document(self, name: str) -> bytes | None:
+        """The document's file (None when absent)."""
+        try:
+            return self._document_file(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ControlPlaneError(f"document {name}: cannot read: {exc.strerror}"
+                                    ) from None
 
     def applied_epoch(self) -> int:
         """The highest epoch in the recent heartbeats."""

@@ -19,6 +19,11 @@ Keys, all under a prefix (``resil`` unless the URL says ``?prefix=...``):
     (``u``) that reported in it. Read: the last complete window (O(1) for every agent).
 ``{prefix}:lease:{name}``
     A lease: the holder's name, expiring with the lease.
+``{prefix}:history:{service}@{unit}``
+    One series of the load history: a fixed-size ring of one-minute records written
+    with ``SETRANGE`` by ``resil scale`` (:mod:`resil.ops.history`).
+``{prefix}:doc:{name}``
+    A small document: ``scale``, the last scaling recommendation.
 
 A publish is a ``WATCH``/``MULTI``/``EXEC`` transaction: it reads and verifies the
 stored signal, refuses a state whose epoch is not higher, and sets the key and
@@ -468,18 +473,71 @@ class RedisControlPlane:
     def fleet_load(self, service: str) -> dict[str, tuple[int, float]]:
         """Per unit, the instances of ``service`` that reported utilization in the last
         complete window and the sum of their utilizations (one HGETALL)."""
+        return self.fleet_loads().get(service, {})
+
+    def fleet_loads(self) -> dict[str, dict[str, tuple[int, float]]]:
+        """:meth:`fleet_load` of every service (the same HGETALL)."""
         sums = self._last_window()
-        found: dict[str, tuple[int, float]] = {}
+        found: dict[str, dict[str, tuple[int, float]]] = {}
         for field, value in sums.items():
             kind, _, rest = field.partition(" ")
             name, _, unit = rest.partition(" ")
-            if kind != "n" or name != service:
+            if kind != "n":
                 continue
             try:
-                found[unit] = (int(value), float(sums.get(f"u {rest}", 0.0)))
+                found.setdefault(name, {})[unit] = (int(value),
+                                                    float(sums.get(f"u {rest}", 0.0)))
             except ValueError:
                 continue
         return found
+
+    def _history_key(self, series: str) -> str:
+        return f"{self.prefix}:history:{series}"
+
+    def history_write(self, series: str, offset: int, data: bytes, size: int) -> None:
+        """``SETRANGE`` into the series' string (and trim it, should the ring shrink)."""
+        if offset < 0 or offset + len(data) > size:
+            raise ControlPlaneError(f"history {series}: write at {offset} outside its "
+                                    f"{size} bytes")
+        key = self._history_key(series)
+        with self._talking(f"write {key}"):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.setrange(key, offset, data)
+            pipe.strlen(key)
+            _, length = pipe.execute()
+            if int(length) > size:          # the ring shrank (history_days lowered)
+                self._client.set(key, self._client.getrange(key, 0, size - 1))
+
+    def history_read(self, series: str) -> bytes:
+        """The series' string (empty when absent)."""
+        key = self._history_key(series)
+        with self._talking(f"read {key}"):
+            value = self._client.get(key)
+        return value if isinstance(value, bytes) else b""
+
+    def history_series(self) -> list[str]:
+        """The series with a key (one SCAN)."""
+        pattern = glob_escape(f"{self.prefix}:history:") + "*"
+        start = len(f"{self.prefix}:history:")
+        with self._talking("list the history"):
+            keys = list(self._client.scan_iter(match=pattern, count=500))
+        return sorted((k.decode() if isinstance(k, bytes) else str(k))[start:] for k in keys)
+
+    def _document_key(self, name: str) -> str:
+        return f"{self.prefix}:doc:{name}"
+
+    def put_document(self, name: str, data: bytes) -> None:
+        """``SET`` the document."""
+        key = self._document_key(name)
+        with self._talking(f"write {key}"):
+            self._client.set(key, data)
+
+    def get_document(self, name: str) -> bytes | None:
+        """``GET`` the document."""
+        key = self._document_key(name)
+        with self._talking(f"read {key}"):
+            value = self._client.get(key)
+        return value if isinstance(value, bytes) else None
 
     def applied_epoch(self) -> int:
         """The highest epoch reported in this window or the last (an implausible one,

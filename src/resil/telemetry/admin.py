@@ -113,10 +113,12 @@ class _Server(socketserver.ThreadingTCPServer):
                     _json({"ready": not reasons, "reasons": reasons}), "application/json")
         if path == "/state":
             return 200, _json(state_document(agent)), "application/json"
+        if path == "/scale":
+            return 200, _json(agent.scale_answer()), "application/json"
         if path == "/metrics":
             return (200, prometheus_text(agent).encode(),
                     "text/plain; version=0.0.4; charset=utf-8")
-        return 404, b"not found: try /healthz /livez /readyz /state /metrics\n", "text/plain"
+        return 404, b"not found: try /healthz /livez /readyz /state /metrics /scale\n", "text/plain"
 
 
 def _json(value: Any) -> bytes:

@@ -91,7 +91,7 @@ def scale_figures(agent: AgentView, children: Beats) -> dict[str, Any]:
     if not per_unit:
         per_unit, total = {agent.config.unit: 1}, figures["utilization"]
     instances = sum(per_unit.values())
-    figures.update(instances=instances, per_unit=per_unit,
+    figures.update(instances=instances, per_unit=per_unit, load=load,
                    desired_instances=desired_instances(
                        instances, total, agent.config.target_utilization))
     return figures
@@ -139,6 +139,33 @@ def _scale_metrics(agent: AgentView, children: Beats, out: _Text) -> None:
     for unit, count in sorted(figures["per_unit"].items()):
         out.sample("resil_scale_unit_instances", count, service=agent.config.service,
                    unit=unit)
+    _recommendation_metrics(agent, out, figures["load"])
+
+
+def _recommendation_metrics(agent: AgentView, out: _Text,
+                            load: dict[str, tuple[int, float]]) -> None:
+    """The recommendation of ``resil scale`` for this service, per unit and per policy
+    (the policies' figures only from a fresh recommendation)."""
+    answer = agent.scale_answer(load)
+    service = agent.config.service
+    out.family("resil_scale_recommended_instances", "gauge",
+               "Instances per unit recommended by resil scale's policies (the fallback, "
+               "target tracking clamped to min/max, while no fresh recommendation exists).")
+    for unit, entry in sorted(answer["units"].items()):
+        out.sample("resil_scale_recommended_instances", entry.get("desired", 0),
+                   service=service, unit=unit)
+    out.family("resil_scale_policy_instances", "gauge",
+               "Instances per unit asked by each scaling policy (absent: it asks nothing).")
+    for unit, entry in sorted(answer["units"].items()):
+        for policy, figure in sorted(dict(entry.get("policies") or {}).items()):
+            if isinstance(figure, dict) and figure.get("instances") is not None:
+                out.sample("resil_scale_policy_instances", figure["instances"],
+                           service=service, unit=unit, policy=policy)
+    out.family("resil_scale_recommendation_fresh", "gauge",
+               "1 when the recommendation served comes from a running resil scale; 0 when "
+               "it is the fallback.")
+    out.sample("resil_scale_recommendation_fresh", 1 if answer["source"] == "resil scale"
+               else 0, service=service)
 
 
 def _request_metrics(children: Beats, out: _Text) -> None:

@@ -36,7 +36,8 @@ def test_a_scrape_reads_its_workers_and_the_fleet_sums_once(write_config, tmp_pa
     reads: list[str] = []
     inside = []
     me = threading.get_ident()      # the heartbeat thread reads too: count only ours
-    for name in ("agents", "children", "fleet_load", "agent_ids", "heartbeats"):
+    for name in ("agents", "children", "fleet_load", "agent_ids", "heartbeats",
+                 "get_document"):
         original = getattr(agent.plane, name)
 
         def counted(*args, _name=name, _original=original):
@@ -50,9 +51,13 @@ def test_a_scrape_reads_its_workers_and_the_fleet_sums_once(write_config, tmp_pa
                 inside.pop()
         monkeypatch.setattr(agent.plane, name, counted)
     text = prometheus_text(agent)
-    assert sorted(reads) == ["children", "fleet_load"]
+    # The scaling recommendation: one small document, whatever the fleet's size.
+    assert sorted(reads) == ["children", "fleet_load", "get_document"]
     assert "resil_scale_instances 2" in text          # the other instance was seen
     assert 'resil_scale_unit_instances{service="default",unit="b"} 1' in text
+    reads.clear()
+    prometheus_text(agent)
+    assert sorted(reads) == ["children", "fleet_load"]  # the document is reused for 5 s
     reads.clear()
     state_document(agent)
     assert reads == []                                # /state needs no heartbeat at all
