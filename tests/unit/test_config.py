@@ -284,8 +284,8 @@ UNCHANGEABLE_RESOURCE_KEYS = {"aliases"}
 ALTERNATIVE = {"admin.listen": "127.0.0.2:1", "routing.key": "header:X-User",
                "routing.forward_to": "web", "sessions.resource": "cache",
                "control.signing_key_env": "TEST_SIGNING_KEY", "health_path": "/up",
-               "routing.wrong_unit": "allow",
-               "scaling.min": 2}                # min 100000 would be above max   # "forward" needs forward_to too
+               "routing.wrong_unit": "allow",   # "forward" needs forward_to too
+               "scaling.min": 2}                # min 100000 would be above max
 
 
 #: What a bound must come with to be valid: min may reach its bound only under a max as high.

@@ -87,7 +87,7 @@ class Scaler:
             self._restore()
         warnings: list[str] = []
         if record:
-            warnings += self._record(loads, minute)
+            warnings += self.record(loads, minute)
         scaling = self.config.scaling
         services = sorted(set(loads) | set(scaling.services) | {self.config.service}
                           | {n.partition("@")[0] for n in self._series()})
@@ -116,28 +116,37 @@ class Scaler:
 
     def run(self, stop: threading.Event) -> None:
         """Step every interval until ``stop`` is set; print each change of a unit's
-        desired instances. The control plane failing is reported, not fatal."""
+        desired instances, and of the scaler's own role. A failure (the control plane
+        unreachable, or a fault of the scaler itself) is reported and retried next
+        round: it never ends the process that hosts the scaler (``resil monitor``)."""
         last: dict[tuple[str, str], int] = {}
-        acting = None
+        role = ""
+
+        def out(line: str) -> None:
+            self.out(f"{time.strftime('%H:%M:%S')} scale: {line}")
         try:
             while not stop.is_set():
+                found = None
                 try:
                     found = self.step()
+                    now = "acting scaler" if found else \
+                        "another scaler holds the lease; standing by"
                 except ControlPlaneError as exc:
-                    self.out(f"scale: control plane unreachable: {exc}")
-                    found = None
-                if (found is not None) != acting:
-                    acting = found is not None
-                    self.out("scale: acting scaler" if acting else
-                             "scale: another scaler holds the lease; standing by")
+                    now = f"control plane unreachable: {exc}"
+                except Exception as exc:  # a fault of the scaler: said, never fatal
+                    log.exception("resil scale: evaluation failed")
+                    now = f"evaluation failed: {type(exc).__name__}: {exc}"
+                if now != role:
+                    role = now
+                    out(now)
                 for line in (found.warnings if found else []):
-                    self.out(f"scale: {line}")
+                    out(line)
                 for service, units in (found.advice if found else {}).items():
                     for unit, advice in units.items():
                         if last.get((service, unit)) != advice.desired:
                             last[(service, unit)] = advice.desired
-                            self.out(f"scale: {service} {unit}: {advice.desired} instances "
-                                     f"({advice.decided_by}: {advice.reason})")
+                            out(f"{service} {unit}: {advice.desired} instances "
+                                f"({advice.decided_by}: {advice.reason})")
                 stop.wait(self.config.scaling.interval)
         finally:
             try:
@@ -153,8 +162,8 @@ class Scaler:
         except ControlPlaneError:
             return []
 
-    def _record(self, loads: Mapping[str, Mapping[str, tuple[int, float]]],
-                minute: int) -> list[str]:
+    def record(self, loads: Mapping[str, Mapping[str, tuple[int, float]]],
+               minute: int) -> list[str]:
         """Write this minute's load of every (service, unit) that reported; a series
         beyond the cap is not created (said once per series)."""
         scaling = self.config.scaling

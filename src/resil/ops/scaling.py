@@ -159,14 +159,18 @@ def _held(duration: float, holds: Callable[[float], bool], history: Sequence[Sam
     minutes = max(1, math.ceil(duration / 60))
     last = int(now // 60) - 1             # the last complete minute
     wanted = range(last - minutes + 1, last + 1)
-    recorded = {s.minute: s for s in history[-(minutes + 2):]}
+    recorded: dict[int, Sample] = {}
+    for sample in reversed(history):     # newest first: only the tail is looked at
+        if sample.minute < wanted.start:
+            break
+        if sample.minute in wanted:
+            recorded.setdefault(sample.minute, sample)
     missing = sum(1 for m in wanted if m not in recorded)
     if missing:
         return False, f"{missing} of the last {minutes} minutes not recorded"
     failing = [m for m in wanted if not holds(recorded[m].utilization)]
     if failing:
-        since = (last - failing[-1]) if failing[-1] != last else 0
-        return False, f"held for {since} of {minutes} minutes"
+        return False, f"held for {last - failing[-1]} of {minutes} minutes"
     return True, ""
 
 
