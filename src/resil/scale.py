@@ -163,11 +163,20 @@ def unit_answer(document: Mapping[str, Any] | None, problem: str, policy: Scalin
             document["generated_at"]), 1), "desired": int(entry.get("desired", 0)),
                   "decided_by": entry.get("decided_by"), "reason": entry.get("reason")}
     else:
-        fallback_units = set(load) | {unit}
-        for name in sorted(fallback_units):
-            desired, why = clamped_target(policy, name, load.get(name, (0, 0.0))[1], now)
+        # Only units whose load was read get a figure: silence (a control plane that
+        # cannot be read, or restarted empty) is not zero load, and a number made of it
+        # would scale the service in during an incident. Without one, ``desired`` is
+        # None and the endpoint answers 503, so that KEDA keeps the replicas it has.
+        units = {}
+        for name in sorted(u for u, (count, _) in load.items() if count > 0):
+            desired, why = clamped_target(policy, name, load[name][1], now)
             units[name] = {"desired": desired, "decided_by": "fallback", "reason": why}
-        answer = {"source": "fallback", "problem": problem or "no recommendation yet",
-                  "desired": units[unit]["desired"], "decided_by": "fallback",
-                  "reason": units[unit]["reason"]}
+        problem = problem or "no recommendation yet"
+        mine = units.get(unit)
+        if mine is None:
+            problem += f"; no load reported for unit {unit}: no figure (an autoscaler " \
+                       "keeps what it has)"
+        answer = {"source": "fallback", "problem": problem,
+                  "desired": mine["desired"] if mine else None, "decided_by": "fallback",
+                  "reason": mine["reason"] if mine else None}
     return {"service": service, "unit": unit, **answer, "units": units}

@@ -24,7 +24,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
 SAMPLES = {"PATH": "resil.toml", "S": "1", "N": "1", "FILE": "rules.json",
            "RESOURCE": "orders-db", "UNIT": "beijing", "UNIT=WEIGHT": "beijing=1",
            "SECONDS": "1", "COMMAND": "python", "ARGS": "app.py", "NAME": "beijing",
-           "DURATION": "1s", "RATE": "0.5", "CODE": "503", "ID": "3fa9c1"}
+           "DURATION": "1s", "RATE": "0.5", "CODE": "503", "ID": "3fa9c1", "RPS": "50",
+           "DAYS": "1", "CURVE": "daily"}
 FENCE = re.compile(r"^```(\w*)\s*$")
 
 

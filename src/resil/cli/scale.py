@@ -98,8 +98,8 @@ def _scale(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        _say(f"resil scale: scaler every {config.scaling.interval:g} s on "
-            f"{plane.url}; history {config.scaling.history_days} days")
+        _say(f"scaler: every {config.scaling.interval:g} s on {plane.url}; history "
+             f"{config.scaling.history_days} days")
         scaler.run(stop)
         return 0
     try:

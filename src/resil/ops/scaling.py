@@ -12,7 +12,9 @@ instances, with its reason in words:
 - ``predictive``: capacity for the highest forecast load from now until ``startup_time``
   + ``horizon`` ahead (an instance asked for now serves only after its start-up);
 - ``reserve``: room to absorb ``reserve_fraction`` of the largest other unit's load
-  (forecast, when predictive) within the target.
+  (forecast, when predictive) within the target;
+- ``hold``: a unit whose instances all stopped reporting keeps, for a while, the
+  instances it had (silence is not zero load).
 
 The highest figure wins, clamped to the unit's ``min``/``max``; ``decided_by`` names the
 policy (or ``min``/``max`` when the clamp decided). :func:`recommend` is a pure function
@@ -29,6 +31,9 @@ from dataclasses import dataclass, field
 from ..scalepolicy import ScalingPolicy
 from .forecast import ForecastUnavailable, Model
 from .history import Sample
+
+SILENCE_HOLD = 900.0
+"""Seconds a unit whose instances all went silent keeps the instances it had."""
 
 Fitter = Callable[[str, Sequence[Sample], int], Model]
 """Fits (or returns a cached fit of) a unit's forecast: (unit, history, now minute)."""
@@ -110,6 +115,8 @@ def recommend(policy: ScalingPolicy, units: Sequence[str], now: float,
             figures.append(_predictive(policy, forecast.get(unit), notes.get(unit, "")))
         if policy.unit_loss_reserve:
             figures.append(_reserve(policy, unit, demand))
+        if instances == 0:
+            figures += _silence(policy, unit, now, history.get(unit, ()))
         advice[unit] = _decide(policy, unit, instances, load, figures)
     return advice
 
@@ -172,6 +179,26 @@ def _held(duration: float, holds: Callable[[float], bool], history: Sequence[Sam
     if failing:
         return False, f"held for {last - failing[-1]} of {minutes} minutes"
     return True, ""
+
+
+def _silence(policy: ScalingPolicy, unit: str, now: float,
+             history: Sequence[Sample]) -> list[Figure]:
+    """A unit none of whose instances reported, though some did within
+    :data:`SILENCE_HOLD`: its agents cannot reach the control plane (or it restarted
+    empty), which says nothing of its load. Keep what it had, rather than scale it in
+    during an incident (not where ``min`` is 0: scaling to zero is allowed there)."""
+    if policy.bounds(unit)[0] == 0:
+        return []
+    oldest = int((now - SILENCE_HOLD) // 60)
+    had = 0
+    for sample in reversed(history):
+        if sample.minute < oldest:
+            break
+        had = max(had, sample.instances)
+    if not had:
+        return []
+    return [Figure("hold", had, f"no instance reported in the last window, {had} did within "
+                   f"{SILENCE_HOLD / 60:.0f} min: silence is not zero load, keeping them")]
 
 
 def _schedules(policy: ScalingPolicy, unit: str, now: float) -> list[Figure]:

@@ -114,7 +114,9 @@ class _Server(socketserver.ThreadingTCPServer):
         if path == "/state":
             return 200, _json(state_document(agent)), "application/json"
         if path == "/scale":
-            return 200, _json(agent.scale_answer()), "application/json"
+            answer = agent.scale_answer()
+            return (200 if answer["desired"] is not None else 503, _json(answer),
+                    "application/json")
         if path == "/metrics":
             return (200, prometheus_text(agent).encode(),
                     "text/plain; version=0.0.4; charset=utf-8")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -220,3 +222,42 @@ def test_a_forged_or_stale_recommendation_is_not_served(started):
     assert answer["source"] == "fallback" and "3600 s old" in answer["problem"]
     plane.put_document(scale.DOCUMENT, b"{not json")
     assert "not JSON" in _get(agent.admin.address, "/scale")["problem"]
+
+
+def test_without_a_recommendation_or_a_load_an_agent_gives_no_figure(write_config,
+                                                                      monkeypatch):
+    """A control plane the agent cannot reach: no number that could scale the service in
+    during the incident, but a 503 (KEDA then keeps its replicas) that says why."""
+    from servers import free_port
+    monkeypatch.setattr(resil.agent, "SCALE_CACHE", 0.0)
+    path = write_config(CONFIG.format(
+        url=f"redis://127.0.0.1:{free_port()}/0", days=1, extra="",
+        listen="127.0.0.1:0", signing=""))
+    agent = resil.start(path)
+    try:
+        assert agent is not None and agent.admin is not None and agent.admin.address
+        host, port = agent.admin.address
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://{host}:{port}/scale", timeout=10)
+        assert info.value.code == 503
+        answer = json.loads(info.value.read())
+        assert answer["desired"] is None and answer["source"] == "fallback"
+        assert "control plane unreachable" in answer["problem"]
+        assert "no load reported for unit a" in answer["problem"]
+        text = _get(agent.admin.address, "/metrics")
+        assert _samples(text, "resil_scale_recommended_instances") == {}
+    finally:
+        resil.stop()
+
+
+def test_one_scaler_acts_at_a_time(write_config, tmp_path):
+    config = make_config(write_config, (tmp_path / "state.json").as_uri())
+    first = Scaler(config, open_configured(config))
+    second = Scaler(config, open_configured(config))
+    second.holder = "another-host:1"
+    assert first.step() is not None
+    assert second.step() is None               # standing by: the lease is taken
+    stop = threading.Event()
+    stop.set()
+    first.run(stop)                            # a stopping scaler gives the lease up
+    assert second.step() is not None

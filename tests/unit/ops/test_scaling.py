@@ -249,3 +249,20 @@ def test_a_service_overrides_the_defaults_and_keeps_the_rest():
     with pytest.raises(ConfigError, match="scaling.services.checkout.interval"):
         build_scaling({"scaling": {"services": {"checkout": {"interval": 5}}}}, UNITS,
                       Source(None))
+
+
+# ------------------------------------------------------------------ silence
+
+def test_silence_is_not_zero_load():
+    p = policy(min=1)
+    now = MONDAY + 3600
+    had = {"beijing": flat(0.5, 6, 10, now - 120)}       # 6 instances until 2 min ago
+    found = advise(p, now, {}, had)["beijing"]
+    assert found.desired == 6 and found.decided_by == "hold"
+    assert "silence is not zero load" in found.reason
+    # Once they report again, the policies decide from their load as usual.
+    assert advise(p, now, {"beijing": (6, 1.2)}, had)["beijing"].desired == 2
+    # After the hold (15 min) of silence, min.
+    assert advise(p, now + 900, {}, had)["beijing"].desired == 1
+    # Where min is 0, scaling to zero stays possible.
+    assert advise(policy(min=0), now, {}, had)["beijing"].desired == 0
