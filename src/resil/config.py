@@ -16,10 +16,10 @@ import logging
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import envvars
@@ -33,8 +33,10 @@ from ._configparse import (
 )
 from ._entry import CONFIG_ENV, TRUE, config_file
 from .errors import MISSING, ConfigError
-from .scalepolicy import Scaling, build_scaling, default_scaling
 from .topology import Resource, Topology, address_keys
+
+if TYPE_CHECKING:   # loaded only for a configuration with [scaling]: it costs start-up
+    from .scalepolicy import Scaling
 
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
 log = logging.getLogger("resil.config")
@@ -86,8 +88,17 @@ class Config:
     """``text`` or ``json``: how resil's own log handler writes."""
     service: str = DEFAULT_SERVICE
     """The service this process belongs to (``service``, else ``OTEL_SERVICE_NAME``)."""
-    scaling: Scaling = field(default_factory=default_scaling)
-    """The scaling policies (``[scaling]``), applied by ``resil scale``."""
+    scaling_table: Scaling | None = None
+    """The ``[scaling]`` table read (None: the file has none); see :attr:`scaling`."""
+
+    @property
+    def scaling(self) -> Scaling:
+        """The scaling policies (``[scaling]``, else every declared default), applied by
+        ``resil scale``; agents read them only for their ``/scale`` fallback."""
+        if self.scaling_table is not None:
+            return self.scaling_table
+        from .scalepolicy import default_scaling
+        return default_scaling()
 
     @property
     def resources(self) -> Mapping[str, Resource]:
@@ -295,7 +306,10 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
             raise source.error("sessions.resource", sessions_resource,
                                "must name a resource of kind redis")
     routing_key, wrong_unit, forward_to = _routing(_table(raw, "routing", source), resources)
-    scaling = build_scaling(raw, units, source)
+    scaling = None
+    if "scaling" in raw:
+        from .scalepolicy import build_scaling
+        scaling = build_scaling(raw, units, source)
     return Config(
         path=path,
         unit=unit,
@@ -323,7 +337,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str], source: Sour
         log_level=top.text("log_level"),
         log_format=top.text("log_format"),
         service=_service(top, env),
-        scaling=scaling,
+        scaling_table=scaling,
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 from . import envvars
@@ -26,6 +25,8 @@ from ._configparse import Source, Table
 from .errors import MISSING
 
 if TYPE_CHECKING:   # the cron module (and datetime) is loaded only for a schedule
+    from datetime import tzinfo
+
     from .cron import Cron
 
 METRICS = ("utilization",)

@@ -489,6 +489,8 @@ def _config_check(args: argparse.Namespace) -> int:
             print(f"    aliases: {', '.join(map(str, resource.aliases))}")
     if config.sessions_resource:
         print(f"sessions: {config.sessions_resource}")
+    if config.scaling_table is not None:
+        print("scaling:  " + scale_commands.describe(config))
     if warning:
         print(f"warning: {warning}")
     return 0

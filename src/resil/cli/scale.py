@@ -69,6 +69,26 @@ def add_command(sub: Any) -> None:
     simulate.set_defaults(func=_simulate)
 
 
+def describe(config: Any) -> str:
+    """One line of ``resil config check`` on ``[scaling]``."""
+    scaling = config.scaling
+    policies = [("[scaling]", scaling.defaults)] + [
+        (f"service {name}", p) for name, p in scaling.services.items()]
+    parts = []
+    for name, p in policies:
+        used = ["target"] + (["rules"] if p.rules else []) + \
+            (["schedules"] if p.schedules else []) + \
+            (["predictive"] if p.predictive else []) + \
+            (["reserve"] if p.unit_loss_reserve else [])
+        parts.append(f"{name}: {'+'.join(used)}")
+    line = (f"{'; '.join(parts)} (every {scaling.interval:g} s; history "
+            f"{scaling.history_days} days × {scaling.history_series} series at most)")
+    import importlib.util
+    if any(p.predictive for _, p in policies) and importlib.util.find_spec("numpy") is None:
+        line += "; predictive needs numpy where the scaler runs (pip install 'resil[scale]')"
+    return line
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)

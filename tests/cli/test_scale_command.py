@@ -183,3 +183,32 @@ def test_a_csv_curve_with_a_unit_loss(tmp_path):
     assert curve.losses() == [("b", 600)] and curve.minutes == 720
     results = _simulated(str(path), "--capacity", "20")
     assert results["reactive"]["instance_minutes"] > 0
+
+
+def test_config_check_shows_the_policies(write_config):
+    path = write_config("""
+        unit = "a"
+        [resources.shop]
+        kind = "http"
+        endpoints = { a = ["http://127.0.0.1:9"], b = ["http://127.0.0.1:10"] }
+        [scaling]
+        unit_loss_reserve = true
+        [scaling.services.checkout]
+        predictive = true
+    """)
+    result = resil_cli("config", "check", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "scaling:  [scaling]: target+reserve; service checkout: " \
+           "target+predictive+reserve (every 15 s; history 14 days × 64 series at most)" \
+           in result.stdout
+    bad = write_config("""
+        unit = "a"
+        [resources.shop]
+        kind = "http"
+        endpoints = { a = ["http://127.0.0.1:9"] }
+        [scaling]
+        rules = [{ comparison = ">", value = 0.7, duration = 300, step = 0 }]
+    """, name="bad.toml")
+    result = resil_cli("config", "check", str(bad))
+    assert result.returncode == 2
+    assert "scaling.rules[0].step = 0: must not be 0" in result.stderr
