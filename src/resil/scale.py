@@ -151,6 +151,9 @@ def unit_answer(document: Mapping[str, Any] | None, problem: str, policy: Scalin
         found = document["services"].get(service)
         if age > stale_after(document):
             problem = f"the last recommendation is {age:.0f} s old (resil scale stopped?)"
+        elif age < -STALE_AFTER:   # it would stay "fresh" for as long as the skew lasts
+            problem = f"the last recommendation is dated {-age:.0f} s ahead of this " \
+                      "machine's clock (clocks apart, or a document written by hand)"
         elif not isinstance(found, dict) or not isinstance(found.get("units"), dict):
             problem = f"the recommendation has no service {service!r}"
         else:

@@ -74,6 +74,8 @@ class Scaler:
         self._models: dict[tuple[str, str], tuple[int, Model]] = {}
         self._restored = False
         self._refused: set[str] = set()
+        self._history: dict[str, list[history.Sample]] = {}
+        """Series name → its samples, kept by the acting scaler (see :meth:`_samples`)."""
 
     # ------------------------------------------------------------------ one step
 
@@ -95,8 +97,8 @@ class Scaler:
         advice = {}
         for service in services:
             policy = scaling.policy(service)
-            samples = {u: history.decode(self.plane.history_read(history.series_name(
-                service, u)), scaling.history_days, minute) for u in units}
+            samples = {u: self._samples(history.series_name(service, u), minute, record)
+                       for u in units}
             memory = self.memory.setdefault(service, RuleMemory())
             advice[service] = recommend(policy, units, now, loads.get(service, {}), samples,
                                         memory, fitter=partial(self._model, service))
@@ -107,6 +109,7 @@ class Scaler:
         and publish. None when another scaler holds the lease."""
         interval = self.config.scaling.interval
         if not self.plane.lease(LEASE, self.holder, max(3 * interval, 10.0)):
+            self._history.clear()       # another scaler records now: read it afresh
             return None
         found = self.evaluate(record=True)
         raw = scale.encode_recommendation(found.body(self.memory, interval),
@@ -183,7 +186,30 @@ class Scaler:
                 existing.add(name)
                 offset, data = history.record(minute, count, load, scaling.history_days)
                 self.plane.history_write(name, offset, data, size)
+                kept = self._history.get(name)
+                if kept is not None:
+                    if kept and kept[-1].minute == minute:
+                        kept.pop()
+                    kept.append(history.Sample(minute, count, load))
         return warnings
+
+    def _samples(self, name: str, minute: int, cached: bool) -> list[history.Sample]:
+        """A series' samples within the ring's span. The acting scaler reads each series
+        once and then keeps it up to date itself (it writes every record), rather than
+        reading every series, up to 242 KB each, every interval."""
+        days = self.config.scaling.history_days
+        if not cached:
+            return history.decode(self.plane.history_read(name), days, minute)
+        kept = self._history.get(name)
+        if kept is None:
+            kept = self._history[name] = history.decode(self.plane.history_read(name),
+                                                        days, minute)
+        oldest = minute - days * history.MINUTES_A_DAY
+        drop = 0
+        while drop < len(kept) and kept[drop].minute <= oldest:
+            drop += 1
+        del kept[:drop]
+        return kept
 
     def _model(self, service: str, unit: str, samples: Sequence[history.Sample],
                minute: int) -> Model:

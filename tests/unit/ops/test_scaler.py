@@ -220,6 +220,10 @@ def test_a_forged_or_stale_recommendation_is_not_served(started):
     plane.put_document(scale.DOCUMENT, scale.encode_recommendation(stale, b"k" * 32))
     answer = _get(agent.admin.address, "/scale")
     assert answer["source"] == "fallback" and "3600 s old" in answer["problem"]
+    ahead = {**stale, "generated_at": time.time() + 3600}
+    plane.put_document(scale.DOCUMENT, scale.encode_recommendation(ahead, b"k" * 32))
+    answer = _get(agent.admin.address, "/scale")
+    assert answer["source"] == "fallback" and "3600 s ahead" in answer["problem"]
     plane.put_document(scale.DOCUMENT, b"{not json")
     assert "not JSON" in _get(agent.admin.address, "/scale")["problem"]
 
@@ -261,3 +265,34 @@ def test_one_scaler_acts_at_a_time(write_config, tmp_path):
     stop.set()
     first.run(stop)                            # a stopping scaler gives the lease up
     assert second.step() is not None
+
+
+def test_the_acting_scaler_keeps_its_history_as_it_records_it(write_config, tmp_path,
+                                                              monkeypatch):
+    """A rule sees the minutes the scaler recorded, from its own copy (read from the
+    control plane once), and the plane holds the same minutes."""
+    rule = ('[[scaling.rules]]\nname = "hot"\ncomparison = ">"\nvalue = 0.7\n'
+            'duration = 120\nstep = 10\ncooldown = 600')
+    config = make_config(write_config, (tmp_path / "state.json").as_uri(), days=1,
+                         extra=rule)
+    plane = open_configured(config)
+    monkeypatch.setattr(plane, "fleet_loads",
+                        lambda: {"shop": {"a": (4, 3.6)}})     # 0.9 busy
+    now = [1_800_000_000.0]
+    scaler = Scaler(config, plane, clock=lambda: now[0])
+    reads = []
+    original = plane.history_read
+    monkeypatch.setattr(plane, "history_read", lambda name: reads.append(name) or
+                        original(name))
+    decided = []
+    for _ in range(3):
+        found = scaler.step()
+        decided.append(found.advice["shop"]["a"].decided_by)
+        now[0] += 60
+    assert decided == ["target", "target", "rule:hot"]     # 2 complete minutes held
+    assert found.advice["shop"]["a"].desired == 14            # 4 + 10 (target: 8)
+    assert reads.count("shop@a") == 1                      # read once, then kept
+    on_plane = history.decode(original("shop@a"), 1, int(now[0] // 60))
+    minute = int(1_800_000_000 // 60)
+    assert [(s.minute, s.instances, s.load) for s in on_plane] == [
+        (minute + i, 4, pytest.approx(3.6)) for i in range(3)]
