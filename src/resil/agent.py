@@ -78,7 +78,8 @@ class Agent:
         self._unreachable: dict[str, tuple[str, float, float]] = {}
         """resource -> (endpoint, first failure, last failure): wall-clock seconds."""
         self.parent: str | None = None
-        """The id of the agent that forked this process (gunicorn's master), if any."""
+        """The id of the agent that forked (gunicorn's master) or spawned (uvicorn's
+        supervisor) this process, if any: it serves the instance's admin endpoint."""
         self._marked: dict[str, Mark] = {}
         """resource -> the mark this agent last wrote there."""
         self._holders: dict[str, str] = {}
@@ -109,7 +110,11 @@ class Agent:
             from .serving.drain import Drain
             self.drain = Drain(self.config.drain_period)
             self.drain.install()
-        if self.config.admin_listen is not None:
+        self.parent = _spawning_agent()
+        # Processes this one starts (uvicorn's and multiprocessing's spawned workers)
+        # learn that they are this instance's workers.
+        os.environ[PARENT_ENV] = self.id
+        if self.config.admin_listen is not None and self.parent is None:
             from .telemetry.admin import AdminServer
             self.admin = AdminServer(self, *self.config.admin_listen)
             if not self.admin.start():
@@ -124,6 +129,8 @@ class Agent:
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
+        if os.environ.get(PARENT_ENV) == self.id:
+            del os.environ[PARENT_ENV]
         from .telemetry import otel
         otel.detach(self)
         if self.router.checks is not None:
@@ -480,7 +487,28 @@ class Agent:
         self._holders = {}
         self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        os.environ[PARENT_ENV] = self.id
         self.started_at = time.time()
+
+
+PARENT_ENV = "_RESIL_PARENT_AGENT"
+"""Set by every agent to its id, for the processes it starts: a new interpreter whose
+parent process is that agent is one of its instance's workers (uvicorn ``--workers`` and
+multiprocessing spawn them rather than fork)."""
+
+
+def _spawning_agent() -> str | None:
+    """The id of the agent whose process spawned this one as a multiprocessing worker
+    (uvicorn ``--workers``, a spawn-context pool): that agent's admin endpoint serves
+    the instance, and this one reports to it as a forked worker would. None otherwise:
+    any other program an agent's process starts is an instance of its own."""
+    if "--multiprocessing-fork" not in getattr(sys, "orig_argv", ()):
+        return None
+    value = os.environ.get(PARENT_ENV, "")
+    host, _, pid = value.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) == os.getppid():
+        return value
+    return None
 
 
 def _after_fork() -> None:

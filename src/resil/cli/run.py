@@ -145,6 +145,9 @@ def _which(program: str, search: str) -> str | None:
 
 
 def _exec(command: list[str], env: dict[str, str]) -> int:
+    # What resil-run starts is the top of its instance, even when an agent started it
+    # (resil.agent.PARENT_ENV: written out, importing the agent costs the front process).
+    env.pop("_RESIL_PARENT_AGENT", None)
     try:
         os.execvpe(command[0], command, env)
     except FileNotFoundError:

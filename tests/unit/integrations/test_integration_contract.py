@@ -23,7 +23,8 @@ from resil import counters
 from resil.integrations import discover
 from resil.integrations.base import Integration, Target
 
-NAMES = ("pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib")
+NAMES = ("pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib",
+         "starlette")
 
 
 def _integration(name: str) -> type[Integration]:
