@@ -106,17 +106,25 @@ def at_boundary(runtime: Runtime, record: Record, at: tuple[str, int], *,
         return Boundary.RUN
     resource = record.resource
     state = runtime.current_state()
+    held: bool | None = None
     if resource.name in state.locks and must_hold():
         # A held statement is not in flight: the switch must not wait for it to drain
         # while it waits for the switch.
-        busy, record.busy = record.busy, False
+        held, record.busy = record.busy, False
         try:
             state = runtime.gate.hold(resource.name, resource.lock_timeout)
-        finally:
-            record.busy = busy
+        except BaseException:
+            record.busy = held
+            raise
     endpoint = runtime.router.primary_of(resource, state)
     if endpoint is not None and at != (endpoint.host, endpoint.port):
+        # Leaving ``at`` with nothing sent there: not in flight on it, so the agent that
+        # applies this very state does not cut it as a statement waiting on the old
+        # primary ("outcome unknown"). The mover marks it busy again once it moved.
+        record.busy = False
         return Boundary.MOVE        # the reconnect routes it, and records the new epoch
+    if held is not None:
+        record.busy = held
     if resource.name in state.locks:
         return Boundary.RUN         # a read while locked runs where it is; looked at again
     changed = state.epoch != record.epoch

@@ -117,7 +117,7 @@ def test_disabled_integration_is_not_installed(pair_config, monkeypatch):
     monkeypatch.setenv("RESIL_DISABLED_INTEGRATIONS", "pymysql")
     agent = resil.start(pair_config)
     assert {i.name for i in agent.integrations} == {
-        "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib"}
+        "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib", "starlette"}
     with pytest.raises(pymysql.err.OperationalError):
         pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
 
@@ -269,3 +269,68 @@ def test_a_spare_is_waited_for_only_within_its_bound(pair_config, mariadb_pair):
     with conn.cursor() as cur:                       # the held connection is untouched
         cur.execute("SELECT @@server_id")
         assert cur.fetchone() == (1,)
+
+
+def test_a_held_write_that_wakes_to_move_is_not_cut_as_in_flight(
+        pair_config, mariadb_pair, monkeypatch, caplog):
+    """A write held by a lock wakes on the state that moves the primary; the agent that
+    applies that state cuts what is still in flight on the old primary. The woken write
+    has sent nothing there: it moves and succeeds, and is neither cut nor counted (nor
+    logged as a statement whose outcome is unknown). The worst interleaving is forced:
+    the agent's abandon runs after the write decided to move and before it moved."""
+    import threading
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.integrations import pymysql as integration
+    from resil.state import ControlState, Lock, issuer
+    mariadb_pair.primary.root_sql("CREATE TABLE IF NOT EXISTS app.held (id INT "
+                                  "AUTO_INCREMENT PRIMARY KEY, v INT)")
+    assert wait_for(lambda: bool(mariadb_pair.replica.root_sql(
+        "SHOW TABLES FROM app LIKE 'held'")), timeout=5)
+    agent = resil.start(pair_config)
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    signal = plane.load()
+    base = signal.state if signal else ControlState.initial(config.topology)
+    app = pymysql.connect(host="orders-db", user="app", password="apppw", database="app",
+                          autocommit=True)
+    with app.cursor() as cur:
+        cur.execute("SELECT 1")
+    before = agent.state
+    plane.publish(base.evolve(epoch=base.epoch + 1, locks={"orders-db": Lock(
+        "test", time.time(), "switch to b")}), issuer=issuer())
+    assert wait_for(lambda: "orders-db" in agent.state.locks)
+    decided = integration._boundary
+
+    def boundary(*args):
+        found = decided(*args)
+        if found is integration.Boundary.MOVE:
+            agent._abandon(["orders-db"], before)      # the applying agent, right now
+        return found
+    monkeypatch.setattr(integration, "_boundary", boundary)
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            with app.cursor() as cur:
+                cur.execute("INSERT INTO held (v) VALUES (1)")
+            outcome.append("ok")
+        except Exception as exc:
+            outcome.append(exc)
+    writer = threading.Thread(target=write)
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        writer.start()
+        time.sleep(0.3)                                 # held by the lock
+        assert not outcome
+        plane.publish(base.evolve(epoch=base.epoch + 2, primaries={
+            **base.primaries, "orders-db": "b"}, locks={}), issuer=issuer())
+        writer.join(10)
+    # b is the pair's read-only replica (nothing was promoted here): the moved write
+    # reaches it and is refused there. What matters is that it got there, not a cut.
+    assert len(outcome) == 1 and isinstance(outcome[0], pymysql.err.OperationalError)
+    assert outcome[0].args[0] == 1290, outcome
+    assert counters.stats().get("statements_abandoned", 0) == 0
+    assert "outcome unknown" not in caplog.text
+    assert app.port == mariadb_pair.replica.port      # it moved, as the same object
+    app.close()

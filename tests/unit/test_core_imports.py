@@ -6,7 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ("pymysql", "redis", "requests", "httpx", "urllib3", "flask", "django")
+BLOCKED = ("pymysql", "redis", "requests", "httpx", "urllib3", "flask", "django", "starlette",
+           "fastapi", "numpy", "matplotlib")
 
 SCRIPT = textwrap.dedent("""
     import importlib, pkgutil, sys
@@ -28,7 +29,8 @@ SCRIPT = textwrap.dedent("""
     # Starting the agent installs import hooks only: no driver gets imported.
     agent = resil.start({config!r})
     assert agent is not None and {{i.name for i in agent.integrations}} == \
-        {{"pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib"}}
+        {{"pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib",
+          "starlette"}}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print("imported", len(names), "core modules")

@@ -153,8 +153,23 @@ def test_a_write_while_locked_is_held_then_moved():
     runtime.gate = Gate(runtime.current_state, wait, lambda: runtime.now)
     runtime.queued = [moved(runtime.state)]
     assert boundary(runtime, record) is Boundary.MOVE
-    assert seen == [False] and record.busy is True
+    # Still not in flight when it wakes to move: the agent applying the state that woke
+    # it cuts what is in flight on the old primary, and must not count this one.
+    assert seen == [False] and record.busy is False
     assert counters.stats()["held_writes"] == 1
+
+
+def test_a_write_held_through_a_rollback_is_in_flight_again_where_it_was():
+    runtime, record = Runtime(locked(START)), Record(5)
+    runtime.queued = [START.evolve(epoch=START.epoch + 2)]   # unlocked, same primary
+    assert boundary(runtime, record) is Boundary.CHECK
+    assert record.busy is True
+
+
+def test_a_move_is_not_in_flight_on_the_old_primary():
+    record = Record(5)
+    assert boundary(Runtime(moved(START)), record) is Boundary.MOVE
+    assert record.busy is False
 
 
 def test_a_read_while_locked_runs_where_it_is_and_is_looked_at_again():

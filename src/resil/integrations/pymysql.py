@@ -555,6 +555,9 @@ def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
         elif boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
             _reconnect(conn, record)
     finally:
+        # Busy again (a move left it idle, see switching.at_boundary): the statement
+        # is about to be sent, to wherever the connection now is.
+        record.busy = True
         if spare is not None:       # not taken: rolled back, timed out, or not ready
             spare.drop()
 
