@@ -69,6 +69,8 @@ class Agent:
         self.drain: Drain | None = None
         self.plane = plane
         self._scale_cache: tuple[float, dict[str, Any] | None, str] | None = None
+        self.warned_drivers: set[str] = set()
+        """The unrouted MySQL drivers this agent said it leaves alone."""
         self.integrations: list[Integration] = []
         self._watch: Watch | None = None
         self._watching = False      # reset in a forked child, whose watch thread is gone
@@ -125,6 +127,12 @@ class Agent:
                 integration.instrument()
             except Exception as exc:
                 counters.record_fault(f"{integration.name}.instrument", exc)
+        global _unrouted_hooked
+        if not _unrouted_hooked:      # once per process: a hook is never unregistered
+            _unrouted_hooked = True
+            from . import hooks
+            for name in UNROUTED_DRIVERS:
+                hooks.register(name, _warn_unrouted)
 
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
@@ -489,6 +497,33 @@ class Agent:
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         os.environ[PARENT_ENV] = self.id
         self.started_at = time.time()
+
+
+UNROUTED_DRIVERS = {
+    "aiomysql": "aiomysql (and SQLAlchemy's async engine over it)",
+    "asyncmy": "asyncmy",
+    "MySQLdb": "mysqlclient (MySQLdb; Django's default MySQL driver)",
+}
+"""MySQL drivers resil does not route or switch: an application that uses one is told."""
+
+
+_unrouted_hooked = False
+
+
+def _warn_unrouted(module: Any) -> None:
+    """Say once per agent, when the application imports a MySQL driver resil leaves
+    alone while MySQL resources are configured, what that means for it (not for PyMySQL
+    posing as MySQLdb: that one is routed)."""
+    agent, name = _agent, getattr(module, "__name__", "")
+    if agent is None or name not in UNROUTED_DRIVERS or name in agent.warned_drivers \
+            or not any(r.kind == "mysql" for r in agent.config.resources.values()):
+        return
+    agent.warned_drivers.add(name)
+    log.warning("resil: %s is imported, and resil does not route or switch it: its "
+                "connections go to the address the application gives, and during a switch "
+                "or failover they fail as they would without resil. PyMySQL is routed "
+                "(with Django: pymysql.install_as_MySQLdb()); see docs/integrations.md",
+                UNROUTED_DRIVERS[module.__name__])
 
 
 PARENT_ENV = "_RESIL_PARENT_AGENT"

@@ -1,0 +1,67 @@
+"""A MySQL driver resil does not route (aiomysql, asyncmy, mysqlclient) is not silently
+left alone: importing it logs what that means, once; PyMySQL posing as MySQLdb does not."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+import resil
+
+CONFIG = """
+unit = "a"
+[admin]
+listen = "off"
+[resources.db]
+kind = "mysql"
+primary = "a"
+endpoints = { a = "127.0.0.1:3306", b = "127.0.0.1:3307" }
+"""
+
+
+@pytest.fixture
+def fake_driver(tmp_path, monkeypatch):
+    """A module named like an unrouted driver, importable from a temporary folder."""
+    def make(name: str) -> None:
+        (tmp_path / f"{name}.py").write_text("VERSION = 'fake'\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield make
+
+
+@pytest.mark.parametrize("name,shown", [("aiomysql", "aiomysql (and SQLAlchemy's async"),
+                                        ("asyncmy", "asyncmy"),
+                                        ("MySQLdb", "mysqlclient (MySQLdb")])
+def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, caplog,
+                                                    name, shown):
+    fake_driver(name)
+    resil.start(write_config(CONFIG))
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        __import__(name)
+    warned = [r.getMessage() for r in caplog.records if "does not route" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"resil: {shown}")
+    assert "pymysql.install_as_MySQLdb()" in warned[0]
+    sys.modules.pop(name, None)
+
+
+def test_pymysql_as_mysqldb_is_routed_and_not_warned_about(write_config, caplog,
+                                                           monkeypatch):
+    import pymysql
+    monkeypatch.delitem(sys.modules, "MySQLdb", raising=False)
+    resil.start(write_config(CONFIG))
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        pymysql.install_as_MySQLdb()
+        import MySQLdb  # noqa: F401
+    assert "does not route" not in caplog.text
+    sys.modules.pop("MySQLdb", None)
+
+
+def test_no_warning_without_a_mysql_resource(write_config, fake_driver, caplog):
+    fake_driver("aiomysql")
+    resil.start(write_config(CONFIG.replace('kind = "mysql"', 'kind = "redis"')))
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        __import__("aiomysql")
+    assert "does not route" not in caplog.text
+    sys.modules.pop("aiomysql", None)
