@@ -37,6 +37,7 @@ from . import context
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .state import ControlState
     from .topology import Resource
 
 
@@ -116,6 +117,32 @@ def at_boundary(runtime: Runtime, record: Record, at: tuple[str, int], *,
         except BaseException:
             record.busy = held
             raise
+    return _decide(runtime, record, at, state, held)
+
+
+async def at_boundary_async(runtime: Runtime, record: Record, at: tuple[str, int], *,
+                            in_transaction: bool, must_hold: Callable[[], bool]) -> Boundary:
+    """:func:`at_boundary` for asyncio drivers: the hold is awaited, never blocking the
+    event loop; the decision is the same."""
+    if in_transaction:
+        return Boundary.RUN
+    resource = record.resource
+    state = runtime.current_state()
+    held: bool | None = None
+    if resource.name in state.locks and must_hold():
+        held, record.busy = record.busy, False
+        try:
+            state = await runtime.gate.hold_async(resource.name, resource.lock_timeout)
+        except BaseException:
+            record.busy = held
+            raise
+    return _decide(runtime, record, at, state, held)
+
+
+def _decide(runtime: Runtime, record: Record, at: tuple[str, int], state: ControlState,
+            held: bool | None) -> Boundary:
+    """Move, check or run, once any hold is over (``held``: the busy flag it saved)."""
+    resource = record.resource
     endpoint = runtime.router.primary_of(resource, state)
     if endpoint is not None and at != (endpoint.host, endpoint.port):
         # Leaving ``at`` with nothing sent there: not in flight on it, so the agent that

@@ -117,7 +117,8 @@ def test_disabled_integration_is_not_installed(pair_config, monkeypatch):
     monkeypatch.setenv("RESIL_DISABLED_INTEGRATIONS", "pymysql")
     agent = resil.start(pair_config)
     assert {i.name for i in agent.integrations} == {
-        "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib", "starlette"}
+        "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib", "starlette",
+        "aiomysql"}
     with pytest.raises(pymysql.err.OperationalError):
         pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
 

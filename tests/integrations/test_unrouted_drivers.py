@@ -1,4 +1,4 @@
-"""A MySQL driver resil does not route (aiomysql, asyncmy, mysqlclient) is not silently
+"""A MySQL driver resil does not route (asyncmy, mysqlclient) is not silently
 left alone: importing it logs what that means, once; PyMySQL posing as MySQLdb does not."""
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ def fake_driver(tmp_path, monkeypatch):
     yield make
 
 
-@pytest.mark.parametrize("name,shown", [("aiomysql", "aiomysql (and SQLAlchemy's async"),
-                                        ("asyncmy", "asyncmy"),
+@pytest.mark.parametrize("name,shown", [("asyncmy", "asyncmy (and SQLAlchemy's async"),
                                         ("MySQLdb", "mysqlclient (MySQLdb")])
 def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, caplog,
                                                     name, shown):
@@ -59,9 +58,9 @@ def test_pymysql_as_mysqldb_is_routed_and_not_warned_about(write_config, caplog,
 
 
 def test_no_warning_without_a_mysql_resource(write_config, fake_driver, caplog):
-    fake_driver("aiomysql")
+    fake_driver("asyncmy")
     resil.start(write_config(CONFIG.replace('kind = "mysql"', 'kind = "redis"')))
     with caplog.at_level(logging.WARNING, logger="resil"):
-        __import__("aiomysql")
+        __import__("asyncmy")
     assert "does not route" not in caplog.text
-    sys.modules.pop("aiomysql", None)
+    sys.modules.pop("asyncmy", None)

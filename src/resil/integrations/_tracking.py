@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .. import context, registry
@@ -57,8 +58,12 @@ def endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
 class Tracker:
     """The tracked connections of one driver."""
 
-    def __init__(self, kind: ResourceKind) -> None:
+    def __init__(self, kind: ResourceKind,
+                 point: Callable[[Any, str, int], None] | None = None) -> None:
         self.kind = kind
+        self._point = point or _point
+        """Re-points a connection (``host``/``port`` by default; aiomysql's are read-only
+        properties over ``_host``/``_port``)."""
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -83,7 +88,7 @@ class Tracker:
         if endpoint is not None and (conn.host, conn.port) != (endpoint.host, endpoint.port):
             log.debug("resil: %s %s:%s -> %s (unit %s, epoch %d)", self.kind, *record.origin,
                       endpoint, endpoint.unit, state.epoch)
-            conn.host, conn.port = endpoint.host, endpoint.port
+            self._point(conn, endpoint.host, endpoint.port)
         return record
 
     def connections(self) -> list[tuple[Any, Tracked]]:
@@ -91,6 +96,10 @@ class Tracker:
         with self._lock:
             conns = list(self._connections)
         return [(c, getattr(c, ATTRIBUTE)) for c in conns]
+
+
+def _point(conn: Any, host: str, port: int) -> None:
+    conn.host, conn.port = host, port
 
 
 def tracked(conn: Any) -> Tracked | None:

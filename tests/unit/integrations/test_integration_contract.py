@@ -24,7 +24,7 @@ from resil.integrations import discover
 from resil.integrations.base import Integration, Target
 
 NAMES = ("pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib",
-         "starlette")
+         "starlette", "aiomysql")
 
 
 def _integration(name: str) -> type[Integration]:
