@@ -155,3 +155,47 @@ def test_reads_run_while_locked_and_transactions_are_counted_in_flight(
             auto.close()
             conn.close()
     assert asyncio.run(run()) == 1
+
+
+def test_a_write_in_flight_on_a_demoted_primary_gets_an_error_at_once(
+        pair_config, publish, mariadb_pair):
+    """A write waits on a row lock (sent, no reply) when the primary moves away: the
+    application gets an error at once, not an OK (for a write that exists only on the
+    old primary) whenever the old primary answers."""
+    from resil import context
+    mariadb_pair.primary.root_sql("CREATE TABLE IF NOT EXISTS app.ainflight (id INT "
+                                  "PRIMARY KEY, v INT); REPLACE INTO app.ainflight "
+                                  "VALUES (1, 0)")
+    resil.start(pair_config)
+    with context.bypass():
+        locker = mariadb_pair.primary.connect()
+    with locker.cursor() as cur:
+        cur.execute("SELECT * FROM ainflight WHERE id = 1 FOR UPDATE")   # holds the row
+
+    async def run():
+        conn = await connect()
+        await server_id(conn)
+
+        async def write():
+            began = time.monotonic()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("UPDATE ainflight SET v = v + 1 WHERE id = 1")
+                return "ok", time.monotonic() - began
+            except Exception as exc:
+                return exc, time.monotonic() - began
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)                    # in flight, waiting for the row
+        publish(orders_db="b")
+        result = await asyncio.wait_for(writing, 10)
+        conn.close()
+        return result
+    try:
+        result, waited = asyncio.run(run())
+    finally:
+        locker.rollback()
+        locker.close()
+        publish(orders_db="a")
+    assert isinstance(result, aiomysql.OperationalError), result
+    assert result.args[0] in (2013, 2006, 0) and waited < 2.0, (result, waited)
+    assert counters.stats().get("statements_abandoned", 0) == 1

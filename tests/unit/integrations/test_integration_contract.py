@@ -105,7 +105,8 @@ PATCH_ON_IMPORT = textwrap.dedent("""
     from resil.integrations import discover
     import wrapt
     late = set()
-    for integration in discover():
+    # aiomysql imports pymysql: looked at last, so that pymysql is still late.
+    for integration in sorted(discover(), key=lambda i: i.name == "aiomysql"):
         modules = {t.module for t in integration.targets}
         late |= {integration.name for m in modules if m not in sys.modules}
         integration.instrument()
