@@ -34,7 +34,8 @@ from .. import counters, registry, spans, switching
 from ..errors import LockTimeoutError, TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
-from ..switching import AfterError, Boundary, ErrorKind
+from ..switching import AfterError, Boundary
+from . import _mysql as mysql
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -50,42 +51,10 @@ def _point(conn: Any, host: str, port: int) -> None:
 
 TRACKER = Tracker("mysql", point=_point)
 
-_IN_TRANS = 0x0001          # SERVER_STATUS_IN_TRANS
-_AUTOCOMMIT = 0x0002        # SERVER_STATUS_AUTOCOMMIT
-_REFUSED_READ_ONLY = frozenset({1290, 1836})
-_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 1053, 0})
-_COUNTED = {AfterError.INTERRUPT: "mysql_interrupted", AfterError.REPLAY: "mysql_replay"}
-
-
-def _status(conn: Any) -> int:
-    return int(getattr(conn, "server_status", 0) or 0)
-
-
-def _kind(exc: BaseException) -> ErrorKind:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
-    if code in _REFUSED_READ_ONLY:
-        return ErrorKind.REFUSED_READ_ONLY
-    if code in _CONNECTION_LOST:
-        return ErrorKind.CONNECTION_LOST
-    return ErrorKind.OTHER
-
-
-def _in_transaction(conn: Any, record: Tracked) -> bool:
-    return record.tx or bool(_status(conn) & _IN_TRANS)
-
-
-def _note(record: Tracked, sql: Any) -> None:
-    """After a statement ran with autocommit off: did it open or end a transaction?"""
-    access = classify(sql)
-    if access is Access.END:
-        record.tx = False
-    elif access is Access.WRITE or access is Access.BEGIN:
-        record.tx = True
-
 
 def _autocommit_off(conn: Any) -> bool:
     return getattr(conn, "autocommit_mode", None) is False or \
-        not (_status(conn) & _AUTOCOMMIT)
+        not (mysql.server_status(conn) & mysql.AUTOCOMMIT)
 
 
 # --------------------------------------------------------------------------- connect
@@ -147,11 +116,11 @@ def _moved(conn: Any, record: Tracked, started: int) -> None:
 async def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
     """The control state changed, or something is locked: hold, move or check."""
     try:
-        status = _status(conn)
+        status = mysql.server_status(conn)
         autocommit = not _autocommit_off(conn)
         boundary = await switching.at_boundary_async(
             agent, record, (conn._host, conn._port),
-            in_transaction=record.tx or bool(status & _IN_TRANS),
+            in_transaction=record.tx or bool(status & mysql.IN_TRANS),
             must_hold=lambda: must_hold(classify(sql), autocommit))
     except LockTimeoutError:
         raise                           # the documented error: the write was not sent
@@ -170,8 +139,8 @@ def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any,
     if runtime is None:
         return AfterError.RAISE
     return switching.after_error(
-        runtime, record, _kind(exc),
-        in_transaction=_in_transaction(conn, record) and not record.connecting,
+        runtime, record, mysql.kind(exc),
+        in_transaction=mysql.in_transaction(conn, record) and not record.connecting,
         may_replay=may_replay, repeatable=lambda: classify(sql) is Access.READ)
 
 
@@ -181,7 +150,7 @@ async def _on_error(original: Callable[..., Awaitable[Any]], conn: Any, record: 
     action = fail_open("aiomysql.error", _after_error, conn, record, exc, sql, may_replay)
     if action is None or action is AfterError.RAISE:
         raise exc
-    counters.count(_COUNTED[action])
+    counters.count(mysql.COUNTED[action])
     if action is AfterError.INTERRUPT:
         with contextlib.suppress(Exception):
             await _reconnect(conn, record)
@@ -215,7 +184,7 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
             return await _on_error(original, conn, record, args, sql, may_replay, exc)
         if _autocommit_off(conn):
             try:
-                _note(record, sql)
+                mysql.note(record, sql)
             except Exception as fault:      # fail-open: the statement succeeded
                 counters.record_fault("aiomysql.note", fault)
         return result
@@ -299,7 +268,7 @@ class AiomysqlIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (_in_transaction(conn, record)
+            if record.busy or (mysql.in_transaction(conn, record)
                                and getattr(conn, "_writer", None) is not None):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts

@@ -54,8 +54,9 @@ from .. import context, counters, registry, spans, switching
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
-from ..switching import AfterError, Boundary, ErrorKind
+from ..switching import AfterError, Boundary
 from ..topology import Endpoint, address
+from . import _mysql as mysql
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
 from .base import Integration, Target, fail_open
 
@@ -65,47 +66,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("resil.integrations")
 TRACKER = Tracker("mysql")
 
-_IN_TRANS = 0x0001          # SERVER_STATUS_IN_TRANS
-_AUTOCOMMIT = 0x0002        # SERVER_STATUS_AUTOCOMMIT
-_NO_BACKSLASH_ESCAPES = 0x0200
-#: The server refused the statement because it is read-only: it was not executed.
-_REFUSED_READ_ONLY = frozenset({1290, 1836})
-#: The connection was cut (killed by a fence, server gone, network).
-_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 1053, 0})
-#: Counter names of what was done after an error.
-_COUNTED = {AfterError.INTERRUPT: "mysql_interrupted", AfterError.REPLAY: "mysql_replay"}
-
-
-def _server_status(conn: Any) -> int:
-    return int(getattr(conn, "server_status", 0) or 0)
-
-
-def _kind(exc: BaseException) -> ErrorKind:
-    """A driver exception as :mod:`resil.switching` sees it, from its MySQL error number."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
-    if code in _REFUSED_READ_ONLY:
-        return ErrorKind.REFUSED_READ_ONLY
-    if code in _CONNECTION_LOST:
-        return ErrorKind.CONNECTION_LOST
-    return ErrorKind.OTHER
-
-
-def _in_transaction(conn: Any, record: Tracked) -> bool:
-    """The server said a transaction is open, or resil saw one start that wrote."""
-    return record.tx or bool(_server_status(conn) & _IN_TRANS)
-
-
-def _note(record: Tracked, sql: Any) -> None:
-    """After a statement ran with autocommit off: did it open or end a transaction?"""
-    access = classify(sql)
-    if access is Access.END:
-        record.tx = False
-    elif access is Access.WRITE or access is Access.BEGIN:
-        record.tx = True
-
 
 def _access(sql: Any, status: int) -> Access:
-    return classify(sql, no_backslash_escapes=bool(status & _NO_BACKSLASH_ESCAPES))
+    return classify(sql, no_backslash_escapes=bool(status & mysql.NO_BACKSLASH_ESCAPES))
 
 
 # --------------------------------------------------------------------------- connect
@@ -417,8 +380,8 @@ def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> _Spare
     target = resource.endpoint_in(lock.target) if lock is not None and lock.target else None
     if target is None or (conn.host, conn.port) == (target.host, target.port):
         return None
-    status = _server_status(conn)
-    if not must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)):
+    status = mysql.server_status(conn)
+    if not must_hold(_access(sql, status), bool(status & mysql.AUTOCOMMIT)):
         return None
     return _Spare(conn, target)
 
@@ -453,11 +416,11 @@ def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: _Spare) -> bool:
 
 def _boundary(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Boundary:
     """PyMySQL's state as :func:`resil.switching.at_boundary` asks for it."""
-    status = _server_status(conn)
+    status = mysql.server_status(conn)
     return switching.at_boundary(
         runtime, record, (conn.host, conn.port),
-        in_transaction=record.tx or bool(status & _IN_TRANS),
-        must_hold=lambda: must_hold(_access(sql, status), bool(status & _AUTOCOMMIT)))
+        in_transaction=record.tx or bool(status & mysql.IN_TRANS),
+        must_hold=lambda: must_hold(_access(sql, status), bool(status & mysql.AUTOCOMMIT)))
 
 
 def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any, may_replay: bool,
@@ -468,10 +431,10 @@ def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any, may_r
         return AfterError.RAISE
     # pymysql updates server_status only on success: it still says whether the failed
     # statement ran inside a transaction.
-    status = _server_status(conn)
+    status = mysql.server_status(conn)
     return switching.after_error(
-        runtime, record, _kind(exc),
-        in_transaction=_in_transaction(conn, record) and not record.connecting,
+        runtime, record, mysql.kind(exc),
+        in_transaction=mysql.in_transaction(conn, record) and not record.connecting,
         may_replay=may_replay,
         repeatable=lambda: repeatable or _access(sql, status) is Access.READ)
 
@@ -500,7 +463,7 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
                     _at_boundary(agent, conn, record, sql)
-            if not _in_transaction(conn, record) and _closed_by_server(conn, record):
+            if not mysql.in_transaction(conn, record) and _closed_by_server(conn, record):
                 _replace_dead(conn, record)
         return original(*args, **kwargs)
     except Exception as exc:
@@ -569,7 +532,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
                        repeatable)
     if action is None or action is AfterError.RAISE:
         raise exc
-    counters.count(_COUNTED[action])
+    counters.count(mysql.COUNTED[action])
     if action is AfterError.INTERRUPT:
         with contextlib.suppress(Exception):
             _reconnect(conn, record)
@@ -601,7 +564,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
                     if state.epoch != record.epoch or state.locks:
                         _at_boundary(agent, self, record, sql)
                     faults = state.faults
-                if not _in_transaction(self, record) and _closed_by_server(self, record):
+                if not mysql.in_transaction(self, record) and _closed_by_server(self, record):
                     _replace_dead(self, record)
                 if faults:
                     _chaos_statement(agent, self, record)   # type: ignore[arg-type]
@@ -615,7 +578,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
             # is still busy, so a switch cannot miss the transaction it notes.
             if not self.autocommit_mode:
                 try:
-                    _note(record, sql)
+                    mysql.note(record, sql)
                 except Exception as fault:  # fail-open, as resil.guard.fail_open
                     counters.record_fault("pymysql.note", fault)
             return result
@@ -673,7 +636,7 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
             _ended(instance)
     # A session setting: when a switch cut the connection while nothing was open, it is
     # sent again on a new one (repeatable); with a transaction open it is interrupted.
-    was_open = _in_transaction(instance, record)
+    was_open = mysql.in_transaction(instance, record)
     return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, not was_open,
                       repeatable=True)
 
@@ -731,6 +694,6 @@ class PyMySQLIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (_in_transaction(conn, record) and conn._sock is not None):
+            if record.busy or (mysql.in_transaction(conn, record) and conn._sock is not None):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts
