@@ -132,7 +132,7 @@ class Agent:
             _unrouted_hooked = True
             from . import hooks
             for name in UNROUTED_DRIVERS:
-                hooks.register(name, _warn_unrouted)
+                hooks.register(name, _guarded_warn_unrouted)
 
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
@@ -524,6 +524,12 @@ def _warn_unrouted(module: Any) -> None:
                 "are routed (with Django: pymysql.install_as_MySQLdb()); see "
                 "docs/integrations.md",
                 UNROUTED_DRIVERS[module.__name__])
+
+
+def _guarded_warn_unrouted(module: Any) -> None:
+    """:func:`_warn_unrouted` as an import hook: it runs inside the application's
+    ``import``, so a fault of its own is counted, never raised there."""
+    fail_open("agent.unrouted_driver", _warn_unrouted, module)
 
 
 PARENT_ENV = "_RESIL_PARENT_AGENT"

@@ -141,7 +141,7 @@ def test_fault_after_a_successful_statement_never_fails_or_replays_it(
     """resil's bookkeeping after the statement ran (noting an open transaction) is
     guarded: a fault there is counted, and the application gets the statement's result —
     not an error, and not a second execution."""
-    from resil.integrations import _mysql
+    import resil.integrations.pymysql as integration
     resil.start(pair_config)
     conn = pymysql.connect(host="orders-db", user="app", password="apppw", database=mysql_db,
                            autocommit=True)
@@ -151,7 +151,7 @@ def test_fault_after_a_successful_statement_never_fails_or_replays_it(
         conn.autocommit(False)              # with autocommit off, every statement is noted
         def broken(record, sql):
             raise RuntimeError("injected fault")
-        monkeypatch.setattr(_mysql, "note", broken)
+        monkeypatch.setattr(integration, "note", broken)
         with conn.cursor() as cur:
             assert cur.execute("INSERT INTO t () VALUES ()") == 1   # the statement's result
         monkeypatch.undo()

@@ -64,3 +64,19 @@ def test_no_warning_without_a_mysql_resource(write_config, fake_driver, caplog):
         __import__("asyncmy")
     assert "does not route" not in caplog.text
     sys.modules.pop("asyncmy", None)
+
+
+def test_a_fault_of_the_warning_never_breaks_the_import(write_config, fake_driver,
+                                                        monkeypatch):
+    import resil.agent
+    fake_driver("asyncmy")
+    resil.start(write_config(CONFIG))
+
+    def broken(module):
+        raise RuntimeError("injected fault")
+    monkeypatch.setattr(resil.agent, "_warn_unrouted", broken)
+    module = __import__("asyncmy")                 # imported all the same
+    assert module.VERSION == "fake"
+    from resil import counters
+    assert counters.faults() == {"agent.unrouted_driver": 1}
+    sys.modules.pop("asyncmy", None)

@@ -35,7 +35,7 @@ from ..errors import LockTimeoutError, TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary
-from . import _mysql as mysql
+from ._mysql import AUTOCOMMIT, COUNTED, IN_TRANS, in_transaction, kind, note, server_status
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -54,7 +54,7 @@ TRACKER = Tracker("mysql", point=_point)
 
 def _autocommit_off(conn: Any) -> bool:
     return getattr(conn, "autocommit_mode", None) is False or \
-        not (mysql.server_status(conn) & mysql.AUTOCOMMIT)
+        not (server_status(conn) & AUTOCOMMIT)
 
 
 # --------------------------------------------------------------------------- connect
@@ -116,11 +116,11 @@ def _moved(conn: Any, record: Tracked, started: int) -> None:
 async def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
     """The control state changed, or something is locked: hold, move or check."""
     try:
-        status = mysql.server_status(conn)
+        status = server_status(conn)
         autocommit = not _autocommit_off(conn)
         boundary = await switching.at_boundary_async(
             agent, record, (conn._host, conn._port),
-            in_transaction=record.tx or bool(status & mysql.IN_TRANS),
+            in_transaction=record.tx or bool(status & IN_TRANS),
             must_hold=lambda: must_hold(classify(sql), autocommit))
     except LockTimeoutError:
         raise                           # the documented error: the write was not sent
@@ -139,8 +139,8 @@ def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any,
     if runtime is None:
         return AfterError.RAISE
     return switching.after_error(
-        runtime, record, mysql.kind(exc),
-        in_transaction=mysql.in_transaction(conn, record) and not record.connecting,
+        runtime, record, kind(exc),
+        in_transaction=in_transaction(conn, record) and not record.connecting,
         may_replay=may_replay, repeatable=lambda: classify(sql) is Access.READ)
 
 
@@ -150,7 +150,7 @@ async def _on_error(original: Callable[..., Awaitable[Any]], conn: Any, record: 
     action = fail_open("aiomysql.error", _after_error, conn, record, exc, sql, may_replay)
     if action is None or action is AfterError.RAISE:
         raise exc
-    counters.count(mysql.COUNTED[action])
+    counters.count(COUNTED[action])
     if action is AfterError.INTERRUPT:
         with contextlib.suppress(Exception):
             await _reconnect(conn, record)
@@ -184,7 +184,7 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
             return await _on_error(original, conn, record, args, sql, may_replay, exc)
         if _autocommit_off(conn):
             try:
-                mysql.note(record, sql)
+                note(record, sql)
             except Exception as fault:      # fail-open: the statement succeeded
                 counters.record_fault("aiomysql.note", fault)
         return result
@@ -268,7 +268,7 @@ class AiomysqlIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (mysql.in_transaction(conn, record)
+            if record.busy or (in_transaction(conn, record)
                                and getattr(conn, "_writer", None) is not None):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts

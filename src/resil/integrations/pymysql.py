@@ -56,7 +56,16 @@ from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary
 from ..topology import Endpoint, address
-from . import _mysql as mysql
+from ._mysql import (
+    AUTOCOMMIT,
+    COUNTED,
+    IN_TRANS,
+    NO_BACKSLASH_ESCAPES,
+    in_transaction,
+    kind,
+    note,
+    server_status,
+)
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
 from .base import Integration, Target, fail_open
 
@@ -68,7 +77,7 @@ TRACKER = Tracker("mysql")
 
 
 def _access(sql: Any, status: int) -> Access:
-    return classify(sql, no_backslash_escapes=bool(status & mysql.NO_BACKSLASH_ESCAPES))
+    return classify(sql, no_backslash_escapes=bool(status & NO_BACKSLASH_ESCAPES))
 
 
 # --------------------------------------------------------------------------- connect
@@ -380,8 +389,8 @@ def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> _Spare
     target = resource.endpoint_in(lock.target) if lock is not None and lock.target else None
     if target is None or (conn.host, conn.port) == (target.host, target.port):
         return None
-    status = mysql.server_status(conn)
-    if not must_hold(_access(sql, status), bool(status & mysql.AUTOCOMMIT)):
+    status = server_status(conn)
+    if not must_hold(_access(sql, status), bool(status & AUTOCOMMIT)):
         return None
     return _Spare(conn, target)
 
@@ -416,11 +425,11 @@ def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: _Spare) -> bool:
 
 def _boundary(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Boundary:
     """PyMySQL's state as :func:`resil.switching.at_boundary` asks for it."""
-    status = mysql.server_status(conn)
+    status = server_status(conn)
     return switching.at_boundary(
         runtime, record, (conn.host, conn.port),
-        in_transaction=record.tx or bool(status & mysql.IN_TRANS),
-        must_hold=lambda: must_hold(_access(sql, status), bool(status & mysql.AUTOCOMMIT)))
+        in_transaction=record.tx or bool(status & IN_TRANS),
+        must_hold=lambda: must_hold(_access(sql, status), bool(status & AUTOCOMMIT)))
 
 
 def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any, may_replay: bool,
@@ -431,10 +440,10 @@ def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any, may_r
         return AfterError.RAISE
     # pymysql updates server_status only on success: it still says whether the failed
     # statement ran inside a transaction.
-    status = mysql.server_status(conn)
+    status = server_status(conn)
     return switching.after_error(
-        runtime, record, mysql.kind(exc),
-        in_transaction=mysql.in_transaction(conn, record) and not record.connecting,
+        runtime, record, kind(exc),
+        in_transaction=in_transaction(conn, record) and not record.connecting,
         may_replay=may_replay,
         repeatable=lambda: repeatable or _access(sql, status) is Access.READ)
 
@@ -463,7 +472,7 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...],
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
                     _at_boundary(agent, conn, record, sql)
-            if not mysql.in_transaction(conn, record) and _closed_by_server(conn, record):
+            if not in_transaction(conn, record) and _closed_by_server(conn, record):
                 _replace_dead(conn, record)
         return original(*args, **kwargs)
     except Exception as exc:
@@ -532,7 +541,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
                        repeatable)
     if action is None or action is AfterError.RAISE:
         raise exc
-    counters.count(mysql.COUNTED[action])
+    counters.count(COUNTED[action])
     if action is AfterError.INTERRUPT:
         with contextlib.suppress(Exception):
             _reconnect(conn, record)
@@ -564,7 +573,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
                     if state.epoch != record.epoch or state.locks:
                         _at_boundary(agent, self, record, sql)
                     faults = state.faults
-                if not mysql.in_transaction(self, record) and _closed_by_server(self, record):
+                if not in_transaction(self, record) and _closed_by_server(self, record):
                     _replace_dead(self, record)
                 if faults:
                     _chaos_statement(agent, self, record)   # type: ignore[arg-type]
@@ -578,7 +587,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
             # is still busy, so a switch cannot miss the transaction it notes.
             if not self.autocommit_mode:
                 try:
-                    mysql.note(record, sql)
+                    note(record, sql)
                 except Exception as fault:  # fail-open, as resil.guard.fail_open
                     counters.record_fault("pymysql.note", fault)
             return result
@@ -636,7 +645,7 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
             _ended(instance)
     # A session setting: when a switch cut the connection while nothing was open, it is
     # sent again on a new one (repeatable); with a transaction open it is interrupted.
-    was_open = mysql.in_transaction(instance, record)
+    was_open = in_transaction(instance, record)
     return _statement(wrapped, instance, args, kwargs, b"BEGIN", not was_open, not was_open,
                       repeatable=True)
 
@@ -694,6 +703,6 @@ class PyMySQLIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (mysql.in_transaction(conn, record) and conn._sock is not None):
+            if record.busy or (in_transaction(conn, record) and conn._sock is not None):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts
