@@ -314,14 +314,17 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
                     lagged.append(seconds)
     finally:
         writers = fleet.stop()
-    pauses = [max(writers.pauses_since(a, b)) for a, b in windows]
+    each = [writers.pauses_since(a, b) for a, b in windows]
+    pauses = [max(p) for p in each]
     quiet = [max(writers.pauses_since(a, b)) for a, b in quiet_windows]
-    return {"pauses": pauses, "quiet": quiet, "steps": steps, "errors": len(writers.errors),
+    return {"pauses": pauses, "quiet": quiet, "writer_pauses": [x for p in each for x in p],
+            "steps": steps, "windows": windows, "errors": len(writers.errors),
             "acked": writers.acked, "error_samples": writers.errors[:3],
             "refused": refused, "converge_after_lag": lagged, "primary": primary,
             "moved": {k: v for k, v in fleet.counters.items()
                       if k in ("mysql_connections_moved", "mysql_spares_taken",
-                               "redis_connections_moved", "held_writes")}}, writers
+                               "redis_connections_moved", "redis_spares_taken",
+                               "held_writes")}}, writers
 
 
 def ms(values: list[float]) -> str:
@@ -336,6 +339,7 @@ def ms(values: list[float]) -> str:
 def report(title: str, result: dict[str, Any]) -> None:
     print(f"\n{title}")
     print(f"  write pause per switch   {ms(result['pauses'])}")
+    print(f"  each writer, per switch  {ms(result['writer_pauses'])}")
     print(f"  same window, no switch   {ms(result['quiet'])}")
     print(f"  client errors            {result['errors']}")
     print(f"  acknowledged writes      {result['acked']}")
@@ -374,6 +378,8 @@ def main() -> int:
                              "machine's queueing as much as the switch)")
     parser.add_argument("--simulated", type=int, default=0, metavar="N",
                         help="a Redis control plane shared with N simulated instances")
+    parser.add_argument("--only", choices=("mysql", "redis"),
+                        help="switch only this kind of resource")
     parser.add_argument("--in-process", action="store_true",
                         help="run the switch in this process, among the writer threads, "
                              "instead of as `resil db switch` in its own")
@@ -414,17 +420,22 @@ def main() -> int:
 
             def fleet(kind: str, n: int) -> Fleet:
                 return Fleet(kind, processes, n // max(processes, 1), path, base, args.rate)
-            my, writers = run_switches(
-                switch, "orders-db", fleet("mysql-pool" if args.heavy else "mysql", threads),
-                count, lag=lambda unit: block_sql_thread(mysql, unit, 1.5),
-                lag_every=10 if args.heavy else 0)
-            my["lost"] = lost_mysql(mysql, writers)
-            rd, writers = run_switches(switch, "cache", fleet("redis", redis_threads), count,
-                                       lag=lambda unit: freeze_replica(cache, unit, 1.5),
-                                       lag_every=10 if args.heavy else 0)
-            with context.bypass():
-                current = cache.primary if rd["primary"] == "a" else cache.replica
-                rd["lost"] = lost_redis(current.client(), writers)
+            my = rd = None
+            if args.only != "redis":
+                my, writers = run_switches(
+                    switch, "orders-db",
+                    fleet("mysql-pool" if args.heavy else "mysql", threads), count,
+                    lag=lambda unit: block_sql_thread(mysql, unit, 1.5),
+                    lag_every=10 if args.heavy else 0)
+                my["lost"] = lost_mysql(mysql, writers)
+            if args.only != "mysql":
+                rd, writers = run_switches(
+                    switch, "cache", fleet("redis", redis_threads), count,
+                    lag=lambda unit: freeze_replica(cache, unit, 1.5),
+                    lag_every=10 if args.heavy else 0)
+                with context.bypass():
+                    current = cache.primary if rd["primary"] == "a" else cache.replica
+                    rd["lost"] = lost_redis(current.client(), writers)
         finally:
             if local:
                 resil.stop()
@@ -438,12 +449,16 @@ def main() -> int:
         shape += f", beside {args.simulated} simulated instances"
     if args.rate:
         shape += f", {args.rate:g} writes/s each"
-    report(f"MySQL: {threads} writers{shape}, {count} switches"
-           + (", lag before every tenth" if args.heavy else ""), my)
-    report(f"Redis: {redis_threads} writers{shape}, {count} switches", rd)
+    if my is not None:
+        report(f"MySQL: {threads} writers{shape}, {count} switches"
+               + (", lag before every tenth" if args.heavy else ""), my)
+    if rd is not None:
+        report(f"Redis: {redis_threads} writers{shape}, {count} switches", rd)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "switch.json").write_text(json.dumps({"mysql": my, "redis": rd}, indent=1))
+    if my is None or rd is None:
+        return 0
     bad = my["errors"] or my["lost"] or rd["errors"] or rd["lost"]
     mysql_max = max(my["pauses"] or [0])
     redis_max = max(rd["pauses"] or [0])

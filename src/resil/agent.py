@@ -83,6 +83,7 @@ class Agent:
         """The id of the agent that forked (gunicorn's master) or spawned (uvicorn's
         supervisor) this process, if any: it serves the instance's admin endpoint."""
         self._marked: dict[str, Mark] = {}
+        self._marks_written = threading.Condition()
         """resource -> the mark this agent last wrote there."""
         self._holders: dict[str, str] = {}
         """resource -> the holder of the lock on it this agent last saw (whose verify
@@ -355,7 +356,15 @@ class Agent:
             elif name in self._holders:
                 arrived = ("verify", self._holders.pop(name))
             self.plane.mark(name, self.id, *mark, arrived=arrived)
-            self._marked[name] = mark
+            with self._marks_written:
+                self._marked[name] = mark
+                self._marks_written.notify_all()
+
+    def wait_marked(self, resource: str, epoch: int, timeout: float) -> bool:
+        with self._marks_written:
+            return self._marks_written.wait_for(
+                lambda: self._marked.get(resource, (-1, 0))[0] >= epoch or self._stopped,
+                timeout)
 
     def unreachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` of ``resource`` did not reach the server: reported
@@ -416,11 +425,12 @@ class Agent:
             try:
                 # The heartbeat goes out every interval, and at once with a new epoch;
                 # the marks whenever they change (a switch's drain waits on them).
+                # Marks first: a switch's drain waits on them, not on the heartbeat.
+                self._mark()
                 if self._urgent or time.monotonic() >= due or self.state.epoch != reported:
                     epoch, self._urgent = self.state.epoch, False
                     self.plane.report(self.heartbeat())
                     due, reported = time.monotonic() + self.config.heartbeat_interval, epoch
-                self._mark()
             except ResilError as exc:   # the control plane is down: said once, not a fault
                 self._report(exc)
             except Exception as exc:    # a full disk must not kill the loop
@@ -492,6 +502,7 @@ class Agent:
         self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
         self._unreachable = {}
         self._marked = {}
+        self._marks_written = threading.Condition()
         self._holders = {}
         self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"

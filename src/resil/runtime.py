@@ -43,6 +43,12 @@ class Runtime(Protocol):
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""
 
+    def wait_marked(self, resource: str, epoch: int, timeout: float) -> bool:
+        """Block until this agent has told a switch where it stands on ``resource`` at
+        ``epoch`` or later (its mark: what a drain waits for), or ``timeout``; whether
+        it has. Background work a switch makes (a spare connection) waits for it, so
+        that it does not delay the drain."""
+
     def unreachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` of ``resource`` did not reach the server (refused,
         timed out): reported in the heartbeat at once, a witness for ``resil monitor``."""

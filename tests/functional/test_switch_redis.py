@@ -13,7 +13,7 @@ import redis
 
 import resil
 from functional.writers import Tally, Writers
-from resil import context, counters
+from resil import context, counters, registry
 from servers import RedisPair
 from servers.config import resil_toml
 
@@ -113,6 +113,45 @@ def test_aborted_switch_keeps_the_old_primary(pair, config):
             pair.replica.client().execute_command("REPLICAOF", "127.0.0.1",
                                                   str(pair.primary.port))
     assert not writers.errors, writers.errors[:3]
+
+
+def test_a_write_held_by_a_switch_takes_over_a_connection_made_during_the_lock(pair, config):
+    """While the switch holds writes, a spare connection to the target opens with the
+    pool's own arguments (database, client name); at the publish the pooled connection
+    takes it over (no connect then, when every held write would connect at once): the
+    same object, now on the new primary, and the write runs once, there."""
+    resil.start(config)
+    client = redis.Redis(host="cache", db=3, client_name="held-app", socket_timeout=10)
+    client.get("warm")                                  # one pooled connection, on a
+    pool = client.connection_pool
+    (conn,) = pool._available_connections
+    taken = counters.stats().get("redis_spares_taken", 0)
+    switching = subprocess.Popen([RESIL, "db", "switch", "cache", "--to", "b", "--config",
+                                  str(config), "--pause-after", "drain:0.5",
+                                  "--drain-timeout", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 10
+        while "cache" not in registry.runtime().state.locks:
+            if time.monotonic() > deadline or switching.poll() is not None:
+                switching.kill()
+                raise AssertionError(f"the switch never locked: {switching.communicate()[0]}")
+            time.sleep(0.01)
+        assert client.incr("held") == 1                 # held, then moved
+        name = client.client_getname()
+        checked_out = pool.get_connection()
+        port = checked_out.port
+        pool.release(checked_out)
+    finally:
+        out = switching.communicate(timeout=30)[0]
+    assert switching.returncode == 0, out
+    assert (name, port) == ("held-app", pair.replica.port)
+    assert pool._available_connections == [conn]        # the same object, moved
+    assert counters.stats().get("redis_spares_taken", 0) == taken + 1
+    with context.bypass():
+        assert pair.replica.client(db=3).get("held") == "1"     # once, on the new primary
+    assert switch(config, "a").returncode == 0
 
 
 def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):

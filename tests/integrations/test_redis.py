@@ -125,3 +125,40 @@ def test_asyncio_write_awaits_a_lock_without_blocking_the_loop(pair_config, redi
     assert counters.stats()["held_writes"] >= 1 and counters.holding() == 0
     with context.bypass():
         assert redis_pair.primary.client().get("resil:async-held") == "v"
+
+
+def test_a_move_cuts_commands_waiting_on_the_old_primary_but_not_idle_connections(
+        pair_config, redis_pair, publish, caplog):
+    """When the primary moves, a command still waiting for the old primary's reply (a
+    blocking pop here) gets "connection closed" at once rather than its socket timeout;
+    the pool's idle connections are not cut (nothing of theirs is at risk: they move at
+    their next checkout), so the warning counts only the one in flight."""
+    import threading
+    resil.start(pair_config)
+    client = redis.Redis(host="cache", socket_timeout=10)
+    idle = [client.connection_pool.get_connection() for _ in range(3)]
+    for conn in idle:
+        client.connection_pool.release(conn)
+    outcome: list[object] = []
+
+    def blocked() -> None:
+        try:
+            outcome.append(client.blpop(["never"], timeout=8))
+        except redis.RedisError as exc:    # retried on "b", a replica: READONLY
+            outcome.append(exc)
+    waiter = threading.Thread(target=blocked)
+    waiter.start()
+    with context.bypass():
+        assert wait_for(lambda: redis_pair.primary.client().info("clients")
+                        ["blocked_clients"] == 1)
+    cut = counters.stats().get("statements_abandoned", 0)
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        publish(cache="b")
+        waiter.join(10)
+    assert time.monotonic() - began < 3             # cut, not left to its timeouts
+    assert counters.stats().get("statements_abandoned", 0) == cut + 1
+    assert "1 connection(s) still waiting there cut" in caplog.text
+    assert outcome and isinstance(outcome[0], redis.RedisError)
+    assert all(conn._sock is not None for conn in idle)
+    assert served_port(client) == redis_pair.replica.port     # the idle ones moved

@@ -67,6 +67,9 @@ class Runtime:
     def reachable(self, resource: str, endpoint: str) -> None:
         pass
 
+    def wait_marked(self, resource: str, epoch: int, timeout: float) -> bool:
+        return True
+
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         if self.queued:
             self.now += 0.1

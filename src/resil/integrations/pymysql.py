@@ -45,12 +45,11 @@ import copy
 import logging
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import context, counters, registry, spans, switching
+from .. import counters, registry, spans, switching
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
@@ -66,6 +65,7 @@ from ._mysql import (
     note,
     server_status,
 )
+from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, Spare
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
 from .base import Integration, Target, fail_open
 
@@ -311,76 +311,36 @@ def _alive(conn: Any) -> bool:
 # --------------------------------------------------------------------------- prewarm
 
 #: Longest wait for a spare connection's handshake with a switch's target.
-SPARE_CONNECT_TIMEOUT = 1.0
+SPARE_CONNECT_TIMEOUT = CONNECT_TIMEOUT
 
 
-class _Spare:
-    """A connection to the primary a planned switch is moving to, opened in a thread of
-    its own while a statement is held, with the same arguments as the held connection
-    (user, database, charset, sql_mode, init_command, autocommit). At the publish the
-    statement takes it over instead of connecting then, when every held connection of
-    every process would connect at once. A handshake still under way is waited for, up
-    to :data:`SPARE_CONNECT_TIMEOUT` from its start (a second connect to the same busy
-    server would only come later); a failed one leaves the statement to connect as
-    before. Whatever is not taken is closed."""
-
-    def __init__(self, conn: Any, target: Endpoint) -> None:
-        spare = copy.copy(conn)
-        spare.__dict__.pop(ATTRIBUTE, None)
-        spare._sock = spare._rfile = spare._result = None
-        spare.host, spare.port = target.host, target.port
-        self.conn: Any = spare
-        self.ready = False
-        self._lock = threading.Lock()
-        self._dropped = False
-        self._done = threading.Event()
-        self._deadline = time.monotonic() + SPARE_CONNECT_TIMEOUT
-        threading.Thread(target=self._connect, name="resil-spare", daemon=True).start()
-
-    def _connect(self) -> None:
-        spare = self.conn
-        read = spare._read_timeout
-        spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
-                                    SPARE_CONNECT_TIMEOUT)
-        spare._read_timeout = spare.connect_timeout     # the greeting and login too
-        try:
-            with context.bypass():
-                spare.connect()
-        except Exception:
-            counters.count("mysql_spare_failures")
-            self._done.set()
-            self.drop()
-            return
-        spare._read_timeout = read                      # the application's, from now on
-        with contextlib.suppress(Exception):
-            spare._sock.settimeout(read)
-        with self._lock:
-            self.ready = not self._dropped
-        self._done.set()
-        if not self.ready:
-            self._close()
-
-    def take(self) -> Any:
-        """The connected spare, now the caller's to use or close; None if its handshake
-        failed or outlasted its bound (it is then closed when it ends)."""
-        self._done.wait(max(0.0, self._deadline - time.monotonic()))
-        with self._lock:
-            ready, self._dropped, self.ready = self.ready, True, False
-        return self.conn if ready else None
-
-    def drop(self) -> None:
-        """Not needed: closed now if connected, or as soon as its handshake ends."""
-        with self._lock:
-            ready, self._dropped, self.ready = self.ready, True, False
-        if ready:
-            self._close()
-
-    def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+def _spare_to(conn: Any, target: Endpoint, after: Callable[[], object] | None = None) -> Spare:
+    """A spare (:mod:`resil.integrations._spare`) for ``conn``: a connection to
+    ``target`` with the same arguments (user, database, charset, sql_mode,
+    init_command, autocommit)."""
+    spare = copy.copy(conn)
+    spare.__dict__.pop(ATTRIBUTE, None)
+    spare._sock = spare._rfile = spare._result = None
+    spare.host, spare.port = target.host, target.port
+    return Spare(spare, _open_spare, _close_spare, "mysql_spare_failures", after)
 
 
-def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> _Spare | None:
+def _open_spare(spare: Any) -> None:
+    read = spare._read_timeout
+    spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
+                                SPARE_CONNECT_TIMEOUT)
+    spare._read_timeout = spare.connect_timeout     # the greeting and login too
+    spare.connect()
+    spare._read_timeout = read                      # the application's, from now on
+    with contextlib.suppress(Exception):
+        spare._sock.settimeout(read)
+
+
+def _close_spare(spare: Any) -> None:
+    spare.close()
+
+
+def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Spare | None:
     """A spare connection for a statement about to be held by a planned switch's lock;
     None when nothing is locked, the lock names no target (a failover's), the statement
     would not be held, or ``conn`` is there already."""
@@ -392,10 +352,12 @@ def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> _Spare
     status = server_status(conn)
     if not must_hold(_access(sql, status), bool(status & AUTOCOMMIT)):
         return None
-    return _Spare(conn, target)
+    epoch = runtime.current_state().epoch
+    return _spare_to(conn, target, lambda: runtime.wait_marked(resource.name, epoch,
+                                                                AFTER_MARK_TIMEOUT))
 
 
-def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: _Spare) -> bool:
+def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: Spare) -> bool:
     """Move ``conn`` onto the spare when the primary is now where the spare goes and it
     is connected: the same object, the spare's socket and session. False (nothing done,
     the spare dropped) otherwise."""

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
 from ..topology import address
+from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, Spare
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of
 from .base import Integration, Target, fail_open
 
@@ -66,9 +67,13 @@ def _is_write(command: Any) -> bool:
 
 def _route(conn: Any) -> None:
     record = TRACKER.route(conn)
-    if record is None:
-        return
-    resource = record.resource     # no thread waits on a dead or frozen primary unbounded
+    if record is not None:
+        _bound(conn, record.resource)
+
+
+def _bound(conn: Any, resource: Resource) -> None:
+    """No thread waits on a dead or frozen server unbounded: the resource's timeouts
+    where the application set none (or a longer connect timeout)."""
     if conn.socket_connect_timeout is None \
             or conn.socket_connect_timeout > resource.connect_timeout:
         conn.socket_connect_timeout = resource.connect_timeout
@@ -210,6 +215,95 @@ def _chaos_cut(conn: Any) -> None:
     chaos.cut(getattr(conn, "_sock", None))
 
 
+# --------------------------------------------------------------------------- spares
+
+#: The spare opened for the sync command under way while a planned switch held it
+#: (:mod:`resil.integrations._spare`): the connection it checks out takes it over if
+#: that connection must connect again, to where the spare goes (moved at the checkout,
+#: or cut by the switch's fence).
+_SPARE: contextvars.ContextVar[Spare | None] = contextvars.ContextVar(
+    "resil_redis_spare", default=None)
+
+
+def _spare_for(agent: Runtime, client: Any, resource: Resource) -> Spare | None:
+    """A connection to the target a planned switch's lock names, made by the client's
+    pool class with the pool's own arguments (password, database, client name,
+    timeouts, TLS); None when the lock names no target (a failover's) or the pool's
+    connections cannot take one over (see :func:`_adoptable`)."""
+    state = agent.current_state()
+    lock = state.locks.get(resource.name)
+    target = resource.endpoint_in(lock.target) if lock is not None and lock.target else None
+    pool = getattr(client, "connection_pool", None)
+    if target is None or pool is None or getattr(pool, "cache", None) is not None:
+        return None
+    kwargs = dict(pool.connection_kwargs, host=target.host, port=target.port)
+    conn = pool.connection_class(**kwargs)
+    _bound(conn, resource)
+    conn.socket_connect_timeout = min(conn.socket_connect_timeout, CONNECT_TIMEOUT)
+    return Spare(conn, _open_spare, _close_spare, "redis_spare_failures",
+                 after=lambda: agent.wait_marked(resource.name, state.epoch,
+                                                 AFTER_MARK_TIMEOUT))
+
+
+def _open_spare(conn: Any) -> None:
+    conn.connect()
+
+
+def _close_spare(conn: Any) -> None:
+    conn.disconnect()
+
+
+def _adoptable(conn: Any, spare: Any) -> bool:
+    """Whether ``conn`` can take over ``spare``'s socket, the server session on it set
+    up as ``conn``'s own handshake would have: the same connection class, protocol and
+    reply parser, and no callbacks of its own to run on a connect (a pub/sub
+    resubscription)."""
+    return type(conn) is type(spare) and type(conn._parser) is type(spare._parser) \
+        and getattr(conn, "protocol", None) == getattr(spare, "protocol", None) \
+        and not getattr(conn, "_connect_callbacks", None)
+
+
+def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.connect`` (sync): a connection about to open a socket while its
+    command was held by a planned switch takes over the spare opened meanwhile."""
+    def connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._sock is None:
+            spare = _SPARE.get()
+            if spare is not None and fail_open("redis.adopt", _adopt, self, spare):
+                return None
+        return original(self, *args, **kwargs)
+    return connect
+
+
+def _adopt(conn: Any, spare: Spare) -> bool:
+    """Give ``conn`` (not connected) the spare's socket, its server session set up by
+    the same arguments, when the primary is now where the spare goes: the same object,
+    connected with no round trip. False (nothing done, the spare closed) otherwise."""
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    agent = registry.runtime()
+    if record is None or agent is None:
+        return False
+    state = agent.current_state()
+    endpoint = agent.router.primary_of(record.resource, state)
+    if endpoint is None or (spare.conn.host, spare.conn.port) != (endpoint.host, endpoint.port):
+        return False
+    ready = spare.take()
+    if ready is None:
+        return False
+    if not _adoptable(conn, ready):
+        _close_spare(ready)
+        return False
+    conn._sock, ready._sock = ready._sock, None
+    conn._parser.on_connect(conn)       # conn's own parser (and push handlers), re-bound
+    if getattr(ready, "_handshake_metadata", None) is not None:     # RESP3's HELLO reply
+        conn._handshake_metadata = ready._handshake_metadata
+    conn.host, conn.port = ready.host, ready.port
+    record.epoch = state.epoch
+    counters.count("redis_spares_taken")
+    fail_open("redis.witness", _witness, conn, True)
+    return True
+
+
 # --------------------------------------------------------------------------- boundary
 
 def _stale(agent: Runtime, conn: Any, record: Tracked) -> Boundary:
@@ -230,12 +324,23 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         state = agent.state
         if state.epoch != record.epoch \
                 and fail_open("redis.boundary", _stale, agent, conn, record) is Boundary.MOVE:
-            conn.disconnect()   # redis-py reconnects on the next send, through _connect
+            conn.disconnect()   # redis-py reconnects on the next send (see _make_connect)
             counters.count("redis_connections_moved")
         if state.faults:
             fail_open("redis.chaos", _chaos_cut, conn)
+        record.busy = True      # checked out until released (see abandon)
         return conn
     return get_connection
+
+
+def _make_release(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``ConnectionPool.release``: the connection is idle again (see abandon)."""
+    def release(self: Any, connection: Any, *args: Any, **kwargs: Any) -> Any:
+        record: Tracked | None = connection.__dict__.get(ATTRIBUTE)
+        if record is not None:
+            record.busy = False
+        return original(self, connection, *args, **kwargs)
+    return release
 
 
 # --------------------------------------------------------------------------- gate
@@ -252,10 +357,30 @@ def _writes(commands: tuple[Any, ...]) -> Callable[[], bool]:
     return lambda: any(_is_write(c) for c in commands)
 
 
-def _hold_if_locked(agent: Runtime, client: Any, commands: tuple[Any, ...]) -> None:
+def _hold_if_locked(agent: Runtime, client: Any, commands: tuple[Any, ...]) -> Spare | None:
+    """Hold a write while its resource is locked; the spare opened meanwhile, if any."""
     resource = _resource_of(agent, client)
-    if resource is not None:
+    if resource is None or not switching.must_wait(agent, resource, _writes(commands)):
+        return None
+    spare = fail_open("redis.spare", _spare_for, agent, client, resource)
+    try:
         switching.hold_if_locked(agent, resource, _writes(commands))
+    except BaseException:
+        if spare is not None:
+            spare.drop()
+        raise
+    return spare
+
+
+def _call(spare: Spare, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` with ``spare`` offered to the connection it checks out;
+    closed after it unless taken."""
+    token = _SPARE.set(spare)
+    try:
+        return call(*args, **kwargs)
+    finally:
+        _SPARE.reset(token)
+        spare.drop()
 
 
 def _to_hold(agent: Runtime, client: Any, commands: tuple[Any, ...]) -> Resource | None:
@@ -294,16 +419,39 @@ def _guarded(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
     if agent is None:
         return wrapped(*args, **kwargs)
     state = agent.state
+    if not state.locks and not state.faults:
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as exc:
+            return _on_error(wrapped, client, args, kwargs, state.epoch, exc)
+    return _eventful(agent, wrapped, client, args, kwargs, commands)
+
+
+def _eventful(agent: Runtime, wrapped: Callable[..., Any], client: Any,
+              args: tuple[Any, ...], kwargs: dict[str, Any], commands: tuple[Any, ...]) -> Any:
+    """A command sent while something is locked or a chaos fault is active: held if it
+    writes to a locked resource (with a spare opened meanwhile), faulted if drawn."""
+    state = agent.state
+    spare = None
     if state.locks:             # a switch somewhere: is it this client's resource?
-        fail_open("redis.gate", _hold_if_locked, agent, client, commands)
+        spare = fail_open("redis.gate", _hold_if_locked, agent, client, commands)
     pending = None
-    if state.faults:
-        drawn = fail_open("redis.chaos", _chaos_command, agent, client)
-        if drawn is not None:
-            pending = _chaos_apply(drawn)
+    try:
+        if state.faults:
+            drawn = fail_open("redis.chaos", _chaos_command, agent, client)
+            if drawn is not None:
+                pending = _chaos_apply(drawn)
+    except BaseException:
+        if spare is not None:
+            spare.drop()
+        raise
     try:
         if pending is not None:
+            if spare is not None:
+                spare.drop()
             return _pending_call(pending, wrapped, *args, **kwargs)
+        if spare is not None:
+            return _call(spare, wrapped, *args, **kwargs)
         return wrapped(*args, **kwargs)
     except Exception as exc:
         return _on_error(wrapped, client, args, kwargs, state.epoch, exc)
@@ -324,16 +472,9 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
         if agent is None:
             return original(self, *args, **options)
         state = agent.state
-        if state.locks:         # a switch somewhere: is it this client's resource?
-            fail_open("redis.gate", _hold_if_locked, agent, self, args[:1])
-        pending = None
-        if state.faults:
-            drawn = fail_open("redis.chaos", _chaos_command, agent, self)
-            if drawn is not None:
-                pending = _chaos_apply(drawn)
+        if state.locks or state.faults:
+            return _eventful(agent, original, self, (self, *args), options, args[:1])
         try:
-            if pending is not None:
-                return _pending_call(pending, original, self, *args, **options)
             return original(self, *args, **options)
         except Exception as exc:
             return _on_error(original, self, (self, *args), options, state.epoch, exc)
@@ -409,17 +550,17 @@ class RedisIntegration(Integration):
     """Routing and hot switching for redis-py."""
 
     def abandon(self, resource: str, address: tuple[str, int]) -> int:
-        """Shut the socket of every sync connection still open to ``address`` (redis-py
-        does not say which one has a command in flight: all are cut, as the old
-        primary's ``CLIENT KILL`` does in a planned switch). A command waiting there
-        gets "connection closed" at once instead of its socket timeout; redis-py's own
-        retries (3 by default since redis-py 6) send it again to the new primary, and an
-        idle one reconnects there at its next command. asyncio connections are left to
-        move at their next command (their streams belong to their event loop)."""
+        """Shut the socket of every sync connection checked out of its pool (or held by
+        a client of its own, or by a pub/sub) while open to ``address``. A command
+        waiting there gets "connection closed" at once instead of its socket timeout;
+        redis-py's own retries (3 by default since redis-py 6) send it again, to the new
+        primary. Idle pooled connections are left alone: they move when next checked
+        out, where a held write's spare can take their place. asyncio connections are
+        left to move at their next command (their streams belong to their event loop)."""
         cut = 0
         for conn, record in TRACKER.connections():
             sock = getattr(conn, "_sock", None)
-            if record.resource.name != resource or sock is None \
+            if record.resource.name != resource or sock is None or not record.busy \
                     or (conn.host, conn.port) != address:
                 continue
             with contextlib.suppress(OSError):
@@ -432,10 +573,14 @@ class RedisIntegration(Integration):
     supported = ((5, 0), (9,))
     targets = (
         Target("redis.connection", "Connection._connect", _connect),
+        Target("redis.connection", "AbstractConnection.connect", _make_connect, method=True),
         Target("redis.connection", "ConnectionPool.get_connection", _make_get_connection,
                method=True),
         Target("redis.connection", "BlockingConnectionPool.get_connection",
                _make_get_connection, method=True),
+        Target("redis.connection", "ConnectionPool.release", _make_release, method=True),
+        Target("redis.connection", "BlockingConnectionPool.release", _make_release,
+               method=True),
         Target("redis.client", "Redis.execute_command", _make_execute_command, method=True),
         Target("redis.client", "Pipeline.execute", _pipeline_execute),
         Target("redis.asyncio.connection", "Connection._connect", _connect),

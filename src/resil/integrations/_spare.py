@@ -1,0 +1,139 @@
+"""Spare connections: opened to a planned switch's target while a write is held.
+
+A planned switch's lock names the server it promotes. A write held by that lock will
+connect there once the switch publishes, and so will every other held write of every
+process, all at once: on a busy machine that burst of handshakes, not the switch, was
+most of the pause. A :class:`Spare` opens the connection during the hold instead, in a
+thread of its own (the writers are waiting, so the handshake has the interpreter to
+itself), and the write takes it over at the publish. A handshake still under way is
+waited for, up to :data:`CONNECT_TIMEOUT` from its start; a failed one leaves the write
+to connect as before. Whatever is not taken is closed.
+
+One thread per process opens the spares, one after the other: a writer only queues its
+spare (a thread started per held write, in every process at once, cost the switch's
+drain more than the handshakes saved).
+
+The drivers say how to open and close their connections; this module only runs the
+handshake in the background and hands the result over exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import context, counters
+
+#: Longest wait for a spare connection's handshake with a switch's target.
+CONNECT_TIMEOUT = 1.0
+
+
+#: Longest wait, before a spare opens, for the agent to tell the switch that it holds
+#: nothing in flight (its drain mark): the handshakes must not slow that down.
+AFTER_MARK_TIMEOUT = 0.05
+
+
+class Spare:
+    """``conn``, opened by ``open(conn)`` in a thread of its own (with resil's routing
+    bypassed: it goes where it is pointed) once ``after()`` returns, closed by
+    ``close(conn)`` unless taken."""
+
+    def __init__(self, conn: Any, open: Callable[[Any], object],
+                 close: Callable[[Any], object], failures: str,
+                 after: Callable[[], object] | None = None) -> None:
+        self.conn = conn
+        self._open, self._close_it, self._failures = open, close, failures
+        self._after = after
+        self.ready = False
+        self._lock = threading.Lock()
+        self._dropped = False
+        self._done = threading.Event()
+        self._deadline = time.monotonic() + CONNECT_TIMEOUT
+        _opener().put(self)
+
+    def _connect(self) -> None:
+        try:
+            if self._after is not None:
+                self._after()
+            with context.bypass():
+                self._open(self.conn)
+        except Exception:
+            counters.count(self._failures)
+            self._done.set()
+            self.drop()
+            return
+        with self._lock:
+            self.ready = not self._dropped
+        self._done.set()
+        if not self.ready:
+            self._close()
+
+    def take(self) -> Any:
+        """The connected spare, now the caller's to use or close; None if its handshake
+        failed or outlasted its bound (it is then closed when it ends)."""
+        self._done.wait(max(0.0, self._deadline - time.monotonic()))
+        with self._lock:
+            ready, self._dropped, self.ready = self.ready, True, False
+        return self.conn if ready else None
+
+    def drop(self) -> None:
+        """Not needed: closed now if connected, or as soon as its handshake ends."""
+        with self._lock:
+            ready, self._dropped, self.ready = self.ready, True, False
+        if ready:
+            self._close()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_it(self.conn)
+
+
+class _Opener:
+    """The process's spare opener: a thread that opens queued spares in turn."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.queue: queue.SimpleQueue[Spare] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="resil-spares", daemon=True).start()
+
+    def put(self, spare: Spare) -> None:
+        self.queue.put(spare)
+
+    def _run(self) -> None:
+        while True:
+            spare = self.queue.get()
+            if time.monotonic() < spare._deadline:
+                spare._connect()
+            else:                               # waited too long in line: not wanted
+                counters.count(spare._failures)
+                spare._done.set()
+                spare.drop()
+
+
+_OPENER: _Opener | None = None
+_OPENER_LOCK = threading.Lock()
+
+
+def _opener() -> _Opener:
+    """The opener of this process (a forked child starts its own)."""
+    global _OPENER
+    opener = _OPENER
+    if opener is None or opener.pid != os.getpid():
+        with _OPENER_LOCK:
+            if _OPENER is None or _OPENER.pid != os.getpid():
+                _OPENER = _Opener()
+            opener = _OPENER
+    return opener
+
+
+def _after_fork() -> None:
+    global _OPENER, _OPENER_LOCK
+    _OPENER, _OPENER_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
