@@ -11,7 +11,12 @@ writers' threads instead). It prints, for MySQL and for Redis:
 - the same figure over a window of the same length with no switch, right after: what
   64 threads in one process on this machine cost without any switch (the baseline);
 - client errors (any exception a writer saw) and lost writes (acknowledged, then absent);
-- the duration of each switch step: p50, p99 and max.
+- the duration of each switch step: p50, p99 and max;
+- with writer processes, where the pause goes: when the lock reached the last agent,
+  when the publish reached the first and the last, and when the last writer resumed,
+  from the switch's start.
+
+``--only mysql|redis`` switches one kind only.
 
 ``--heavy`` is the skeptic's run: 64 writer threads per resource (MySQL: autocommit
 inserts, two-statement transactions and a SQLAlchemy QueuePool, a third each), 100
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import re
 import statistics
@@ -149,6 +155,8 @@ class Fleet:
         self._children: list[tuple[subprocess.Popen[str], Path]] = []
         self.counters: collections.Counter[str] = collections.Counter()
         """The agents' own event counters, summed over the writer processes."""
+        self.applied: list[list[tuple[float, str]]] = []
+        """Per writer process, when its agent applied each control state."""
 
     def start(self) -> None:
         if not self.processes:
@@ -181,6 +189,7 @@ class Fleet:
             child.wait(timeout=60)
             tallies.extend(json.loads(out.read_text()))
             self.counters.update(json.loads(out.with_suffix(".counters.json").read_text()))
+            self.applied.append(json.loads(out.with_suffix(".applied.json").read_text()))
         return Writers.from_json(tallies)
 
 
@@ -188,6 +197,7 @@ def child_main(kind: str, threads: int, prefix: str, config_path: str, out: str,
                rate: float) -> int:
     """A writer process: its own agent and ``threads`` writers, until stdin closes."""
     resil.start(load_config(config_path))
+    applied = _record_applied()
     writers = make_writers(kind, threads, prefix, rate)
     writers.start()
     # Ready once every writer has connected and had a write acknowledged, and a second
@@ -202,8 +212,55 @@ def child_main(kind: str, threads: int, prefix: str, config_path: str, out: str,
     writers.stop()
     Path(out).write_text(json.dumps(writers.to_json()))
     Path(out).with_suffix(".counters.json").write_text(json.dumps(counters.stats()))
+    Path(out).with_suffix(".applied.json").write_text(json.dumps(applied))
     resil.stop()
     return 0
+
+
+def _record_applied() -> list[tuple[float, str]]:
+    """(monotonic time, primaries) of every control state this process's agent applies,
+    from its own log line (at INFO, kept out of the writers' stderr): when the lock and
+    the publish reached this process."""
+    applied: list[tuple[float, str]] = []
+
+    class Applied(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.msg.startswith("resil: applied epoch"):
+                applied.append((time.monotonic(), str(record.args[-1])))
+
+    logger = logging.getLogger("resil")
+    for handler in logger.handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    logger.addHandler(Applied(logging.INFO))
+    logger.setLevel(logging.INFO)
+    return applied
+
+
+def where(windows: list[tuple[float, float]], applied: list[list[tuple[float, str]]],
+          writers: Writers) -> dict[str, list[float]]:
+    """Per switch, measured from its start: when the lock reached the last agent, when
+    the publish (the state that moved the primary) reached the first and the last, and
+    when the last writer's longest write of the window ended."""
+    found: dict[str, list[float]] = {"lock, last agent": [], "publish, first agent": [],
+                                     "publish, last agent": [], "last write resumed": []}
+    for began, until in windows:
+        locks, publishes = [], []
+        for process in applied:
+            seen = [(t, p) for t, p in process if began <= t <= until]
+            if not seen:
+                continue
+            locks.append(seen[0][0])
+            publishes.extend(t for t, p in seen[1:2] if p != seen[0][1])
+        if not locks or not publishes:
+            continue
+        ends = [max(((lat, end) for lat, end in zip(t.latencies, t.ends, strict=False)
+                     if began <= end <= until), default=(0.0, began))[1]
+                for t in writers.tallies]
+        found["lock, last agent"].append(max(locks) - began)
+        found["publish, first agent"].append(min(publishes) - began)
+        found["publish, last agent"].append(max(publishes) - began)
+        found["last write resumed"].append(max(ends) - began)
+    return found
 
 
 def block_sql_thread(pair: MariaDBPair, unit: str, seconds: float) -> None:
@@ -318,6 +375,7 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
     pauses = [max(p) for p in each]
     quiet = [max(writers.pauses_since(a, b)) for a, b in quiet_windows]
     return {"pauses": pauses, "quiet": quiet, "writer_pauses": [x for p in each for x in p],
+            "where": where(windows, fleet.applied, writers),
             "steps": steps, "windows": windows, "errors": len(writers.errors),
             "acked": writers.acked, "error_samples": writers.errors[:3],
             "refused": refused, "converge_after_lag": lagged, "primary": primary,
@@ -355,6 +413,10 @@ def report(title: str, result: dict[str, Any]) -> None:
     print("  steps")
     for name, values in result["steps"].items():
         print(f"    {name:<10}             {ms(values)}")
+    if any(result["where"].values()):
+        print("  from the switch's start (writer processes only)")
+        for name, values in result["where"].items():
+            print(f"    {name:<21}  {ms(values)}")
     for sample in result["error_samples"]:
         print(f"  error: {sample.splitlines()[0]}")
 

@@ -163,6 +163,9 @@ class Agent:
             self._heartbeat = None
         for integration in reversed(self.integrations):
             integration.uninstrument()
+        spares = sys.modules.get("resil.integrations._spare")   # loaded by a switch
+        if spares is not None:
+            spares.stop()
         chaos = sys.modules.get("resil.chaos")     # loaded only if a fault was applied
         if chaos is not None:
             chaos.shutdown()

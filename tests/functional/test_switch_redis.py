@@ -148,6 +148,7 @@ def test_a_write_held_by_a_switch_takes_over_a_connection_made_during_the_lock(p
     assert switching.returncode == 0, out
     assert (name, port) == ("held-app", pair.replica.port)
     assert pool._available_connections == [conn]        # the same object, moved
+    assert conn._sock.gettimeout() == 10                # with its own socket timeout
     assert counters.stats().get("redis_spares_taken", 0) == taken + 1
     with context.bypass():
         assert pair.replica.client(db=3).get("held") == "1"     # once, on the new primary

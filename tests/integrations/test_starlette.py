@@ -127,8 +127,15 @@ def test_requests_are_counted_and_the_load_is_seen(served):
     url, admin, _, _ = served
     done = _load(url, 3)
     assert _get(f"{url}/fail")[0] == 500
-    samples = _samples(_get(f"{admin}/metrics")[1].decode())
-    requests = samples["resil_http_requests_total"]
+    # A request is counted once the application returned: the failed one a moment
+    # after its 500 reached the client.
+    deadline = time.monotonic() + 5
+    while True:
+        samples = _samples(_get(f"{admin}/metrics")[1].decode())
+        requests = samples["resil_http_requests_total"]
+        if (("status_class", "5xx"),) in requests or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert requests[(("status_class", "2xx"),)] >= done + 1
     assert requests[(("status_class", "5xx"),)] == 1
     # 8 callers each keep a 0.2 s request in flight, against a capacity of 16: about

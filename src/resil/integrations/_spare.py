@@ -54,7 +54,7 @@ class Spare:
         self._dropped = False
         self._done = threading.Event()
         self._deadline = time.monotonic() + CONNECT_TIMEOUT
-        _opener().put(self)
+        _submit(self)
 
     def _connect(self) -> None:
         try:
@@ -94,46 +94,69 @@ class Spare:
 
 
 class _Opener:
-    """The process's spare opener: a thread that opens queued spares in turn."""
+    """The process's spare opener: a thread that opens queued spares in turn, and ends
+    once nothing came for :data:`IDLE` seconds (spares come in bursts, at a lock)."""
+
+    IDLE = 1.0
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.queue: queue.SimpleQueue[Spare] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="resil-spares", daemon=True).start()
-
-    def put(self, spare: Spare) -> None:
-        self.queue.put(spare)
+        self.queue: queue.SimpleQueue[Spare | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="resil-spares", daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
         while True:
-            spare = self.queue.get()
+            try:
+                spare = self.queue.get(timeout=self.IDLE)
+            except queue.Empty:
+                with _LOCK:                 # nothing queued meanwhile: done
+                    if self.queue.empty():
+                        _retire(self)
+                        return
+                continue
+            if spare is None:               # stop()
+                return
             if time.monotonic() < spare._deadline:
                 spare._connect()
-            else:                               # waited too long in line: not wanted
+            else:                           # waited too long in line: not wanted
                 counters.count(spare._failures)
                 spare._done.set()
                 spare.drop()
 
 
 _OPENER: _Opener | None = None
-_OPENER_LOCK = threading.Lock()
+_LOCK = threading.Lock()
 
 
-def _opener() -> _Opener:
-    """The opener of this process (a forked child starts its own)."""
+def _submit(spare: Spare) -> None:
+    """Queue ``spare`` for this process's opener, started if none runs."""
     global _OPENER
-    opener = _OPENER
-    if opener is None or opener.pid != os.getpid():
-        with _OPENER_LOCK:
-            if _OPENER is None or _OPENER.pid != os.getpid():
-                _OPENER = _Opener()
-            opener = _OPENER
-    return opener
+    with _LOCK:     # under the lock: an opener that finds its queue empty ends under it
+        if _OPENER is None:
+            _OPENER = _Opener()
+        _OPENER.queue.put(spare)
+
+
+def _retire(opener: _Opener) -> None:
+    global _OPENER
+    if _OPENER is opener:
+        _OPENER = None
+
+
+def stop() -> None:
+    """End the opener (with the agent); spares still queued are left to their bound."""
+    global _OPENER
+    with _LOCK:
+        opener, _OPENER = _OPENER, None
+    if opener is not None:
+        opener.queue.put(None)
+        if opener.thread is not threading.current_thread():
+            opener.thread.join(timeout=CONNECT_TIMEOUT + 1)
 
 
 def _after_fork() -> None:
-    global _OPENER, _OPENER_LOCK
-    _OPENER, _OPENER_LOCK = None, threading.Lock()
+    global _OPENER, _LOCK
+    _OPENER, _LOCK = None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork)

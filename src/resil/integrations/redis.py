@@ -239,7 +239,10 @@ def _spare_for(agent: Runtime, client: Any, resource: Resource) -> Spare | None:
     kwargs = dict(pool.connection_kwargs, host=target.host, port=target.port)
     conn = pool.connection_class(**kwargs)
     _bound(conn, resource)
+    # Its connect and handshake within the spare's bound (a frozen target must not keep
+    # the opener); the adopting connection sets its own timeout on the socket.
     conn.socket_connect_timeout = min(conn.socket_connect_timeout, CONNECT_TIMEOUT)
+    conn.socket_timeout = min(conn.socket_timeout or CONNECT_TIMEOUT, CONNECT_TIMEOUT)
     return Spare(conn, _open_spare, _close_spare, "redis_spare_failures",
                  after=lambda: agent.wait_marked(resource.name, state.epoch,
                                                  AFTER_MARK_TIMEOUT))
@@ -294,6 +297,7 @@ def _adopt(conn: Any, spare: Spare) -> bool:
         _close_spare(ready)
         return False
     conn._sock, ready._sock = ready._sock, None
+    conn._sock.settimeout(conn.socket_timeout)
     conn._parser.on_connect(conn)       # conn's own parser (and push handlers), re-bound
     if getattr(ready, "_handshake_metadata", None) is not None:     # RESP3's HELLO reply
         conn._handshake_metadata = ready._handshake_metadata
