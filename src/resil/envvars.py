@@ -238,7 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
             "cap of the history (64 × 14 days: 15.5 MB). A series beyond it is not "
             "recorded, and `resil scale` says so.", flag=False, minimum=1, maximum=10000),
     Setting("sessions.resource", "str", "",
-            "The redis resource that holds Flask and Django sessions. Empty: the "
+            "The redis resource that holds Flask, Django and Starlette sessions. Empty: the "
             "frameworks' own session stores are left alone.", flag=False),
     Setting("sessions.on_error", "str", "fail",
             "When Redis cannot be reached: `fail` answers 503; `degrade` serves the request "
