@@ -63,6 +63,9 @@ class Agent:
         self.router = Router(config.topology, self.current_state)
         self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self._pid = os.getpid()
+        """The process this agent runs in: another one is a fork that Python's fork hooks
+        did not reach (uWSGI forks its workers in C), found at first use."""
         self.started_at = time.time()
         self._heartbeat: threading.Thread | None = None
         self.admin: AdminServer | None = None
@@ -98,7 +101,7 @@ class Agent:
 
     def current_state(self) -> ControlState:
         """The applied control state; starts the watch on first use in this process."""
-        if not self._watching:
+        if not self._watching or self._pid != os.getpid():
             self._ensure_watching()
         return self.state
 
@@ -456,9 +459,12 @@ class Agent:
     def _ensure_watching(self) -> None:
         if self.plane is None or self._stopped:
             return
+        if self._pid != os.getpid():
+            self._forked_unannounced()
         with self._watch_lock:
             if self._watching or self._stopped:
                 return
+            _warn_if_threads_off()
             self.refresh()   # a new worker routes its first connection on fresh state
             self._watch = self.plane.watch(self.apply, self._on_watch_error)
             self._heartbeat = threading.Thread(target=self._heartbeat_loop,
@@ -480,6 +486,19 @@ class Agent:
             self._report(exc)
         else:
             counters.record_fault("control watch", exc)
+
+    def _forked_unannounced(self) -> None:
+        """This process is a fork that Python's fork hooks did not reach (uWSGI forks its
+        workers in C, unless ``--py-call-osafterfork``): become its own agent now, a
+        worker of the one it was copied from, as :func:`os.fork` would have made it.
+        Without this, every worker would report, mark and drain as its parent."""
+        with _FORK_LOCK:
+            if self._pid == os.getpid():
+                return                  # another thread of this process did it
+            parent = self.id
+            self._after_fork_in_child()
+        log.info("resil: process %d was forked without Python's fork hooks: it now runs "
+                 "as a worker of agent %s", os.getpid(), parent)
 
     def _after_fork_in_child(self) -> None:
         # The admin endpoint stays the parent's: close our copy of its socket.
@@ -509,6 +528,7 @@ class Agent:
         self._holders = {}
         self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self._pid = os.getpid()
         os.environ[PARENT_ENV] = self.id
         self.started_at = time.time()
 
@@ -564,6 +584,24 @@ def _spawning_agent() -> str | None:
     if host == socket.gethostname() and pid.isdigit() and int(pid) == os.getppid():
         return value
     return None
+
+
+_FORK_LOCK = threading.Lock()
+_threads_warned = False
+
+
+def _warn_if_threads_off() -> None:
+    """Under uWSGI without Python threads (``--enable-threads`` off, on versions where
+    that is not the default) the watch and the heartbeat run only while a request does:
+    switches are seen late and the switch's drain waits on this process. Said once."""
+    global _threads_warned
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None or _threads_warned or getattr(uwsgi, "has_threads", True):
+        return
+    _threads_warned = True
+    log.warning("resil: uWSGI runs without Python threads: the agent's watch and heartbeat "
+                "cannot run between requests, so this worker sees a switch late and a "
+                "planned switch waits on it; start uWSGI with --enable-threads")
 
 
 def _after_fork() -> None:

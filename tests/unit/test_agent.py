@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -217,3 +218,37 @@ def test_a_heartbeat_carries_identity_and_load_and_a_worker_adds_its_counters(se
         assert {"events", "faults", "requests", "parent"} <= set(agent.heartbeat())
     finally:
         resil.stop()
+
+
+def test_a_fork_that_python_did_not_announce_becomes_a_worker_at_first_use(setup,
+                                                                            monkeypatch):
+    """uWSGI forks its workers in C: Python's fork hooks do not run there. At its first
+    use the copied agent sees another pid and becomes that process's own agent, a
+    worker of the one it was copied from, instead of reporting as its parent."""
+    import resil.agent as agent_module
+    config, plane = setup(signed=False)
+    agent = resil.start(config)
+    parent = agent.id
+    real = os.getpid()
+    monkeypatch.setattr(agent_module.os, "getpid", lambda: real + 1)
+    primary_host(agent)                               # first use in the "worker"
+    assert agent.parent == parent and agent.id.endswith(f":{real + 1}")
+    assert agent.admin is None                        # the admin endpoint stays the parent's
+    beat = agent.heartbeat()                          # it reports as itself, a worker
+    assert (beat["id"], beat["parent"]) == (agent.id, parent)
+    assert eventually(lambda: plane._agent_file(agent.id).exists(), timeout=3)
+
+
+def test_uwsgi_without_threads_is_said_at_first_use(setup, monkeypatch, caplog):
+    import types
+
+    import resil.agent as agent_module
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(has_threads=0))
+    monkeypatch.setattr(agent_module, "_threads_warned", False)
+    config, _ = setup(signed=False)
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        agent = resil.start(config)
+        primary_host(agent)
+        primary_host(agent)
+    assert caplog.text.count("uWSGI runs without Python threads") == 1
+    assert "--enable-threads" in caplog.text
