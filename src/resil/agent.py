@@ -86,8 +86,9 @@ class Agent:
         """The id of the agent that forked (gunicorn's master) or spawned (uvicorn's
         supervisor) this process, if any: it serves the instance's admin endpoint."""
         self._marked: dict[str, Mark] = {}
-        self._marks_written = threading.Condition()
         """resource -> the mark this agent last wrote there."""
+        self._marks_written = threading.Condition()
+        """Notified when a mark was written (:meth:`wait_marked`)."""
         self._holders: dict[str, str] = {}
         """resource -> the holder of the lock on it this agent last saw (whose verify
         waits for this agent to apply the epoch that ends it)."""
@@ -429,9 +430,8 @@ class Agent:
         while not self._stopped and self.plane is not None:
             self._beat.clear()      # before reading what to report: a later set() repeats
             try:
-                # The heartbeat goes out every interval, and at once with a new epoch;
-                # the marks whenever they change (a switch's drain waits on them).
-                # Marks first: a switch's drain waits on them, not on the heartbeat.
+                # The marks whenever they change, first: a switch's drain waits on them.
+                # The heartbeat every interval, and at once with a new epoch.
                 self._mark()
                 if self._urgent or time.monotonic() >= due or self.state.epoch != reported:
                     epoch, self._urgent = self.state.epoch, False
@@ -497,8 +497,10 @@ class Agent:
                 return                  # another thread of this process did it
             parent = self.id
             self._after_fork_in_child()
-        log.info("resil: process %d was forked without Python's fork hooks: it now runs "
-                 "as a worker of agent %s", os.getpid(), parent)
+        log.warning("resil: process %d was forked without Python's fork hooks (uWSGI "
+                    "without --py-call-uwsgi-fork-hooks, which resil-run sets): it now runs "
+                    "as a worker of agent %s, but locks held at the fork stay held; pass "
+                    "that option", os.getpid(), parent)
 
     def _after_fork_in_child(self) -> None:
         # The admin endpoint stays the parent's: close our copy of its socket.

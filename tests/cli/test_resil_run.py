@@ -280,3 +280,18 @@ def test_the_agent_loads_no_module_it_does_not_need_yet(pair_config, tmp_path):
     out = run([RESIL_RUN, "python", "-c", "import requests, sys; print('resil.retry' in "
                "sys.modules, 'resil.integrations._http' in sys.modules)"], cwd=tmp_path)
     assert out.stdout == "True True\n", out.stderr
+
+
+def test_uwsgi_is_told_to_run_cpythons_fork_hooks(pair_config, tmp_path):
+    """uWSGI skips CPython's fork hooks unless told: resil-run tells it through the
+    environment (any program may read it; uWSGI alone acts on it), keeping a value the
+    user set."""
+    probe = "import os; print(os.environ.get('UWSGI_PY_CALL_UWSGI_FORK_HOOKS'))"
+    out = run([RESIL_RUN, "--config", str(pair_config), "python", "-c", probe], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "1\n"
+    out = run([RESIL_RUN, "--config", str(pair_config), "python", "-c", probe], cwd=tmp_path,
+              env={"UWSGI_PY_CALL_UWSGI_FORK_HOOKS": "0"})
+    assert out.stdout == "0\n"
+    out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path, env={"RESIL_DISABLED": "1"})
+    assert out.stdout == "None\n"                   # disabled: untouched

@@ -24,7 +24,7 @@ from servers.ports import free_port
 BIN = Path(sys.executable).parent
 
 APP = textwrap.dedent("""
-    import os, time
+    import os, threading, time
     import redis
 
     # Without --lazy-apps this runs in the master, before the workers are forked: the
@@ -34,14 +34,17 @@ APP = textwrap.dedent("""
     def application(environ, start_response):
         time.sleep(0.3)     # keep a worker busy so that concurrent requests spread
         port = redis.Redis(host="cache").config_get("port")["port"]
+        # CPython's fork hooks ran in this worker: the master's threads are gone from it.
+        announced = not any(t.name == "resil-admin" for t in threading.enumerate())
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [f"{os.getpid()} {port}".encode()]
+        return [f"{os.getpid()} {port} {announced}".encode()]
 """)
 
 
 def get(url: str) -> tuple[int, int]:
     with urllib.request.urlopen(url, timeout=10) as response:
-        pid, port = response.read().decode().split()
+        pid, port, announced = response.read().decode().split()
+    assert announced == "True", "uWSGI forked past CPython's fork hooks"
     return int(pid), int(port)
 
 
@@ -74,7 +77,9 @@ def test_two_workers_route_follow_a_switch_and_report_as_themselves(
                 get(url)
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()         # its stderr ends only when it does
+                    raise AssertionError(proc.communicate()[1][-3000:]) from None
                 time.sleep(0.1)
         seen = sample(url)
         workers = {pid for pid, _ in seen}

@@ -94,7 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         env[CONFIG_ENV] = os.path.abspath(path)
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
+        # uWSGI forks its workers in C: unless told to, it skips CPython's fork hooks, so
+        # a worker inherits the master's locks as they were (one held by an agent thread
+        # stays held: a deadlock) and resil's own after-fork never runs. Its option
+        # `py-call-uwsgi-fork-hooks`, as an environment variable, makes its forks behave
+        # as os.fork() does. Other programs ignore it; a value already set is kept.
+        env.setdefault(UWSGI_FORK_HOOKS_ENV, "1")
     return _exec(command, env)
+
+
+UWSGI_FORK_HOOKS_ENV = "UWSGI_PY_CALL_UWSGI_FORK_HOOKS"
+"""uWSGI's ``--py-call-uwsgi-fork-hooks`` option, set by the environment."""
 
 
 def _plain(argv: list[str]) -> tuple[str | None, list[str]] | None:

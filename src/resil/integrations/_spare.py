@@ -3,9 +3,9 @@
 A planned switch's lock names the server it promotes. A write held by that lock will
 connect there once the switch publishes, and so will every other held write of every
 process, all at once: on a busy machine that burst of handshakes, not the switch, was
-most of the pause. A :class:`Spare` opens the connection during the hold instead, in a
-thread of its own (the writers are waiting, so the handshake has the interpreter to
-itself), and the write takes it over at the publish. A handshake still under way is
+most of the pause. A :class:`Spare` opens the connection during the hold instead (the
+writers are waiting, so the handshake has the interpreter nearly to itself), and the
+write takes it over at the publish. A handshake still under way is
 waited for, up to :data:`CONNECT_TIMEOUT` from its start; a failed one leaves the write
 to connect as before. Whatever is not taken is closed.
 
@@ -32,15 +32,14 @@ from .. import context, counters
 #: Longest wait for a spare connection's handshake with a switch's target.
 CONNECT_TIMEOUT = 1.0
 
-
 #: Longest wait, before a spare opens, for the agent to tell the switch that it holds
 #: nothing in flight (its drain mark): the handshakes must not slow that down.
 AFTER_MARK_TIMEOUT = 0.05
 
 
 class Spare:
-    """``conn``, opened by ``open(conn)`` in a thread of its own (with resil's routing
-    bypassed: it goes where it is pointed) once ``after()`` returns, closed by
+    """``conn``, opened by ``open(conn)`` in the process's opener thread (with resil's
+    routing bypassed: it goes where it is pointed) once ``after()`` returns, closed by
     ``close(conn)`` unless taken."""
 
     def __init__(self, conn: Any, open: Callable[[Any], object],
