@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import counters, registry
+from ..guard import fail_open
 from ..sessions import Loaded, SessionStore, SessionUnavailable, new_id, sign, unsign
 
 log = logging.getLogger("resil")
@@ -264,7 +265,6 @@ def make_session_call(original: Callable[..., Any]) -> Callable[..., Any]:
     async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await original(self, scope, receive, send)   # type: ignore[no-any-return]
-        from ..guard import fail_open
         sessions = fail_open("starlette.sessions", store)
         if sessions is None:
             return await original(self, scope, receive, send)   # type: ignore[no-any-return]

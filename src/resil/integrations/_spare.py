@@ -25,9 +25,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import context, counters
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..state import ControlState
+    from ..topology import Resource
 
 #: Longest wait for a spare connection's handshake with a switch's target.
 CONNECT_TIMEOUT = 1.0
@@ -79,6 +84,18 @@ class Spare:
         with self._lock:
             ready, self._dropped, self.ready = self.ready, True, False
         return self.conn if ready else None
+
+    def take_for(self, runtime: Runtime, resource: Resource) -> tuple[Any, ControlState] | None:
+        """:meth:`take`, when ``resource``'s primary in the applied control state is
+        where the spare goes (with that state); None otherwise (not taken: the caller
+        drops it)."""
+        state = runtime.current_state()
+        endpoint = runtime.router.primary_of(resource, state)
+        if endpoint is None or (self.conn.host, self.conn.port) != (endpoint.host,
+                                                                     endpoint.port):
+            return None
+        ready = self.take()
+        return None if ready is None else (ready, state)
 
     def drop(self) -> None:
         """Not needed: closed now if connected, or as soon as its handshake ends."""

@@ -361,13 +361,10 @@ def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: Spare) -> bool:
     """Move ``conn`` onto the spare when the primary is now where the spare goes and it
     is connected: the same object, the spare's socket and session. False (nothing done,
     the spare dropped) otherwise."""
-    state = runtime.current_state()
-    endpoint = runtime.router.primary_of(record.resource, state)
-    if endpoint is None or (spare.conn.host, spare.conn.port) != (endpoint.host, endpoint.port):
+    taken = spare.take_for(runtime, record.resource)
+    if taken is None:
         return False
-    ready = spare.take()
-    if ready is None:
-        return False
+    ready, state = taken
     started = spans.now_ns()
     with contextlib.suppress(Exception):
         conn.close()

@@ -286,13 +286,10 @@ def _adopt(conn: Any, spare: Spare) -> bool:
     agent = registry.runtime()
     if record is None or agent is None:
         return False
-    state = agent.current_state()
-    endpoint = agent.router.primary_of(record.resource, state)
-    if endpoint is None or (spare.conn.host, spare.conn.port) != (endpoint.host, endpoint.port):
+    taken = spare.take_for(agent, record.resource)
+    if taken is None:
         return False
-    ready = spare.take()
-    if ready is None:
-        return False
+    ready, state = taken
     if not _adoptable(conn, ready):
         _close_spare(ready)
         return False
