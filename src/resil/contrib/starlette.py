@@ -125,18 +125,19 @@ def regenerate(session: Any) -> None:
         session.mark_modified()
 
 
-_STORES: dict[int, SessionStore] = {}
+_STORE: SessionStore | None = None
 
 
 def store() -> SessionStore | None:
-    """The session store of the running agent; None without ``[sessions] resource``."""
+    """The session store of the running agent (made again when its configuration is
+    another); None without ``[sessions] resource``."""
+    global _STORE
     agent = registry.runtime()
     if agent is None or not agent.config.sessions_resource:
         return None
-    found = _STORES.get(id(agent.config))
-    if found is None or found.config is not agent.config:
-        found = _STORES[id(agent.config)] = SessionStore(agent.config)
-    return found
+    if _STORE is None or _STORE.config is not agent.config:
+        _STORE = SessionStore(agent.config)
+    return _STORE
 
 
 async def _in_thread(call: Callable[..., Any], *args: Any) -> Any:
