@@ -50,6 +50,9 @@ source for this monitor to count it as having lost the source."""
 SEMI_SYNC_MARGIN = 3.0
 """Seconds a failover takes after detection, at worst (promote, fence, publish): the
 semi-sync timeout should outlast detection plus this."""
+SEMI_SYNC_RETRY_MAX = 60.0
+"""The longest wait, in seconds, before the semi-sync check of a primary that did not
+answer it (down, slow, or no admin account) is tried again; the wait doubles from 0.5 s."""
 
 
 @dataclass
@@ -166,6 +169,11 @@ class Monitor:
     #: (resource, replica) → what the replica had last heard from its source, and since
     #: when (this monitor's clock): sampled at every failed probe of the primary.
     _heard: dict[tuple[str, Endpoint], tuple[object, float]] = field(default_factory=dict)
+    #: resource → the primary whose semi-sync timeout was read (see _check_semi_sync)
+    _semi_sync_checked: dict[str, Endpoint] = field(default_factory=dict)
+    #: (resource, primary) → when to try a failed semi-sync check again, and the backoff
+    _semi_sync_retry: dict[tuple[str, Endpoint], tuple[float, float]] = \
+        field(default_factory=dict)
 
     def run(self, stop: threading.Event) -> None:
         """Probe, decide and act until ``stop`` is set; release the lease at the end."""
@@ -188,28 +196,44 @@ class Monitor:
         A primary whose replica does not acknowledge within ``rpl_semi_sync_master_timeout``
         falls back to asynchronous replication and acknowledges writes that only it has.
         Cut off from its replica for longer than that (a partition, a frozen replica,
-        the seconds before this monitor decides), it can die with them: lost."""
+        the seconds before this monitor decides), it can die with them: lost.
+
+        A primary that does not answer now (down, or slow on a loaded machine) is checked
+        again after the first probe it answers (:meth:`_semi_sync_once`), and so is every
+        new primary after a switch or a failover."""
         state = self._trusted()
         for name in self._resources():
             resource = self.config.resources[name]
             endpoint = resource.endpoint_in((state.primary_unit(resource) if state else None)
                                             or "")
-            if resource.kind != "mysql" or endpoint is None:
-                continue
-            needed = self.options.detection_time + SEMI_SYNC_MARGIN
+            if endpoint is not None:
+                self._semi_sync_once(resource, endpoint)
+
+    def _semi_sync_once(self, resource: Resource, primary: Endpoint) -> None:
+        """The semi-sync check of :meth:`_check_semi_sync` for one primary, unless it was
+        already made for this endpoint; a server that does not answer is left for later."""
+        if resource.kind != "mysql" or self._semi_sync_checked.get(resource.name) == primary:
+            return
+        due, wait = self._semi_sync_retry.get((resource.name, primary), (0.0, 0.25))
+        if self.clock() < due:
+            return
+        needed = self.options.detection_time + SEMI_SYNC_MARGIN
+        try:
+            server = open_server(resource, primary, Credentials.of(resource),
+                                 timeout=self.options.timeout,
+                                 read_timeout=self.options.timeout * 2)
             try:
-                server = open_server(resource, endpoint, Credentials.of(resource),
-                                     timeout=self.options.timeout,
-                                     read_timeout=self.options.timeout * 2)
-                try:
-                    timeout_ms = server.semi_sync_timeout_ms()
-                finally:
-                    server.close()
-            except Exception:
-                continue        # unreachable or no admin account: the probes will say
-            warning = semi_sync_warning(timeout_ms, endpoint, needed, "this monitor's")
-            if warning:
-                self.say(f"{name}: WARNING {warning}")
+                timeout_ms = server.semi_sync_timeout_ms()
+            finally:
+                server.close()
+        except Exception:       # unreachable or no admin account: tried again later,
+            wait = min(wait * 2, SEMI_SYNC_RETRY_MAX)           # less and less often
+            self._semi_sync_retry[(resource.name, primary)] = (self.clock() + wait, wait)
+            return
+        self._semi_sync_checked[resource.name] = primary
+        warning = semi_sync_warning(timeout_ms, primary, needed, "this monitor's")
+        if warning:
+            self.say(f"{resource.name}: WARNING {warning}")
 
     def tick(self) -> None:
         """One round: renew the lease, probe every resource, act if leader."""
@@ -307,6 +331,7 @@ class Monitor:
                 self.say(f"{resource.name}: primary {primary} answers again after "
                          f"{health.failures} failed probe(s)")
             health.failures = 0
+            self._semi_sync_once(resource, primary)
             if self._leader:
                 alone = self._fence_stale(resource, primary, state)
                 if alone:

@@ -74,3 +74,64 @@ def test_agents_that_cannot_connect_are_witnesses_from_two_units_or_a_majority(c
     assert monitor._witnessed(resource, primary)           # two units, not a majority
     beat("1", "a", "127.0.0.1:2")                          # another endpoint: not ours
     assert not monitor._witnessed(resource, primary)
+
+
+def test_a_semi_sync_check_the_primary_did_not_answer_is_made_when_it_does(
+        write_config, tmp_path, monkeypatch):
+    """The start-up semi-sync check of a primary that does not answer in time (down, or
+    slow on a loaded machine) is not dropped: it is tried again, less and less often,
+    after probes the primary answers, until the primary answers it; then never again
+    for that primary, and once for a new primary."""
+    from resil.errors import ResilError
+    from resil.ops import monitor as monitor_module
+
+    config = load_config(write_config(f"""
+        unit = "a"
+        [control]
+        url = "{(tmp_path / 'state.json').as_uri()}"
+        [resources.db]
+        kind = "mysql"
+        primary = "a"
+        endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
+    """))
+    answers: list[bool] = [False, False, True]
+    opened: list[str] = []
+
+    class Server:                       # what open_server returns for a semi-sync primary
+        def semi_sync_timeout_ms(self) -> int:
+            return 1000
+
+        def close(self) -> None:
+            pass
+
+    def open_server(resource, endpoint, credentials, **kwargs):
+        opened.append(str(endpoint))
+        if not answers.pop(0):
+            raise ResilError("no answer in time")
+        return Server()
+
+    monkeypatch.setattr(monitor_module, "open_server", open_server)
+    now = [0.0]
+    out: list[str] = []
+    monitor = Monitor(config, open_control_plane(config.control_url, config.topology, None),
+                      out=out.append, clock=lambda: now[0])
+    resource = config.resources["db"]
+    a, b = resource.endpoint_in("a"), resource.endpoint_in("b")
+    monitor._check_semi_sync()                          # at start: no answer
+    monitor._semi_sync_once(resource, a)                # at once again: not yet
+    assert opened == ["127.0.0.1:1"] and not out
+    now[0] += 0.5
+    monitor._semi_sync_once(resource, a)                # 0.5 s later: no answer
+    now[0] += 0.5
+    monitor._semi_sync_once(resource, a)                # backing off: 1 s now
+    assert len(opened) == 2 and not out
+    now[0] += 0.5
+    monitor._semi_sync_once(resource, a)                # it answers
+    assert len(opened) == 3
+    assert len(out) == 1 and "WARNING rpl_semi_sync_master_timeout = 1000 ms" in out[0]
+    now[0] += 100
+    monitor._semi_sync_once(resource, a)                # checked: never again
+    assert len(opened) == 3
+    answers.append(True)
+    monitor._semi_sync_once(resource, b)                # a new primary: checked once
+    assert opened[-1] == "127.0.0.1:2" and len(out) == 2
