@@ -10,7 +10,6 @@ watch in each worker instead of a thread that did not survive ``fork()``.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import socket
 import sys
@@ -18,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import counters, registry
+from . import _log, counters, registry
 from .config import Config, load_config
 from .control import ControlPlane, Watch, open_configured
 from .control.base import Mark, live
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Agent", "issuer", "start", "stop"]
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 _fork_hook_registered = False
 WITNESS_TTL = 10.0
 """Seconds a failed connect stays in the heartbeat without another failure."""
@@ -628,7 +627,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.disabled:
         return None
-    _configure_logging(cfg.log_level, cfg.log_format)
+    _log.configure(cfg.log_level, cfg.log_format)
     agent = Agent(cfg)
     _set(agent)
     agent.start()
@@ -656,42 +655,3 @@ def _set(agent: Agent | None) -> None:
     global _agent
     _agent = agent
     registry.set_runtime(agent, stop)
-
-
-def _configure_logging(level: str, form: str = "text") -> None:
-    """The ``resil`` logger at ``level``, with a handler of its own that speaks only while
-    the application has configured no logging: once the root logger has a handler, resil's
-    lines go there (and are formatted there), never twice."""
-    logger = logging.getLogger("resil")
-    logger.setLevel(level)
-    for handler in [h for h in logger.handlers if isinstance(h, _FallbackHandler)]:
-        logger.removeHandler(handler)
-    if not logger.handlers:
-        handler = _FallbackHandler()
-        handler.setFormatter(_JsonLines() if form == "json" else logging.Formatter(
-            "%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-
-
-class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Standard error, unless the application's logging (the root logger's handlers) will
-    print the line: Python's last resort, with resil's level and format."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not logging.getLogger().handlers:
-            super().emit(record)
-
-
-class _JsonLines(logging.Formatter):
-    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, and the
-    exception when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                 + f".{int(record.msecs):03d}Z", "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage(),
-                 "pid": record.process}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)

@@ -28,7 +28,6 @@ the server's error packet.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import selectors
 import socket
@@ -38,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import counters
+from . import _log, counters
 from .topology import Endpoint
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from .state import ControlState
     from .topology import Resource
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 
 MYSQL_CONNECT_ERROR = 1040
 """The error a MySQL connect's ``error`` fault greets with: too many connections."""

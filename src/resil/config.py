@@ -12,7 +12,6 @@ also generates ``resil-run``'s flags and docs/configuration.md.
 
 from __future__ import annotations
 
-import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import envvars
+from . import _log, envvars
 from ._configparse import (
     HostPort,
     Source,
@@ -39,7 +38,7 @@ if TYPE_CHECKING:   # loaded only for a configuration with [scaling]: it costs s
     from .scalepolicy import Scaling
 
 _CONTROL_SCHEMES = ("file", "redis", "rediss", "redis+sentinel", "etcd")
-log = logging.getLogger("resil.config")
+log = _log.get("resil.config")
 DEFAULT_SERVICE = "default"
 """The service of a process whose configuration and environment name none."""
 _FALSE = frozenset({"0", "false", "no", "off", ""})

@@ -8,13 +8,13 @@ views read them. :func:`resil.registry.reset` clears them (for tests).
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import Counter
 
+from . import _log
 from .requeststats import RequestStats
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 
 _requests = RequestStats()
 _faults: Counter[str] = Counter()

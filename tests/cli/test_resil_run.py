@@ -269,8 +269,8 @@ def test_which_commands_run_python(tmp_path, first_line, python):
 def test_the_agent_loads_no_module_it_does_not_need_yet(pair_config, tmp_path):
     """Start-up imports only what the agent uses at once: HTTP routing loads with an HTTP
     library, the file watch's ctypes with the watch, signing's hashlib with a signed
-    signal, did-you-mean's difflib with a mistake."""
-    lazy = ("resil.retry", "resil.integrations._http", "resil.health", "resil.checks",
+    signal, did-you-mean's difflib with a mistake, logging with a line to write."""
+    lazy = ("logging", "resil.retry", "resil.integrations._http", "resil.health", "resil.checks",
             "resil.budget", "ctypes", "hashlib", "tempfile",
             "difflib", "shutil", "argparse", "importlib.metadata")
     probe = f"import sys; print([m for m in {lazy!r} if m in sys.modules])"

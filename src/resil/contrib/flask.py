@@ -31,7 +31,6 @@ reported as done is never silently lost.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, Response
@@ -40,7 +39,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.datastructures import CallbackDict
 from werkzeug.exceptions import ServiceUnavailable
 
-from .. import counters, registry
+from .. import _log, counters, registry
 from ..sessions import (
     Codec,
     Loaded,
@@ -51,7 +50,7 @@ from ..sessions import (
     unsign,
 )
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 _EXTENSION = "resil"
 
 

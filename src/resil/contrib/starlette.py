@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import counters, registry
+from .. import _log, counters, registry
 from ..guard import fail_open
 from ..sessions import Loaded, SessionStore, SessionUnavailable, new_id, sign, unsign
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 
 #: The TTL in Redis of a session whose cookie has no ``max_age`` (a browser session):
 #: Starlette's own default ``max_age``.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import re
 import select
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .. import _log
 from ..clock import Clock
 from ..config import DEFAULT_SERVICE
 from ..errors import ControlPlaneError, SignalError
@@ -30,7 +30,7 @@ from ..state import ControlState, Signal, decode_signal, encode_signal, make_sig
 from ..topology import Topology
 from .base import NOTE_TTL, LeaseNote, Mark, highest_epoch, lease_cap
 
-log = logging.getLogger("resil.control")
+log = _log.get("resil.control")
 _Identity = tuple[int, int, int]
 
 

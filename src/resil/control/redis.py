@@ -42,14 +42,13 @@ imported lazily: the core imports without any driver installed.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import context
+from .. import _log, context
 from ..clock import Clock
 from ..config import DEFAULT_SERVICE
 from ..envvars import default_poll_interval
@@ -64,7 +63,7 @@ if TYPE_CHECKING:
     import redis
     from redis.commands.core import Script
 
-log = logging.getLogger("resil.control")
+log = _log.get("resil.control")
 __all__ = ["SCHEMES", "RedisControlPlane", "RedisURL", "parse_url"]
 T = TypeVar("T")
 

@@ -6,20 +6,19 @@ while Redis is away, and hands every new valid signal to the agent's callback.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from .. import context
+from .. import _log, context
 from ..errors import ControlPlaneError, SignalError
 from ..state import Signal
 
 if TYPE_CHECKING:
     import redis
 
-log = logging.getLogger("resil.control")
+log = _log.get("resil.control")
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 1.0

@@ -9,17 +9,16 @@ clients share) are helpers of the integrations, not integrations.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import counters
+from .. import _log, counters
 
 if TYPE_CHECKING:
     from .base import Integration
 
-log = logging.getLogger("resil.integrations")
+log = _log.get("resil.integrations")
 
 GROUP = "resil.integrations"
 

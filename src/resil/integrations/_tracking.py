@@ -10,16 +10,15 @@ the record on the hot path with one attribute lookup.
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .. import context, registry
+from .. import _log, context, registry
 from ..topology import Endpoint, Resource, ResourceKind
 
-log = logging.getLogger("resil.integrations")
+log = _log.get("resil.integrations")
 ATTRIBUTE = "_resil_tracked"
 
 

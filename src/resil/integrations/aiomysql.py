@@ -26,11 +26,10 @@ still waiting on a demoted primary is cut (its transport aborted, in its own eve
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import counters, registry, spans, switching
+from .. import _log, counters, registry, spans, switching
 from ..errors import LockTimeoutError, TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
@@ -42,7 +41,7 @@ from .base import Integration, Target, fail_open
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-log = logging.getLogger("resil.integrations")
+log = _log.get("resil.integrations")
 
 
 def _point(conn: Any, host: str, port: int) -> None:

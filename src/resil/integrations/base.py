@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import re
 import sys
 import threading
@@ -26,12 +25,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
-from .. import hooks
+from .. import _log, hooks
 from ..guard import fail_open
 
 __all__ = ["Integration", "Target", "fail_open", "parse_version"]
 
-log = logging.getLogger("resil.integrations")
+log = _log.get("resil.integrations")
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,15 @@ Seams:
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .. import registry
+from .. import _log, registry
 from ..serving.wsgi import make_asgi, make_wsgi
 from .base import Integration, Target, fail_open
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 _DEFAULT_ENGINE = "django.contrib.sessions.backends.db"
 # What each agent has already said about SESSION_ENGINE (said once per agent, not per
 # middleware instance: ASGI and test clients build many).

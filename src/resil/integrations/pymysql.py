@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 import select
 import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import counters, registry, spans, switching
+from .. import _log, counters, registry, spans, switching
 from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
@@ -72,7 +71,7 @@ from .base import Integration, Target, fail_open
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-log = logging.getLogger("resil.integrations")
+log = _log.get("resil.integrations")
 TRACKER = Tracker("mysql")
 
 

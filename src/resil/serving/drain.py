@@ -19,7 +19,6 @@ worker's.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -28,7 +27,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-log = logging.getLogger("resil")
+from .. import _log
+
+log = _log.get("resil")
 Handler = Any   # a callable, signal.SIG_DFL or signal.SIG_IGN
 
 

@@ -15,7 +15,6 @@ with HTTP/1.0, one request per connection.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import socketserver
@@ -23,7 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import counters
+from .. import _log, counters
 from ..readiness import readiness
 from ..scale import Sampler
 from .metrics import prometheus_text
@@ -31,7 +30,7 @@ from .metrics import prometheus_text
 if TYPE_CHECKING:
     from ..runtime import AgentView
 
-log = logging.getLogger("resil")
+log = _log.get("resil")
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
