@@ -12,13 +12,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import envvars
+from ._record import dataclass
 from .envvars import Setting
 from .errors import MISSING, ConfigError
 from .topology import KINDS, Alias, Endpoint, HttpPolicy, Resource, ResourceKind

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from ._configparse import (
     host_port,
 )
 from ._entry import CONFIG_ENV, TRUE, config_file
+from ._record import dataclass
 from .errors import MISSING, ConfigError
 from .topology import Resource, Topology, address_keys
 

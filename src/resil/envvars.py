@@ -16,10 +16,10 @@ variables are ``RESIL_RESOURCES_<NAME>_<KEY>`` with the resource name upper-case
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
 from typing import Literal, TypeVar
 
 from ._entry import CONFIG_ENV as CONFIG_ENV
+from ._record import KW_ONLY, dataclass
 
 Kind = Literal["str", "bool", "float", "int", "list", "ints", "endpoints"]
 """``int`` is a whole number; ``ints`` a list of whole numbers (each in the range)."""

@@ -20,10 +20,10 @@ import pwd
 import socket
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._record import dataclass, field, replace
 from .errors import SignalError
 from .topology import Resource, Topology
 

@@ -9,10 +9,10 @@ that is control state (:mod:`resil.state`) read through the router.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from ._record import dataclass, field
 from .envvars import resource_default
 
 ResourceKind = Literal["mysql", "redis", "http"]

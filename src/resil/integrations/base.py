@@ -21,11 +21,11 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
 from .. import _log, hooks
+from .._record import dataclass
 from ..guard import fail_open
 
 __all__ = ["Integration", "Target", "fail_open", "parse_version"]
