@@ -24,8 +24,7 @@ from .control.base import Mark, live
 from .errors import ControlPlaneError, ResilError, SignalError
 from .gate import Gate
 from .guard import fail_open
-from .integrations import discover
-from .integrations.base import Integration
+from .integrations import discover_deferred
 from .router import Router
 from .state import ControlState, Signal, issuer, newer
 
@@ -33,6 +32,8 @@ SCALE_CACHE = 5.0
 """Seconds an agent reuses the stored recommendation it read (``/scale``, ``/metrics``)."""
 
 if TYPE_CHECKING:
+    from .integrations import Deferred
+    from .integrations.base import Integration
     from .scale import Sampler
     from .serving.drain import Drain
     from .telemetry.admin import AdminServer
@@ -73,7 +74,7 @@ class Agent:
         self._scale_cache: tuple[float, dict[str, Any] | None, str] | None = None
         self.warned_drivers: set[str] = set()
         """The unrouted MySQL drivers this agent said it leaves alone."""
-        self.integrations: list[Integration] = []
+        self.integrations: list[Integration | Deferred] = []
         self._watch: Watch | None = None
         self._watching = False      # reset in a forked child, whose watch thread is gone
         self._watch_lock = threading.Lock()
@@ -125,7 +126,7 @@ class Agent:
             self.admin = AdminServer(self, *self.config.admin_listen)
             if not self.admin.start():
                 self.admin = None
-        self.integrations = discover(self.config.disabled_integrations)
+        self.integrations = discover_deferred(self.config.disabled_integrations)
         for integration in self.integrations:
             try:
                 integration.instrument()

@@ -23,12 +23,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import _log, counters
-from ..readiness import readiness
-from ..scale import Sampler
-from .metrics import prometheus_text
 
 if TYPE_CHECKING:
     from ..runtime import AgentView
+    from ..scale import Sampler
 
 log = _log.get("resil")
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
@@ -36,6 +34,7 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 
 def state_document(agent: AgentView) -> dict[str, Any]:
     """What ``GET /state`` answers."""
+    from ..readiness import readiness
     state = agent.current_state()
     resources: dict[str, Any] = {}
     for name, resource in agent.config.resources.items():
@@ -106,6 +105,7 @@ class _Server(socketserver.ThreadingTCPServer):
             return 200, _json({"status": "ok", "pid": os.getpid(),
                                "epoch": agent.state.epoch}), "application/json"
         if path == "/readyz":
+            from ..readiness import readiness
             agent.current_state()                   # starts the watch if nothing did yet
             reasons = readiness(agent)
             return (503 if reasons else 200,
@@ -117,6 +117,7 @@ class _Server(socketserver.ThreadingTCPServer):
             return (200 if answer["desired"] is not None else 503, _json(answer),
                     "application/json")
         if path == "/metrics":
+            from .metrics import prometheus_text
             return (200, prometheus_text(agent).encode(),
                     "text/plain; version=0.0.4; charset=utf-8")
         return 404, b"not found: try /healthz /livez /readyz /state /metrics /scale\n", "text/plain"
@@ -155,7 +156,15 @@ class AdminServer:
         self._requested = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.sampler = Sampler()
+        self._sampler: Sampler | None = None
+
+    @property
+    def sampler(self) -> Sampler:
+        """The utilization sampler (made on first use: ``/metrics``, ``/scale``)."""
+        if self._sampler is None:
+            from ..scale import Sampler
+            self._sampler = Sampler()
+        return self._sampler
 
     @property
     def address(self) -> tuple[str, int] | None:

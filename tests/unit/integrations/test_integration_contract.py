@@ -127,3 +127,57 @@ def test_a_library_imported_after_instrument_is_patched_on_import() -> None:
     assert out.returncode == 0, out.stderr
     late = set(out.stdout.split())       # those whose modules were not yet imported
     assert {"pymysql", "redis", "flask", "django", "requests", "httpx"} <= late, late
+
+
+def test_the_agent_loads_an_integration_when_a_module_it_patches_is_imported() -> None:
+    """The agent's table of what resil's own integrations watch is their targets' modules
+    (a module missing from it would be patched late, or never)."""
+    from resil.integrations import WATCHES
+    for integration in discover():
+        module = type(integration).__module__
+        if module.startswith("resil.integrations."):
+            assert set(WATCHES[module]) == {t.module for t in integration.targets}, module
+
+
+LOADED_ON_IMPORT = textwrap.dedent("""
+    import sys
+    import resil
+    agent = resil.start(sys.argv[1])
+    before = sorted(m for m in sys.modules if m.startswith("resil.integrations."))
+    deferred = {i.name: i for i in agent.integrations}
+    import pymysql
+    after = sorted(m for m in sys.modules if m.startswith("resil.integrations."))
+    original = pymysql.connections.Connection.__dict__["connect"]
+    print(before)
+    print([m for m in after if m not in before])
+    print(deferred["pymysql"].patched, deferred["redis"].patched,
+          deferred["pymysql"].name, type(deferred["pymysql"].loaded).__name__)
+    resil.stop()
+    print(pymysql.connections.Connection.__dict__["connect"] is not original)
+""")
+
+
+def test_resils_own_integrations_load_with_their_library(tmp_path) -> None:
+    """At start the agent loads none of resil's own integration modules; importing
+    PyMySQL loads and instruments that one integration before the import returns; stop
+    removes its patch."""
+    config = tmp_path / "resil.toml"
+    config.write_text(textwrap.dedent(f"""
+        unit = "a"
+        [control]
+        url = "{(tmp_path / 'state.json').as_uri()}"
+        [admin]
+        listen = "off"
+        [resources.db]
+        kind = "mysql"
+        primary = "a"
+        endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
+    """))
+    out = subprocess.run([sys.executable, "-c", LOADED_ON_IMPORT, str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, loaded, state, restored = out.stdout.splitlines()
+    assert before == "[]"
+    assert "'resil.integrations.pymysql'" in loaded and "redis'" not in loaded
+    assert state == "True False pymysql PyMySQLIntegration"
+    assert restored == "True"
