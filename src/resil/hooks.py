@@ -21,16 +21,28 @@ Hook = Callable[[ModuleType], None]
 _hooks: dict[str, list[Hook]] = {}
 _lock = threading.RLock()
 _searching = threading.local()
+#: Watched modules whose import is under way (their hooks run when it completes).
+_loading: set[str] = set()
 
 
 def register(name: str, hook: Hook) -> None:
-    """Call ``hook(module)`` once ``name`` is imported (at once if it already is)."""
+    """Call ``hook(module)`` once ``name`` is imported: at once if it already is, and
+    when its import completes if it is being imported now (a hook registered by another
+    hook of a module that ``name`` is importing, for example)."""
     with _lock:
         _install()
         _hooks.setdefault(name, []).append(hook)
         module = sys.modules.get(name)
+        if name in _loading:
+            return          # its loader runs every hook, this one too, once it is done
     if module is not None:
         hook(module)
+
+
+def pending(name: str) -> bool:
+    """Whether ``name`` is being imported now and :func:`register` will run a hook
+    for it when its import completes (it is in ``sys.modules``, but not whole yet)."""
+    return name in _loading
 
 
 def _install() -> None:
@@ -39,9 +51,14 @@ def _install() -> None:
 
 
 def _run(module: ModuleType) -> None:
-    with _lock:
-        hooks = list(_hooks.get(module.__name__, ()))
-    for hook in hooks:
+    done = 0
+    while True:             # hooks registered by these hooks run too
+        with _lock:
+            hooks = _hooks.get(module.__name__, ())
+            if done >= len(hooks):
+                return
+            hook = hooks[done]
+        done += 1
         hook(module)        # hooks guard themselves (fail-open); they never raise
 
 
@@ -93,5 +110,11 @@ class _Loader:
         module.__loader__ = self.loader
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        _run(module)
+        with _lock:
+            _loading.add(module.__name__)
+        try:
+            self.loader.exec_module(module)
+            _run(module)
+        finally:
+            with _lock:
+                _loading.discard(module.__name__)

@@ -108,7 +108,7 @@ class Integration:
                 return
             self._wanted = True
             for module in dict.fromkeys(t.module for t in self.targets):
-                if module in sys.modules:
+                if module in sys.modules and not hooks.pending(module):
                     self._on_import(sys.modules[module])
                 elif module not in self._hooked:
                     # Hooks stay registered; _on_import checks _wanted, so a hook left
