@@ -129,11 +129,14 @@ class Integration:
             self._patched.clear()
 
     def _version_ok(self) -> bool:
-        import importlib.metadata  # only once a patched library is imported
-        try:
-            version = importlib.metadata.version(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return True     # vendored or source checkout: nothing to compare with
+        from . import installed_version
+        version = installed_version(self.distribution)
+        if version is None:
+            import importlib.metadata  # an unusual installation: ask it
+            try:
+                version = importlib.metadata.version(self.distribution)
+            except importlib.metadata.PackageNotFoundError:
+                return True     # vendored or source checkout: nothing to compare with
         low, high = self.supported
         found = parse_version(version)
         if low <= found < high:
