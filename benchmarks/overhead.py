@@ -668,15 +668,23 @@ def startup(config_path: Path, settings: Settings, rng: random.Random) -> dict[s
     """Wall time of ``-c pass`` per variant; median and the milliseconds added."""
     ways = variants(config_path)
     ways["import resil"] = ways["python"]
+    ways["app"], ways["resil-run app"] = ways["python"], ways["resil-run"]
     code = {name: "import resil" if name == "import resil" else "pass" for name in ways}
+    code["app"] = code["resil-run app"] = APP_IMPORTS
     for name, way in ways.items():  # untimed: fill the page cache and the bytecode cache
         run_python(way, code[name])
     raw = interleaved(list(ways), settings.startup_runs,
                       lambda name: run_python(ways[name], code[name])[0] / 1e6, rng)
     median = {name: statistics.median(v) for name, v in raw.items()}
     return {"runs": settings.startup_runs, "raw_ms": raw, "median_ms": median,
-            "added_ms": {name: median[name] - median["python"]
-                         for name in ("resil-run", "bootstrap", "import resil")}}
+            "added_ms": {**{name: median[name] - median["python"]
+                            for name in ("resil-run", "bootstrap", "import resil")},
+                         "resil-run app": median["resil-run app"] - median["app"]}}
+
+
+#: What an application's start-up imports (its drivers and HTTP client): the modules the
+#: agent shares with it (socket, json, re, typing...) are then paid once, by either.
+APP_IMPORTS = "import pymysql, redis, requests"
 
 
 RSS_PROBE = """\
@@ -760,6 +768,11 @@ def print_report(report: dict[str, Any]) -> None:
           f"{added['bootstrap']:+7.1f} ms  (the agent alone: PYTHONPATH + RESIL_CONFIG)")
     print(f"  python -c 'import resil'            {m['import resil']:7.1f} ms  "
           f"{added['import resil']:+7.1f} ms  (the package, nothing started)")
+    print(f"  python -c '{APP_IMPORTS}'")
+    print(f"    plain                             {m['app']:7.1f} ms")
+    print(f"    under resil-run                   {m['resil-run app']:7.1f} ms  "
+          f"{added['resil-run app']:+7.1f} ms  (what an application pays: its integrations "
+          "load too)")
     mm = mem["median_mb"]
     print(f"\nMemory: median VmRSS after `import pymysql, redis`, {mem['runs']} runs of each "
           "(MB = MiB)")
