@@ -40,6 +40,17 @@ class Endpoint:
     def __str__(self) -> str:
         return self.url or f"{_bracket(self.host)}:{self.port}"
 
+    # Written out (a dataclass's own, without the generic record methods' cost): an
+    # endpoint is a dictionary key on the per-call paths (health, retries).
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is Endpoint:
+            return (self.resource, self.unit, self.host, self.port, self.url) == (
+                other.resource, other.unit, other.host, other.port, other.url)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.resource, self.unit, self.host, self.port, self.url))
+
 
 @dataclass(frozen=True)
 class Alias:

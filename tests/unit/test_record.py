@@ -106,3 +106,16 @@ def test_no_dataclasses_at_start_up():
             "resil.integrations.base; print('dataclasses' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout == "False\n", out.stderr
+
+
+def test_an_endpoint_compares_and_hashes_on_every_field():
+    """Endpoint writes its __eq__/__hash__ out (a per-call dictionary key): still the
+    dataclass's, over all five fields."""
+    from resil.topology import Endpoint
+    a = Endpoint("db", "a", "h", 1)
+    assert a == Endpoint("db", "a", "h", 1) and hash(a) == hash(Endpoint("db", "a", "h", 1))
+    for other in (Endpoint("x", "a", "h", 1), Endpoint("db", "b", "h", 1),
+                  Endpoint("db", "a", "g", 1), Endpoint("db", "a", "h", 2),
+                  Endpoint("db", "a", "h", 1, "http://h:1")):
+        assert a != other and len({a, other}) == 2
+    assert a != ("db", "a", "h", 1, None)

@@ -212,7 +212,8 @@ def installed_version(distribution: str) -> str | None:
 
 def _normalized(name: str) -> str:
     """A distribution name as PEP 503 compares them: ``PyMySQL``, ``pymysql`` alike."""
-    out, gap = [], False
+    out: list[str] = []
+    gap = False
     for char in name.lower():
         if char in "-_.":
             gap = True
