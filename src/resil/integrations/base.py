@@ -129,7 +129,7 @@ class Integration:
             self._patched.clear()
 
     def _version_ok(self) -> bool:
-        from . import installed_version
+        from ._dists import installed_version
         version = installed_version(self.distribution)
         if version is None:
             import importlib.metadata  # an unusual installation: ask it
