@@ -13,7 +13,10 @@ import threading
 import time
 
 from . import context
-from .runtime import AgentView
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .runtime import AgentView
 
 
 class _Reachability:

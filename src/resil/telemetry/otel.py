@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import counters, hooks, spans
-from ..readiness import readiness
 
 if TYPE_CHECKING:
     from ..runtime import AgentView
@@ -103,6 +102,7 @@ def _epoch(options: Any) -> list[Any]:
 
 
 def _ready(options: Any) -> list[Any]:
+    from ..readiness import readiness
     agent, unit = _agent_unit()
     return _observations([(0 if readiness(agent) else 1, unit)] if agent is not None else [])
 
