@@ -53,8 +53,9 @@ def sample(url: str, n: int = 6) -> set[tuple[int, int]]:
         return set(pool.map(get, [url] * n))
 
 
-@pytest.mark.parametrize("mode", [[], ["--lazy-apps"], ["--enable-threads"]],
-                         ids=["default", "lazy-apps", "enable-threads"])
+@pytest.mark.parametrize("mode", [[], ["--lazy-apps"], ["--enable-threads"],
+                                  ["--threads", "4"]],
+                         ids=["default", "lazy-apps", "enable-threads", "threads"])
 def test_two_workers_route_follow_a_switch_and_report_as_themselves(
         pair_config, redis_pair, publish, tmp_path, mode):
     (tmp_path / "app.py").write_text(APP)
