@@ -29,21 +29,29 @@ def installed_version(distribution: str) -> str | None:
     """The version of the installed ``distribution``, from the name of its
     ``.dist-info`` (or versioned ``.egg-info``) folder, first on ``sys.path`` as
     ``importlib.metadata.version`` finds it; None when no folder names one (the caller
-    may then ask ``importlib.metadata``). Costs a dictionary lookup where
-    ``importlib.metadata`` (30 ms to import) scans every distribution on each call."""
-    key = tuple(sys.path)
-    versions = _VERSIONS.get(key)
-    if versions is None:
-        versions = {}
-        for base in sys.path:
-            for folder in _metadata_folders(base):
-                stem = folder.rsplit(".", 1)[0]
-                name, _, rest = stem.partition("-")
-                version = rest.split("-", 1)[0]
-                if version:
-                    versions.setdefault(_normalized(name), version)
-        _VERSIONS[key] = versions
-    return versions.get(_normalized(distribution))
+    may then ask ``importlib.metadata``). Costs a dictionary lookup per ``sys.path``
+    entry where ``importlib.metadata`` (30 ms to import) scans every distribution on
+    each call."""
+    wanted = _normalized(distribution)
+    for base in sys.path:
+        versions = _VERSIONS.get(base)
+        if versions is None:
+            versions = _VERSIONS[base] = _versions_in(base)
+        if wanted in versions:
+            return versions[wanted]
+    return None
+
+
+def _versions_in(base: str) -> dict[str, str]:
+    """Normalized name → version of the distributions installed in one folder."""
+    versions: dict[str, str] = {}
+    for folder in _metadata_folders(base):
+        stem = folder.rsplit(".", 1)[0]
+        name, _, rest = stem.partition("-")
+        version = rest.split("-", 1)[0]
+        if version:
+            versions.setdefault(_normalized(name), version)
+    return versions
 
 
 def _normalized(name: str) -> str:
@@ -61,8 +69,9 @@ def _normalized(name: str) -> str:
     return "".join(out)
 
 
-#: Versions by normalized distribution name, by ``sys.path``.
-_VERSIONS: dict[tuple[str, ...], dict[str, str]] = {}
+#: Versions by normalized distribution name, by ``sys.path`` entry (read once each: an
+#: application that changes ``sys.path`` costs one listing per new entry).
+_VERSIONS: dict[str, dict[str, str]] = {}
 
 
 def _metadata_folders(base: str) -> list[str]:
