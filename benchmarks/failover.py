@@ -24,6 +24,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -197,6 +198,7 @@ def main() -> int:
                 continue
             runner = run_redis if name.startswith("redis") else run_mysql
             results[name].append(runner(base / f"{name}{i}", freeze=name.endswith("freeze")))
+        shutil.rmtree(base, ignore_errors=True)     # a failed run keeps its folder to look at
     results = {name: runs for name, runs in results.items() if runs}
     print(f"\nkill -9 of the primary, monitor: probe every {OPTIONS.interval} s, "
           f"{OPTIONS.failures} failures, {OPTIONS.timeout} s timeout; {args.runs} run(s) each")

@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -506,6 +507,7 @@ def main() -> int:
                 simulated.wait(10)
             if control is not None:
                 control.destroy()
+    shutil.rmtree(base, ignore_errors=True)     # a failed run keeps its folder to look at
     shape = f" in {processes} processes" if processes else " in one process"
     if args.simulated:
         shape += f", beside {args.simulated} simulated instances"
