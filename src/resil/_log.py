@@ -94,7 +94,19 @@ def configure(level: str, form: str = "text") -> None:
     elif not _hooked:
         _hooked = True
         from . import hooks
-        hooks.register("logging", lambda module: _apply())
+        hooks.register("logging", _on_import)
+
+
+def _on_import(module: object) -> None:
+    """Set resil's logger up as the application's ``import logging`` completes: a fault
+    here must not fail that import (nor count through :mod:`.counters`, which logs
+    through this module), so it is said on standard error and resil's lines go through
+    :mod:`logging`'s own defaults."""
+    try:
+        _apply()
+    except Exception as exc:  # fail-open: the application's import goes on
+        print(f"resil: logging setup failed ({exc!r}); resil's lines use logging's "
+              "defaults", file=sys.stderr)
 
 
 def _apply() -> None:

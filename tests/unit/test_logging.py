@@ -148,3 +148,16 @@ def test_an_exception_is_logged_with_its_traceback(tmp_path):
     """)
     assert out.returncode == 0, out.stderr
     assert "ERROR it failed" in out.stderr and "ZeroDivisionError" in out.stderr
+
+
+def test_a_fault_in_resils_logging_setup_does_not_fail_the_applications_import(tmp_path):
+    out = run(tmp_path, """
+        from resil import _log
+        def broken():
+            raise RuntimeError("boom")
+        _log._apply = broken
+        import logging
+        print(logging.getLogger("x").name)
+    """)
+    assert out.returncode == 0 and out.stdout == "x\n", out
+    assert "resil: logging setup failed (RuntimeError('boom'))" in out.stderr

@@ -9,18 +9,23 @@ from resil.control import open_control_plane
 from resil.ops.monitor import REPEAT_AFTER, Monitor
 
 
-@pytest.fixture
-def config(write_config, tmp_path):
-    """One Redis resource in units a and b, nothing listening: these parts need none."""
+def one_resource(write_config, tmp_path, kind: str = "redis"):
+    """One resource ``db`` of ``kind`` in units a and b, nothing listening."""
     return load_config(write_config(f"""
         unit = "a"
         [control]
         url = "{(tmp_path / 'state.json').as_uri()}"
         [resources.db]
-        kind = "redis"
+        kind = "{kind}"
         primary = "a"
         endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
     """))
+
+
+@pytest.fixture
+def config(write_config, tmp_path):
+    """One Redis resource in units a and b, nothing listening: these parts need none."""
+    return one_resource(write_config, tmp_path)
 
 
 def test_an_unresolvable_orphan_is_said_once_not_every_round(config):
@@ -85,15 +90,7 @@ def test_a_semi_sync_check_the_primary_did_not_answer_is_made_when_it_does(
     from resil.errors import ResilError
     from resil.ops import monitor as monitor_module
 
-    config = load_config(write_config(f"""
-        unit = "a"
-        [control]
-        url = "{(tmp_path / 'state.json').as_uri()}"
-        [resources.db]
-        kind = "mysql"
-        primary = "a"
-        endpoints = {{ a = "127.0.0.1:1", b = "127.0.0.1:2" }}
-    """))
+    config = one_resource(write_config, tmp_path, "mysql")
     answers: list[bool] = [False, False, True]
     opened: list[str] = []
 
