@@ -36,7 +36,15 @@ class RetryBudget:
         return now % WINDOW
 
     def record_call(self) -> None:
-        """A call started (each call, not each attempt)."""
+        """A call started (each call, not each attempt).
+
+        Within the current second it takes no lock: two threads adding at once may lose
+        one of the two counts, which can only make the budget smaller (calls allow
+        retries), never let retries multiply an outage's load."""
+        now = int(self._clock())
+        if now == self._second:
+            self._calls[now % WINDOW] += 1
+            return
         with self._lock:
             self._calls[self._advance()] += 1
 

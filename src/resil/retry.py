@@ -27,7 +27,6 @@ attempt produced: the driver's own exception, or the last response.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import counters, spans
@@ -36,6 +35,7 @@ from .topology import Endpoint, Resource
 
 if TYPE_CHECKING:
     from .router import Router
+    from .state import ControlState
 
 __all__ = ["Exchange", "RetryBudget", "execute", "execute_async", "repeatable"]
 
@@ -43,20 +43,27 @@ R = TypeVar("R")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods a retry may repeat: idempotent by their definition (RFC 9110, 9.2.2)."""
-@dataclass
 class Exchange(Generic[R]):
-    """What an integration tells :func:`execute` about one call."""
+    """What an integration tells :func:`execute` about one call (a plain slotted class:
+    one is made per call, and a dataclass's frozen or generated ``__init__`` costs
+    more)."""
 
-    resource: Resource
-    repeatable: bool
-    """Safe to send again: a safe method or an Idempotency-Key, and a replayable body."""
-    transport_error: Callable[[BaseException], bool]
-    """Whether an exception means no response was received (connection refused, reset,
-    timed out): those count against the endpoint and may be retried."""
-    status: Callable[[R], int]
-    discard: Callable[[R], None]
-    """Release a response that a retry replaces (close it, return its connection)."""
-    tried: list[Endpoint] = field(default_factory=list)
+    __slots__ = ("resource", "repeatable", "transport_error", "status", "discard", "tried")
+
+    def __init__(self, resource: Resource, repeatable: bool,
+                 transport_error: Callable[[BaseException], bool],
+                 status: Callable[[R], int], discard: Callable[[R], None]) -> None:
+        self.resource = resource
+        self.repeatable = repeatable
+        """Safe to send again: a safe method or an Idempotency-Key, and a replayable
+        body."""
+        self.transport_error = transport_error
+        """Whether an exception means no response was received (connection refused,
+        reset, timed out): those count against the endpoint and may be retried."""
+        self.status = status
+        self.discard = discard
+        """Release a response that a retry replaces (close it, return its connection)."""
+        self.tried: list[Endpoint] = []
 
 
 def repeatable(method: str, headers: Any, body_replayable: bool = True) -> bool:
@@ -154,12 +161,13 @@ def calls_key(resource: Resource, endpoint: Endpoint) -> str:
 
 
 def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
-            first: Endpoint) -> R:
+            first: Endpoint, state: ControlState | None = None) -> R:
     """Run a call whose first attempt goes to ``first`` (chosen by the integration, under
-    its fail-open guard, with :meth:`~resil.router.Router.pick`), then the retries, if
-    any are due."""
+    its fail-open guard, with :meth:`~resil.router.Router.pick` in ``state``, the
+    control state then applied: read again when not given), then the retries, if any
+    are due."""
     resource = exchange.resource
-    if router.state().faults:
+    if (state or router.state()).faults:
         from .chaos import http_send  # only while a chaos fault is published
         send = http_send(router, resource, send)
     endpoint = first
@@ -214,9 +222,10 @@ def _retry(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R],
 
 async def execute_async(router: Router, exchange: Exchange[R],
                         send: Callable[[Endpoint], Awaitable[R]],
-                        discard: Callable[[R], Awaitable[None]], first: Endpoint) -> R:
+                        discard: Callable[[R], Awaitable[None]], first: Endpoint,
+                        state: ControlState | None = None) -> R:
     """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""
-    if router.state().faults:
+    if (state or router.state()).faults:
         from .chaos import http_send_async
         send = http_send_async(router, exchange.resource, send)
     endpoint = first

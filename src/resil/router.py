@@ -110,18 +110,20 @@ class Router:
         return {name: health.snapshot() for name, health in list(self._health.items())}
 
     def pick(self, resource: Resource, tried: Sequence[Endpoint] = (),
-             repeatable: bool = True) -> Endpoint | None:
+             repeatable: bool = True, state: ControlState | None = None) -> Endpoint | None:
         """The endpoint for the next attempt of a call to ``resource``.
 
         ``tried`` lists the endpoints earlier attempts of the same call used. Only a
         ``repeatable`` call may be a half-open endpoint's probe. None when
         no endpoint is left for a retry. The first attempt always gets an endpoint: if
         nothing is healthy and panic mode is off, the own unit's (or the first unit's)
-        endpoint is used rather than failing a call resil could not route.
+        endpoint is used rather than failing a call resil could not route. ``state`` is
+        the control state to decide in (default: the one applied now).
         """
         if self.checks is not None and not self.checks.running:
             self.checks.start()     # lazily, and again in a forked worker
-        state = self._state()
+        if state is None:
+            state = self._state()
         health = self._health.get(resource.name) or self.health(resource)
         own = self.topology.unit
         if not tried and health.all_healthy and state.weights.get(own, 1.0) > 0:

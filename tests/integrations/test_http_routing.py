@@ -76,6 +76,26 @@ def test_urllib3_and_httpx_are_routed(write_config, tmp_path, units):
     assert (answer["unit"], answer["path"]) == ("a", "/async")
 
 
+def test_httpx_headers_follow_each_attempt(write_config, tmp_path, units):
+    """httpx's headers are set in place: resil's header once (an application's own
+    value of it replaced), the Host of each attempt's endpoint, an own Host kept."""
+    import httpx
+    start_agent(write_config, tmp_path, units, extra=FAST + "retries = 1\n")
+    with httpx.Client(headers={"X-Resil-Unit": "spoofed", "X-Other": "1"}) as client:
+        answer = client.get("http://products/h").json()
+        assert answer["headers"]["x-resil-unit"] == "a"
+        assert answer["header_names"].count("x-resil-unit") == 1
+        assert answer["headers"]["x-other"] == "1"
+        assert answer["headers"]["host"] == f"127.0.0.1:{answer['port']}"
+        # the retry goes to unit b: the Host header is that endpoint's, not the first's
+        retried = client.get("http://products/status/503").json()
+        assert retried["unit"] == "b"
+        assert retried["headers"]["host"] == f"127.0.0.1:{retried['port']}"
+        assert retried["header_names"].count("host") == 1
+        own = client.get("http://products/h", headers={"Host": "api.example"}).json()
+        assert own["headers"]["host"] == "api.example" and own["unit"] == "a"
+
+
 def test_only_calls_safe_to_repeat_are_retried(write_config, tmp_path, units):
     import requests
     start_agent(write_config, tmp_path, units, extra="eject_after = 100\n")

@@ -43,6 +43,7 @@ class Handler(BaseHTTPRequestHandler):
             "unit": self.server.unit, "port": self.server.server_port,
             "method": self.command, "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
+            "header_names": [k.lower() for k in self.headers.keys()],   # repeats kept
             "body": body.decode("utf-8", "replace"),
         }).encode()
         self.send_response(status)

@@ -15,50 +15,95 @@ of resil's: a unit name is no business of a third party.
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .. import context, registry, spans
+from .. import context, counters, registry, spans
 from ..context import ROUTE_KEY_HEADER, UNIT_HEADER
-from ..retry import repeatable
+from ..retry import SAFE_METHODS, Exchange, repeatable
 from ..router import HTTP_MATCHES
 from ..topology import Endpoint, Resource
 
 if TYPE_CHECKING:
+    from ..budget import RetryBudget
     from ..router import Router
+    from ..state import ControlState
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNKNOWN = object()
 """Not in the match cache yet (None there means: no resource)."""
 
 
-@dataclass(frozen=True)
 class _Match:
-    resource: Resource
-    userinfo: str
-    """``user:password@`` of the original URL, kept on the rewritten one."""
-    base_path: str
-    """The base path of the endpoint the URL named directly ("" otherwise), which the
-    chosen endpoint's own base path replaces."""
+    """What the scheme and authority of a URL name: kept per router, read per call."""
+
+    __slots__ = ("resource", "userinfo", "base_path", "budget")
+
+    def __init__(self, resource: Resource, userinfo: str, base_path: str,
+                 budget: RetryBudget) -> None:
+        self.resource = resource
+        self.userinfo = userinfo
+        """``user:password@`` of the original URL, kept on the rewritten one."""
+        self.base_path = base_path
+        """The base path of the endpoint the URL named directly ("" otherwise), which the
+        chosen endpoint's own base path replaces."""
+        self.budget = budget
+        """The resource's retry budget (the router's own)."""
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A routed call: its resource, where its first attempt goes, the rest of its URL."""
+Reading = tuple[Callable[[BaseException], bool], Callable[[Any], int], Callable[[Any], None]]
+"""How an integration reads an attempt's outcome: whether an exception means no
+response was received, a response's status, and how to release a response that a
+retry replaces (see :class:`resil.retry.Exchange`)."""
 
-    resource: Resource
-    first: Endpoint
-    userinfo: str
-    rest: str
-    """Path, query and fragment of the original URL (``/items?page=2``)."""
-    repeatable: bool
-    """Whether the call is safe to send again (see :func:`resil.retry.repeatable`)."""
-    router: Router
-    """The router that planned the call: it also picks the retries' endpoints."""
-    stripped: bool = False
-    """Whether a base path of the endpoint the URL named was taken off :attr:`rest`."""
+
+def _no_response(exc: BaseException) -> bool:
+    return False
+
+
+def _status(response: Any) -> int:
+    return int(response.status_code)
+
+
+def _keep(response: Any) -> None:
+    pass
+
+
+UNREAD: Reading = (_no_response, _status, _keep)
+"""A reading for callers that only plan (tests): no exception is a transport error."""
+
+
+class Plan(Exchange[Any]):
+    """A routed call: its resource, where its first attempt goes, the rest of its URL,
+    the headers it carries; also the call's :class:`~resil.retry.Exchange` (one object
+    per call: this is the per-call path of every routed request)."""
+
+    __slots__ = ("first", "userinfo", "rest", "router", "stripped", "headers", "state")
+
+    def __init__(self, match: _Match, first: Endpoint, rest: str, stripped: bool,
+                 repeatable: bool, router: Router, state: ControlState, reading: Reading,
+                 headers: dict[str, Any]) -> None:
+        # The exchange's fields are set here rather than by Exchange.__init__: one call
+        # less on every routed request.
+        self.resource = match.resource
+        self.repeatable = repeatable
+        self.transport_error, self.status, self.discard = reading
+        self.tried = []
+        self.first = first
+        self.userinfo = match.userinfo
+        self.rest = rest
+        """Path, query and fragment of the original URL (``/items?page=2``)."""
+        self.stripped = stripped
+        """Whether a base path of the endpoint the URL named was taken off :attr:`rest`."""
+        self.router = router
+        """The router that planned the call: it also picks the retries' endpoints."""
+        self.state = state
+        """The control state the call was planned in."""
+        self.headers = headers
+        """resil's headers for the call (:func:`propagation`): the caller adds them."""
 
     def url(self, endpoint: Endpoint) -> str:
         """The URL of an attempt sent to ``endpoint``."""
@@ -87,19 +132,25 @@ class inside:
         _nesting.depth -= 1
 
 
-def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | None:
-    """The routing plan of a call to ``url``, or None to leave the call untouched."""
-    router = registry.router()
-    if router is None or _nesting.depth or context.bypassed():
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def plan(url: Any, method: str, headers: Any, body_replayable: bool,
+         reading: Reading = UNREAD) -> Plan | None:
+    """The routing plan of a call to ``url``, or None to leave the call untouched.
+
+    ``reading`` is the integration's (see :data:`Reading`). The plan carries the
+    headers the call adds (:func:`propagation`)."""
+    agent = registry._runtime
+    if agent is None or _nesting.depth or context._bypass.depth:
         return None
+    router = agent.router
     text = url if isinstance(url, str) else str(url)
     start = text.find("://")
     if start < 0:
         return None
-    end = start + 3
-    length = len(text)
-    while end < length and text[end] not in "/?#":
-        end += 1
+    found = _AUTHORITY_END.search(text, start + 3)
+    end = found.start() if found is not None else len(text)
     prefix = text[:end]
     cache = router.http_matches
     match = cache.get(prefix, _UNKNOWN)
@@ -114,12 +165,21 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool) -> Plan | N
     if match.base_path and (rest == match.base_path or
                             rest.startswith((match.base_path + "/", match.base_path + "?"))):
         rest, stripped = rest[len(match.base_path):], True
-    again = repeatable(method, headers, body_replayable)
-    router.budget(match.resource).record_call()
-    first = router.pick(match.resource, (), again)
+    again = (body_replayable and method in SAFE_METHODS) or \
+        repeatable(method, headers, body_replayable)
+    match.budget.record_call()
+    state = router.state()
+    first = router.pick(match.resource, (), again, state)
     if first is None:   # pick always answers a first attempt; this keeps the types honest
         return None
-    return Plan(match.resource, first, match.userinfo, rest, again, router, stripped)
+    added = _UNIT_HEADERS.get(agent.config.unit)
+    if added is None or spans._tracer is not None or context.route_key.get():
+        try:
+            added = propagation()
+        except Exception as fault:      # the call is still routed, without resil's headers
+            counters.record_fault("http.headers", fault)
+            added = {}
+    return Plan(match, first, rest, stripped, again, router, state, reading, added)
 
 
 def _match(router: Any, prefix: str) -> _Match | None:
@@ -140,7 +200,8 @@ def _match(router: Any, prefix: str) -> _Match | None:
         for endpoint in endpoints:
             if endpoint.host == parts.hostname.lower() and endpoint.port == port:
                 base_path = urlsplit(endpoint.url or "").path.rstrip("/")
-    return _Match(resource, userinfo + "@" if userinfo else "", base_path)
+    return _Match(resource, userinfo + "@" if userinfo else "", base_path,
+                  router.budget(resource))
 
 
 def header_value(key: str) -> str | bytes | None:
@@ -155,14 +216,28 @@ def header_value(key: str) -> str | bytes | None:
     return key.encode("utf-8", "surrogatepass")
 
 
+_UNIT_HEADERS: dict[str, dict[str, Any]] = {}
+"""Unit → the headers of a routed call that has no routing key and no trace context
+(the common case: one shared dictionary, never changed)."""
+
+
 def propagation() -> dict[str, Any]:
     """Headers every routed call carries; with an OpenTelemetry SDK loaded, also the
     trace context (``traceparent``), as the OTel instrumentations of these libraries
-    would add it (setting it twice writes the same value)."""
-    agent = registry.runtime()
-    headers: dict[str, Any] = {UNIT_HEADER: agent.config.unit} if agent is not None else {}
+    would add it (setting it twice writes the same value). The caller must not change
+    the dictionary: the common one is shared."""
+    agent = registry._runtime
+    if agent is None:
+        return {}
+    unit = agent.config.unit
     key = context.route_key.get()
     value = header_value(key) if key else None
+    if value is None and not spans.tracing():
+        common = _UNIT_HEADERS.get(unit)
+        if common is None:
+            common = _UNIT_HEADERS[unit] = {UNIT_HEADER: unit}
+        return common
+    headers: dict[str, Any] = {UNIT_HEADER: unit}
     if value is not None:
         headers[ROUTE_KEY_HEADER] = value
     if spans.tracing():

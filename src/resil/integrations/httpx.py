@@ -22,7 +22,7 @@ from .. import registry
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
-    from ..retry import Exchange
+    from ._http import Plan
 
 
 def _transport_error(exc: BaseException) -> bool:
@@ -43,70 +43,129 @@ def _status(response: Any) -> int:
     return int(response.status_code)
 
 
-def _preparer() -> Callable[[Any], tuple[Any, Exchange[Any], Callable[[Any], None]] | None]:
-    """How a request is prepared: its routing plan, its exchange, and how to aim it at an
-    endpoint. Built when httpx is patched, so that routing loads with httpx, not at
-    start-up."""
-    from ..retry import Exchange
+def _preparer() -> Callable[[Any], tuple[Plan, Callable[[Any], None]] | None]:
+    """How a request is prepared: its routing plan (also its exchange) and how to aim it
+    at an endpoint. Built when httpx is patched, so that routing loads with httpx, not
+    at start-up."""
     from . import _http
+    reading: _http.Reading = (_transport_error, _status, _discard)
 
-    def prepare(request: Any) -> tuple[Any, Exchange[Any], Callable[[Any], None]] | None:
-        """The routing plan of ``request``, its exchange, and how to aim it at an endpoint."""
+    def prepare(request: Any) -> tuple[Plan, Callable[[Any], None]] | None:
+        """The routing plan of ``request`` and how to aim it at an endpoint."""
         import httpx
-        plan = _http.plan(str(request.url), request.method, request.headers,
-                          isinstance(request.stream, httpx.ByteStream))
+        url = request.url
+        plan = _http.plan(str(url), request.method, request.headers,
+                          isinstance(request.stream, httpx.ByteStream), reading)
         if plan is None:
             return None
-        original_host = request.headers.get("host")
-        default_host = request.url.netloc.decode("ascii")
-        keep_host = original_host is not None and original_host != default_host
-        for name, value in _http.propagation().items():
-            if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
-                raw = [(k, v) for k, v in request.headers.raw if k.lower() != name.encode()]
-                request.headers = httpx.Headers([*raw, (name.encode(), value)])
-            else:
-                request.headers[name] = value
-        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
-                                           _status, _discard)
-
-        original = request.url
+        host = _add_headers(request, url, plan.headers)
 
         def aim(endpoint: Any) -> None:
-            fast = None if plan.stripped else _retarget(original, endpoint)
+            target = _targets.get(endpoint) or _target(endpoint)
+            fast = None if plan.stripped else _retarget(url, target)
             request.url = fast if fast is not None else httpx.URL(plan.url(endpoint))
-            if not keep_host:
-                request.headers["host"] = request.url.netloc.decode("ascii")
-        return plan, exchange, aim
+            if host is not None:
+                host(target[3] if fast is not None else request.url.netloc.decode("ascii"))
+        return plan, aim
     return prepare
 
 
-_targets: dict[Any, tuple[str, str, int | None] | None] = {}
+_encoded: tuple[dict[str, Any], list[tuple[bytes, bytes, bytes]] | None] = ({}, [])
+"""The last headers added and their (raw name, lower-case name, value) triples (None:
+not all ASCII text); routed calls without a routing key all add the same dictionary."""
 
 
-def _retarget(url: Any, endpoint: Any) -> Any:
-    """``url`` sent to ``endpoint`` (same path, query, userinfo) without parsing a URL
+def _triples(added: dict[str, Any]) -> list[tuple[bytes, bytes, bytes]] | None:
+    global _encoded
+    last = _encoded
+    if last[0] is added:
+        return last[1]
+    triples = [(name.encode(), name.lower().encode(), value.encode())
+               for name, value in added.items()
+               if type(value) is str and (name + value).isascii()]
+    found = triples if len(triples) == len(added) else None
+    _encoded = (added, found)
+    return found
+
+
+def _add_headers(request: Any, url: Any, added: dict[str, Any]) -> Callable[[str], None] | None:
+    """Add resil's headers to ``request``; return how to set its ``Host`` for the
+    endpoint an attempt goes to, or None when the application set a Host of its own
+    (kept as it is)."""
+    import httpx
+    headers = request.headers
+    items = getattr(headers, "_list", None)
+    triples = _triples(added)
+    if type(items) is list and triples is not None and \
+            all(type(item) is tuple and len(item) == 3 for item in items):
+        # httpx 0.23 to 0.28 keep (raw name, lower-case name, value) triples: set them
+        # directly, at a fifth of the cost of the mapping methods (each rebuilds lists).
+        lowers = [item[1] for item in items]
+        for triple in triples:
+            if triple[1] in lowers:     # the application's own: replaced, as by headers[k]
+                del items[lowers.index(triple[1])]
+                lowers.remove(triple[1])
+        items.extend(triples)
+        if b"host" not in lowers:
+            return _host_setter(request)
+        at = lowers.index(b"host")
+        if items[at][2] != url.netloc:
+            return None
+
+        def set_host(value: str) -> None:
+            items[at] = (items[at][0], b"host", value.encode("ascii"))
+        return set_host
+    original_host = headers.get("host")
+    keep_host = original_host is not None and original_host != url.netloc.decode("ascii")
+    for name, value in added.items():
+        if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
+            raw = [(k, v) for k, v in headers.raw if k.lower() != name.encode()]
+            headers = request.headers = httpx.Headers([*raw, (name.encode(), value)])
+        else:
+            headers[name] = value
+    return None if keep_host else _host_setter(request)
+
+
+def _host_setter(request: Any) -> Callable[[str], None]:
+    def set_host(value: str) -> None:
+        request.headers["host"] = value
+    return set_host
+
+
+_targets: dict[Any, tuple[str, str, int | None, str, bool]] = {}
+"""Endpoint → its scheme, host, port (None for the scheme's default), Host header, and
+whether a URL aimed at it can be made without parsing (no base path)."""
+
+
+def _target(endpoint: Any) -> tuple[str, str, int | None, str, bool]:
+    import httpx
+    parts = urlsplit(endpoint.url or "")
+    default = 443 if parts.scheme == "https" else 80
+    port = None if endpoint.port == default else endpoint.port
+    netloc = httpx.URL(endpoint.url or f"http://{endpoint}").netloc.decode("ascii")
+    found = _targets[endpoint] = (parts.scheme, endpoint.host, port, netloc,
+                                  not parts.path.strip("/"))
+    return found
+
+
+_LAYOUT = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
+"""The fields of httpx's parsed URL (``httpx._urlparse.ParseResult``) in 0.23 to 0.28."""
+
+
+def _retarget(url: Any, target: tuple[str, str, int | None, str, bool]) -> Any:
+    """``url`` sent to an endpoint (same path, query, userinfo) without parsing a URL
     again: httpx's parser costs ~15 µs, a fifth of a loopback call. Only for endpoints
     without a base path, and only while httpx keeps its parsed form as it does in 0.23
     to 0.28; otherwise None, and the URL is parsed."""
     import httpx
-    if endpoint in _targets:
-        target = _targets[endpoint]
-    else:
-        parts = urlsplit(endpoint.url or "")
-        default = 443 if parts.scheme == "https" else 80
-        target = None if parts.path.strip("/") else \
-            (parts.scheme, endpoint.host, None if endpoint.port == default else endpoint.port)
-        _targets[endpoint] = target
-    reference = getattr(url, "_uri_reference", None)
-    if target is None or reference is None or not hasattr(reference, "_replace"):
+    scheme, host, port, _, plain = target
+    reference: Any = getattr(url, "_uri_reference", None)
+    if not plain or getattr(reference, "_fields", None) != _LAYOUT:
         return None
-    scheme, host, port = target
-    try:
-        parsed = reference._replace(scheme=scheme, host=host, port=port)
-    except (TypeError, ValueError):   # another httpx layout: the caller parses instead
-        return None
+    _, userinfo, _, _, path, query, fragment = reference
     new = httpx.URL.__new__(httpx.URL)
-    new._uri_reference = parsed
+    new._uri_reference = reference.__class__(scheme, userinfo, host, port, path, query,
+                                             fragment)
     return new
 
 
@@ -121,12 +180,12 @@ def make_handle(original: Callable[..., Any]) -> Callable[..., Any]:
         prepared = fail_open("httpx.route", prepare, request)
         if prepared is None:
             return original(self, request)
-        plan, exchange, aim = prepared
+        plan, aim = prepared
 
         def attempt(endpoint: Any) -> Any:
             aim(endpoint)
             return original(self, request)
-        return execute(plan.router, exchange, attempt, plan.first)
+        return execute(plan.router, plan, attempt, plan.first, plan.state)
     return handle_request
 
 
@@ -141,13 +200,13 @@ def make_handle_async(original: Callable[..., Any]) -> Callable[..., Any]:
         prepared = fail_open("httpx.route", prepare, request)
         if prepared is None:
             return await original(self, request)
-        plan, exchange, aim = prepared
+        plan, aim = prepared
 
         async def attempt(endpoint: Any) -> Any:
             aim(endpoint)
             return await original(self, request)
-        return await execute_async(plan.router, exchange, attempt, _discard_async,
-                                   plan.first)
+        return await execute_async(plan.router, plan, attempt, _discard_async,
+                                   plan.first, plan.state)
     return handle_async_request
 
 

@@ -37,22 +37,20 @@ def _status(response: Any) -> int:
 
 def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``HTTPAdapter.send(self, request, **kwargs)``."""
-    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from ..retry import execute  # loaded with the library, not at start-up
     from . import _http
+    reading: _http.Reading = (_transport_error, _status, _discard)
 
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
             return original(self, request, *args, **kwargs)
         body = request.body
         plan = fail_open("requests.route", _http.plan, request.url, request.method or "GET",
-                         request.headers, body is None or isinstance(body, (bytes, str)))
+                         request.headers, body is None or isinstance(body, (bytes, str)),
+                         reading)
         if plan is None:
             return original(self, request, *args, **kwargs)
-        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
-                                           _status, _discard)
-        headers = fail_open("requests.headers", _http.propagation) or {}
-        request.headers.update(headers)
-
+        request.headers.update(plan.headers)
         stream = kwargs.get("stream", args[0] if args else False)
 
         def attempt(endpoint: Any) -> Any:
@@ -64,7 +62,7 @@ def make_send(original: Callable[..., Any]) -> Callable[..., Any]:
                 # before answering, instead of failing the application's call.
                 response.content  # noqa: B018
             return response
-        return execute(plan.router, exchange, attempt, plan.first)
+        return execute(plan.router, plan, attempt, plan.first, plan.state)
     return send
 
 

@@ -42,8 +42,9 @@ def _status(response: Any) -> int:
 
 def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``PoolManager.urlopen(self, method, url, redirect=True, **kw)``."""
-    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from ..retry import execute  # loaded with the library, not at start-up
     from . import _http
+    reading: _http.Reading = (_transport_error, _status, _discard)
 
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
@@ -51,18 +52,16 @@ def make_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
         body = kwargs.get("body")
         headers = dict(kwargs.get("headers") or self.headers)
         plan = fail_open("urllib3.route", _http.plan, url, method, headers,
-                         body is None or isinstance(body, (bytes, str)))
+                         body is None or isinstance(body, (bytes, str)), reading)
         if plan is None:
             return original(self, method, url, *args, **kwargs)
-        headers.update(fail_open("urllib3.headers", _http.propagation) or {})
+        headers.update(plan.headers)
         kwargs["headers"] = headers
-        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
-                                           _status, _discard)
 
         def attempt(endpoint: Any) -> Any:
             with _http.inside():
                 return original(self, method, plan.url(endpoint), *args, **kwargs)
-        return execute(plan.router, exchange, attempt, plan.first)
+        return execute(plan.router, plan, attempt, plan.first, plan.state)
     return urlopen
 
 

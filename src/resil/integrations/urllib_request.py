@@ -38,8 +38,9 @@ def _status(response: Any) -> int:
 
 def make_open(original: Callable[..., Any]) -> Callable[..., Any]:
     """A replacement for ``OpenerDirector._open(self, req, data=None)``."""
-    from ..retry import Exchange, execute  # loaded with the library, not at start-up
+    from ..retry import execute  # loaded with the library, not at start-up
     from . import _http
+    reading: _http.Reading = (_transport_error, _status, _discard)
 
     def _open(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         if registry._runtime is None:
@@ -47,18 +48,16 @@ def make_open(original: Callable[..., Any]) -> Callable[..., Any]:
         data = req.data
         headers = {**req.headers, **req.unredirected_hdrs}
         plan = fail_open("urllib.route", _http.plan, req.full_url, req.get_method(), headers,
-                         data is None or isinstance(data, (bytes, str)))
+                         data is None or isinstance(data, (bytes, str)), reading)
         if plan is None:
             return original(self, req, *args, **kwargs)
-        for name, value in (fail_open("urllib.headers", _http.propagation) or {}).items():
+        for name, value in plan.headers.items():
             req.add_unredirected_header(name.capitalize(), value)
-        exchange: Exchange[Any] = Exchange(plan.resource, plan.repeatable, _transport_error,
-                                           _status, _discard)
 
         def attempt(endpoint: Any) -> Any:
             req.full_url = plan.url(endpoint)
             return original(self, req, *args, **kwargs)
-        return execute(plan.router, exchange, attempt, plan.first)
+        return execute(plan.router, plan, attempt, plan.first, plan.state)
     return _open
 
 
