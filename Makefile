@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-switch bench-failover docs servers venv clean
+.PHONY: demo test bench bench-switch bench-failover bench-instructions docs servers venv clean
 
 demo: venv servers  ## two units of a shop (Django + Flask under resil-run): switch, cut, kill -9
 	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,demo]'
@@ -23,6 +23,9 @@ bench-switch: venv servers  ## planned switches under load: pause, errors, lost 
 
 bench-failover: venv servers  ## kill -9 of a primary under load: detection, first write, losses
 	$(PY) benchmarks/failover.py
+
+bench-instructions: venv servers  ## instructions per round trip under callgrind (needs valgrind)
+	$(PY) benchmarks/instructions.py
 
 docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
 	$(PY) -c "from resil.envvars import markdown; print(markdown(), end='')" > docs/configuration.md
