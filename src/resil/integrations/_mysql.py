@@ -40,10 +40,15 @@ def in_transaction(conn: Any, record: Tracked) -> bool:
     return record.tx or bool(server_status(conn) & IN_TRANS)
 
 
+# Enum members as plain names: ``Access.END`` is a class attribute lookup through the
+# enum's metaclass, ~80 ns each on CPython 3.11, and note() runs after every statement.
+_END, _WRITE, _BEGIN = Access.END, Access.WRITE, Access.BEGIN
+
+
 def note(record: Tracked, sql: Any) -> None:
     """After a statement ran with autocommit off: did it open or end a transaction?"""
     access = classify(sql)
-    if access is Access.END:
+    if access is _END:
         record.tx = False
-    elif access is Access.WRITE or access is Access.BEGIN:
+    elif access is _WRITE or access is _BEGIN:
         record.tx = True

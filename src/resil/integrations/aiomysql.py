@@ -171,7 +171,7 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
     try:
         try:
             if boundary:
-                agent = registry.runtime()
+                agent = registry._runtime
                 if agent is not None:
                     state = agent.state
                     if state.epoch != record.epoch or state.locks:

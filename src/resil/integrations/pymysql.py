@@ -515,8 +515,6 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
     The same as ``_statement(..., boundary=True, may_replay=True)``, inlined: this runs
     for every statement the application sends (about 200 ns here with nothing changed).
     """
-    agent_of = registry.runtime
-
     def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
         record: Tracked | None = self.__dict__.get(ATTRIBUTE)
         if record is None or record.connecting:
@@ -524,7 +522,7 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
         record.busy = True      # before the state is read: see _statement
         try:
             try:
-                agent = agent_of()
+                agent = registry._runtime
                 faults: tuple[Any, ...] = ()
                 if agent is not None:
                     state = agent.state

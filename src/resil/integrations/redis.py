@@ -319,7 +319,7 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         if record is None:
             return conn
-        agent = registry.runtime()
+        agent = registry._runtime
         if agent is None:
             return conn
         state = agent.state
@@ -469,7 +469,7 @@ def _on_error(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
 def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Redis.execute_command``: per command, so a plain method."""
     def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        agent = registry.runtime()
+        agent = registry._runtime
         if agent is None:
             return original(self, *args, **options)
         state = agent.state
@@ -497,7 +497,7 @@ def _make_async_get_connection(original: Callable[..., Awaitable[Any]]) -> Calla
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         if record is None:
             return conn
-        agent = registry.runtime()
+        agent = registry._runtime
         if agent is None:
             return conn
         state = agent.state
@@ -527,7 +527,7 @@ def _abort(conn: Any) -> None:
 def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """``redis.asyncio`` ``Redis.execute_command``: hold writes while locked."""
     async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        agent = registry.runtime()
+        agent = registry._runtime
         if agent is not None and agent.state.locks:
             resource = fail_open("redis.gate", _to_hold, agent, self, args[:1])
             if resource is not None:
