@@ -1,6 +1,7 @@
-"""A Celery prefork worker that has never heard of resil, under `resil-run celery worker`:
-its forked pool processes route PyMySQL to the primary and keep writing through two
-planned switches, with no failed task and no lost or doubled row."""
+"""A Celery worker that has never heard of resil, under `resil-run celery worker`, with
+each of Celery's built-in pools: prefork (forked pool processes), threads and solo. Its
+tasks route PyMySQL to the primary and keep writing through two planned switches, with
+no failed task and no lost or doubled row."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ BIN = Path(sys.executable).parent
 
 TASKS = textwrap.dedent("""
     import os
+    import threading
     import pymysql
     from celery import Celery
 
@@ -27,28 +29,29 @@ TASKS = textwrap.dedent("""
     app.conf.worker_prefetch_multiplier = 1
     app.conf.broker_connection_retry_on_startup = True
 
-    _conn = None
+    _local = threading.local()
 
     @app.task
     def insert(n):
-        # One connection per pool process, opened at its first task and kept: the
-        # switch moves it (a fork of the parent's connection would be shared).
-        global _conn
-        if _conn is None:
-            _conn = pymysql.connect(host="orders-db", user="app", password="apppw",
-                                    database="app", autocommit=True)
-        with _conn.cursor() as cur:
-            cur.execute("INSERT INTO celery_rows VALUES (%s, %s)", (n, os.getpid()))
+        # One connection per pool process or thread, opened at its first task and
+        # kept: the switch moves it (a fork of the parent's connection would be shared,
+        # and a PyMySQL connection is not for two threads at once).
+        conn = getattr(_local, "conn", None)
+        if conn is None:
+            conn = _local.conn = pymysql.connect(host="orders-db", user="app",
+                                                 password="apppw", database="app",
+                                                 autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {os.environ['TABLE']} VALUES (%s, %s)",
+                        (n, os.getpid()))
             cur.execute("SELECT @@server_id")
-            return os.getpid(), cur.fetchone()[0]
+            return os.getpid(), threading.get_ident(), cur.fetchone()[0]
 """)
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     with MariaDBPair(tmp_path_factory.mktemp("switch-celery")) as pair:
-        pair.primary.root_sql("CREATE TABLE app.celery_rows (n INT PRIMARY KEY, pid INT)")
-        pair.wait_caught_up()
         yield pair
 
 
@@ -66,13 +69,19 @@ def switch(config: Path, to: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, env={**os.environ, **PASSWORDS})
 
 
-def test_a_prefork_worker_keeps_writing_through_switches(pair, broker, tmp_path, write_config):
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_a_worker_keeps_writing_through_switches(pair, broker, tmp_path, write_config, pool):
+    table = f"celery_{pool}"
+    pair.primary.root_sql(f"CREATE TABLE app.{table} (n INT PRIMARY KEY, pid INT)")
+    pair.wait_caught_up()
     (tmp_path / "tasks.py").write_text(TASKS)
     config = write_config(resil_toml((tmp_path / "state.json").as_uri(), mysql=pair))
     env = {**os.environ, **PASSWORDS, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "RESIL_CONFIG": str(config), "BROKER": broker, "PYTHONPATH": str(tmp_path)}
+           "RESIL_CONFIG": str(config), "BROKER": broker, "PYTHONPATH": str(tmp_path),
+           "TABLE": table}
+    concurrency = "1" if pool == "solo" else "2"
     worker = subprocess.Popen([str(BIN / "resil-run"), "celery", "-A", "tasks", "worker",
-                               "--pool", "prefork", "--concurrency", "2", "--loglevel",
+                               "--pool", pool, "--concurrency", concurrency, "--loglevel",
                                "warning", "--without-heartbeat", "--without-gossip",
                                "--without-mingle"],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -110,11 +119,17 @@ def test_a_prefork_worker_keeps_writing_through_switches(pair, broker, tmp_path,
         assert done.returncode == 0, done.stdout + done.stderr
     failed = [o for o in outcomes if isinstance(o, Exception)]
     assert not failed, (failed[:3], worker.stderr.read()[-2000:])
-    pids = {pid for pid, _ in outcomes}
-    servers = [server for _, server in outcomes]
-    assert len(pids) == 2, pids                       # both pool processes worked
+    pids = {pid for pid, _, _ in outcomes}
+    workers = {(pid, thread) for pid, thread, _ in outcomes}
+    servers = [server for _, _, server in outcomes]
+    if pool == "prefork":
+        assert len(pids) == 2, pids                   # both pool processes worked
+    elif pool == "threads":
+        assert len(pids) == 1 and len(workers) == 2, workers   # two threads, one process
+    else:
+        assert len(workers) == 1, workers
     assert {1, 2} <= set(servers), servers[::20]      # and followed the switches
     assert servers[-1] == 1                           # back on "a" at the end
-    rows = pair.primary.root_sql("SELECT n FROM app.celery_rows ORDER BY n")
+    rows = pair.primary.root_sql(f"SELECT n FROM app.{table} ORDER BY n")
     assert [n for (n,) in rows] == list(range(240))   # none lost, none twice
     assert elapsed < 60
