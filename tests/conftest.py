@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +14,11 @@ from resil import registry
 from servers.config import resil_toml
 
 pytest_plugins = ["servers.fixtures"]
+
+# The parsed configuration files the agents keep (resil._tomlcache) go to a folder of
+# this test run, not the home of whoever runs it; every process the tests start inherits
+# it. Removed with the run's other temporary files by the OS, not by the tests.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="resil-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
 
 from . import envvars
@@ -22,6 +21,10 @@ from ._record import dataclass
 from .envvars import Setting
 from .errors import MISSING, ConfigError
 from .topology import KINDS, Alias, Endpoint, HttpPolicy, Resource, ResourceKind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")

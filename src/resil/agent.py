@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from . import _log, counters, registry
 from .config import Config, load_config
@@ -31,7 +30,10 @@ from .state import ControlState, Signal, issuer, newer
 SCALE_CACHE = 5.0
 """Seconds an agent reuses the stored recommendation it read (``/scale``, ``/metrics``)."""
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .integrations import Deferred
     from .integrations.base import Integration
     from .scale import Sampler

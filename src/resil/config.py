@@ -13,14 +13,12 @@ also generates ``resil-run``'s flags and docs/configuration.md.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import _log, envvars
+from . import _log, _tomlcache, envvars
 from ._configparse import (
     HostPort,
     Source,
@@ -33,6 +31,10 @@ from ._entry import CONFIG_ENV, TRUE, config_file
 from ._record import dataclass
 from .errors import MISSING, ConfigError
 from .topology import Resource, Topology, address_keys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:   # loaded only for a configuration with [scaling]: it costs start-up
     from .scalepolicy import Scaling
@@ -124,7 +126,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     source = Source(file)
     try:
         with open(file, "rb") as fh:
-            raw = tomllib.load(fh)
+            raw = _tomlcache.parse(fh.read(), str(file))
     except FileNotFoundError:
         raise ConfigError(str(file), "file", MISSING,
                           f"configuration file not found (name it: `resil config check "
@@ -136,7 +138,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         raise ConfigError(str(file), "file", MISSING, f"not UTF-8 text (byte {exc.start}: "
                           f"{exc.object[exc.start:exc.start + 1]!r}); TOML files are UTF-8"
                           ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:   # tomllib.TOMLDecodeError (tomllib loads only to parse)
         raise ConfigError(str(file), "file", MISSING, f"not valid TOML: {exc}") from None
     _apply_env(raw, env, source)
     _refuse_unknown_env(raw, env)

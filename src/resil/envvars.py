@@ -16,15 +16,20 @@ variables are ``RESIL_RESOURCES_<NAME>_<KEY>`` with the resource name upper-case
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
-
 from ._entry import CONFIG_ENV as CONFIG_ENV
 from ._record import KW_ONLY, dataclass
 
-Kind = Literal["str", "bool", "float", "int", "list", "ints", "endpoints"]
-"""``int`` is a whole number; ``ints`` a list of whole numbers (each in the range)."""
+# typing is not imported at run time (it costs every start-up): the names below are the
+# type checker's. In Kind, ``int`` is a whole number; ``ints`` a list of whole numbers
+# (each in the range).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeVar
 
-_T = TypeVar("_T")
+    Kind = Literal["str", "bool", "float", "int", "list", "ints", "endpoints"]
+    _T = TypeVar("_T")
+else:
+    Kind = str
 
 
 @dataclass(frozen=True)
@@ -431,6 +436,12 @@ def markdown() -> str:
         f"`{CONFIG_ENV}` environment variable, or `./resil.toml`). Every key can be "
         "overridden by an environment variable, and most by a `resil-run` flag. "
         "Precedence: flag > environment > file > default.",
+        "",
+        "Each process parses the file once per content: the parsed tables are kept in "
+        "`$XDG_CACHE_HOME/resil` (else `~/.cache/resil`; the folder mode 0700, one "
+        "entry per configuration file) and used only when the file's bytes are exactly "
+        "those they were parsed from, so an edit is always read. Where the folder cannot "
+        "be written, the file is parsed at every start, as before.",
         "",
         "| key | environment | resil-run flag | default | allowed | meaning |",
         "| --- | --- | --- | --- | --- | --- |",

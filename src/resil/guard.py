@@ -9,12 +9,15 @@ exceptions pass through untouched and it never runs twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from . import counters
 from .errors import LockTimeoutError, TransactionInterruptedError
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 def fail_open(where: str, decide: Callable[..., T], *args: Any) -> T | None:

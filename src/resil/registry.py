@@ -10,12 +10,12 @@ module can count without knowing the runtime; :func:`reset` clears them all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from . import counters
 from .context import bypass, bypassed, route_key
 from .counters import faults, stats
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .router import Router
     from .runtime import Runtime

@@ -11,7 +11,10 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Upper bounds of the latency histogram, in seconds (Prometheus' defaults).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -21,12 +21,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from .state import ControlState
 from .topology import Endpoint, Resource, ResourceKind, Topology
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .budget import RetryBudget
     from .checks import ActiveChecks
     from .health import ResourceHealth

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from . import counters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _tracer: Any = None
 _common: dict[str, Any] = {}

@@ -21,13 +21,15 @@ import socket
 import zlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 
 from ._record import dataclass, field, replace
 from .errors import SignalError
 from .topology import Resource, Topology
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .faults import Fault
 
 FORMAT_VERSION = 1

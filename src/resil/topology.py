@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, get_args
 
 from ._record import dataclass, field
 from .envvars import resource_default
 
-ResourceKind = Literal["mysql", "redis", "http"]
-KINDS: tuple[ResourceKind, ...] = get_args(ResourceKind)
+TYPE_CHECKING = False
+if TYPE_CHECKING:       # typing is not imported at run time: it costs every start-up
+    from typing import Literal
+
+    ResourceKind = Literal["mysql", "redis", "http"]
+else:
+    ResourceKind = str
+KINDS: tuple[ResourceKind, ...] = ("mysql", "redis", "http")
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"mysql": 3306, "redis": 6379})
 
 

@@ -269,11 +269,15 @@ def test_which_commands_run_python(tmp_path, first_line, python):
 def test_the_agent_loads_no_module_it_does_not_need_yet(pair_config, tmp_path):
     """Start-up imports only what the agent uses at once: HTTP routing loads with an HTTP
     library, the file watch's ctypes with the watch, signing's hashlib with a signed
-    signal, did-you-mean's difflib with a mistake, logging with a line to write."""
+    signal, did-you-mean's difflib with a mistake, logging with a line to write; no
+    typing at all, and tomllib only when the configuration file is new or changed."""
     lazy = ("logging", "resil.retry", "resil.integrations._http", "resil.health", "resil.checks",
             "resil.budget", "ctypes", "hashlib", "tempfile",
-            "difflib", "shutil", "argparse", "importlib.metadata")
+            "difflib", "shutil", "argparse", "importlib.metadata", "typing", "tomllib")
     probe = f"import sys; print([m for m in {lazy!r} if m in sys.modules])"
+    first = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path)
+    # parsed once (tomllib brings typing), then kept
+    assert first.stdout == "['typing', 'tomllib']\n", first.stdout
     out = run([RESIL_RUN, "python", "-c", probe], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[]\n", out.stdout

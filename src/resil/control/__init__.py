@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..clock import Clock
@@ -18,7 +17,10 @@ from ..errors import ControlPlaneError
 from ..topology import Topology
 from .base import ControlPlane, Watch, live_agents
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..config import Config
 
 __all__ = ["ControlPlane", "Watch", "live_agents", "open_configured", "open_control_plane",

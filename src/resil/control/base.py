@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Protocol
 
 from .._record import dataclass
 from ..state import ControlState, Signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object      # structural types for the type checker; plain bases at run time
 
 
 class Watch(Protocol):

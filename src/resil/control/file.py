@@ -19,7 +19,6 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote
 
 from .. import _log
@@ -29,6 +28,10 @@ from ..errors import ControlPlaneError, SignalError
 from ..state import ControlState, Signal, decode_signal, encode_signal, make_signal
 from ..topology import Topology
 from .base import NOTE_TTL, LeaseNote, Mark, highest_epoch, lease_cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = _log.get("resil.control")
 _Identity = tuple[int, int, int]

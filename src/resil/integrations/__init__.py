@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
 
 from .. import _log, counters
 from ._dists import entry_points, installed_version
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .base import Integration
 
 log = _log.get("resil.integrations")

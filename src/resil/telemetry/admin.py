@@ -20,11 +20,13 @@ import socket
 import socketserver
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from .. import _log, counters
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..runtime import AgentView
     from ..scale import Sampler
 

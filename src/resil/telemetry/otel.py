@@ -14,11 +14,13 @@ Spans carry ``resil.unit``, ``resil.resource``, ``resil.epoch`` and, per kind,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from .. import counters, hooks, spans
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..runtime import AgentView
 
 _installed = False
