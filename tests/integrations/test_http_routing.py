@@ -94,6 +94,12 @@ def test_httpx_headers_follow_each_attempt(write_config, tmp_path, units):
         assert retried["header_names"].count("host") == 1
         own = client.get("http://products/h", headers={"Host": "api.example"}).json()
         assert own["headers"]["host"] == "api.example" and own["unit"] == "a"
+        request = client.build_request("GET", "http://products/h")
+        request.headers = httpx.Headers([*request.headers.multi_items(),
+                                         ("x-resil-unit", "one"), ("x-resil-unit", "two")])
+        twice = client.send(request).json()
+        assert twice["header_names"].count("x-resil-unit") == 1
+        assert twice["headers"]["x-resil-unit"] == "a"
 
 
 def test_only_calls_safe_to_repeat_are_retried(write_config, tmp_path, units):

@@ -5,8 +5,8 @@ by the resource's name (``http://productservice/...``), an alias, or any of its
 endpoints — and if so, which endpoint the first attempt goes to and which part of the
 URL (path, query) is carried over. A URL that names no resource gets None and the call
 is left exactly as the application made it. The answer for a scheme and authority is
-cached per router (a bounded LRU), so an unrouted call costs one string search and one
-dictionary lookup.
+cached per router (a bounded dictionary, emptied when full), so an unrouted call costs
+one string search and one dictionary lookup.
 
 Routed calls carry ``x-resil-unit`` (the caller's unit) and, while a request with a
 routing key is being served, ``x-resil-route-key``. Calls to other hosts carry nothing

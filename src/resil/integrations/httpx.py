@@ -102,7 +102,7 @@ def _add_headers(request: Any, url: Any, added: dict[str, Any]) -> Callable[[str
         # directly, at a fifth of the cost of the mapping methods (each rebuilds lists).
         lowers = [item[1] for item in items]
         for triple in triples:
-            if triple[1] in lowers:     # the application's own: replaced, as by headers[k]
+            while triple[1] in lowers:  # the application's own: replaced, as by headers[k]
                 del items[lowers.index(triple[1])]
                 lowers.remove(triple[1])
         items.extend(triples)
