@@ -167,7 +167,7 @@ def execute(router: Router, exchange: Exchange[R], send: Callable[[Endpoint], R]
     control state then applied: read again when not given), then the retries, if any
     are due."""
     resource = exchange.resource
-    if (state or router.state()).faults:
+    if (state if state is not None else router.state()).faults:
         from .chaos import http_send  # only while a chaos fault is published
         send = http_send(router, resource, send)
     endpoint = first
@@ -225,7 +225,7 @@ async def execute_async(router: Router, exchange: Exchange[R],
                         discard: Callable[[R], Awaitable[None]], first: Endpoint,
                         state: ControlState | None = None) -> R:
     """:func:`execute` for asyncio clients (``send`` and ``discard`` are coroutines)."""
-    if (state or router.state()).faults:
+    if (state if state is not None else router.state()).faults:
         from .chaos import http_send_async
         send = http_send_async(router, exchange.resource, send)
     endpoint = first
