@@ -23,7 +23,8 @@ timed work is set to once a minute here, see :func:`quiet`).
 
 An instruction is not a nanosecond (a syscall or a cache miss costs more than its count
 says), so this is a check of the code's own cost, beside ``overhead.py``'s timings,
-not a replacement for them. It writes ``benchmarks/results/instructions.json``.
+not a replacement for them. It writes ``benchmarks/results/instructions.json``; a run
+that fails keeps its temporary folder (the servers' data and logs) for inspection.
 """
 
 from __future__ import annotations
