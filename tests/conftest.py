@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
@@ -17,8 +19,16 @@ pytest_plugins = ["servers.fixtures"]
 
 # The parsed configuration files the agents keep (resil._tomlcache) go to a folder of
 # this test run, not the home of whoever runs it; every process the tests start inherits
-# it. Removed with the run's other temporary files by the OS, not by the tests.
+# it. It is removed when the run ends.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="resil-test-cache-")
+
+
+def _remove_test_cache(folder: str = os.environ["XDG_CACHE_HOME"], pid: int = os.getpid()) -> None:
+    if os.getpid() == pid:      # not in a forked child that exits normally
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+atexit.register(_remove_test_cache)
 
 
 @pytest.fixture(autouse=True)
