@@ -83,7 +83,7 @@ def _write(directory: str, entry: str, data: bytes, raw: dict[str, Any]) -> None
                   "wb") as fh:
             fh.write(encoded)
         os.replace(temporary, entry)
-    except OSError:         # a read-only or full home: no cache, nothing else changes
+    except (OSError, ValueError):   # a read-only or full home, an unusable path: no cache
         try:
             os.unlink(temporary)
         except OSError:

@@ -60,22 +60,6 @@ response was received, a response's status, and how to release a response that a
 retry replaces (see :class:`resil.retry.Exchange`)."""
 
 
-def _no_response(exc: BaseException) -> bool:
-    return False
-
-
-def _status(response: Any) -> int:
-    return int(response.status_code)
-
-
-def _keep(response: Any) -> None:
-    pass
-
-
-UNREAD: Reading = (_no_response, _status, _keep)
-"""A reading for callers that only plan (tests): no exception is a transport error."""
-
-
 class Plan(Exchange[Any]):
     """A routed call: its resource, where its first attempt goes, the rest of its URL,
     the headers it carries; also the call's :class:`~resil.retry.Exchange` (one object
@@ -136,7 +120,7 @@ _AUTHORITY_END = re.compile(r"[/?#]")
 
 
 def plan(url: Any, method: str, headers: Any, body_replayable: bool,
-         reading: Reading = UNREAD) -> Plan | None:
+         reading: Reading) -> Plan | None:
     """The routing plan of a call to ``url``, or None to leave the call untouched.
 
     ``reading`` is the integration's (see :data:`Reading`). The plan carries the

@@ -26,6 +26,10 @@ aliases = ["products"]
 """
 
 
+# How the call's outcome would be read: unused, as nothing is sent here.
+READING = (lambda exc: False, lambda response: 200, lambda response: None)
+
+
 def test_many_threads_and_evictions_never_leave_a_call_unrouted(write_config, tmp_path):
     resil.start(write_config(CONFIG.format(url=(tmp_path / "state.json").as_uri())))
     unrouted, faults = [], []
@@ -36,8 +40,8 @@ def test_many_threads_and_evictions_never_leave_a_call_unrouted(write_config, tm
         try:
             for i in range(1500):
                 # A new authority each time: the cache keeps evicting.
-                assert plan(f"http://other-{n}-{i}.example/x", "GET", {}, True) is None
-                found = plan("http://products/items", "GET", {}, True)
+                assert plan(f"http://other-{n}-{i}.example/x", "GET", {}, True, READING) is None
+                found = plan("http://products/items", "GET", {}, True, READING)
                 if found is None or found.resource.name != "products":
                     unrouted.append(i)
         except Exception as exc:    # what fail-open would have swallowed
