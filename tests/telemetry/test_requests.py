@@ -159,7 +159,9 @@ def test_scale_signals_of_a_busy_instance(pair_config, tmp_path):
         clients = [threading.Thread(target=client) for _ in range(2)]
         for c in clients:
             c.start()
-        time.sleep(3.0)
+        # Workers report through heartbeats (one a second, later on a loaded machine), so
+        # the figure lags the load by up to a beat or two: a 5 s window keeps that small.
+        time.sleep(5.0)
         m = scrape(admin)
         stop.set()
         for c in clients:
