@@ -10,6 +10,7 @@ watch in each worker instead of a thread that did not survive ``fork()``.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import socket
 import sys
@@ -96,6 +97,12 @@ class Agent:
         waits for this agent to apply the epoch that ends it)."""
         self._urgent = False
         """Whether the next heartbeat goes out at once (a witness to report)."""
+        self._arrivals: list[tuple[str, str, str]] = []
+        """(kind, resource, holder) of waits to leave at the next heartbeat round: a
+        switch's intent whose spares are open."""
+        self._prepared = False
+        """Whether spares were ever opened ahead of a switch (then each heartbeat round
+        closes those of switches that are over)."""
         if plane is None:
             try:
                 self.plane = open_configured(config, poll_interval=config.poll_interval)
@@ -209,6 +216,8 @@ class Agent:
             fail_open("agent.abandon", self._abandon, moved, current)
         if set(signal.state.locks) - set(current.locks):
             counters.count("locks_seen", len(set(signal.state.locks) - set(current.locks)))
+        if signal.state.intents or self._prepared:
+            fail_open("agent.prepare", self._prepare, current, signal.state)
         self._last_error = ""
         log.info("resil: applied epoch %d from %s (primaries %s)", signal.epoch,
                  signal.issuer, dict(signal.state.primaries))
@@ -228,6 +237,42 @@ class Agent:
                 log.warning("resil: %s moved away from %s: %d connection(s) still waiting "
                             "there cut (a statement in flight there has an outcome unknown "
                             "to the application)", name, old, cut)
+
+    def _prepare(self, before: ControlState, after: ControlState) -> None:
+        """For each planned switch's intent newly applied, have the integrations open
+        spare connections to its target now, while writes flow, and tell the switch
+        (which waits for it, bounded, before it locks) once they are open. Spares of a
+        switch that is over are closed."""
+        from .integrations import _spare
+        now = time.time()
+        for name, intent in after.intents.items():
+            resource = self.config.resources.get(name)
+            target = resource.endpoint_in(intent.target) if resource is not None else None
+            if before.intents.get(name) == intent or not intent.live(now) or target is None:
+                continue
+            self._prepared = True
+            opened = sum(fail_open("agent.prepare", i.prepare, resource, target) or 0
+                         for i in self.integrations)
+            if opened:
+                counters.count("spares_prepared", opened)
+            _spare.when_opened(functools.partial(self._arrive, "spares", name, intent.holder))
+        self._settle_prepared(after)
+
+    def _arrive(self, kind: str, resource: str, holder: str) -> None:
+        """Leave a switch's wait at the next heartbeat round (now)."""
+        with self._marks_written:
+            self._arrivals.append((kind, resource, holder))
+        self._beat.set()
+
+    def _settle_prepared(self, state: ControlState) -> None:
+        """Close the spares opened ahead of switches that are over: neither their lock
+        nor a live intent stands any more."""
+        from .integrations import _spare
+        now = time.time()
+        for name in _spare.PREPARED.resources():
+            intent = state.intents.get(name)
+            if name not in state.locks and (intent is None or not intent.live(now)):
+                _spare.PREPARED.drop(name)
 
     def wait_for_change(self, epoch: int, timeout: float) -> ControlState:
         """Block until the applied epoch differs from ``epoch`` (or ``timeout``)."""
@@ -435,6 +480,13 @@ class Agent:
                 # The marks whenever they change, first: a switch's drain waits on them.
                 # The heartbeat every interval, and at once with a new epoch.
                 self._mark()
+                if self._arrivals:
+                    with self._marks_written:
+                        arrivals, self._arrivals = self._arrivals, []
+                    for kind, name, holder in arrivals:
+                        self.plane.arrive(kind, name, holder, [self.id])
+                if self._prepared:
+                    fail_open("agent.prepare", self._settle_prepared, self.state)
                 if self._urgent or time.monotonic() >= due or self.state.epoch != reported:
                     epoch, self._urgent = self.state.epoch, False
                     self.plane.report(self.heartbeat())
@@ -530,6 +582,8 @@ class Agent:
         self._marked = {}
         self._marks_written = threading.Condition()
         self._holders = {}
+        self._arrivals = []
+        self._prepared = False
         self.parent = self.id
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self._pid = os.getpid()

@@ -61,6 +61,26 @@ class Lock:
         return self.reason[len(SWITCH_REASON):].strip()
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A planned switch about to lock a resource: agents open spare connections to the
+    ``target`` unit's endpoint meanwhile, so that the writes the lock will hold take
+    them at the publish instead of all connecting then. Nothing is held; the intent is
+    advisory and ends at ``until`` (wall clock) even if the switch never comes back."""
+
+    holder: str
+    target: str
+    until: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"holder": self.holder, "target": self.target, "until": self.until}
+
+    def live(self, now: float) -> bool:
+        """Whether the intent still stands at wall-clock time ``now``."""
+        return now < self.until
+
+
 HASH_BUCKETS = 100
 """Routing keys hash into this many buckets (CRC-32 of the UTF-8 key, modulo)."""
 
@@ -120,6 +140,9 @@ class ControlState:
     faults: tuple[Fault, ...] = ()
     """Chaos faults (:mod:`resil.faults`), expired ones included until a publish drops
     them: every agent checks the expiry itself."""
+    intents: Mapping[str, Intent] = field(default_factory=lambda: _EMPTY)
+    """Resource name → a planned switch about to lock it (:class:`Intent`), expired ones
+    included until a publish drops them."""
 
     def primary_unit(self, resource: Resource) -> str | None:
         """The unit of ``resource``'s primary: the published one, else the configured."""
@@ -143,7 +166,8 @@ class ControlState:
                weights: Mapping[str, float] | None = None,
                locks: Mapping[str, Lock] | None = None,
                routes: tuple[RouteRule, ...] | None = None,
-               faults: tuple[Fault, ...] | None = None) -> ControlState:
+               faults: tuple[Fault, ...] | None = None,
+               intents: Mapping[str, Intent] | None = None) -> ControlState:
         """A copy with some parts replaced; the epoch advances by one unless given."""
         return replace(
             self,
@@ -153,11 +177,13 @@ class ControlState:
             locks=MappingProxyType(dict(self.locks if locks is None else locks)),
             routes=self.routes if routes is None else tuple(routes),
             faults=self.faults if faults is None else tuple(faults),
+            intents=self.intents if intents is None else MappingProxyType(dict(intents)),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (without the epoch, which the signal carries). ``faults`` only when
-        there are some: a signal without faults reads the same to an older agent."""
+        """JSON form (without the epoch, which the signal carries). ``faults`` and
+        ``intents`` only when there are some: a signal without them reads the same to an
+        older agent."""
         out: dict[str, Any] = {
             "primaries": dict(self.primaries),
             "weights": dict(self.weights),
@@ -166,6 +192,8 @@ class ControlState:
         }
         if self.faults:
             out["faults"] = [fault.to_dict() for fault in self.faults]
+        if self.intents:
+            out["intents"] = {name: intent.to_dict() for name, intent in self.intents.items()}
         return out
 
 
@@ -295,8 +323,21 @@ def _decode_state(raw: object, epoch: int, topology: Topology) -> ControlState:
         from .faults import decode  # only a signal with faults loads them
         faults = decode(raw["faults"], topology.resources, topology.units,
                         f"signal epoch {epoch}: ")
+    intents: dict[str, Intent] = {}
+    for name, intent in _object(raw, "intents").items():
+        if not isinstance(intent, dict) or not isinstance(intent.get("holder"), str) \
+                or not isinstance(intent.get("target"), str) or not _finite(intent.get("until")):
+            raise SignalError(f"signal epoch {epoch}: intent on {name!r} is malformed")
+        resource = topology.resources.get(name)
+        if resource is None:
+            continue
+        if intent["target"] not in resource.endpoints:
+            raise SignalError(f"signal epoch {epoch}: intent on {name!r} names unit "
+                              f"{intent['target']!r}, where it has no endpoint "
+                              f"({', '.join(resource.endpoints)})")
+        intents[name] = Intent(intent["holder"], intent["target"], float(intent["until"]))
     return ControlState(epoch, MappingProxyType(primaries), MappingProxyType(weights),
-                        MappingProxyType(locks), routes, faults)
+                        MappingProxyType(locks), routes, faults, MappingProxyType(intents))
 
 
 def decode_routes(raw: object, topology: Topology, where: str = "") -> tuple[RouteRule, ...]:

@@ -127,5 +127,5 @@ def test_the_quickstarts_step_by_step_works_as_written(tmp_path):
     assert "switched orders-db to hangzhou" in out.stdout
     assert "switched cache to hangzhou" in out.stdout
     assert "switched orders-db to beijing" in out.stdout
-    assert re.search(r"epoch 4 \(published", out.stdout), out.stdout
+    assert re.search(r"epoch 6 \(published", out.stdout), out.stdout
     assert not (tmp_path / "qs").exists()               # `down` stopped and removed them

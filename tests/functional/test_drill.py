@@ -65,8 +65,8 @@ def test_planned_switch_there_and_back(config, resource):
         assert data["client_errors"]["count"] == 0, data["client_errors"]
         assert data["rto_s"] < 1.0, data
         assert [s["name"] for s in data["steps"]] == [
-            "precheck", "converge", "lock", "drain", "fence", "catch-up", "promote",
-            "reverse", "publish", "verify"]
+            "precheck", "converge", "spares", "lock", "drain", "fence", "catch-up",
+            "promote", "reverse", "publish", "verify"]
 
 
 def test_the_probe_data_is_removed_unless_kept(pairs, config):

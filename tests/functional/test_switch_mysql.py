@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -313,6 +314,75 @@ def test_moved_connection_is_the_same_object_with_its_session_restored(pair, con
     assert after == (2, *before[1:]) == (2, "other", "latin1", 0, "ANSI_QUOTES", 42)
     assert switch(config, "a").returncode == 0
     assert session()[0] == 1
+
+
+def in_database(server, database: str) -> int:
+    """Client connections on ``server`` now whose current database is ``database``."""
+    return server.root_sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                           f"WHERE DB = '{database}'")[0][0]
+
+
+def eventually(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_spares_open_ahead_of_the_lock_and_follow_a_changed_session(pair, config):
+    """The switch's intent opens a spare on the target for each open connection before
+    the lock. A held statement takes its own connection's spare; a connection whose
+    database changed since (``select_db``) gets a new spare with its session as it is
+    now, never the stale one; the spare no statement took is closed at the publish."""
+    resil.start(config)
+    pair.primary.root_sql("CREATE DATABASE IF NOT EXISTS prep; CREATE DATABASE IF NOT EXISTS "
+                          "prep2; GRANT ALL ON prep.* TO 'app'@'127.0.0.1'; GRANT ALL ON "
+                          "prep2.* TO 'app'@'127.0.0.1'; CREATE TABLE IF NOT EXISTS "
+                          "prep.held (n INT); CREATE TABLE IF NOT EXISTS prep2.held (n INT)")
+    pair.wait_caught_up()
+    same, changed, idle = (pymysql.connect(host="orders-db", user="app", password="apppw",
+                                           database="prep", autocommit=True, read_timeout=10)
+                           for _ in range(3))
+    taken = counters.stats().get("mysql_spares_taken", 0)
+    switching = subprocess.Popen([RESIL, "db", "switch", "orders-db", "--to", "b", "--config",
+                                  str(config), "--pause-after", "lock:0.5"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, **ENV})
+    try:
+        assert eventually(lambda: "orders-db" in registry.runtime().state.locks
+                          or switching.poll() is not None)
+        assert in_database(pair.replica, "prep") == 3   # open before anything was held
+        changed.select_db("prep2")
+        results: dict[int, tuple[int, str]] = {}
+
+        def write(i: int, conn: pymysql.connections.Connection) -> None:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO held VALUES (8)")    # held, then moved
+                cur.execute("SELECT @@server_id, DATABASE()")
+                results[i] = cur.fetchone()
+        threads = [threading.Thread(target=write, args=(i, c))
+                   for i, c in enumerate((same, changed))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    finally:
+        out = switching.communicate(timeout=30)[0]
+    assert switching.returncode == 0, out
+    assert "1/1 agent(s) opened spare connections to b" in out, out
+    assert results == {0: (2, "prep"), 1: (2, "prep2")}
+    assert counters.stats().get("mysql_spares_taken", 0) == taken + 2
+    assert pair.replica.root_sql("SELECT COUNT(*) FROM prep.held") == [(1,)]
+    assert pair.replica.root_sql("SELECT COUNT(*) FROM prep2.held") == [(1,)]
+    # same's and changed's connections are there; idle's spare and changed's stale
+    # one were closed
+    assert eventually(lambda: (in_database(pair.replica, "prep"),
+                               in_database(pair.replica, "prep2")) == (1, 1))
+    for conn in (same, changed, idle):
+        conn.close()
+    assert switch(config, "a").returncode == 0
 
 
 def test_a_write_held_by_a_switch_takes_over_a_connection_made_during_the_lock(pair, config):

@@ -155,6 +155,81 @@ def test_a_write_held_by_a_switch_takes_over_a_connection_made_during_the_lock(p
     assert switch(config, "a").returncode == 0
 
 
+def named(server, name: str) -> int:
+    """How many client connections called ``name`` the Redis ``server`` has now."""
+    with context.bypass():
+        return sum(1 for c in server.client().client_list() if c.get("name") == name)
+
+
+def eventually(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_spares_open_ahead_of_the_lock_and_those_not_taken_close_at_the_publish(pair, config):
+    """A planned switch first publishes its intent: the agent opens a spare to the target
+    for every pooled connection while writes still flow, so the handshakes are over
+    before the lock holds anything. A held write takes one of them (not a new one); the
+    others are closed at the publish."""
+    resil.start(config)
+    client = redis.Redis(host="cache", db=3, client_name="prep-app", socket_timeout=10)
+    pool = client.connection_pool
+    conns = [pool.get_connection() for _ in range(3)]   # three pooled connections on a
+    for conn in conns:
+        pool.release(conn)
+    stats = counters.stats()
+    prepared, taken = stats.get("spares_prepared", 0), stats.get("redis_spares_taken", 0)
+    failures = stats.get("redis_spare_failures", 0)
+    switching = subprocess.Popen([RESIL, "db", "switch", "cache", "--to", "b", "--config",
+                                  str(config), "--pause-after", "lock:0.5"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=dict(os.environ))
+    try:
+        assert eventually(lambda: "cache" in registry.runtime().state.locks
+                          or switching.poll() is not None)
+        # At least: the pools of earlier tests that are still alive get theirs too.
+        assert counters.stats().get("spares_prepared", 0) >= prepared + 3
+        assert named(pair.replica, "prep-app") == 3     # open before any write was held
+        assert client.incr("prepared") == 1             # held, then on a spare
+    finally:
+        out = switching.communicate(timeout=30)[0]
+    assert switching.returncode == 0, out
+    assert "\nspares " in out and "1/1 agent(s) opened spare connections to b" in out, out
+    assert counters.stats().get("redis_spares_taken", 0) == taken + 1
+    assert counters.stats().get("redis_spare_failures", 0) == failures
+    assert eventually(lambda: named(pair.replica, "prep-app") == 1), \
+        "the two spares no write took were not closed"
+    with context.bypass():
+        assert pair.replica.client(db=3).get("prepared") == "1"
+    assert switch(config, "a").returncode == 0
+
+
+def test_spares_of_a_switch_that_never_locks_close_when_its_intent_lapses(pair, config):
+    """The operator's switch dies between its intent and its lock: the spares the agents
+    opened are closed once the intent lapses, and writes never stopped."""
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState, Intent
+    resil.start(config)
+    client = redis.Redis(host="cache", client_name="lapse-app", socket_timeout=10)
+    client.set("lapse", 1)
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    stored = plane.load()
+    state = stored.state if stored else ControlState.initial(cfg.topology)
+    plane.publish(state.evolve(intents={"cache": Intent("gone/1", "b", time.time() + 1.0)}),
+                  issuer="test")
+    assert eventually(lambda: named(pair.replica, "lapse-app") == 1)
+    assert client.incr("lapse") == 2                    # nothing is held by an intent
+    assert eventually(lambda: named(pair.replica, "lapse-app") == 0, timeout=5), \
+        "the spare outlived the intent"
+    assert named(pair.primary, "lapse-app") == 1
+
+
 def test_readonly_from_a_demoted_primary_is_a_switch_signal(pair, config):
     """A write refused with READONLY waits for the new primary and is retried there once."""
     import threading

@@ -71,8 +71,8 @@ def test_spans_and_metrics_during_a_switch(pair_config, mysql_db, monkeypatch):
 
     spans = SPANS.get_finished_spans()
     steps = [s.attributes["resil.step"] for s in spans if s.name == "resil.switch.step"]
-    assert steps[:10] == ["precheck", "converge", "lock", "drain", "fence", "catch-up",
-                          "promote", "reverse", "publish", "verify"]
+    assert steps[:11] == ["precheck", "converge", "spares", "lock", "drain", "fence",
+                          "catch-up", "promote", "reverse", "publish", "verify"]
     holds = [s for s in spans if s.name == "resil.hold"]
     assert holds and all(s.attributes["resil.unit"] == "a" for s in holds)
     assert all(s.attributes["resil.resource"] == "orders-db" for s in holds)

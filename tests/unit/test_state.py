@@ -8,7 +8,7 @@ import pytest
 
 from resil.config import load_config
 from resil.errors import SignalError
-from resil.state import ControlState, Lock, decode_signal, encode_signal, make_signal, newer
+from resil.state import ControlState, Intent, Lock, decode_signal, encode_signal, make_signal, newer
 
 CONFIG = """
 unit = "a"
@@ -71,6 +71,11 @@ def test_forged_signal_rejected(topology):
     (lambda b: b["state"]["weights"].update(a=-1), "weight"),
     (lambda b: b["state"].update(locks={"db": {"since": 1}}), "lock"),
     (lambda b: b.update(state=[]), "'state' is not an object"),
+    (lambda b: b["state"].update(intents={"db": {"holder": "h", "target": "b"}}),
+     "intent on 'db' is malformed"),
+    (lambda b: b["state"].update(intents={"db": {"holder": "h", "target": "c", "until": 9}}),
+     "intent on 'db' names unit 'c', where it has no endpoint"),
+    (lambda b: b["state"].update(intents=[]), "'state.intents' is not an object"),
 ])
 def test_malformed_signals_rejected(topology, mutate, words):
     body = json.loads(encode_signal(make_signal(ControlState.initial(topology).evolve(),
@@ -80,6 +85,20 @@ def test_malformed_signals_rejected(topology, mutate, words):
         decode_signal(json.dumps(body).encode(), topology, None)
     with pytest.raises(SignalError, match="not JSON"):
         decode_signal(b"{half", topology, None)
+
+
+def test_a_switch_intent_round_trips_and_is_absent_from_signals_without_one(topology):
+    """The intent of a planned switch (spares open ahead of its lock) travels signed; a
+    state without one encodes exactly as before intents existed, for older agents."""
+    plain = ControlState.initial(topology).evolve()
+    assert "intents" not in json.loads(encode_signal(
+        make_signal(plain, issuer="x", issued_at=1.0, key=KEY)))["state"]
+    state = plain.evolve(intents={"db": Intent("op/1", "b", 150.0)})
+    back = decode_signal(encode_signal(make_signal(state, issuer="x", issued_at=1.0, key=KEY)),
+                         topology, KEY)
+    assert dict(back.state.intents) == {"db": Intent("op/1", "b", 150.0)}
+    assert back.state.intents["db"].live(149.9) and not back.state.intents["db"].live(150.0)
+    assert back.state.evolve(locks={}).intents == back.state.intents    # others keep it
 
 
 def test_unknown_resources_are_ignored(topology):

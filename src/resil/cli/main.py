@@ -100,8 +100,8 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database primaries")
     db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     switch = db_sub.add_parser(
-        "switch", help="planned primary switch: precheck, converge, lock, drain, fence, catch-up, "
-        "promote, reverse, publish, verify")
+        "switch", help="planned primary switch: precheck, converge, spares, lock, drain, fence, "
+        "catch-up, promote, reverse, publish, verify")
     switch.add_argument("resource", help="a mysql or redis resource")
     switch.add_argument("--to", required=True, metavar="UNIT", help="the unit of the new primary")
     switch.add_argument("--config", metavar="PATH", help="configuration file")
@@ -118,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
                         default=defaults.converge_timeout, metavar="S",
                         help="longest wait, before locking, for the target to come level "
                         "with the primary (default %(default)s s); past it: refuse")
+    switch.add_argument("--spares-timeout", type=_seconds,
+                        default=defaults.spares_timeout, metavar="S",
+                        help="longest wait, before locking, for agents to open spare "
+                        "connections to the target (default %(default)s s); past it: lock")
     switch.add_argument("--no-reverse", action="store_true",
                         help="leave the old primary fenced instead of making it a replica")
     switch.add_argument("--dry-run", action="store_true", help="run the prechecks only")
@@ -260,6 +264,7 @@ def _db_switch(args: argparse.Namespace) -> int:
     options = SwitchOptions(max_lag=args.max_lag, drain_timeout=args.drain_timeout,
                             catchup_timeout=args.catchup_timeout,
                             converge_timeout=args.converge_timeout,
+                            spares_timeout=args.spares_timeout,
                             reverse=not args.no_reverse, dry_run=args.dry_run,
                             pause_after=args.pause_after)
     try:
@@ -619,6 +624,8 @@ def status_report(config: Config, state: ControlState, signal: Signal | None,
                          **(progress or {}).get(name, {"lease_alive": False, "step": None,
                                                        "step_age_s": None})}
                   for name, lock in state.locks.items()},
+        "intents": {name: {**intent.to_dict(), "expires_in": round(intent.until - time.time(), 1)}
+                    for name, intent in state.intents.items() if intent.live(time.time())},
         "fleet": _fleet_summary(agents or [], state.epoch),
         "agents": [
             {"id": a.get("id"), "unit": a.get("unit"),
@@ -713,6 +720,9 @@ def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
             "DEAD: resil monitor or resil db unlock resolves it"
         print(f"  {n:<20} by {lk['holder']}: {lk['reason']}, {lk['age_s']:g} s old{step}; "
               f"holder {holder}")
+    for n, intent in report.get("intents", {}).items():
+        print(f"  {n:<20} switch to {intent['target']} being prepared by {intent['holder']} "
+              f"(spare connections opening; lapses in {intent['expires_in']:g} s)")
     agents = report["agents"]
     print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
           " (none has reported: agents report once they have routed a connection)"))

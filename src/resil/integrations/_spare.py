@@ -13,6 +13,12 @@ One thread per process opens the spares, one after the other: a writer only queu
 spare (a thread started per held write, in every process at once, cost the switch's
 drain more than the handshakes saved).
 
+A planned switch also announces itself before it locks (an :class:`~resil.state.Intent`
+in the control state). The agent then has the drivers open spares ahead of the lock,
+one per connection of the resource that it could need (:data:`PREPARED`), while writes
+still flow: the handshakes are then over before any write is held, and a held write
+takes one of those instead of queueing a new one.
+
 The drivers say how to open and close their connections; this module only runs the
 handshake in the background and hands the result over exactly once.
 """
@@ -41,6 +47,9 @@ CONNECT_TIMEOUT = 1.0
 #: nothing in flight (its drain mark): the handshakes must not slow that down.
 AFTER_MARK_TIMEOUT = 0.05
 
+#: Most spares one process opens for one resource ahead of a switch.
+PREPARE_MAX = 32
+
 
 class Spare:
     """``conn``, opened by ``open(conn)`` in the process's opener thread (with resil's
@@ -58,6 +67,8 @@ class Spare:
         self._dropped = False
         self._done = threading.Event()
         self._deadline = time.monotonic() + CONNECT_TIMEOUT
+        self.endpoint = (getattr(conn, "host", None), getattr(conn, "port", None))
+        """Where it goes (read before the handshake, which may change nothing)."""
         _submit(self)
 
     def _connect(self) -> None:
@@ -91,8 +102,7 @@ class Spare:
         drops it)."""
         state = runtime.current_state()
         endpoint = runtime.router.primary_of(resource, state)
-        if endpoint is None or (self.conn.host, self.conn.port) != (endpoint.host,
-                                                                     endpoint.port):
+        if endpoint is None or self.endpoint != (endpoint.host, endpoint.port):
             return None
         ready = self.take()
         return None if ready is None else (ready, state)
@@ -109,6 +119,73 @@ class Spare:
             self._close_it(self.conn)
 
 
+class Prepared:
+    """Spares opened ahead of a planned switch's lock, per resource and per owner (the
+    object whose arguments made them: a redis-py pool, a PyMySQL connection): taken one
+    by one by the writes that the lock holds, and closed by :meth:`drop` once the
+    switch is over (or its intent lapsed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spares: dict[str, dict[int, tuple[Any, list[Spare]]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._spares)
+
+    def resources(self) -> list[str]:
+        """The resources with spares waiting."""
+        with self._lock:
+            return list(self._spares)
+
+    def add(self, resource: str, owner: Any, spare: Spare) -> None:
+        """Keep ``spare`` (queued already) for a write of ``owner`` on ``resource``."""
+        with self._lock:
+            owners = self._spares.setdefault(resource, {})
+            kept = owners.get(id(owner))
+            if kept is None or kept[0] is not owner:
+                owners[id(owner)] = kept = (owner, [])
+            kept[1].append(spare)
+
+    def take(self, resource: str, owner: Any, endpoint: tuple[str, int]) -> Spare | None:
+        """One spare of ``owner`` going to ``endpoint``, now the caller's; None if none."""
+        with self._lock:
+            kept = self._spares.get(resource, {}).get(id(owner))
+            if kept is None or kept[0] is not owner:
+                return None
+            for i, spare in enumerate(kept[1]):
+                if spare.endpoint == endpoint and not spare._dropped:
+                    return kept[1].pop(i)
+        return None
+
+    def drop(self, resource: str) -> int:
+        """Close the spares of ``resource`` that no write took; how many there were."""
+        with self._lock:
+            owners = self._spares.pop(resource, {})
+        spares = [spare for _, kept in owners.values() for spare in kept]
+        for spare in spares:
+            spare.drop()
+        return len(spares)
+
+    def forget(self) -> None:
+        """In a forked child: the spares are the parent's (their sockets too)."""
+        self._lock = threading.Lock()
+        self._spares = {}
+
+
+PREPARED = Prepared()
+"""The spares this process opened ahead of planned switches."""
+
+
+def when_opened(callback: Callable[[], object]) -> None:
+    """Call ``callback`` once every spare queued so far has been opened (or given up):
+    in the opener thread after them, or now when none is queued."""
+    with _LOCK:     # an opener that finds its queue empty ends under this lock
+        if _OPENER is not None:
+            _OPENER.queue.put(callback)
+            return
+    callback()
+
+
 class _Opener:
     """The process's spare opener: a thread that opens queued spares in turn, and ends
     once nothing came for :data:`IDLE` seconds (spares come in bursts, at a lock)."""
@@ -116,7 +193,8 @@ class _Opener:
     IDLE = 1.0
 
     def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[Spare | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Spare | Callable[[], object] | None] = \
+            queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="resil-spares", daemon=True)
         self.thread.start()
 
@@ -132,6 +210,10 @@ class _Opener:
                 continue
             if spare is None:               # stop()
                 return
+            if not isinstance(spare, Spare):    # when_opened(): all before it are done
+                with contextlib.suppress(Exception):
+                    spare()
+                continue
             if time.monotonic() < spare._deadline:
                 spare._connect()
             else:                           # waited too long in line: not wanted
@@ -173,6 +255,7 @@ def stop() -> None:
 def _after_fork() -> None:
     global _OPENER, _LOCK
     _OPENER, _LOCK = None, threading.Lock()
+    PREPARED.forget()
 
 
 os.register_at_fork(after_in_child=_after_fork)

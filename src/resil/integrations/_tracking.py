@@ -26,7 +26,7 @@ class Tracked:
     """resil's record of one driver connection: the :class:`resil.switching.Record` that
     the hot-switch protocol reads and updates."""
 
-    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx", "watch")
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx", "watch", "owner")
 
     def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
         self.resource = resource
@@ -42,6 +42,9 @@ class Tracked:
         self.watch: tuple[Any, Any] | None = None
         """(socket, ``select.poll`` object watching it): asks, without a wait, whether
         the server closed an idle connection (see the PyMySQL integration)."""
+        self.owner: weakref.ref[Any] | None = None
+        """The pool the connection belongs to (redis-py), once it was checked out: the
+        arguments of the spares opened ahead of a switch."""
 
 
 def endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:

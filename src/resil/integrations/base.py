@@ -22,11 +22,14 @@ import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _log, hooks
 from .._record import dataclass
 from ..guard import fail_open
+
+if TYPE_CHECKING:
+    from ..topology import Endpoint, Resource
 
 __all__ = ["Integration", "Target", "fail_open", "parse_version"]
 
@@ -99,6 +102,12 @@ class Integration:
         statement when it thaws and answers OK, for a write that exists only there: the
         application must get an error of unknown outcome instead, never a false OK.
         """
+        return 0
+
+    def prepare(self, resource: Resource, target: Endpoint) -> int:
+        """A planned switch of ``resource`` to ``target`` is about to lock it: queue
+        spare connections there (:data:`resil.integrations._spare.PREPARED`), one per
+        connection that a held write could need; return how many."""
         return 0
 
     def instrument(self) -> None:

@@ -64,12 +64,13 @@ from ._mysql import (
     note,
     server_status,
 )
-from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, Spare
+from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, PREPARE_MAX, PREPARED, Spare
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+    from ..topology import Resource
 
 log = _log.get("resil.integrations")
 TRACKER = Tracker("mysql")
@@ -324,6 +325,20 @@ def _spare_to(conn: Any, target: Endpoint, after: Callable[[], object] | None = 
     return Spare(spare, _open_spare, _close_spare, "mysql_spare_failures", after)
 
 
+#: What a connect sets up from a PyMySQL connection's attributes, and what the
+#: application can change afterwards (``select_db``, ``set_character_set``,
+#: ``autocommit``): a spare made before such a change is not taken.
+_SESSION = ("user", "password", "db", "charset", "collation", "encoding", "sql_mode",
+            "init_command", "autocommit_mode", "client_flag")
+
+
+def _session(conn: Any) -> tuple[Any, ...]:
+    # A connect turns a str database into bytes: compared as text.
+    return tuple(v.decode("utf-8", "replace") if isinstance(v := getattr(conn, name, None),
+                                                            bytes) else v
+                 for name in _SESSION)
+
+
 def _open_spare(spare: Any) -> None:
     read = spare._read_timeout
     spare.connect_timeout = min(spare.connect_timeout or SPARE_CONNECT_TIMEOUT,
@@ -351,6 +366,11 @@ def _spare_for(runtime: Runtime, conn: Any, record: Tracked, sql: Any) -> Spare 
     status = server_status(conn)
     if not must_hold(_access(sql, status), bool(status & AUTOCOMMIT)):
         return None
+    prepared = PREPARED.take(resource.name, conn, (target.host, target.port))
+    if prepared is not None:
+        if _session(prepared.conn) == _session(conn):
+            return prepared
+        prepared.drop()         # conn's session changed since: a spare of it as it is now
     epoch = runtime.current_state().epoch
     return _spare_to(conn, target, lambda: runtime.wait_marked(resource.name, epoch,
                                                                 AFTER_MARK_TIMEOUT))
@@ -654,6 +674,21 @@ class PyMySQLIntegration(Integration):
                 sock.shutdown(socket.SHUT_RDWR)
                 cut += 1
         return cut
+
+    def prepare(self, resource: Resource, target: Endpoint) -> int:
+        """A spare to ``target`` for each open connection of ``resource`` pointed
+        elsewhere (at most :data:`~resil.integrations._spare.PREPARE_MAX`): a statement
+        the lock holds on that connection takes its own (see :func:`_spare_for`)."""
+        opened = 0
+        for conn, record in TRACKER.connections():
+            if opened >= PREPARE_MAX:
+                break
+            if record.resource.name != resource.name or conn._sock is None \
+                    or record.connecting or (conn.host, conn.port) == (target.host, target.port):
+                continue
+            PREPARED.add(resource.name, conn, _spare_to(conn, target))
+            opened += 1
+        return opened
 
     def in_flight(self) -> dict[str, int]:
         """Connections inside a transaction or a running statement, per resource."""

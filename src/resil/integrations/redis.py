@@ -30,19 +30,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
 from ..topology import address
-from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, Spare
+from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, PREPARE_MAX, PREPARED, Spare
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
-    from ..topology import Resource
+    from ..topology import Endpoint, Resource
 
 TRACKER = Tracker("redis")
 
@@ -236,16 +237,26 @@ def _spare_for(agent: Runtime, client: Any, resource: Resource) -> Spare | None:
     pool = getattr(client, "connection_pool", None)
     if target is None or pool is None or getattr(pool, "cache", None) is not None:
         return None
+    prepared = PREPARED.take(resource.name, pool, (target.host, target.port))
+    if prepared is not None:
+        return prepared
+    return _spare_of(pool, resource, target,
+                     after=lambda: agent.wait_marked(resource.name, state.epoch,
+                                                     AFTER_MARK_TIMEOUT))
+
+
+def _spare_of(pool: Any, resource: Resource, target: Endpoint,
+              after: Callable[[], object] | None = None) -> Spare:
+    """A spare made by ``pool``'s connection class with the pool's own arguments."""
     kwargs = dict(pool.connection_kwargs, host=target.host, port=target.port)
     conn = pool.connection_class(**kwargs)
     _bound(conn, resource)
     # Its connect and handshake within the spare's bound (a frozen target must not keep
     # the opener); the adopting connection sets its own timeout on the socket.
-    conn.socket_connect_timeout = min(conn.socket_connect_timeout, CONNECT_TIMEOUT)
+    conn.socket_connect_timeout = min(conn.socket_connect_timeout or CONNECT_TIMEOUT,
+                                      CONNECT_TIMEOUT)
     conn.socket_timeout = min(conn.socket_timeout or CONNECT_TIMEOUT, CONNECT_TIMEOUT)
-    return Spare(conn, _open_spare, _close_spare, "redis_spare_failures",
-                 after=lambda: agent.wait_marked(resource.name, state.epoch,
-                                                 AFTER_MARK_TIMEOUT))
+    return Spare(conn, _open_spare, _close_spare, "redis_spare_failures", after=after)
 
 
 def _open_spare(conn: Any) -> None:
@@ -329,6 +340,8 @@ def _make_get_connection(original: Callable[..., Any]) -> Callable[..., Any]:
             counters.count("redis_connections_moved")
         if state.faults:
             fail_open("redis.chaos", _chaos_cut, conn)
+        if record.owner is None:
+            record.owner = weakref.ref(self)    # the pool of its spares (see prepare)
         record.busy = True      # checked out until released (see abandon)
         return conn
     return get_connection
@@ -568,6 +581,24 @@ class RedisIntegration(Integration):
                 sock.shutdown(socket.SHUT_RDWR)
                 cut += 1
         return cut
+
+    def prepare(self, resource: Resource, target: Endpoint) -> int:
+        """Per pool of ``resource`` (sync), as many spares to ``target`` as the pool has
+        connections there now (at most :data:`~resil.integrations._spare.PREPARE_MAX`
+        in all): a held write takes one for its pool (see :func:`_spare_for`)."""
+        pools: dict[int, tuple[Any, int]] = {}
+        for _, record in TRACKER.connections():
+            pool = record.owner() if record.owner is not None \
+                and record.resource.name == resource.name else None
+            if pool is None or getattr(pool, "cache", None) is not None:
+                continue
+            pools[id(pool)] = (pool, pools.get(id(pool), (pool, 0))[1] + 1)
+        opened = 0
+        for pool, count in pools.values():
+            for _ in range(min(count, PREPARE_MAX - opened)):
+                PREPARED.add(resource.name, pool, _spare_of(pool, resource, target))
+                opened += 1
+        return opened
 
     name = "redis"
     distribution = "redis"

@@ -1,10 +1,15 @@
 """The planned switch: move a resource's primary to another unit with no lost write.
 
-precheck → converge → lock → drain → fence → catch-up → promote → reverse → publish → verify
+precheck → converge → spares → lock → drain → fence → catch-up → promote → reverse →
+publish → verify
 
 - **converge** waits, writes still flowing, until the target is within ``max_catchup``
   of the primary (:mod:`.converge`), or refuses, nothing locked, past
   ``converge_timeout``: the catch-up under the lock takes milliseconds, not the lag.
+- **spares** publishes the switch's intent (:class:`~resil.state.Intent`): every agent
+  opens spare connections to the target while writes still flow, and the switch waits
+  (at most ``spares_timeout``) until they say so. The writes the lock holds then take
+  those at the publish, rather than all connecting at once then.
 - **lock** publishes a control state that locks the resource: every agent holds new
   writes (they wait; they do not fail) from the moment it applies that epoch.
 - **drain** waits, bounded, until the agents report no open transaction on it.
@@ -33,7 +38,7 @@ from ..clock import Clock
 from ..config import Config
 from ..control import ControlPlane
 from ..errors import ResilError, SignalError, SwitchError, SwitchInterrupted
-from ..state import SWITCH_REASON, ControlState, Lock, issuer
+from ..state import SWITCH_REASON, ControlState, Intent, Lock, issuer
 from ..telemetry import otel
 from ..topology import Endpoint, Resource
 from . import locks, truth
@@ -51,6 +56,8 @@ class Step:
     detail: str
 
 
+INTENT_MARGIN = 5.0
+"""Seconds an intent stands past ``spares_timeout``: time for the lock to follow it."""
 MARGIN = 1.0
 """Seconds kept, within the agents' ``lock_timeout``, for promote, reverse and publish (or
 a rollback) after the drain and the catch-up have used theirs."""
@@ -72,6 +79,10 @@ class SwitchOptions:
     converge_timeout: float = 30.0
     """Longest wait, before the lock and with writes flowing, for the target to come
     within ``max_catchup`` of the primary; past it the switch refuses."""
+    spares_timeout: float = 1.0
+    """Longest wait, before the lock, for the agents to open spare connections to the
+    target; past it the switch locks anyway (the held writes of the agents not ready
+    then connect at the publish, as without spares)."""
     max_catchup: float = 0.1
     """Converged: what the target still lacks takes at most this long at its apply rate."""
     verify_timeout: float = 2.0
@@ -176,19 +187,21 @@ class Switch:
         lease.take()        # before the lock: a lock without a live lease is an orphan
         self._lease = lease
         try:
-            self._locked_switch(resource, old, new, new_ep, credentials, lease)
+            # The live agents are listed before the lock: not while writes wait.
+            ids = self.plane.agent_ids()
+            self._step("spares", lambda: self._spares(resource, ids))
+            self._locked_switch(resource, old, new, new_ep, credentials, lease, ids)
         finally:
             self._lease = None
             lease.release()
 
     def _locked_switch(self, resource: Resource, old: Server, new: Server, new_ep: Endpoint,
-                       credentials: Credentials, lease: locks.HolderLease) -> None:
+                       credentials: Credentials, lease: locks.HolderLease,
+                       ids: set[str]) -> None:
         fencing = False
         started = self.clock()
         verify: Pending | None = None
         try:
-            # The live agents are listed before the lock: not while writes wait.
-            ids = self.plane.agent_ids()
             pending = self._pending(resource.name, "drain", ids)
             verify = self._pending(resource.name, "verify", ids)
             lock_epoch = self._step("lock", lambda: self._lock(resource))
@@ -295,6 +308,40 @@ class Switch:
         if warning:
             self.out(f"WARNING {warning}")
 
+    def _spares(self, resource: Resource, ids: set[str]) -> str:
+        """Publish this switch's intent and wait, at most ``spares_timeout``, for the
+        live agents to say that their spare connections to the target are open. Nothing
+        is held; the lock that follows ends the intent (and a switch that never locks
+        leaves it to lapse: agents close the spares then)."""
+        pending = self._pending(resource.name, "spares", ids)
+        try:
+            state = self._state()
+            if resource.name in state.locks:
+                held = state.locks[resource.name]
+                raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
+                                  f"({held.reason}): another switch runs")
+            now = time.time()
+            intent = Intent(self.holder, self.to_unit,
+                            now + self.options.spares_timeout + INTENT_MARGIN)
+            intents = {k: v for k, v in state.intents.items() if v.live(now)}
+            try:
+                epoch = self.plane.publish(
+                    state.evolve(intents={**intents, resource.name: intent}),
+                    issuer=issuer()).epoch
+            except SignalError as exc:
+                raise SwitchError(f"another operator published at the same moment ({exc}); "
+                                  "nothing locked") from None
+            deadline = self.clock() + self.options.spares_timeout
+            while not pending.check(epoch, idle=False) and self.clock() <= deadline:
+                time.sleep(0.01)
+        finally:
+            pending.finish()
+        ready = pending.seen - pending.left
+        late = f"; {pending.left} not ready in time (their held writes will connect at " \
+            "the publish)" if pending.left else ""
+        return f"epoch {epoch}: {ready}/{pending.seen} agent(s) opened spare connections " \
+            f"to {self.to_unit}{late}"
+
     def _lock(self, resource: Resource) -> int:
         """Take the write lock: a compare-and-set on the epoch (a publish is refused when
         another landed since this state was read), and never over another's lock."""
@@ -304,7 +351,10 @@ class Switch:
             raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
                               f"({held.reason}): another switch runs")
         lock = Lock(self.holder, time.time(), f"{SWITCH_REASON}{self.to_unit}")
-        new = state.evolve(locks={**state.locks, resource.name: lock})
+        # The lock takes over from the intent: held writes take the spares it opened.
+        intents = {k: v for k, v in state.intents.items()
+                   if k != resource.name and v.live(lock.since)}
+        new = state.evolve(locks={**state.locks, resource.name: lock}, intents=intents)
         try:
             return self.plane.publish(new, issuer=issuer()).epoch
         except SignalError as exc:
