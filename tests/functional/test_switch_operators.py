@@ -252,3 +252,31 @@ def test_a_lagging_replica_converges_before_the_lock_so_writes_barely_pause(pair
     assert max(pauses) < 1.0, out
     rows = {r[0] for r in pair.replica.root_sql("SELECT seq FROM app.w")}
     assert set(writer.acked) <= rows
+
+
+def test_a_publish_that_lands_while_the_switch_holds_its_lock_is_kept(pair, config):
+    """The switch publishes the new primary from the state it locked, without reading
+    the store while writes wait. Another operator's publish in between (a traffic
+    change) wins that epoch race: the switch then builds on the stored state, and the
+    change stays, with the new primary and the lock gone."""
+    from resil.ops.truth import trusted_state
+    from resil.state import issuer
+    proc = start_switch(config, "b", "--drain-timeout", "1", "--pause-after", "reverse:1")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("pausing"):
+            break
+    else:
+        raise AssertionError(f"the switch never paused: {proc.communicate()}")
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    state = trusted_state(cfg, plane, issuer(), print)
+    assert "orders-db" in state.locks
+    plane.publish(state.evolve(weights={**state.weights, "b": 0.5}), issuer="other operator")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    final = plane.load()
+    assert final is not None
+    assert final.state.primaries["orders-db"] == "b" and not final.state.locks
+    assert final.state.weights["b"] == 0.5              # the other operator's change kept
+    assert (read_only(pair.primary), read_only(pair.replica)) == (1, 0)

@@ -113,6 +113,8 @@ class Switch:
     """A stop signal that arrived while the switch could not stop (promote..publish)."""
     _critical: bool = False
     _lease: locks.HolderLease | None = None
+    _locked: ControlState | None = None
+    """The control state this switch published with its lock."""
     behind: list[str] = field(default_factory=list)
     """Live agents that had not applied the published epoch when verify gave up: the
     servers switched, but those processes still write to the old primary (held or
@@ -207,13 +209,14 @@ class Switch:
             lock_epoch = self._step("lock", lambda: self._lock(resource))
             self._step("drain", lambda: self._drain(pending, lock_epoch))
             hold_for = self.options.catchup_timeout + 30
-            self._still_holding(lease)
+            self._still_holding(lease, "fence")
             fencing = True      # set before: a stop during the fence still unfences
-            self._step("fence", lambda: f"{old.fence(hold_for)} client connections cut")
+            self._step("fence", lambda: f"{old.fence(hold_for)} client connections cut",
+                       noted=True)
             position = old.position()
             self._step("catch-up", lambda: self._catch_up(new, position))
             semi_sync = old.semi_sync_primary()
-            self._still_holding(lease)
+            self._still_holding(lease, "promote")
             self._critical = True    # from here on a stop signal waits for publish
         except BaseException as exc:
             self._rollback(resource, old, fencing, exc)
@@ -221,7 +224,7 @@ class Switch:
                 verify.finish()
             raise
         try:
-            self._step("promote", lambda: self._promote(new, new_ep, semi_sync))
+            self._step("promote", lambda: self._promote(new, new_ep, semi_sync), noted=True)
             self._step("reverse", lambda: self._reverse(old, new_ep, credentials))
             epoch = self._step("publish", lambda: self._publish(resource))
             held = self.clock() - started
@@ -248,15 +251,16 @@ class Switch:
                 "--drain-timeout/--catchup-timeout, or raise lock_timeout")
 
     @staticmethod
-    def _still_holding(lease: locks.HolderLease) -> None:
-        """Before a destructive step: a holder that lost its lease (paused past its TTL)
-        may already have been resolved by someone else, and must not go on."""
-        if not lease.alive():
+    def _still_holding(lease: locks.HolderLease, step: str) -> None:
+        """Before a destructive step (recorded as the step reached, in the same renewal):
+        a holder that lost its lease (paused past its TTL) may already have been resolved
+        by someone else, and must not go on."""
+        if not lease.alive(step):
             raise SwitchError("the lock's lease lapsed (this process was paused or cut "
                               "off from the control plane): not going on")
 
-    def _step(self, name: str, action: Callable[[], Any]) -> Any:
-        if self._lease is not None:
+    def _step(self, name: str, action: Callable[[], Any], noted: bool = False) -> Any:
+        if self._lease is not None and not noted:
             self._lease.reached(name)   # where a killed switch stopped: status, resolver
         begun, begun_ns = self.clock(), spans.now_ns()
         result = action()
@@ -356,10 +360,12 @@ class Switch:
                    if k != resource.name and v.live(lock.since)}
         new = state.evolve(locks={**state.locks, resource.name: lock}, intents=intents)
         try:
-            return self.plane.publish(new, issuer=issuer()).epoch
+            epoch = self.plane.publish(new, issuer=issuer()).epoch
         except SignalError as exc:
             raise SwitchError(f"another operator published at the same moment ({exc}); "
                               "nothing locked") from None
+        self._locked = new
+        return epoch
 
     def _pending(self, name: str, kind: str, ids: set[str]) -> Pending:
         return Pending.start(self.plane, name, self.config.heartbeat_interval, kind,
@@ -408,11 +414,22 @@ class Switch:
         return f"{what}; {cut} client connections cut"
 
     def _publish(self, resource: Resource) -> int:
-        state = self._state()
+        """The new primary, unlocked: built on the state this switch locked (no read
+        while writes wait); when another publish landed since, the epoch race refuses
+        that, and it is built again on the trusted stored state."""
+        if self._locked is not None:
+            try:
+                return self.plane.publish(self._unlocked(self._locked, resource),
+                                          issuer=issuer()).epoch
+            except SignalError:
+                pass
+        return self.plane.publish(self._unlocked(self._state(), resource),
+                                  issuer=issuer()).epoch
+
+    def _unlocked(self, state: ControlState, resource: Resource) -> ControlState:
         locks = {k: v for k, v in state.locks.items() if k != resource.name}
-        new = state.evolve(primaries={**state.primaries, resource.name: self.to_unit},
-                           locks=locks)
-        return self.plane.publish(new, issuer=issuer()).epoch
+        return state.evolve(primaries={**state.primaries, resource.name: self.to_unit},
+                            locks=locks)
 
     def _verify(self, pending: Pending, new: Server, epoch: int) -> str:
         token = f"{epoch}:{uuid.uuid4().hex[:8]}"
