@@ -113,6 +113,31 @@ def test_status_shows_published_state(pair_config, publish, mariadb_pair):
     assert report["weights"] == {"a": 1.0, "b": 1.0} and report["locks"] == {}
 
 
+def test_status_shows_a_switch_being_prepared_until_its_intent_lapses(pair_config):
+    """A switch's intent (spares opening before its lock) is shown with its holder and
+    how long it stands; a lapsed one is not shown."""
+    import time
+
+    from resil.config import load_config
+    from resil.control import open_control_plane
+    from resil.state import ControlState, Intent, issuer
+    config = load_config(pair_config, env={})
+    plane = open_control_plane(config.control_url, config.topology, config.signing_key)
+    state = ControlState.initial(config.topology).evolve(intents={
+        "orders-db": Intent("op@h:1/ab12", "b", time.time() + 60),
+        "cache": Intent("op@h:2/cd34", "b", time.time() - 1)})
+    plane.publish(state, issuer=issuer())
+    out = resil("status", "--config", str(pair_config))
+    assert out.returncode == 0, out.stderr
+    assert "intents:  planned switches about to lock" in out.stdout, out.stdout
+    assert "  orders-db            switch to b by op@h:1/ab12; lapses in 5" in out.stdout
+    assert "op@h:2/cd34" not in out.stdout
+    report = json.loads(resil("status", "--json", "--config", str(pair_config)).stdout)
+    assert list(report["intents"]) == ["orders-db"]
+    assert report["intents"]["orders-db"]["target"] == "b"
+    assert 50 < report["intents"]["orders-db"]["expires_in"] <= 60
+
+
 def test_a_resource_or_unit_that_does_not_exist_exits_2_like_any_bad_input():
     for args in (("db", "switch", "nope", "--to", "beijing"),
                  ("db", "switch", "orders-db", "--to", "mars"),

@@ -720,9 +720,11 @@ def _print_status(report: dict[str, Any], every_agent: bool = False) -> None:
             "DEAD: resil monitor or resil db unlock resolves it"
         print(f"  {n:<20} by {lk['holder']}: {lk['reason']}, {lk['age_s']:g} s old{step}; "
               f"holder {holder}")
+    if report.get("intents"):
+        print("intents:  planned switches about to lock (agents open spare connections)")
     for n, intent in report.get("intents", {}).items():
-        print(f"  {n:<20} switch to {intent['target']} being prepared by {intent['holder']} "
-              f"(spare connections opening; lapses in {intent['expires_in']:g} s)")
+        print(f"  {n:<20} switch to {intent['target']} by {intent['holder']}; lapses in "
+              f"{intent['expires_in']:g} s")
     agents = report["agents"]
     print(f"agents:   {sum(a['live'] for a in agents)} live" + ("" if agents else
           " (none has reported: agents report once they have routed a connection)"))
