@@ -23,6 +23,7 @@ from functional.writers import Tally, Writers
 from resil import context, counters, registry
 from servers import MariaDBPair
 from servers.config import PASSWORDS, resil_toml
+from servers.ports import wait_until
 
 RESIL = str(Path(sys.executable).parent / "resil")
 ENV = PASSWORDS
@@ -322,15 +323,6 @@ def in_database(server, database: str) -> int:
                            f"WHERE DB = '{database}'")[0][0]
 
 
-def eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_spares_open_ahead_of_the_lock_and_follow_a_changed_session(pair, config):
     """The switch's intent opens a spare on the target for each open connection before
     the lock. A held statement takes its own connection's spare; a connection whose
@@ -351,8 +343,8 @@ def test_spares_open_ahead_of_the_lock_and_follow_a_changed_session(pair, config
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**os.environ, **ENV})
     try:
-        assert eventually(lambda: "orders-db" in registry.runtime().state.locks
-                          or switching.poll() is not None)
+        assert wait_until(lambda: "orders-db" in registry.runtime().state.locks
+                          or switching.poll() is not None, 10)
         assert in_database(pair.replica, "prep") == 3   # open before anything was held
         changed.select_db("prep2")
         results: dict[int, tuple[int, str]] = {}
@@ -378,8 +370,8 @@ def test_spares_open_ahead_of_the_lock_and_follow_a_changed_session(pair, config
     assert pair.replica.root_sql("SELECT COUNT(*) FROM prep2.held") == [(1,)]
     # same's and changed's connections are there; idle's spare and changed's stale
     # one were closed
-    assert eventually(lambda: (in_database(pair.replica, "prep"),
-                               in_database(pair.replica, "prep2")) == (1, 1))
+    assert wait_until(lambda: (in_database(pair.replica, "prep"),
+                               in_database(pair.replica, "prep2")) == (1, 1), 10)
     for conn in (same, changed, idle):
         conn.close()
     assert switch(config, "a").returncode == 0

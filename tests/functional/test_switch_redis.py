@@ -16,6 +16,7 @@ from functional.writers import Tally, Writers
 from resil import context, counters, registry
 from servers import RedisPair
 from servers.config import resil_toml
+from servers.ports import wait_until
 
 RESIL = str(Path(sys.executable).parent / "resil")
 
@@ -161,15 +162,6 @@ def named(server, name: str) -> int:
         return sum(1 for c in server.client().client_list() if c.get("name") == name)
 
 
-def eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_spares_open_ahead_of_the_lock_and_those_not_taken_close_at_the_publish(pair, config):
     """A planned switch first publishes its intent: the agent opens a spare to the target
     for every pooled connection while writes still flow, so the handshakes are over
@@ -189,8 +181,8 @@ def test_spares_open_ahead_of_the_lock_and_those_not_taken_close_at_the_publish(
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env=dict(os.environ))
     try:
-        assert eventually(lambda: "cache" in registry.runtime().state.locks
-                          or switching.poll() is not None)
+        assert wait_until(lambda: "cache" in registry.runtime().state.locks
+                          or switching.poll() is not None, 10)
         # At least: the pools of earlier tests that are still alive get theirs too.
         assert counters.stats().get("spares_prepared", 0) >= prepared + 3
         assert named(pair.replica, "prep-app") == 3     # open before any write was held
@@ -201,7 +193,7 @@ def test_spares_open_ahead_of_the_lock_and_those_not_taken_close_at_the_publish(
     assert "\nspares " in out and "1/1 agent(s) opened spare connections to b" in out, out
     assert counters.stats().get("redis_spares_taken", 0) == taken + 1
     assert counters.stats().get("redis_spare_failures", 0) == failures
-    assert eventually(lambda: named(pair.replica, "prep-app") == 1), \
+    assert wait_until(lambda: named(pair.replica, "prep-app") == 1, 10), \
         "the two spares no write took were not closed"
     with context.bypass():
         assert pair.replica.client(db=3).get("prepared") == "1"
@@ -223,9 +215,9 @@ def test_spares_of_a_switch_that_never_locks_close_when_its_intent_lapses(pair, 
     state = stored.state if stored else ControlState.initial(cfg.topology)
     plane.publish(state.evolve(intents={"cache": Intent("gone/1", "b", time.time() + 1.0)}),
                   issuer="test")
-    assert eventually(lambda: named(pair.replica, "lapse-app") == 1)
+    assert wait_until(lambda: named(pair.replica, "lapse-app") == 1, 10)
     assert client.incr("lapse") == 2                    # nothing is held by an intent
-    assert eventually(lambda: named(pair.replica, "lapse-app") == 0, timeout=5), \
+    assert wait_until(lambda: named(pair.replica, "lapse-app") == 0, 5), \
         "the spare outlived the intent"
     assert named(pair.primary, "lapse-app") == 1
 

@@ -68,7 +68,7 @@ class Spare:
         self._done = threading.Event()
         self._deadline = time.monotonic() + CONNECT_TIMEOUT
         self.endpoint = (getattr(conn, "host", None), getattr(conn, "port", None))
-        """Where it goes (read before the handshake, which may change nothing)."""
+        """Where it goes: the (host, port) it was made with."""
         _submit(self)
 
     def _connect(self) -> None:
@@ -128,9 +128,6 @@ class Prepared:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spares: dict[str, dict[int, tuple[Any, list[Spare]]]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._spares)
 
     def resources(self) -> list[str]:
         """The resources with spares waiting."""

@@ -584,8 +584,8 @@ class RedisIntegration(Integration):
 
     def prepare(self, resource: Resource, target: Endpoint) -> int:
         """Per pool of ``resource`` (sync), as many spares to ``target`` as the pool has
-        connections there now (at most :data:`~resil.integrations._spare.PREPARE_MAX`
-        in all): a held write takes one for its pool (see :func:`_spare_for`)."""
+        connections now (at most :data:`~resil.integrations._spare.PREPARE_MAX` in all):
+        a held write takes one of its pool's (see :func:`_spare_for`)."""
         pools: dict[int, tuple[Any, int]] = {}
         for _, record in TRACKER.connections():
             pool = record.owner() if record.owner is not None \
