@@ -280,3 +280,38 @@ def test_a_publish_that_lands_while_the_switch_holds_its_lock_is_kept(pair, conf
     assert final.state.primaries["orders-db"] == "b" and not final.state.locks
     assert final.state.weights["b"] == 0.5              # the other operator's change kept
     assert (read_only(pair.primary), read_only(pair.replica)) == (1, 0)
+
+
+def test_a_switch_stopped_in_its_spares_step_locks_nothing_and_no_write_waits(pair, config):
+    """An agent that never says its spares are open (a live heartbeat, no process) keeps
+    the switch in its spares step; SIGTERM there: exit 1 in one line, no lock, both
+    servers as they were, and a writer that never waited or failed."""
+    resil.start(config)
+    cfg = load_config(config)
+    plane = open_control_plane(cfg.control_url, cfg.topology, cfg.signing_key)
+    ghost = {"id": "ghost:1", "unit": "a", "epoch": 0, "reported_at": time.time()}
+    with OneWriter() as writer:
+        plane.report(ghost)
+        proc = start_switch(config, "b", "--spares-timeout", "4.5")
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while True:      # the intent is published: the switch waits for the ghost
+            stored = plane.load()
+            if stored is not None and "orders-db" in stored.state.intents:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        acked_during = len(writer.acked)
+        time.sleep(0.3)
+    assert proc.returncode == 1, out + err
+    assert "switch failed: interrupted by SIGTERM; nothing was locked" in err, out + err
+    assert "Traceback" not in out + err and "\nlock " not in out
+    stored = plane.load()
+    assert stored is not None and not stored.state.locks
+    assert stored.state.primaries.get("orders-db", "a") == "a"
+    assert read_only(pair.primary) == 0 and read_only(pair.replica) == 1
+    assert not writer.errors, writer.errors[:3]
+    assert acked_during > 0 and len(writer.acked) > acked_during

@@ -277,7 +277,8 @@ def _db_switch(args: argparse.Namespace) -> int:
         print(f"resil: switch: {exc}", file=sys.stderr)
         return 2
     except (SwitchError, ControlPlaneError, SignalError) as exc:
-        rolled = "; rolled back" if isinstance(exc, SwitchInterrupted) else ""
+        rolled = ("; rolled back" if switch.took_lock else "; nothing was locked") \
+            if isinstance(exc, SwitchInterrupted) else ""
         print(f"resil: switch failed: {exc}{rolled}", file=sys.stderr)
         return 1
     if switch.deferred:

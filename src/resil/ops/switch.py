@@ -120,6 +120,11 @@ class Switch:
     servers switched, but those processes still write to the old primary (held or
     refused), so the command must not report plain success."""
 
+    @property
+    def took_lock(self) -> bool:
+        """Whether this run published its lock (a stop after that rolls it back)."""
+        return self._locked is not None
+
     def interrupt(self, reason: str) -> None:
         """Stop the switch (called from a signal handler): before promote, raise
         :class:`SwitchInterrupted`, which rolls it back; from promote to publish, when
