@@ -324,25 +324,14 @@ class Switch:
         leaves it to lapse: agents close the spares then)."""
         pending = self._pending(resource.name, "spares", ids)
         try:
-            state = self._state()
-            if resource.name in state.locks:
-                held = state.locks[resource.name]
-                raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
-                                  f"({held.reason}): another switch runs")
+            state = self._free_state(resource)
             now = time.time()
             intent = Intent(self.holder, self.to_unit,
                             now + self.options.spares_timeout + INTENT_MARGIN)
             intents = {k: v for k, v in state.intents.items() if v.live(now)}
-            try:
-                epoch = self.plane.publish(
-                    state.evolve(intents={**intents, resource.name: intent}),
-                    issuer=issuer()).epoch
-            except SignalError as exc:
-                raise SwitchError(f"another operator published at the same moment ({exc}); "
-                                  "nothing locked") from None
-            deadline = self.clock() + self.options.spares_timeout
-            while not pending.check(epoch, idle=False) and self.clock() <= deadline:
-                time.sleep(0.01)
+            epoch = self._publish_unlocked(
+                state.evolve(intents={**intents, resource.name: intent}))
+            self._wait_for(pending, epoch, self.options.spares_timeout)
         finally:
             pending.finish()
         ready = pending.seen - pending.left
@@ -354,23 +343,39 @@ class Switch:
     def _lock(self, resource: Resource) -> int:
         """Take the write lock: a compare-and-set on the epoch (a publish is refused when
         another landed since this state was read), and never over another's lock."""
-        state = self._state()
-        if resource.name in state.locks:
-            held = state.locks[resource.name]
-            raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
-                              f"({held.reason}): another switch runs")
+        state = self._free_state(resource)
         lock = Lock(self.holder, time.time(), f"{SWITCH_REASON}{self.to_unit}")
         # The lock takes over from the intent: held writes take the spares it opened.
         intents = {k: v for k, v in state.intents.items()
                    if k != resource.name and v.live(lock.since)}
         new = state.evolve(locks={**state.locks, resource.name: lock}, intents=intents)
+        epoch = self._publish_unlocked(new)
+        self._locked = new
+        return epoch
+
+    def _free_state(self, resource: Resource) -> ControlState:
+        """The trusted control state, which must not hold a lock on ``resource``."""
+        state = self._state()
+        if resource.name in state.locks:
+            held = state.locks[resource.name]
+            raise SwitchError(f"{resource.name} was locked meanwhile by {held.holder} "
+                              f"({held.reason}): another switch runs")
+        return state
+
+    def _publish_unlocked(self, state: ControlState) -> int:
+        """Publish ``state`` while nothing is locked yet: a lost epoch race refuses."""
         try:
-            epoch = self.plane.publish(new, issuer=issuer()).epoch
+            return self.plane.publish(state, issuer=issuer()).epoch
         except SignalError as exc:
             raise SwitchError(f"another operator published at the same moment ({exc}); "
                               "nothing locked") from None
-        self._locked = new
-        return epoch
+
+    def _wait_for(self, pending: Pending, epoch: int, timeout: float) -> None:
+        """Wait, at most ``timeout``, until every agent ``pending`` waits for is done
+        with ``epoch``."""
+        deadline = self.clock() + timeout
+        while not pending.check(epoch, idle=False) and self.clock() <= deadline:
+            time.sleep(0.01)
 
     def _pending(self, name: str, kind: str, ids: set[str]) -> Pending:
         return Pending.start(self.plane, name, self.config.heartbeat_interval, kind,
@@ -439,10 +444,8 @@ class Switch:
     def _verify(self, pending: Pending, new: Server, epoch: int) -> str:
         token = f"{epoch}:{uuid.uuid4().hex[:8]}"
         new.probe(token)
-        deadline = self.clock() + self.options.verify_timeout
         try:
-            while not pending.check(epoch, idle=False) and self.clock() <= deadline:
-                time.sleep(0.01)
+            self._wait_for(pending, epoch, self.options.verify_timeout)
         finally:
             pending.finish()
         self.behind = list(pending.behind)
