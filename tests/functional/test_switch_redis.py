@@ -200,6 +200,50 @@ def test_spares_open_ahead_of_the_lock_and_those_not_taken_close_at_the_publish(
     assert switch(config, "a").returncode == 0
 
 
+def test_the_spares_a_switch_discards_are_freed_at_once(pair, config, monkeypatch):
+    """Taken or closed, a spare connection is freed by reference counting, not left to
+    the cyclic collector: every switch discards about as many per process as their pools
+    have connections, and left to the collector they made every process's full
+    collection fall due in the same switch (a stall of all writers at once)."""
+    import gc
+    import weakref
+
+    from resil.integrations import _spare
+    resil.start(config)
+    client = redis.Redis(host="cache", client_name="freed-app", socket_timeout=10)
+    pool = client.connection_pool
+    conns = [pool.get_connection() for _ in range(3)]
+    for conn in conns:
+        pool.release(conn)
+    refs: list[weakref.ref[object]] = []
+    add = _spare.PREPARED.add
+
+    def recording_add(resource: str, owner: object, spare: _spare.Spare) -> None:
+        refs.append(weakref.ref(spare.conn))
+        add(resource, owner, spare)
+
+    monkeypatch.setattr(_spare.PREPARED, "add", recording_add)
+    gc.disable()
+    try:
+        switching = subprocess.Popen([RESIL, "db", "switch", "cache", "--to", "b",
+                                      "--config", str(config), "--pause-after", "lock:0.3"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=dict(os.environ))
+        try:
+            assert wait_until(lambda: "cache" in registry.runtime().state.locks
+                              or switching.poll() is not None, 10)
+            assert client.incr("freed") == 1            # held, then on a spare
+        finally:
+            out = switching.communicate(timeout=30)[0]
+        assert switching.returncode == 0, out
+        assert wait_until(lambda: named(pair.replica, "freed-app") == 1, 10)
+        assert len(refs) >= 3
+        assert [ref for ref in refs if ref() is not None] == []
+    finally:
+        gc.enable()
+    assert switch(config, "a").returncode == 0
+
+
 def test_spares_of_a_switch_that_never_locks_close_when_its_intent_lapses(pair, config):
     """The operator's switch dies between its intent and its lock: the spares the agents
     opened are closed once the intent lapses, and writes never stopped."""
