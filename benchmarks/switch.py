@@ -12,9 +12,11 @@ writers' threads instead). It prints, for MySQL and for Redis:
   64 threads in one process on this machine cost without any switch (the baseline);
 - client errors (any exception a writer saw) and lost writes (acknowledged, then absent);
 - the duration of each switch step: p50, p99 and max;
-- with writer processes, where the pause goes: when the lock reached the last agent,
-  when the publish reached the first and the last, and when the last writer resumed,
-  from the switch's start.
+- with writer processes, where the pause goes, from the moment the lock reached the
+  first agent: when it reached the last, when the publish reached the first and the
+  last, and when the last writer resumed (and the intent's spread over the agents);
+  and the writer processes' full garbage collections (each a stall of the whole
+  process), how many ended inside a switch window.
 
 ``--only mysql|redis`` switches one kind only.
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import logging
 import os
@@ -61,7 +64,7 @@ import redis  # noqa: E402
 
 import resil  # noqa: E402
 from functional.writers import Tally, Writers  # noqa: E402
-from resil import context, counters  # noqa: E402
+from resil import context, counters, registry  # noqa: E402
 from resil.config import load_config  # noqa: E402
 from resil.control import open_control_plane  # noqa: E402
 from resil.errors import SwitchError  # noqa: E402
@@ -156,8 +159,10 @@ class Fleet:
         self._children: list[tuple[subprocess.Popen[str], Path]] = []
         self.counters: collections.Counter[str] = collections.Counter()
         """The agents' own event counters, summed over the writer processes."""
-        self.applied: list[list[tuple[float, str]]] = []
+        self.applied: list[list[tuple[float, str, str]]] = []
         """Per writer process, when its agent applied each control state."""
+        self.collections: list[list[tuple[float, float]]] = []
+        """Per writer process, its full garbage collections (end, seconds)."""
 
     def start(self) -> None:
         if not self.processes:
@@ -191,6 +196,7 @@ class Fleet:
             tallies.extend(json.loads(out.read_text()))
             self.counters.update(json.loads(out.with_suffix(".counters.json").read_text()))
             self.applied.append(json.loads(out.with_suffix(".applied.json").read_text()))
+            self.collections.append(json.loads(out.with_suffix(".gc.json").read_text()))
         return Writers.from_json(tallies)
 
 
@@ -208,26 +214,38 @@ def child_main(kind: str, threads: int, prefix: str, config_path: str, out: str,
     while any(not t.acked for t in writers.tallies) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)
+    # A service that has run a while has had its first full garbage collection. A fresh
+    # interpreter's comes after a fixed count of younger ones, so eight writer processes
+    # with the same history all stalled for it at once, in one switch (up to 140 ms
+    # here); afterwards a full collection waits until a quarter of the heap is new.
+    gc.collect()
+    full = _record_collections()
     print("ready", flush=True)
     sys.stdin.read()
     writers.stop()
     Path(out).write_text(json.dumps(writers.to_json()))
     Path(out).with_suffix(".counters.json").write_text(json.dumps(counters.stats()))
     Path(out).with_suffix(".applied.json").write_text(json.dumps(applied))
+    Path(out).with_suffix(".gc.json").write_text(json.dumps(full))
     resil.stop()
     return 0
 
 
-def _record_applied() -> list[tuple[float, str]]:
-    """(monotonic time, primaries) of every control state this process's agent applies,
-    from its own log line (at INFO, kept out of the writers' stderr): when the lock and
-    the publish reached this process."""
-    applied: list[tuple[float, str]] = []
+def _record_applied() -> list[tuple[float, str, str]]:
+    """(monotonic time, primaries, kind) of every control state this process's agent
+    applies, from its own log line (at INFO, kept out of the writers' stderr): when the
+    intent, the lock and the publish reached this process. ``kind`` is "lock" when the
+    state holds a lock, "intent" when it holds only an intent, else "state"."""
+    applied: list[tuple[float, str, str]] = []
 
     class Applied(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.msg.startswith("resil: applied epoch"):
-                applied.append((time.monotonic(), str(record.args[-1])))
+                agent = registry.runtime()
+                state = agent.current_state() if agent is not None else None
+                kind = "lock" if state is not None and state.locks else \
+                    "intent" if state is not None and state.intents else "state"
+                applied.append((time.monotonic(), str(record.args[-1]), kind))
 
     logger = logging.getLogger("resil")
     for handler in logger.handlers:
@@ -237,31 +255,67 @@ def _record_applied() -> list[tuple[float, str]]:
     return applied
 
 
-def where(windows: list[tuple[float, float]], applied: list[list[tuple[float, str]]],
+def _record_collections() -> list[tuple[float, float]]:
+    """(monotonic end, seconds) of every full collection of this process's cyclic
+    garbage collector: a stall of all its threads, which a switch window may include."""
+    full: list[tuple[float, float]] = []
+    begun = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            begun[0] = time.monotonic()
+        else:
+            full.append((time.monotonic(), time.monotonic() - begun[0]))
+
+    gc.callbacks.append(timed)
+    return full
+
+
+def where(windows: list[tuple[float, float]], applied: list[list[tuple[float, str, str]]],
           writers: Writers) -> dict[str, list[float]]:
-    """Per switch, measured from its start: when the lock reached the last agent, when
-    the publish (the state that moved the primary) reached the first and the last, and
-    when the last writer's longest write of the window ended."""
-    found: dict[str, list[float]] = {"lock, last agent": [], "publish, first agent": [],
+    """Per switch, where the pause goes, from the moment its lock reached the first
+    agent: when it reached the last, when the publish (the state that moved the primary)
+    reached the first and the last, and when the last writer's longest write of the
+    window ended. Also the intent's spread: from its first agent to its last."""
+    found: dict[str, list[float]] = {"intent, first to last": [], "lock, last agent": [],
+                                     "publish, first agent": [],
                                      "publish, last agent": [], "last write resumed": []}
     for began, until in windows:
-        locks, publishes = [], []
+        intents, locks, publishes = [], [], []
         for process in applied:
-            seen = [(t, p) for t, p in process if began <= t <= until]
-            if not seen:
+            seen = [(t, p, kind) for t, p, kind in process if began <= t <= until]
+            locked = [i for i, (_, _, kind) in enumerate(seen) if kind == "lock"]
+            if not locked:
                 continue
-            locks.append(seen[0][0])
-            publishes.extend(t for t, p in seen[1:2] if p != seen[0][1])
+            intents.extend(t for t, _, kind in seen[:locked[0]] if kind == "intent")
+            locks.append(seen[locked[0]][0])
+            publishes.extend(t for t, p, kind in seen[locked[0] + 1:locked[0] + 2]
+                             if kind != "lock" and p != seen[locked[0]][1])
         if not locks or not publishes:
             continue
         ends = [max(((lat, end) for lat, end in zip(t.latencies, t.ends, strict=False)
                      if began <= end <= until), default=(0.0, began))[1]
                 for t in writers.tallies]
-        found["lock, last agent"].append(max(locks) - began)
-        found["publish, first agent"].append(min(publishes) - began)
-        found["publish, last agent"].append(max(publishes) - began)
-        found["last write resumed"].append(max(ends) - began)
+        first = min(locks)
+        if intents:
+            found["intent, first to last"].append(max(intents) - min(intents))
+        found["lock, last agent"].append(max(locks) - first)
+        found["publish, first agent"].append(min(publishes) - first)
+        found["publish, last agent"].append(max(publishes) - first)
+        found["last write resumed"].append(max(ends) - first)
     return found
+
+
+def collections_in(windows: list[tuple[float, float]],
+                   full: list[list[tuple[float, float]]]) -> dict[str, Any]:
+    """The writer processes' full collections: how many, how many ended inside a switch
+    window, and how long the longest took."""
+    every = [c for process in full for c in process]
+    inside = [c for c in every if any(a <= c[0] <= b for a, b in windows)]
+    return {"count": len(every), "in_windows": len(inside),
+            "longest": max((seconds for _, seconds in every), default=0.0)}
 
 
 def block_sql_thread(pair: MariaDBPair, unit: str, seconds: float) -> None:
@@ -383,6 +437,7 @@ def run_switches(switch: Callable[[str, str], list[tuple[str, float]]], resource
     quiet = [max(writers.pauses_since(a, b)) for a, b in quiet_windows]
     return {"pauses": pauses, "quiet": quiet, "writer_pauses": [x for p in each for x in p],
             "where": where(windows, fleet.applied, writers),
+            "collections": collections_in(windows, fleet.collections),
             "steps": steps, "windows": windows, "errors": len(writers.errors),
             "acked": writers.acked, "error_samples": writers.errors[:3],
             "refused": refused, "converge_after_lag": lagged, "primary": primary,
@@ -420,8 +475,12 @@ def report(title: str, result: dict[str, Any]) -> None:
     print("  steps")
     for name, values in result["steps"].items():
         print(f"    {name:<10}             {ms(values)}")
+    full = result["collections"]
+    if full["count"]:
+        print(f"  writers' full collections {full['count']} ({full['in_windows']} in switch "
+              f"windows), longest {full['longest'] * 1000:.1f} ms")
     if any(result["where"].values()):
-        print("  from the switch's start (writer processes only)")
+        print("  from the lock reaching the first agent (writer processes only)")
         for name, values in result["where"].items():
             print(f"    {name:<21}  {ms(values)}")
     for sample in result["error_samples"]:
