@@ -1,5 +1,6 @@
-# Every target sets up what it needs by itself: the Debian packages mariadb-server and
-# redis-server (installed with apt-get when missing) and .venv with resil and its test
+# Every target sets up what it needs by itself: the Debian packages mariadb-server,
+# redis-server, and libmariadb-dev with pkg-config (mysqlclient, a test dependency, builds
+# against them), installed with apt-get when missing, and .venv with resil and its test
 # extra (rebuilt when pyproject.toml changes).
 PYTHON ?= python3
 VENV := .venv
@@ -32,18 +33,19 @@ docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml | servers
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 servers:
-	@if ! PATH="$$PATH:/usr/sbin:/sbin" command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then \
-		echo "installing mariadb-server and redis-server (Debian packages)"; \
+	@if ! PATH="$$PATH:/usr/sbin:/sbin" command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null \
+			|| ! pkg-config --exists libmariadb 2>/dev/null; then \
+		echo "installing mariadb-server, redis-server and libmariadb-dev (Debian packages)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			mariadb-server mariadb-client redis-server >/dev/null; \
+			mariadb-server mariadb-client redis-server libmariadb-dev pkg-config >/dev/null; \
 	fi
 
 clean:

@@ -1,5 +1,6 @@
-"""A MySQL driver resil does not route (asyncmy, mysqlclient) is not silently
-left alone: importing it logs what that means, once; PyMySQL posing as MySQLdb does not."""
+"""A MySQL driver resil does not route (asyncmy) is not silently left alone: importing it
+logs what that means, once; the routed ones (mysqlclient, PyMySQL posing as MySQLdb) are
+not warned about."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def fake_driver(tmp_path, monkeypatch):
     yield make
 
 
-@pytest.mark.parametrize("name,shown", [("asyncmy", "asyncmy (and SQLAlchemy's async"),
-                                        ("MySQLdb", "mysqlclient (MySQLdb")])
+@pytest.mark.parametrize("name,shown", [("asyncmy", "asyncmy (and SQLAlchemy's async")])
 def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, caplog,
                                                     name, shown):
     fake_driver(name)
@@ -41,7 +41,7 @@ def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, c
         __import__(name)
     warned = [r.getMessage() for r in caplog.records if "does not route" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(f"resil: {shown}")
-    assert "pymysql.install_as_MySQLdb()" in warned[0]
+    assert "PyMySQL, aiomysql and mysqlclient are routed" in warned[0]
     sys.modules.pop(name, None)
 
 
@@ -55,6 +55,16 @@ def test_pymysql_as_mysqldb_is_routed_and_not_warned_about(write_config, caplog,
         import MySQLdb  # noqa: F401
     assert "does not route" not in caplog.text
     sys.modules.pop("MySQLdb", None)
+
+
+def test_mysqlclient_is_routed_and_not_warned_about(write_config, caplog, monkeypatch):
+    for name in [m for m in sys.modules if m == "MySQLdb" or m.startswith("MySQLdb.")]:
+        monkeypatch.delitem(sys.modules, name)
+    agent = resil.start(write_config(CONFIG))
+    with caplog.at_level(logging.WARNING, logger="resil"):
+        import MySQLdb  # noqa: F401
+    assert "does not route" not in caplog.text
+    assert "mysqlclient" in {i.name for i in agent.integrations}
 
 
 def test_no_warning_without_a_mysql_resource(write_config, fake_driver, caplog):

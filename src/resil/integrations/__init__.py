@@ -48,6 +48,7 @@ WATCHES: dict[str, tuple[str, ...]] = {
     "resil.integrations.starlette": ("starlette.applications",
                                      "starlette.middleware.sessions"),
     "resil.integrations.aiomysql": ("aiomysql.connection",),
+    "resil.integrations.mysqlclient": ("MySQLdb.connections",),
 }
 
 

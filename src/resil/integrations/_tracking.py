@@ -61,23 +61,30 @@ class Tracker:
     """The tracked connections of one driver."""
 
     def __init__(self, kind: ResourceKind,
-                 point: Callable[[Any, str, int], None] | None = None) -> None:
+                 point: Callable[[Any, str, int], None] | None = None,
+                 at: Callable[[Any], tuple[str, int] | None] | None = None) -> None:
         self.kind = kind
         self._point = point or _point
         """Re-points a connection (``host``/``port`` by default; aiomysql's are read-only
         properties over ``_host``/``_port``)."""
+        self._at = at or _address
+        """Where a connection points now (mysqlclient's address is fixed in C: it is
+        kept beside it, and given to its ``__init__``)."""
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def route(self, conn: Any) -> Tracked | None:
-        """Point ``conn`` at its resource's current primary; track it. None if unmatched."""
+    def route(self, conn: Any, origin: tuple[str, int] | None = None) -> Tracked | None:
+        """Point ``conn`` at its resource's current primary; track it. None if unmatched.
+        ``origin``: the address the application asked for, when ``conn`` does not say
+        it (by default its ``host`` and ``port``)."""
         router = registry.router()
         if router is None or context.bypassed():
             return None
         record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
         state = router.state()
         if record is None:
-            origin = (str(conn.host), int(conn.port))
+            if origin is None:
+                origin = (str(conn.host), int(conn.port))
             resource = router.resource(self.kind, *origin)
             if resource is None:
                 return None
@@ -87,7 +94,7 @@ class Tracker:
                 self._connections.add(conn)
         endpoint = router.primary_of(record.resource, state)
         record.epoch = state.epoch
-        if endpoint is not None and (conn.host, conn.port) != (endpoint.host, endpoint.port):
+        if endpoint is not None and self._at(conn) != (endpoint.host, endpoint.port):
             log.debug("resil: %s %s:%s -> %s (unit %s, epoch %d)", self.kind, *record.origin,
                       endpoint, endpoint.unit, state.epoch)
             self._point(conn, endpoint.host, endpoint.port)
@@ -102,6 +109,10 @@ class Tracker:
 
 def _point(conn: Any, host: str, port: int) -> None:
     conn.host, conn.port = host, port
+
+
+def _address(conn: Any) -> tuple[str, int] | None:
+    return conn.host, conn.port
 
 
 def tracked(conn: Any) -> Tracked | None:

@@ -32,9 +32,17 @@ from typing import TYPE_CHECKING, Any
 from .. import _log, counters, registry, spans, switching
 from ..errors import LockTimeoutError, TransactionInterruptedError
 from ..gate import must_hold
-from ..sql import Access, classify
+from ..sql import classify
 from ..switching import AfterError, Boundary
-from ._mysql import AUTOCOMMIT, COUNTED, IN_TRANS, in_transaction, kind, note, server_status
+from ._mysql import (
+    AUTOCOMMIT,
+    COUNTED,
+    IN_TRANS,
+    after_error,
+    in_transaction,
+    note,
+    server_status,
+)
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
 
@@ -132,21 +140,10 @@ async def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> 
         await _reconnect(conn, record)
 
 
-def _after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any,
-                 may_replay: bool) -> AfterError:
-    runtime = registry.runtime()
-    if runtime is None:
-        return AfterError.RAISE
-    return switching.after_error(
-        runtime, record, kind(exc),
-        in_transaction=in_transaction(conn, record) and not record.connecting,
-        may_replay=may_replay, repeatable=lambda: classify(sql) is Access.READ)
-
-
 async def _on_error(original: Callable[..., Awaitable[Any]], conn: Any, record: Tracked,
                     args: tuple[Any, ...], sql: Any, may_replay: bool,
                     exc: Exception) -> Any:
-    action = fail_open("aiomysql.error", _after_error, conn, record, exc, sql, may_replay)
+    action = fail_open("aiomysql.error", after_error, conn, record, exc, sql, may_replay)
     if action is None or action is AfterError.RAISE:
         raise exc
     counters.count(COUNTED[action])

@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import select
 import socket
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,10 +57,13 @@ from ._mysql import (
     COUNTED,
     IN_TRANS,
     NO_BACKSLASH_ESCAPES,
+    hold_for_failover,
     in_transaction,
     kind,
     note,
+    readable_now,
     server_status,
+    unreachable,
 )
 from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, PREPARE_MAX, PREPARED, Spare
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, tracked
@@ -134,7 +135,7 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                 result = _handshake(wrapped, instance, args, kwargs)
         except Exception as exc:
             counters.count(f"connect_failures:{instance.host}:{instance.port}")
-            if not _unreachable(exc):
+            if not unreachable(exc):
                 raise
             fail_open("pymysql.witness", _witness, instance, record, False)
             return _hold_for_failover(wrapped, instance, record, args, kwargs, exc)
@@ -213,68 +214,18 @@ def _witness(conn: Any, record: Tracked, reached: bool) -> None:
         report(record.resource.name, address(conn.host, conn.port))
 
 
-#: Seconds between two connect attempts while the primary is unreachable (sooner when a
-#: new control state arrives).
-FAILOVER_RETRY = 0.5
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """A connect that did not reach a server at all (2003: refused, timed out,
-    unreachable) or lost it before the handshake ended (2013): no statement was sent."""
-    # By name, not by ``pymysql.err.OperationalError``: an application that imports
-    # ``MySQLdb.err`` after ``pymysql.install_as_MySQLdb()`` (Django does) loads that
-    # module a second time, and ``pymysql.err`` then names a copy whose classes are not
-    # the ones PyMySQL raises.
-    return any(c.__name__ == "OperationalError" for c in type(exc).__mro__) \
-        and bool(exc.args) and exc.args[0] in (2003, 2013)
-
-
 def _hold_for_failover(wrapped: Callable[..., Any], conn: Any, record: Tracked,
                        args: tuple[Any, ...], kwargs: dict[str, Any],
                        failure: Exception) -> Any:
-    """The primary cannot be reached: hold this connect, as a write is held during a
-    switch, until a failover publishes a new primary (then connect there) or the old
-    one answers again, for at most the resource's ``failover_hold``. Nothing was sent,
-    so nothing can be done twice. Past the hold, the driver's last error is raised."""
-    runtime = registry.runtime()
-    hold = record.resource.failover_hold
-    if runtime is None or hold <= 0:
-        raise failure
-    started, started_ns = time.monotonic(), spans.now_ns()
-    deadline = started + hold
-    counters.count("failover_holds")
-    # The epoch this connect was routed at: when a new primary was published since (the
-    # connect was cut for it), the first retry goes there at once.
-    epoch = record.epoch
-    outcome = "timeout"
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                counters.count("failover_hold_timeouts")
-                raise failure
-            state = runtime.wait_for_change(epoch, min(FAILOVER_RETRY, remaining))
-            epoch = state.epoch
-            if record.resource.name in state.locks:     # a failover is under way
-                runtime.gate.hold(record.resource.name, record.resource.lock_timeout)
-            TRACKER.route(conn)         # the primary now, which may be a new one
-            _bound_timeouts(conn, record)
-            try:
-                result = _handshake(wrapped, conn, args, kwargs)
-            except Exception as exc:
-                if not _unreachable(exc):
-                    raise
-                failure = exc
-                fail_open("pymysql.witness", _witness, conn, record, False)
-                continue
-            fail_open("pymysql.witness", _witness, conn, record, True)
-            outcome = "connected"
-            counters.count("failover_holds_released")
-            return result
-    finally:
-        spans.span("resil.hold", started_ns, spans.now_ns(), {
-            "resil.resource": record.resource.name, "resil.reason": "primary unreachable",
-            "resil.held_ms": (time.monotonic() - started) * 1000, "resil.outcome": outcome})
+    """See :func:`resil.integrations._mysql.hold_for_failover`."""
+    def attempt() -> Any:
+        TRACKER.route(conn)         # the primary now, which may be a new one
+        _bound_timeouts(conn, record)
+        return _handshake(wrapped, conn, args, kwargs)
+
+    return hold_for_failover(
+        registry.runtime(), record, failure, attempt,
+        lambda reached: fail_open("pymysql.witness", _witness, conn, record, reached))
 
 
 def _reconnect(conn: Any, record: Tracked) -> None:
@@ -474,15 +425,7 @@ def _closed_by_server(conn: Any, record: Tracked) -> bool:
     if pending is not None and (getattr(pending, "unbuffered_active", False)
                                 or getattr(pending, "has_next", False)):
         return False        # rows or result sets of its own still unread: PyMySQL reads them
-    try:
-        watch = record.watch
-        if watch is None or watch[0] is not sock:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            watch = record.watch = (sock, poller)
-        return bool(watch[1].poll(0))
-    except Exception:       # no poll() on this platform, a closed socket: say "no"
-        return False
+    return readable_now(record, sock)
 
 
 def _replace_dead(conn: Any, record: Tracked) -> None:
