@@ -44,6 +44,7 @@ class Service:
     config: Path
     database: str
     pair: MariaDBPair
+    pid: int = 0
 
     def get(self, path: str) -> requests.Response:
         return requests.get(self.url + path, timeout=10)
@@ -107,8 +108,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def serve(config: Path, pair: MariaDBPair, database: str, log: Path,
-          server: tuple[str, ...] = ("runserver",), stock: int = 100) -> Iterator[Service]:
-    """migrate, seed and serve the example under resil-run, all three as a user would."""
+          server: tuple[str, ...] = ("runserver",), stock: int = 100,
+          env: dict[str, str] | None = None) -> Iterator[Service]:
+    """migrate, seed and serve the example under resil-run, all three as a user would
+    (``env``: more of the project's own settings, for the server)."""
     assert "Applying shop.0001_initial" in manage(config, database, "migrate", "--noinput")
     manage(config, database, "seed", "--stock", str(stock))
     port = free_port()
@@ -117,11 +120,24 @@ def serve(config: Path, pair: MariaDBPair, database: str, log: Path,
     else:
         command = [*server, "-b", f"127.0.0.1:{port}"]
     proc = start([str(BIN / "resil-run"), "--config", str(config), *command], port, log,
-                 app_env(database))
+                 {**app_env(database), **(env or {})})
     try:
-        yield Service(f"http://127.0.0.1:{port}", log, config, database, pair)
+        yield Service(f"http://127.0.0.1:{port}", log, config, database, pair, proc.pid)
     finally:
         stop(proc)
+
+
+def workers(pid: int) -> list[int]:
+    """The child processes of ``pid`` (gunicorn's workers), at least one."""
+    found = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+             for c in (t / "children").read_text().split()]
+    assert found, f"no worker under {pid}"
+    return found
+
+
+def mapped(pid: int, fragment: str) -> bool:
+    """Whether process ``pid`` has a file whose path contains ``fragment`` mapped."""
+    return fragment in Path(f"/proc/{pid}/maps").read_text()
 
 
 def switch(config: Path, to: str) -> str:
@@ -287,13 +303,21 @@ def order_through_switches(service: Service, ids: list[int]
     return placed, failures, reports
 
 
-@pytest.mark.parametrize("server", [("runserver",), GUNICORN], ids=["runserver", "gunicorn"])
+@pytest.mark.parametrize("server,env", [
+    (("runserver",), {}),
+    (GUNICORN, {}),
+    # Django's own driver, unchanged: persistent connections (moved), and one per request.
+    (GUNICORN, {"DB_DRIVER": "mysqlclient"}),
+    (GUNICORN, {"DB_DRIVER": "mysqlclient", "DB_CONN_MAX_AGE": "0"}),
+], ids=["runserver", "gunicorn", "gunicorn-mysqlclient", "gunicorn-mysqlclient-per-request"])
 def test_orders_keep_flowing_through_a_planned_switch(config, mariadb_pair, mysql_db,
-                                                      tmp_path, server):
+                                                      tmp_path, server, env):
     with serve(config, mariadb_pair, mysql_db, tmp_path / "server.log", server=server,
-               stock=100_000) as service:
+               stock=100_000, env=env) as service:
         ids = [p["id"] for p in service.get("/products").json()["products"]]
         placed, failures, reports = order_through_switches(service, ids)
+        if env.get("DB_DRIVER") == "mysqlclient":     # really mysqlclient's C library
+            assert all(mapped(pid, "MySQLdb/_mysql.") for pid in workers(service.pid))
     assert len(placed) > 20
 
     stored = {order for (order,) in service.rows("SELECT id FROM shop_order")}
@@ -307,7 +331,7 @@ def test_orders_keep_flowing_through_a_planned_switch(config, mariadb_pair, mysq
         "stock taken differs from the orders answered 201"
     assert not failures, (failures[:5], service.log.read_text()[-3000:])
     assert len(stored) == len(placed)
-    print(f"\n{server[0]}: {len(placed)} orders during two switches\n" + reports[0])
+    print(f"\n{server[0]} {env}: {len(placed)} orders during two switches\n" + reports[0])
 
 
 def test_a_persistent_connection_starts_a_transaction_after_a_switch(

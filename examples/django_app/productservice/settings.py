@@ -6,11 +6,14 @@ default that fits ``resil.toml`` beside this file.
 
 import os
 
-import pymysql
+# Django's MySQL backend is written for the mysqlclient driver (module ``MySQLdb``).
+# By default PyMySQL stands in for it (pure Python, nothing to compile); with
+# DB_DRIVER=mysqlclient the backend runs on mysqlclient itself, which must be installed
+# (it compiles against the MariaDB or MySQL client library).
+if os.environ.get("DB_DRIVER", "pymysql") == "pymysql":
+    import pymysql
 
-# Django's MySQL backend is written for the mysqlclient driver (module ``MySQLdb``);
-# PyMySQL stands in for it, pure Python, nothing to compile.
-pymysql.install_as_MySQLdb()
+    pymysql.install_as_MySQLdb()
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-set-DJANGO_SECRET_KEY")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
