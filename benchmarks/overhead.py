@@ -74,8 +74,10 @@ MODES = ("baseline", "resil", "otel")
 # Targets (see benchmarks/README.md). Checked and printed, never enforced.
 #: resil/baseline per group of round-trip operations: (label, operations, bound).
 TARGET_RATIOS = (
-    ("queries resil/baseline", ("mysql_select", "redis_get", "aiomysql_select"), 1.01),
-    ("connects resil/baseline", ("mysql_connect_select", "redis_connect_ping"), 1.03),
+    ("queries resil/baseline", ("mysql_select", "redis_get", "aiomysql_select",
+                                "mysqlclient_select"), 1.01),
+    ("connects resil/baseline", ("mysql_connect_select", "redis_connect_ping",
+                                 "mysqlclient_connect_select"), 1.03),
     ("routed HTTP resil/baseline", ("requests_get", "httpx_get"), 1.03),
     ("unrouted HTTP resil/baseline", ("requests_get_plain", "httpx_get_plain"), 1.01),
 )
@@ -391,6 +393,40 @@ def aiomysql_select_open(address: Address, n: int) -> int:
     return asyncio.run(run())
 
 
+def mysqlclient_connect(address: Address) -> Any:
+    import MySQLdb
+    host, port = address.mysql
+    return MySQLdb.connect(host=host, port=port, user=APP_USER, password=APP_PASSWORD,
+                           database=APP_DATABASE, autocommit=True, connect_timeout=5)
+
+
+def mysqlclient_select_open(address: Address, n: int) -> int:
+    """(a) for mysqlclient: SELECT 1 on a connection opened once."""
+    conn = mysqlclient_connect(address)
+    try:
+        cur = conn.cursor()
+
+        def op() -> object:
+            cur.execute("SELECT 1")
+            return cur.fetchone()
+        return timed(n, 50, op)
+    finally:
+        conn.close()
+
+
+def mysqlclient_select_new_connection(address: Address, n: int) -> int:
+    """(c) for mysqlclient: connect + SELECT 1 + close (resil wraps its ``__init__``)."""
+    def op() -> None:
+        conn = mysqlclient_connect(address)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        finally:
+            conn.close()
+    return timed(n, 5, op)
+
+
 def get_open(address: Address, n: int) -> int:
     """(b) GET on a client whose pool already holds a connection."""
     client = redis_client(address)
@@ -467,8 +503,12 @@ OPERATIONS = (
     Operation("redis_get", "redis GET, open client", 2000, get_open),
     Operation("aiomysql_select", "aiomysql SELECT 1, open connection", 2000,
               aiomysql_select_open, HTTP_MODES),     # otel instruments no aiomysql here
+    Operation("mysqlclient_select", "mysqlclient SELECT 1, open connection", 2000,
+              mysqlclient_select_open, HTTP_MODES),    # otel instruments no mysqlclient here
     Operation("mysql_connect_select", "pymysql connect+SELECT 1+close", 200,
               select_new_connection),
+    Operation("mysqlclient_connect_select", "mysqlclient connect+SELECT 1+close", 200,
+              mysqlclient_select_new_connection, HTTP_MODES),
     Operation("redis_connect_ping", "redis new client+PING+close", 500, ping_new_client),
     # Routed: under resil the URL names the resource (http://products/items); the
     # baseline calls the endpoint resil picks (http://127.0.0.1:PORT/items).
@@ -496,6 +536,13 @@ def check_routing(config: Config, servers: Servers) -> None:
             routed = (conn.host, conn.port)
         finally:
             conn.close()
+        by_mysqlclient = mysqlclient_connect(addresses(servers)["resil"])
+        try:
+            cur = by_mysqlclient.cursor()
+            cur.execute("SELECT @@port")
+            mysqlclient_port = int(cur.fetchone()[0])
+        finally:
+            by_mysqlclient.close()
         link = redis.Connection(host="cache", port=6379, socket_connect_timeout=5)
         link.connect()
         try:
@@ -514,6 +561,9 @@ def check_routing(config: Config, servers: Servers) -> None:
     if (routed, routed_redis) != expected:
         raise RuntimeError(f"resil did not route: got {routed}, {routed_redis}; "
                            f"expected {expected}")
+    if mysqlclient_port != servers.mysql_port:
+        raise RuntimeError(f"resil did not route mysqlclient: it reached port "
+                           f"{mysqlclient_port}, not {servers.mysql_port}")
     if (by_requests, by_httpx, plain) != (servers.http_port,) * 2 + (servers.http_plain_port,):
         raise RuntimeError(f"resil did not route HTTP to unit a: requests -> :{by_requests}, "
                            f"httpx -> :{by_httpx} (expected :{servers.http_port}); "
@@ -749,13 +799,13 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"otel = opentelemetry-instrumentation-pymysql/-redis {report['versions']['otel']} "
           f"with the default no-op tracer provider\n({report['otel_tracer_provider']}, "
           "nothing exported): a reference wrapper, not the cost of tracing; not run for HTTP.")
-    print(f"\n  {'operation':<33}{'ops':>5}{'baseline':>9}{'resil':>9}{'otel':>9}"
+    print(f"\n  {'operation':<38}{'ops':>5}{'baseline':>9}{'resil':>9}{'otel':>9}"
           f"  {'resil/baseline':<22}{'resil +µs':>9}  {'otel/baseline':>13}")
     for e in rt.values():
         us, q = e["median_us"], e["resil_ratio_quartiles"]
         otel_us, otel_ratio = ((f"{us['otel']:>9.1f}", f"{e['otel_ratio']:>13.3f}")
                                if "otel" in us else (f"{'-':>9}", f"{'-':>13}"))
-        print(f"  {e['label']:<33}{e['ops_per_batch']:>5}{us['baseline']:>9.1f}"
+        print(f"  {e['label']:<38}{e['ops_per_batch']:>5}{us['baseline']:>9.1f}"
               f"{us['resil']:>9.1f}{otel_us}"
               f"  {e['resil_ratio']:.3f} [{q[0]:.3f}-{q[1]:.3f}]  {e['resil_added_us']:>+9.1f}"
               f"  {otel_ratio}")
