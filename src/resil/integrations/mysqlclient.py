@@ -56,7 +56,6 @@ from ._mysql import (
     COUNTED,
     after_error,
     hold_for_failover,
-    in_transaction,
     kind,
     readable_now,
     unreachable,
@@ -271,7 +270,7 @@ def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
         autocommit = _autocommit_on(conn)
         boundary = switching.at_boundary(
             agent, record, _at(conn) or record.origin,
-            in_transaction=in_transaction(conn, record),
+            in_transaction=record.tx,
             must_hold=lambda: must_hold(classify(sql), autocommit))
     except LockTimeoutError:
         raise                           # the documented error: nothing was sent
@@ -319,7 +318,7 @@ def _closed_by_server(conn: Any, record: Tracked) -> bool:
 
 def _noted(conn: Any, record: Tracked, sql: Any) -> None:
     """After a statement ran: with autocommit off, a transaction is open until it ends."""
-    if not _autocommit_on(conn):
+    if not conn.get_autocommit():
         record.tx = classify(sql) is not _END
 
 
@@ -336,7 +335,8 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...], s
                 state = agent.state
                 if state.epoch != record.epoch or state.locks:
                     _at_boundary(agent, conn, record, sql)
-            if not in_transaction(conn, record) and (
+            # (mysqlclient keeps no status bits: resil's record alone says "transaction")
+            if not record.tx and (
                     conn.__dict__.get(_LOST) and _open(conn) or _closed_by_server(conn, record)):
                 counters.count("mysql_dead_connections_replaced")
                 _reconnect(conn, record)
@@ -453,7 +453,7 @@ class MysqlclientIntegration(Integration):
         """Connections inside a transaction or a running statement, per resource."""
         counts: dict[str, int] = {}
         for conn, record in TRACKER.connections():
-            if record.busy or (in_transaction(conn, record) and _open(conn)):
+            if record.busy or (record.tx and _open(conn)):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts
 
