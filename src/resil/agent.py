@@ -592,7 +592,7 @@ class Agent:
 
 
 UNROUTED_DRIVERS = {
-    "asyncmy": "asyncmy (and SQLAlchemy's async engine over it)",
+    "mysql.connector": "mysql-connector-python (mysql.connector)",
 }
 """MySQL drivers resil does not route or switch: an application that uses one is told."""
 
@@ -611,8 +611,8 @@ def _warn_unrouted(module: Any) -> None:
     agent.warned_drivers.add(name)
     log.warning("resil: %s is imported, and resil does not route or switch it: its "
                 "connections go to the address the application gives, and during a switch "
-                "or failover they fail as they would without resil. PyMySQL, aiomysql and "
-                "mysqlclient are routed; see docs/integrations.md",
+                "or failover they fail as they would without resil. PyMySQL, aiomysql, "
+                "asyncmy and mysqlclient are routed; see docs/integrations.md",
                 UNROUTED_DRIVERS[module.__name__])
 
 

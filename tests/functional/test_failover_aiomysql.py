@@ -1,4 +1,5 @@
-"""kill -9 of the primary while SQLAlchemy's async engine writes through aiomysql:
+"""kill -9 of the primary while SQLAlchemy's async engine writes through aiomysql (or
+asyncmy):
 `resil monitor` promotes the replica, the engine's new connections are routed there, no
 acknowledged write is lost, and nobody waits beyond the application's own timeouts."""
 
@@ -24,7 +25,8 @@ TIMEOUT = 2.0
 class EngineWriters:
     """8 tasks writing autocommit INSERTs through one async engine, in a thread's loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
         self.acked: list[tuple[str, int]] = []
         self.acked_at: list[float] = []
         self.errors: list[str] = []
@@ -43,7 +45,7 @@ class EngineWriters:
 
     async def _main(self) -> None:
         engine = create_async_engine(
-            "mysql+aiomysql://app:apppw@orders-db/app", pool_size=8, max_overflow=0,
+            f"mysql+{self.driver}://app:apppw@orders-db/app", pool_size=8, max_overflow=0,
             connect_args={"connect_timeout": TIMEOUT}, pool_pre_ping=True)
         tasks = [asyncio.create_task(self._write(engine, f"e{i}")) for i in range(8)]
         while not self._stop.is_set():
@@ -74,10 +76,12 @@ class EngineWriters:
             self.longest = max(self.longest, time.monotonic() - began)
 
 
-def test_kill_9_of_the_primary_under_sqlalchemy_async(pair, config, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+def test_kill_9_of_the_primary_under_sqlalchemy_async(pair, config, tmp_path,  # noqa: F811
+                                                      driver):
     resil.start(config)
     monitor = start_monitor(config, tmp_path)
-    writers = EngineWriters()
+    writers = EngineWriters(driver)
     writers.start()
     try:
         time.sleep(1.5)
@@ -104,6 +108,6 @@ def test_kill_9_of_the_primary_under_sqlalchemy_async(pair, config, tmp_path):  
                                                             if n == a[0])) for a in lost])
     assert recovered < 5.0, recovered
     assert writers.longest < 3 * TIMEOUT + 0.5, writers.longest
-    print(f"\nkill -9 (SQLAlchemy async, aiomysql): first write on the new primary "
+    print(f"\nkill -9 (SQLAlchemy async, {driver}): first write on the new primary "
           f"{recovered:.2f} s after the kill; {len(writers.errors)} client errors; "
           f"{len(writers.acked)} acked, 0 lost; longest write {writers.longest:.2f} s")

@@ -1,14 +1,17 @@
-"""`resil db switch` on a MariaDB pair while asyncio tasks write through aiomysql and
-SQLAlchemy's async engine: no error, no lost write, the event loop never blocked.
+"""`resil db switch` on a MariaDB pair while asyncio tasks write through aiomysql (or
+asyncmy) and SQLAlchemy's async engine: no error, no lost write, the event loop never
+blocked.
 
 The writers, all in one event loop: 6 tasks of autocommit INSERTs, 3 of transactions
 (BEGIN; INSERT; INSERT; COMMIT) on long-lived connections, and 3 sharing a SQLAlchemy
-async engine (``mysql+aiomysql``) pool. All connect to "orders-db", an alias resil routes.
+async engine (``mysql+aiomysql``, ``mysql+asyncmy``) pool. All connect to "orders-db",
+an alias resil routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import subprocess
 import sys
@@ -16,7 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-import aiomysql
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -57,7 +59,8 @@ class AsyncWriters:
     """Writer tasks in an event loop of their own thread; acked writes, errors, pauses,
     and the longest the loop went without running (a blocked loop shows there)."""
 
-    def __init__(self) -> None:
+    def __init__(self, driver: str) -> None:
+        self.driver = importlib.import_module(driver)     # aiomysql or asyncmy
         self.acked: list[tuple[str, str, int]] = []
         self.errors: list[str] = []
         self.ends: list[float] = []
@@ -77,11 +80,12 @@ class AsyncWriters:
         return max((b - a for a, b in zip(ends, ends[1:], strict=False)), default=0.0)
 
     async def _main(self) -> None:
-        engine = create_async_engine("mysql+aiomysql://app:apppw@orders-db/app",
+        engine = create_async_engine(f"mysql+{self.driver.__name__}://app:apppw@orders-db/app",
                                      pool_size=3, max_overflow=0)
-        tasks = [asyncio.create_task(self._auto(f"auto{i}")) for i in range(6)]
-        tasks += [asyncio.create_task(self._tx(f"tx{i}")) for i in range(3)]
-        tasks += [asyncio.create_task(self._pooled(engine, f"pool{i}")) for i in range(3)]
+        p = self.driver.__name__[:5]     # its own rows: both drivers write to one pair
+        tasks = [asyncio.create_task(self._auto(f"{p}auto{i}")) for i in range(6)]
+        tasks += [asyncio.create_task(self._tx(f"{p}tx{i}")) for i in range(3)]
+        tasks += [asyncio.create_task(self._pooled(engine, f"{p}pool{i}")) for i in range(3)]
         tasks.append(asyncio.create_task(self._watch_loop()))
         while not self._stop.is_set():
             await asyncio.sleep(0.05)
@@ -103,8 +107,8 @@ class AsyncWriters:
         self.ends.append(time.monotonic())
 
     async def _auto(self, name: str) -> None:
-        conn = await aiomysql.connect(host="orders-db", user="app", password="apppw",
-                                      db="app", autocommit=True, connect_timeout=5)
+        conn = await self.driver.connect(host="orders-db", user="app", password="apppw",
+                                         db="app", autocommit=True, connect_timeout=5)
         seq = 0
         while True:
             seq += 1
@@ -118,8 +122,8 @@ class AsyncWriters:
                 self.errors.append(f"{name} {seq}: {exc!r}")
 
     async def _tx(self, name: str) -> None:
-        conn = await aiomysql.connect(host="orders-db", user="app", password="apppw",
-                                      db="app", autocommit=False, connect_timeout=5)
+        conn = await self.driver.connect(host="orders-db", user="app", password="apppw",
+                                         db="app", autocommit=False, connect_timeout=5)
         seq = 0
         while True:
             seq += 1
@@ -151,9 +155,10 @@ class AsyncWriters:
                 self.errors.append(f"{name} {seq}: {exc!r}")
 
 
-def test_switch_under_asyncio_load_four_times(pair, config):
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+def test_switch_under_asyncio_load_four_times(pair, config, driver):
     resil.start(config)
-    writers = AsyncWriters()
+    writers = AsyncWriters(driver)
     writers.start()
     reports = []
     try:
@@ -165,7 +170,8 @@ def test_switch_under_asyncio_load_four_times(pair, config):
             assert out.returncode == 0, out.stdout + out.stderr
             reports.append(out.stdout)
             time.sleep(0.5)
-            assert len(writers.acked) > before, f"switch {i + 1}: writes did not resume"
+            assert len(writers.acked) > before, (f"switch {i + 1}: writes did not resume",
+                                                 writers.errors[:3])
             assert not writers.errors, writers.errors[:3]
             assert writers.longest_pause_since(began) < 1.5, out.stdout
     finally:
@@ -184,5 +190,5 @@ def test_switch_under_asyncio_load_four_times(pair, config):
     assert writers.stalled < 0.25, writers.stalled
     stats = counters.stats()
     assert stats.get("mysql_connections_moved", 0) >= 4 * 9, stats
-    print(f"\nacked {len(writers.acked)}, longest loop stall {writers.stalled * 1000:.0f} ms, "
-          f"stats {stats}\n" + reports[0])
+    print(f"\n{driver}: acked {len(writers.acked)}, longest loop stall "
+          f"{writers.stalled * 1000:.0f} ms, stats {stats}\n" + reports[0])

@@ -118,7 +118,7 @@ def test_disabled_integration_is_not_installed(pair_config, monkeypatch):
     agent = resil.start(pair_config)
     assert {i.name for i in agent.integrations} == {
         "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib", "starlette",
-        "aiomysql", "mysqlclient"}
+        "aiomysql", "mysqlclient", "asyncmy"}
     with pytest.raises(pymysql.err.OperationalError):
         pymysql.connect(host="orders-db", user="app", password="apppw", connect_timeout=2)
 

@@ -1,9 +1,10 @@
-"""A MySQL driver resil does not route (asyncmy) is not silently left alone: importing it
-logs what that means, once; the routed ones (mysqlclient, PyMySQL posing as MySQLdb) are
-not warned about."""
+"""A MySQL driver resil does not route (mysql-connector-python) is not silently left
+alone: importing it logs what that means, once; the routed ones (mysqlclient, asyncmy,
+PyMySQL posing as MySQLdb) are not warned about."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -26,13 +27,19 @@ endpoints = { a = "127.0.0.1:3306", b = "127.0.0.1:3307" }
 def fake_driver(tmp_path, monkeypatch):
     """A module named like an unrouted driver, importable from a temporary folder."""
     def make(name: str) -> None:
-        (tmp_path / f"{name}.py").write_text("VERSION = 'fake'\n")
+        package, _, module = name.rpartition(".")
+        folder = tmp_path / package.replace(".", "/") if package else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        if package:
+            (folder / "__init__.py").write_text("")
+        (folder / f"{module}.py").write_text("VERSION = 'fake'\n")
         monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.delitem(sys.modules, name, raising=False)
+        for loaded in (name, package):
+            monkeypatch.delitem(sys.modules, loaded, raising=False)
     yield make
 
 
-@pytest.mark.parametrize("name,shown", [("asyncmy", "asyncmy (and SQLAlchemy's async")])
+@pytest.mark.parametrize("name,shown", [("mysql.connector", "mysql-connector-python")])
 def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, caplog,
                                                     name, shown):
     fake_driver(name)
@@ -41,7 +48,7 @@ def test_importing_an_unrouted_mysql_driver_is_said(write_config, fake_driver, c
         __import__(name)
     warned = [r.getMessage() for r in caplog.records if "does not route" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(f"resil: {shown}")
-    assert "PyMySQL, aiomysql and mysqlclient are routed" in warned[0]
+    assert "PyMySQL, aiomysql, asyncmy and mysqlclient are routed" in warned[0]
     sys.modules.pop(name, None)
 
 
@@ -68,25 +75,25 @@ def test_mysqlclient_is_routed_and_not_warned_about(write_config, caplog, monkey
 
 
 def test_no_warning_without_a_mysql_resource(write_config, fake_driver, caplog):
-    fake_driver("asyncmy")
+    fake_driver("mysql.connector")
     resil.start(write_config(CONFIG.replace('kind = "mysql"', 'kind = "redis"')))
     with caplog.at_level(logging.WARNING, logger="resil"):
-        __import__("asyncmy")
+        __import__("mysql.connector")
     assert "does not route" not in caplog.text
-    sys.modules.pop("asyncmy", None)
+    sys.modules.pop("mysql.connector", None)
 
 
 def test_a_fault_of_the_warning_never_breaks_the_import(write_config, fake_driver,
                                                         monkeypatch):
     import resil.agent
-    fake_driver("asyncmy")
+    fake_driver("mysql.connector")
     resil.start(write_config(CONFIG))
 
     def broken(module):
         raise RuntimeError("injected fault")
     monkeypatch.setattr(resil.agent, "_warn_unrouted", broken)
-    module = __import__("asyncmy")                 # imported all the same
+    module = importlib.import_module("mysql.connector")     # imported all the same
     assert module.VERSION == "fake"
     from resil import counters
     assert counters.faults() == {"agent.unrouted_driver": 1}
-    sys.modules.pop("asyncmy", None)
+    sys.modules.pop("mysql.connector", None)

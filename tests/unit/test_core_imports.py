@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 BLOCKED = ("pymysql", "redis", "requests", "httpx", "urllib3", "flask", "django", "starlette",
-           "fastapi", "numpy", "matplotlib", "aiomysql", "MySQLdb")
+           "fastapi", "numpy", "matplotlib", "aiomysql", "MySQLdb", "asyncmy")
 
 SCRIPT = textwrap.dedent("""
     import importlib, pkgutil, sys
@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     agent = resil.start({config!r})
     assert agent is not None and {{i.name for i in agent.integrations}} == \
         {{"pymysql", "redis", "flask", "django", "requests", "urllib3", "httpx", "urllib",
-          "starlette", "aiomysql", "mysqlclient"}}
+          "starlette", "aiomysql", "mysqlclient", "asyncmy"}}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print("imported", len(names), "core modules")

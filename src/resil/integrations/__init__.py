@@ -49,6 +49,7 @@ WATCHES: dict[str, tuple[str, ...]] = {
                                      "starlette.middleware.sessions"),
     "resil.integrations.aiomysql": ("aiomysql.connection",),
     "resil.integrations.mysqlclient": ("MySQLdb.connections",),
+    "resil.integrations.asyncmy": ("asyncmy.connection",),
 }
 
 
