@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import counters, registry, spans, switching
@@ -121,9 +121,58 @@ def hold_for_failover(runtime: Runtime | None, record: Tracked, failure: Excepti
             counters.count("failover_holds_released")
             return result
     finally:
-        spans.span("resil.hold", started_ns, spans.now_ns(), {
-            "resil.resource": record.resource.name, "resil.reason": "primary unreachable",
-            "resil.held_ms": (time.monotonic() - started) * 1000, "resil.outcome": outcome})
+        _held(record, started, started_ns, outcome)
+
+
+#: Seconds between two looks at the control state while an asyncio connect is held.
+ASYNC_POLL = 0.02
+
+
+async def hold_for_failover_async(runtime: Runtime | None, record: Tracked,
+                                  failure: Exception,
+                                  attempt: Callable[[], Awaitable[T]]) -> T:
+    """:func:`hold_for_failover` for the asyncio drivers: every wait is awaited (the
+    event loop never blocks), the decisions are the same."""
+    import asyncio  # here: asyncio would slow every start-up
+    hold = record.resource.failover_hold
+    if runtime is None or hold <= 0:
+        raise failure
+    started, started_ns = time.monotonic(), spans.now_ns()
+    deadline = started + hold
+    counters.count("failover_holds")
+    epoch = record.epoch
+    outcome = "timeout"
+    try:
+        while True:
+            retry = min(deadline, time.monotonic() + FAILOVER_RETRY)
+            while runtime.current_state().epoch == epoch and time.monotonic() < retry:
+                await asyncio.sleep(ASYNC_POLL)
+            if time.monotonic() >= deadline:
+                counters.count("failover_hold_timeouts")
+                raise failure
+            state = runtime.current_state()
+            epoch = state.epoch
+            if record.resource.name in state.locks:     # a failover is under way
+                await runtime.gate.hold_async(record.resource.name,
+                                              record.resource.lock_timeout)
+            try:
+                result = await attempt()
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                failure = exc
+                continue
+            outcome = "connected"
+            counters.count("failover_holds_released")
+            return result
+    finally:
+        _held(record, started, started_ns, outcome)
+
+
+def _held(record: Tracked, started: float, started_ns: int, outcome: str) -> None:
+    spans.span("resil.hold", started_ns, spans.now_ns(), {
+        "resil.resource": record.resource.name, "resil.reason": "primary unreachable",
+        "resil.held_ms": (time.monotonic() - started) * 1000, "resil.outcome": outcome})
 
 
 def after_error(conn: Any, record: Tracked, exc: BaseException, sql: Any,

@@ -7,7 +7,9 @@ The same protocol as PyMySQL's (:mod:`resil.integrations.pymysql`, decided in
 
 - ``_connect``: every connect and reconnect, after ``_host``/``_port`` are set. Rewriting
   them there routes the connection to its resource's current primary; while the
-  resource is locked, the connect waits for the switch to end (awaited).
+  resource is locked, the connect waits for the switch to end (awaited); when the
+  primary cannot be reached, it waits (awaited, at most ``failover_hold``) for a
+  failover to publish a new one.
 - ``query`` (every cursor statement) and ``begin``: when the control state changed since
   the connection last looked, or something is locked, and no transaction is open, this
   is a transaction boundary: a write (or ``BEGIN``, or anything with autocommit off)
@@ -40,9 +42,11 @@ from ._mysql import (
     COUNTED,
     IN_TRANS,
     after_error,
+    hold_for_failover_async,
     in_transaction,
     note,
     server_status,
+    unreachable,
 )
 from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
 from .base import Integration, Target, fail_open
@@ -109,7 +113,18 @@ def _make_connect(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]
             fail_open("aiomysql.connect", _route, self)    # the primary may have moved
         record.connecting = True    # statements connect() sends itself are not boundaries
         try:
-            return await original(self)
+            try:
+                return await original(self)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+
+                async def again() -> Any:
+                    fail_open("aiomysql.connect", _route, self)     # maybe a new primary
+                    return await original(self)
+
+                # The primary cannot be reached: wait (awaited) for a failover.
+                return await hold_for_failover_async(registry.runtime(), record, exc, again)
         finally:
             record.connecting = False
     return _connect
