@@ -4,12 +4,14 @@ and the hold of a connect that cannot reach the primary."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import counters, registry, spans, switching
+from .. import _log, counters, registry, spans, switching
+from ..errors import TransactionInterruptedError
 from ..sql import Access, classify
 from ..switching import AfterError, ErrorKind
 from ._tracking import Tracked
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 T = TypeVar("T")
+log = _log.get("resil.integrations")
 
 IN_TRANS = 0x0001           # SERVER_STATUS_IN_TRANS
 AUTOCOMMIT = 0x0002         # SERVER_STATUS_AUTOCOMMIT
@@ -202,3 +205,20 @@ def readable_now(record: Tracked, handle: Any) -> bool:
         return bool(watch[1].poll(0))
     except Exception:       # no poll() on this platform, a closed socket: say "no"
         return False
+
+
+def act_after_error(action: AfterError | None, record: Tracked, exc: Exception,
+                    reconnect: Callable[[], object]) -> None:
+    """Carry out, for a sync driver, what :mod:`resil.switching` decided after ``exc``:
+    raise it (or when no decision could be made); interrupt (reconnect, then raise
+    :class:`~resil.errors.TransactionInterruptedError`); or replay (reconnect and
+    return: the caller sends the statement once more, and its errors are the app's)."""
+    if action is None or action is AfterError.RAISE:
+        raise exc
+    counters.count(COUNTED[action])
+    if action is AfterError.INTERRUPT:
+        with contextlib.suppress(Exception):
+            reconnect()
+        raise TransactionInterruptedError(record.resource.name, exc) from exc
+    log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
+    reconnect()

@@ -46,14 +46,14 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import _log, counters, registry, spans, switching
+from .. import counters, registry, spans, switching
 from ..errors import LockTimeoutError, TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
-from ..switching import AfterError, Boundary, ErrorKind
+from ..switching import Boundary, ErrorKind
 from ..topology import address
 from ._mysql import (
-    COUNTED,
+    act_after_error,
     after_error,
     hold_for_failover,
     kind,
@@ -65,8 +65,6 @@ from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
-
-log = _log.get("resil.integrations")
 
 #: Where a connection is (or is about to be) connected: (host, port). The C type keeps
 #: its own copy of the address, which cannot be changed.
@@ -289,15 +287,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
         conn.__dict__.pop(_FD, None)    # the driver closed it: replaced before the next
         conn.__dict__[_LOST] = True     # statement (outside a transaction)
     action = fail_open("mysqlclient.error", after_error, conn, record, exc, sql, may_replay)
-    if action is None or action is AfterError.RAISE:
-        raise exc
-    counters.count(COUNTED[action])
-    if action is AfterError.INTERRUPT:
-        with contextlib.suppress(Exception):
-            _reconnect(conn, record)
-        raise TransactionInterruptedError(record.resource.name, exc) from exc
-    log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
-    _reconnect(conn, record)
+    act_after_error(action, record, exc, lambda: _reconnect(conn, record))
     return original(*args)          # once; its errors are the app's
 
 

@@ -47,16 +47,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _log, counters, registry, spans, switching
-from ..errors import TransactionInterruptedError
 from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary
 from ..topology import Endpoint, address
 from ._mysql import (
     AUTOCOMMIT,
-    COUNTED,
     IN_TRANS,
     NO_BACKSLASH_ESCAPES,
+    act_after_error,
     hold_for_failover,
     in_transaction,
     kind,
@@ -460,15 +459,7 @@ def _on_error(original: Callable[..., Any], conn: Any, record: Tracked,
               repeatable: bool, exc: Exception) -> Any:
     action = fail_open("pymysql.error", _after_error, conn, record, exc, sql, may_replay,
                        repeatable)
-    if action is None or action is AfterError.RAISE:
-        raise exc
-    counters.count(COUNTED[action])
-    if action is AfterError.INTERRUPT:
-        with contextlib.suppress(Exception):
-            _reconnect(conn, record)
-        raise TransactionInterruptedError(record.resource.name, exc) from exc
-    log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
-    _reconnect(conn, record)
+    act_after_error(action, record, exc, lambda: _reconnect(conn, record))
     return original(*args, **kwargs)        # once; its errors are the app's
 
 
