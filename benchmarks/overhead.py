@@ -352,9 +352,11 @@ def timed(n: int, warmup: int, op: Callable[[], object]) -> int:
     return time.perf_counter_ns() - start
 
 
-def select_open(address: Address, n: int) -> int:
-    """(a) SELECT 1 on a connection opened once: the steady-state query path."""
-    conn = mysql_connect(address)
+def select_open(address: Address, n: int,
+                connect: Callable[[Address], Any] = mysql_connect) -> int:
+    """(a) SELECT 1 on a connection opened once (by ``connect``: PyMySQL's by default):
+    the steady-state query path."""
+    conn = connect(address)
     try:
         with conn.cursor() as cur:
             def op() -> object:
@@ -400,33 +402,6 @@ def mysqlclient_connect(address: Address) -> Any:
                            database=APP_DATABASE, autocommit=True, connect_timeout=5)
 
 
-def mysqlclient_select_open(address: Address, n: int) -> int:
-    """(a) for mysqlclient: SELECT 1 on a connection opened once."""
-    conn = mysqlclient_connect(address)
-    try:
-        cur = conn.cursor()
-
-        def op() -> object:
-            cur.execute("SELECT 1")
-            return cur.fetchone()
-        return timed(n, 50, op)
-    finally:
-        conn.close()
-
-
-def mysqlclient_select_new_connection(address: Address, n: int) -> int:
-    """(c) for mysqlclient: connect + SELECT 1 + close (resil wraps its ``__init__``)."""
-    def op() -> None:
-        conn = mysqlclient_connect(address)
-        try:
-            cur = conn.cursor()
-            cur.execute("SELECT 1")
-            cur.fetchone()
-        finally:
-            conn.close()
-    return timed(n, 5, op)
-
-
 def get_open(address: Address, n: int) -> int:
     """(b) GET on a client whose pool already holds a connection."""
     client = redis_client(address)
@@ -437,10 +412,12 @@ def get_open(address: Address, n: int) -> int:
         client.close()
 
 
-def select_new_connection(address: Address, n: int) -> int:
-    """(c) connect + SELECT 1 + close: the path resil wraps (Connection.connect)."""
+def select_new_connection(address: Address, n: int,
+                          connect: Callable[[Address], Any] = mysql_connect) -> int:
+    """(c) connect (``connect``: PyMySQL's by default) + SELECT 1 + close: the path resil
+    wraps (PyMySQL's ``Connection.connect``, mysqlclient's ``__init__``)."""
     def op() -> None:
-        conn = mysql_connect(address)
+        conn = connect(address)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
@@ -503,12 +480,13 @@ OPERATIONS = (
     Operation("redis_get", "redis GET, open client", 2000, get_open),
     Operation("aiomysql_select", "aiomysql SELECT 1, open connection", 2000,
               aiomysql_select_open, HTTP_MODES),     # otel instruments no aiomysql here
+    # otel instruments no mysqlclient here
     Operation("mysqlclient_select", "mysqlclient SELECT 1, open connection", 2000,
-              mysqlclient_select_open, HTTP_MODES),    # otel instruments no mysqlclient here
+              lambda a, n: select_open(a, n, mysqlclient_connect), HTTP_MODES),
     Operation("mysql_connect_select", "pymysql connect+SELECT 1+close", 200,
               select_new_connection),
     Operation("mysqlclient_connect_select", "mysqlclient connect+SELECT 1+close", 200,
-              mysqlclient_select_new_connection, HTTP_MODES),
+              lambda a, n: select_new_connection(a, n, mysqlclient_connect), HTTP_MODES),
     Operation("redis_connect_ping", "redis new client+PING+close", 500, ping_new_client),
     # Routed: under resil the URL names the resource (http://products/items); the
     # baseline calls the endpoint resil picks (http://127.0.0.1:PORT/items).

@@ -222,3 +222,13 @@ def act_after_error(action: AfterError | None, record: Tracked, exc: Exception,
         raise TransactionInterruptedError(record.resource.name, exc) from exc
     log.info("resil: replaying a statement on %s after %r", record.resource.name, exc)
     reconnect()
+
+
+def alive(conn: Any) -> bool:
+    """One ping on a sync driver's connection (its ``ping`` passes through no wrapper of
+    resil's): whether the server still answers it."""
+    try:
+        conn.ping()
+        return True
+    except Exception:
+        return False

@@ -55,6 +55,7 @@ from ..topology import address
 from ._mysql import (
     act_after_error,
     after_error,
+    alive,
     hold_for_failover,
     kind,
     readable_now,
@@ -245,14 +246,6 @@ def _moved(conn: Any, record: Tracked, started: int) -> None:
         "resil.endpoint": f"{at[0]}:{at[1]}"})
 
 
-def _alive(conn: Any) -> bool:
-    try:
-        conn.ping()
-        return True
-    except Exception:
-        return False
-
-
 # --------------------------------------------------------------------------- statements
 
 def _autocommit_on(conn: Any) -> bool:
@@ -277,7 +270,7 @@ def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
         return
     finally:
         record.busy = True              # about to be sent, wherever the connection is
-    if boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
+    if boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not alive(conn)):
         _reconnect(conn, record)
 
 

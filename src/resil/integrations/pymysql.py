@@ -56,6 +56,7 @@ from ._mysql import (
     IN_TRANS,
     NO_BACKSLASH_ESCAPES,
     act_after_error,
+    alive,
     hold_for_failover,
     in_transaction,
     kind,
@@ -249,15 +250,6 @@ def _moved(conn: Any, record: Tracked, started: int) -> None:
               record.resource.name, record.epoch)
 
 
-def _alive(conn: Any) -> bool:
-    """One COM_PING (pymysql's ``ping`` does not pass through our wrappers)."""
-    try:
-        conn.ping()
-        return True
-    except Exception:
-        return False
-
-
 # --------------------------------------------------------------------------- prewarm
 
 #: Longest wait for a spare connection's handshake with a switch's target.
@@ -444,7 +436,7 @@ def _at_boundary(agent: Runtime, conn: Any, record: Tracked, sql: Any) -> None:
         if boundary is Boundary.MOVE and spare is not None \
                 and fail_open("pymysql.adopt", _adopt, agent, conn, record, spare):
             spare = None
-        elif boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not _alive(conn)):
+        elif boundary is Boundary.MOVE or (boundary is Boundary.CHECK and not alive(conn)):
             _reconnect(conn, record)
     finally:
         # Busy again (a move left it idle, see switching.at_boundary): the statement
