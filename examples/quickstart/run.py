@@ -8,8 +8,8 @@ catch-up, promote, reverse, publish, verify, each printed with its duration); an
 the app again, unchanged, to show that it follows. Everything it started is stopped on
 exit, Ctrl-C included.
 
-Needs resil (``pip install resil``), PyMySQL, redis-py and the ``mariadbd`` and
-``redis-server`` binaries.
+Needs resil with PyMySQL and redis-py (``pip install 'resil[mysql,redis]'``) and the
+``mariadbd`` and ``redis-server`` binaries.
 """
 
 from __future__ import annotations

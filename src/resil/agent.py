@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from . import _log, counters, registry
+from . import _deps, _log, counters, registry
 from .config import Config, load_config
 from .control import ControlPlane, Watch, open_configured
 from .control.base import Mark, live
@@ -682,6 +682,7 @@ def start(config: Config | str | os.PathLike[str] | None = None) -> Agent | None
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.disabled:
         return None
+    _deps.require_for_agent(cfg)
     _log.configure(cfg.log_level, cfg.log_format)
     agent = Agent(cfg)
     _set(agent)

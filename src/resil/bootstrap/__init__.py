@@ -66,9 +66,11 @@ def _checked() -> Config:
 def validated(path: str | None, env: Mapping[str, str]) -> Config:
     """The configuration, checked as ``resil-run`` checks it before a program starts:
     loaded, its control URL parsed, its integration names known. Raises ConfigError."""
+    from .. import _deps
     from ..config import config_path, load_config
     file, _ = config_path(path, env)
     config = load_config(file, env)
+    _deps.require_for_agent(config)
     check_control_url(config)
     check_integrations(config, env)
     return config

@@ -292,7 +292,9 @@ def run_drill(args: argparse.Namespace) -> int:
     """``resil drill degrade|site``."""
     from ..ops.chaosdrill import ChaosDrill, FaultSpec
     from ..ops.probe import DrillError, DrillInputError
+    from ..ops.servers import require_drivers
     config = load_config(args.config)
+    require_drivers(config)
     stream = sys.stderr if args.json else sys.stdout
     drill = ChaosDrill(config, out=lambda line: print(line, file=stream, flush=True),
                        path=args.path, call_timeout=args.call_timeout)

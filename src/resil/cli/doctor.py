@@ -147,11 +147,17 @@ def _servers(config: Config, reachable: set[tuple[str, str]], problems: list[str
     account (skipped, and said, where its password is not in the environment)."""
     from ..errors import ResilError
     from ..ops.monitor import SEMI_SYNC_MARGIN, MonitorOptions, semi_sync_warning
-    from ..ops.servers import Credentials, open_server
+    from ..ops.servers import Credentials, check_driver, open_server
     needed = MonitorOptions().detection_time + SEMI_SYNC_MARGIN
     found: list[dict[str, Any]] = []
     for name, resource in config.resources.items():
         if resource.kind not in ("mysql", "redis"):
+            continue
+        try:
+            check_driver(resource, str(config.path))
+        except ResilError as exc:   # the operator commands would refuse here, saying so
+            found.append({"resource": name, "checked": False, "why": str(exc)})
+            warnings.append(str(exc))
             continue
         try:
             credentials = Credentials.of(resource)

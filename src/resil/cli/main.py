@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..ops.locks import lease_name, resolve_orphans
 from ..ops.monitor import Monitor, MonitorOptions
+from ..ops.servers import require_drivers
 from ..ops.switch import PAUSABLE_STEPS, Switch, SwitchOptions
 from ..ops.truth import read as read_stored
 from ..ops.truth import reconcile, trusted_state
@@ -261,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _db_switch(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    require_drivers(config, args.resource)
     options = SwitchOptions(max_lag=args.max_lag, drain_timeout=args.drain_timeout,
                             catchup_timeout=args.catchup_timeout,
                             converge_timeout=args.converge_timeout,
@@ -317,6 +319,7 @@ def _monitor(args: argparse.Namespace) -> int:
     import signal
     import threading
     config = load_config(args.config)
+    require_drivers(config)
     options = MonitorOptions(interval=args.interval, failures=args.failures,
                              timeout=args.timeout, anti_flap=args.anti_flap,
                              lease_ttl=args.lease_ttl)
@@ -349,6 +352,7 @@ def _drill(args: argparse.Namespace) -> int:
     from ..ops.drill import Drill, DrillOptions
     from ..ops.probe import DrillError, DrillInputError
     config = load_config(args.config)
+    require_drivers(config, args.resource)
     stream = sys.stderr if args.json else sys.stdout
     options = DrillOptions(duration=getattr(args, "duration", 3.0),
                            timeout=getattr(args, "timeout", 60.0), keep=args.keep)
@@ -404,6 +408,7 @@ def _traffic(args: argparse.Namespace) -> int:
 def _db_rejoin(args: argparse.Namespace) -> int:
     from ..ops.rejoin import Rejoin
     config = load_config(args.config)
+    require_drivers(config, args.resource)
     try:
         plane = open_configured(config)
         print(Rejoin(config, plane, args.resource, args.unit, args.discard_errant,
@@ -422,6 +427,7 @@ def _db_rejoin(args: argparse.Namespace) -> int:
 
 def _db_unlock(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    require_drivers(config, args.resource)
     try:
         plane = open_configured(config)
         state = trusted_state(config, plane, issuer(), print)
@@ -454,6 +460,7 @@ def _db_unlock(args: argparse.Namespace) -> int:
 
 def _state_reconcile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    require_drivers(config)
     try:
         plane = open_configured(config)
         stored = read_stored(config, plane)

@@ -48,7 +48,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _log, context
+from .. import _deps, _log, context
 from ..clock import Clock
 from ..config import DEFAULT_SERVICE
 from ..envvars import default_poll_interval
@@ -161,6 +161,9 @@ class RedisControlPlane:
         self.target = parse_url(url)
         self.url = self.target.safe
         """The URL without its password (the ``ControlPlane.url``)."""
+        problem = _deps.missing("redis", "a Redis control plane")
+        if problem:
+            raise ControlPlaneError(f"control plane {self.url}: {problem}")
         self.prefix = self.target.prefix
         self.state_key = f"{self.prefix}:state"
         self.channel = f"{self.prefix}:signals"
@@ -184,14 +187,10 @@ class RedisControlPlane:
 
     def new_client(self, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
         """A new client for this plane's Redis (connections open lazily, in bypass)."""
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-            from redis.sentinel import Sentinel
-        except ImportError as exc:
-            raise ControlPlaneError(f"control plane {self.url}: needs redis-py "
-                                    f"(pip install redis): {exc}") from None
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+        from redis.sentinel import Sentinel
         target = self.target
         options: dict[str, Any] = {
             "socket_connect_timeout": CONNECT_TIMEOUT,

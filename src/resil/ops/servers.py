@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import context
-from ..errors import SwitchError, SwitchInputError
+from .. import _deps, context
+from ..errors import ConfigError, SwitchError, SwitchInputError
 from ..topology import Endpoint, Resource
 
 if TYPE_CHECKING:
@@ -604,10 +604,32 @@ def database_resource(config: Config, name: str, unit: str) -> Resource:
     return resource
 
 
+def require_drivers(config: Config, only: str | None = None) -> None:
+    """Raise :class:`ConfigError` when a database resource of ``config`` (or just the one
+    named ``only``) is of a kind whose client library is not installed here: an operator
+    command that acts on servers checks this before anything else, so that it never
+    starts half-blind (a monitor that could not reach a single server would take every
+    one of them for lost)."""
+    for resource in config.resources.values():
+        if only is None or resource.name == only:
+            check_driver(resource, str(config.path or "the configuration"))
+
+
+def check_driver(resource: Resource, source: str = "the configuration") -> None:
+    """Raise :class:`ConfigError` when the client library resil reaches ``resource``'s
+    servers with is not installed here."""
+    if resource.kind not in _deps.DRIVERS:
+        return
+    problem = _deps.missing(resource.kind, f"acting on {resource.kind} servers")
+    if problem:
+        raise ConfigError(source, f"resources.{resource.name}.kind", resource.kind, problem)
+
+
 def open_server(resource: Resource, endpoint: Endpoint, credentials: Credentials,
                 timeout: float = 3.0, read_timeout: float = 30.0) -> Server:
     """An admin handle on ``endpoint`` of ``resource``: ``timeout`` bounds the connect,
     ``read_timeout`` every command (a probe of a frozen server wants both short)."""
+    check_driver(resource, "the configuration")
     if resource.kind == "mysql":
         return MySQLServer(endpoint, credentials, timeout, read_timeout)
     if resource.kind == "redis":

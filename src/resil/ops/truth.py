@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..control import ControlPlane
-from ..errors import SignalError, SwitchError
+from ..errors import ConfigError, SignalError, SwitchError
 from ..state import ControlState, Signal
 from ..topology import Resource
-from .servers import Credentials, open_server, same_address
+from .servers import Credentials, check_driver, open_server, same_address
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def observe(resource: Resource, timeout: float = 2.0) -> Finding:
     finding = Finding(resource.name)
     try:
         credentials = Credentials.of(resource)
-    except SwitchError as exc:
+        check_driver(resource)
+    except (SwitchError, ConfigError) as exc:   # not a server's answer: none is read
         finding.error = str(exc)
         return finding
     for unit in resource.units:
