@@ -62,6 +62,9 @@ class Logger:
             self.real().log(level, msg, *args, **kwargs)
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        real = self._real           # the common case, answered without two more calls
+        if real is not None and not real.isEnabledFor(10):
+            return
         self._log(10, msg, args, kwargs)
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:

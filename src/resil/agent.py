@@ -83,7 +83,9 @@ class Agent:
         self._watch_lock = threading.Lock()
         self._stopped = False
         self._last_error = ""
-        self._unreachable: dict[str, tuple[str, float, float]] = {}
+        self.noted_unreachable: dict[str, tuple[str, float, float]] = {}
+        """resource -> (endpoint, first, last time) of connects that did not reach it:
+        what :meth:`reachable` withdraws (a connect path reads it before calling)."""
         """resource -> (endpoint, first failure, last failure): wall-clock seconds."""
         self.parent: str | None = None
         """The id of the agent that forked (gunicorn's master) or spawned (uvicorn's
@@ -424,19 +426,19 @@ class Agent:
         """A connect to ``endpoint`` of ``resource`` did not reach the server: reported
         in the heartbeat at once (the monitor counts agents that say so as witnesses)."""
         now = time.time()
-        known = self._unreachable.get(resource)
+        known = self.noted_unreachable.get(resource)
         if known is not None and known[0] == endpoint:
-            self._unreachable[resource] = (endpoint, known[1], now)
+            self.noted_unreachable[resource] = (endpoint, known[1], now)
             return
-        self._unreachable[resource] = (endpoint, now, now)
+        self.noted_unreachable[resource] = (endpoint, now, now)
         counters.count("primary_unreachable")
         self._report_now()
 
     def reachable(self, resource: str, endpoint: str) -> None:
         """A connect to ``endpoint`` succeeded: what :meth:`unreachable` said is withdrawn."""
-        known = self._unreachable.get(resource)
+        known = self.noted_unreachable.get(resource)
         if known is not None and known[0] == endpoint:
-            self._unreachable.pop(resource, None)
+            self.noted_unreachable.pop(resource, None)
             self._report_now()
 
     def _report_now(self) -> None:
@@ -448,7 +450,7 @@ class Agent:
         """Endpoints that failed a connect in the last :data:`WITNESS_TTL` seconds."""
         cutoff = time.time() - WITNESS_TTL
         return {resource: {"endpoint": endpoint, "since": round(first, 3)}
-                for resource, (endpoint, first, last) in list(self._unreachable.items())
+                for resource, (endpoint, first, last) in list(self.noted_unreachable.items())
                 if last >= cutoff}
 
     def _unhealthy_endpoints(self) -> dict[str, dict[str, Any]]:
@@ -578,7 +580,7 @@ class Agent:
         self._beat = threading.Event()
         self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
         self._utilization_cache = (-1.0, None)      # the parent's figure, not this child's
-        self._unreachable = {}
+        self.noted_unreachable = {}
         self._marked = {}
         self._marks_written = threading.Condition()
         self._holders = {}

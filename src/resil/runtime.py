@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .clock import Clock
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .config import Config
     from .gate import Gate
     from .router import Router
@@ -54,7 +56,14 @@ class Runtime(Protocol):
         timed out): reported in the heartbeat at once, a witness for ``resil monitor``."""
 
     def reachable(self, resource: str, endpoint: str) -> None:
-        """A connect to ``endpoint`` succeeded: withdraw what :meth:`unreachable` said."""
+        """A connect to ``endpoint`` succeeded: withdraw what :meth:`unreachable` said.
+        Only needed for a resource in :attr:`noted_unreachable`."""
+
+    @property
+    def noted_unreachable(self) -> Mapping[str, tuple[str, float, float]]:
+        """Resources with an unreachable endpoint noted: resource -> (endpoint, first,
+        last time). A connect that succeeded asks here before calling :meth:`reachable`
+        (every connect succeeds; few need to withdraw anything)."""
 
 
 class AgentView(Runtime, Protocol):

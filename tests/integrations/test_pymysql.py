@@ -11,7 +11,7 @@ import pytest
 import resil
 from resil import counters
 from resil.integrations.pymysql import PyMySQLIntegration
-from resil.router import Router
+from resil.topology import Topology
 
 
 def server_id(**kw) -> int:
@@ -41,6 +41,28 @@ def test_alias_lands_on_the_primary(pair_config, mariadb_pair):
     assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 1
 
 
+@pytest.mark.parametrize("driver", ["pymysql", "mysqlclient"])
+def test_a_connect_that_reaches_the_primary_withdraws_what_a_failed_one_said(
+        pair_config, mariadb_pair, driver):
+    """An agent that noted the primary unreachable (a witness for `resil monitor`) says
+    it no longer is after its next successful connect there; other resources' notes and
+    another endpoint's stay."""
+    agent = resil.start(pair_config)
+    primary = f"127.0.0.1:{mariadb_pair.primary.port}"
+    agent.unreachable("orders-db", primary)
+    agent.unreachable("cache", "127.0.0.1:1")
+    if driver == "pymysql":
+        server_id(host="orders-db")
+    else:
+        import MySQLdb
+        MySQLdb.connect(host="orders-db", user="app", password="apppw").close()
+    assert "orders-db" not in agent.noted_unreachable
+    assert "cache" in agent.noted_unreachable
+    agent.unreachable("orders-db", "127.0.0.1:2")
+    server_id(host="orders-db")
+    assert agent.noted_unreachable["orders-db"][0] == "127.0.0.1:2"
+
+
 def test_unmatched_address_is_untouched(pair_config, mariadb_pair):
     resil.start(pair_config)
     # "localhost:<replica port>" is not an endpoint or alias: the app gets what it asked for.
@@ -67,7 +89,7 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, mariadb_pair, monke
     resil.start(pair_config)
     def broken(self, *args):
         raise RuntimeError("injected fault")
-    monkeypatch.setattr(Router, "resource", broken)
+    monkeypatch.setattr(Topology, "match", broken)
     with caplog.at_level(logging.ERROR, logger="resil"):
         # The app's own call proceeds unpatched (to the address it gave) — twice.
         assert server_id(host="127.0.0.1", port=mariadb_pair.replica.port) == 2

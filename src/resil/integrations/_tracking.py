@@ -77,6 +77,8 @@ class Tracker:
         """Point ``conn`` at its resource's current primary; track it. None if unmatched.
         ``origin``: the address the application asked for, when ``conn`` does not say
         it (by default its ``host`` and ``port``)."""
+        # Every connect passes here: Router.resource and Router.primary_of are inlined
+        # (a call saved is ~100 ns).
         router = registry.router()
         if router is None or context.bypassed():
             return None
@@ -85,14 +87,15 @@ class Tracker:
         if record is None:
             if origin is None:
                 origin = (str(conn.host), int(conn.port))
-            resource = router.resource(self.kind, *origin)
+            resource = router.topology.match(self.kind, *origin)
             if resource is None:
                 return None
             record = Tracked(resource, origin, state.epoch)
-            setattr(conn, ATTRIBUTE, record)
+            conn.__dict__[ATTRIBUTE] = record
             with self._lock:
                 self._connections.add(conn)
-        endpoint = router.primary_of(record.resource, state)
+        unit = state.primary_unit(record.resource)
+        endpoint = record.resource.endpoint_in(unit) if unit else None
         record.epoch = state.epoch
         if endpoint is not None and self._at(conn) != (endpoint.host, endpoint.port):
             log.debug("resil: %s %s:%s -> %s (unit %s, epoch %d)", self.kind, *record.origin,

@@ -171,7 +171,9 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
             return
         self.__dict__[_ARGS] = named
         self.__dict__.pop(_FD, None)
-        fail_open("mysqlclient.connect", _wait_if_locked, self, record, record.origin)
+        agent = registry.runtime()
+        if agent is not None and agent.state.locks:
+            fail_open("mysqlclient.connect", _wait_if_locked, self, record, record.origin)
 
         def attempt() -> None:
             routed = fail_open("mysqlclient.connect", _arguments, self, record, named)
@@ -194,7 +196,8 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
                                   fail_open("mysqlclient.witness", _witness, self, record,
                                             reached))
             else:
-                fail_open("mysqlclient.witness", _witness, self, record, True)
+                if agent is not None and record.resource.name in agent.noted_unreachable:
+                    fail_open("mysqlclient.witness", _witness, self, record, True)
             self.__dict__.pop(_LOST, None)
             with contextlib.suppress(Exception):
                 fd = self.fileno()

@@ -44,6 +44,7 @@ import contextlib
 import copy
 import socket
 from collections.abc import Callable
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from .. import _log, counters, registry, spans, switching
@@ -121,11 +122,13 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     record = fail_open("pymysql.connect", _route, instance)
     if record is None:
         return wrapped(*args, **kwargs)
-    fail_open("pymysql.connect", _wait_if_locked, instance, record)
     agent = registry.runtime()
     faulty = None
-    if agent is not None and agent.state.faults:
-        faulty = fail_open("pymysql.chaos", _chaos_connect, agent, instance, record)
+    if agent is not None:   # what is rare (a lock, faults, a witness) is asked for first
+        if agent.state.locks:
+            fail_open("pymysql.connect", _wait_if_locked, instance, record)
+        if agent.state.faults:
+            faulty = fail_open("pymysql.chaos", _chaos_connect, agent, instance, record)
     record.connecting = True    # commands sent by connect() itself are not boundaries
     try:
         try:
@@ -139,10 +142,19 @@ def _connect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                 raise
             fail_open("pymysql.witness", _witness, instance, record, False)
             return _hold_for_failover(wrapped, instance, record, args, kwargs, exc)
-        fail_open("pymysql.witness", _witness, instance, record, True)
+        if agent is not None and record.resource.name in agent.noted_unreachable:
+            fail_open("pymysql.witness", _witness, instance, record, True)
         return result
     finally:
         record.connecting = False
+
+
+def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.connect`` (every connect, and every reconnect): a plain method, as
+    wrapt's dispatch would cost each connect ~0.5 µs more."""
+    def connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _connect(MethodType(original, self), self, args, kwargs)
+    return connect
 
 
 def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
@@ -151,20 +163,27 @@ def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
     connect timeout. PyMySQL waits for them as long as its *read* timeout (30 s with
     resil's ``io_timeout``, for ever without): a frozen server's kernel still accepts
     the TCP connection, so a connect to it would outlast its own timeout by far. The
-    application's read timeout applies again from the first statement."""
+    application's read timeout applies again from the first statement.
+
+    The write timeout is bounded alike for the handshake: PyMySQL sets the socket's
+    timeout again (a syscall) whenever it turns from writing to reading with another
+    timeout, which would cost the connect one per packet of the login."""
     read = getattr(conn, "_read_timeout", None)
     bound = getattr(conn, "connect_timeout", None)
     if not bound or (read is not None and read <= bound):
         return wrapped(*args, **kwargs)
-    conn._read_timeout = bound
+    write = getattr(conn, "_write_timeout", None)
+    conn._read_timeout = conn._write_timeout = bound
     try:
         result = wrapped(*args, **kwargs)
     finally:
-        conn._read_timeout = read
+        conn._read_timeout, conn._write_timeout = read, write
     sock = getattr(conn, "_sock", None)
     if sock is not None:            # PyMySQL < 2 sets the socket's timeout only here
-        with contextlib.suppress(OSError):
+        try:
             sock.settimeout(read)
+        except OSError:
+            pass
         conn._current_timeout = read
     return result
 
@@ -552,6 +571,16 @@ def _autocommit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
                       repeatable=True)
 
 
+def _make_autocommit(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.autocommit``, which every connect calls: a plain method."""
+    def autocommit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        record: Tracked | None = self.__dict__.get(ATTRIBUTE)
+        if record is None or record.connecting:
+            return original(self, *args, **kwargs)
+        return _autocommit(MethodType(original, self), self, args, kwargs)
+    return autocommit
+
+
 def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
     result = wrapped(*args, **kwargs)
@@ -567,12 +596,13 @@ class PyMySQLIntegration(Integration):
     distribution = "PyMySQL"
     supported = ((1, 0), (2,))
     targets = (
-        Target("pymysql.connections", "Connection.connect", _connect),
+        Target("pymysql.connections", "Connection.connect", _make_connect, method=True),
         Target("pymysql.connections", "Connection.query", _make_query, method=True),
         Target("pymysql.connections", "Connection.begin", _begin),
         Target("pymysql.connections", "Connection.commit", _commit),
         Target("pymysql.connections", "Connection.rollback", _rollback),
-        Target("pymysql.connections", "Connection.autocommit", _autocommit),
+        Target("pymysql.connections", "Connection.autocommit", _make_autocommit,
+               method=True),
         Target("pymysql.connections", "Connection.select_db", _select_db),
     )
 
