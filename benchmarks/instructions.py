@@ -45,7 +45,9 @@ RESULTS = HERE / "results" / "instructions.json"
 MODES = ("baseline", "resil")
 #: Operation → how many times the first phase runs it (the second runs it 3×).
 COUNTS = {"mysql_select": 300, "redis_get": 300, "aiomysql_select": 300,
-          "mysql_connect_select": 30, "redis_connect_ping": 30,
+          "mysqlclient_select": 300,
+          "mysql_connect_select": 30, "mysqlclient_connect_select": 30,
+          "redis_connect_ping": 30,
           "requests_get": 100, "httpx_get": 100,
           "requests_get_plain": 100, "httpx_get_plain": 100}
 

@@ -163,21 +163,31 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
     global _INIT
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        named = fail_open("mysqlclient.connect", _named, args, kwargs)
-        record = None if named is None else \
-            fail_open("mysqlclient.connect", _route, self, named)
+        # Every connect runs this: resil's own faults are caught inline (as fail_open
+        # does) rather than through a call each, and the rare paths are asked for first.
+        try:
+            named = kwargs if not args else _named(args, kwargs)
+            record = None if named is None else _route(self, named)
+        except Exception as fault:
+            counters.record_fault("mysqlclient.connect", fault)
+            record = None
         if record is None or named is None:
             original(self, *args, **kwargs)
             return
-        self.__dict__[_ARGS] = named
-        self.__dict__.pop(_FD, None)
+        attrs = self.__dict__
+        attrs[_ARGS] = named
+        attrs.pop(_FD, None)
         agent = registry.runtime()
         if agent is not None and agent.state.locks:
             fail_open("mysqlclient.connect", _wait_if_locked, self, record, record.origin)
 
         def attempt() -> None:
-            routed = fail_open("mysqlclient.connect", _arguments, self, record, named)
-            original(self, **(routed or named))
+            try:
+                routed = _arguments(self, record, named)
+            except Exception as fault:
+                counters.record_fault("mysqlclient.connect", fault)
+                routed = named
+            original(self, **routed)
 
         record.connecting = True    # statements __init__ sends itself are not boundaries
         try:
@@ -198,10 +208,12 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 if agent is not None and record.resource.name in agent.noted_unreachable:
                     fail_open("mysqlclient.witness", _witness, self, record, True)
-            self.__dict__.pop(_LOST, None)
-            with contextlib.suppress(Exception):
+            attrs.pop(_LOST, None)
+            try:
                 fd = self.fileno()
-                self.__dict__[_FD] = (fd, os.fstat(fd).st_ino)
+                attrs[_FD] = (fd, os.fstat(fd).st_ino)
+            except Exception:   # no socket to know: abandon() leaves this one alone
+                pass
         finally:
             record.connecting = False
 
