@@ -99,6 +99,24 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, mariadb_pair, monke
     assert len(logged) == 1 and "injected fault" in caplog.text
 
 
+def test_a_fault_in_resil_leaves_a_mysqlclient_connect_working(pair_config, mariadb_pair,
+                                                              monkeypatch):
+    import MySQLdb
+    resil.start(pair_config)
+    def broken(self, *args):
+        raise RuntimeError("injected fault")
+    monkeypatch.setattr(Topology, "match", broken)
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb_pair.replica.port, user="app",
+                           password="apppw")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchone()[0] == 2       # unrouted: where the application pointed it
+    finally:
+        conn.close()
+    assert counters.faults() == {"mysqlclient.connect": 1}
+
+
 def test_driver_errors_pass_through_untouched(pair_config):
     resil.start(pair_config)
     with pytest.raises(pymysql.err.OperationalError) as info:
