@@ -13,9 +13,12 @@ difference of a few thousand instructions between runs means nothing. Within a r
 that a full collection cannot fall in one phase and not the other.
 
 How it is measured: the child runs each operation ``n`` times, then ``3 n`` times, with
-a marker between the phases (a call of ``os.getppid``, at which callgrind writes out the
-counts so far, ``--dump-before``). The cost of one operation is the difference of the
-two phases over ``2 n``, so set-up (making the client, the warm-up) cancels out. Only
+a marker before and after each phase (a call of ``os.getppid``, at which callgrind
+writes out the counts so far, ``--dump-before``). The cost of one operation is the
+difference of the two phases over ``2 n``, so set-up (making the client, the warm-up)
+cancels out; the collection and freeze before each phase fall outside both (before
+2026-12-02 the first phase of each operation counted them, which made the first
+operation of a run look up to half cheaper than it is). Only
 the main thread is counted: the agent's own threads (watching the control state,
 heartbeats) run on a timer, and under valgrind's ~50× slowdown they would run many
 times more often per operation than they do for real (for the same reason the agent's
@@ -70,9 +73,13 @@ def child(mode: str, keys: list[str], servers_json: str, config_path: str) -> No
             n = COUNTS[key]
             for times in (n, 3 * n):
                 # What exists now is kept out of the collector's sight: a full collection
-                # falling in one phase and not the other would count the whole heap.
+                # falling in one phase and not the other would count the whole heap. The
+                # collection itself runs between a phase's markers, counted in neither
+                # (in the first phase it would walk the whole heap, and be taken for
+                # the operations' own cost with a minus sign).
                 gc.collect()
                 gc.freeze()
+                os.getppid()
                 operations[key].run(address, times)
                 os.getppid()
 
@@ -100,10 +107,11 @@ def measure(mode: str, keys: list[str], servers_json: str, config: Path,
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {mode} child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    counts = totals(prefix, 1 + 2 * len(keys))
+    # Parts: start-up, then per operation and phase the collection, then the phase.
+    counts = totals(prefix, 1 + 4 * len(keys))
     result = {}
     for i, key in enumerate(keys):
-        once, thrice = counts[1 + 2 * i], counts[2 + 2 * i]
+        once, thrice = counts[2 + 4 * i], counts[4 + 4 * i]
         result[key] = (thrice - once) / (2 * COUNTS[key])
     return result
 
