@@ -12,7 +12,7 @@ import redis.asyncio
 
 import resil
 from resil import context, counters
-from resil.router import Router
+from resil.topology import Topology
 
 
 def served_port(client) -> int:
@@ -70,7 +70,7 @@ def test_fault_in_resil_leaves_the_call_working(pair_config, redis_pair, monkeyp
     resil.start(pair_config)
     def broken(self, *args):
         raise RuntimeError("injected fault")
-    monkeypatch.setattr(Router, "resource", broken)
+    monkeypatch.setattr(Topology, "match", broken)
     with caplog.at_level(logging.ERROR, logger="resil"):
         client = redis.Redis(host="127.0.0.1", port=redis_pair.replica.port)
         assert served_port(client) == redis_pair.replica.port
