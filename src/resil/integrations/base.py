@@ -2,7 +2,7 @@
 
 An integration is one table of patch :class:`Target` s. :meth:`Integration.instrument`
 registers a post-import hook per target module (:mod:`resil.hooks`), so a library is patched
-with wrapt wrappers when the application imports it (or at once, if it already has);
+when the application imports it (or at once, if it already has);
 :meth:`Integration.uninstrument`
 walks the same table backwards and restores only the attributes that still hold our own
 wrapper. Both are idempotent. A library version outside the supported range is a logged
@@ -21,7 +21,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _log, hooks
@@ -40,11 +40,13 @@ log = _log.get("resil.integrations")
 class Target:
     """One attribute to wrap: ``module`` and a dotted ``path`` inside it.
 
-    By default ``wrapper`` is a wrapt wrapper ``(wrapped, instance, args, kwargs)``
-    installed with ``wrapt.FunctionWrapper``. With ``method=True`` it is a factory that
-    takes the original function and returns a plain replacement function: about 20 ns
-    per call instead of wrapt's 450 ns here, for the few targets on the per-command hot
-    path (a loopback round trip is ~30 µs, and the overhead budget is 3 %).
+    By default ``wrapper`` has wrapt's signature ``(wrapped, instance, args, kwargs)``: a
+    plain function or method gets a plain replacement that calls it (wrapt itself only
+    for other attributes, see :func:`_wrapper_call`). With ``method=True`` it is a
+    factory that takes the original function and returns its replacement: no tuple and
+    dict of arguments, no bound method made per call, for the targets on the
+    per-command hot path (a loopback round trip is ~30 µs, and the overhead budget is
+    3 %).
     """
 
     module: str
@@ -59,6 +61,57 @@ class _Patched:
     attribute: str
     original: Any
     wrapper: Any
+
+
+def resolve(module: ModuleType, path: str) -> tuple[Any, str, Any]:
+    """The owner of the dotted ``path`` in ``module``, the attribute's name and what the
+    owner holds there: for a class, the raw entry of the first class in its MRO that
+    defines it (a function, not a bound method; a ``classmethod`` object as it is)."""
+    parent: Any = module
+    *outer, attribute = path.split(".")
+    for name in outer:
+        parent = _lookup(parent, name)
+    return parent, attribute, _lookup(parent, attribute)
+
+
+def _lookup(parent: Any, name: str) -> Any:
+    if isinstance(parent, type):
+        for cls in parent.__mro__:
+            if name in cls.__dict__:
+                return cls.__dict__[name]
+    return getattr(parent, name)
+
+
+_COROUTINE = 0x80
+"""``CO_COROUTINE``: the code flag of an ``async def`` function."""
+
+
+def _wrapper_call(owner: Any, original: Any,
+                  wrapper: Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]) -> Any:
+    """A replacement for ``original`` that calls ``wrapper(wrapped, instance, args,
+    kwargs)`` as a wrapt ``FunctionWrapper`` would: ``wrapped`` bound to the instance
+    and ``instance`` None for a module's function. Plain functions (the methods and
+    functions resil patches) get a plain function, an ``async def`` for a coroutine
+    function, so that importing wrapt (which imports asyncio) is not the price of
+    patching a library; anything else (a ``classmethod``, a builtin) gets wrapt's."""
+    if type(original) is not FunctionType:
+        import wrapt
+        return wrapt.FunctionWrapper(original, wrapper)
+    replacement: Callable[..., Any]
+    if isinstance(owner, type):
+        if original.__code__.co_flags & _COROUTINE:
+            async def replacement(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return await wrapper(MethodType(original, self), self, args, kwargs)
+        else:
+            def replacement(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return wrapper(MethodType(original, self), self, args, kwargs)
+    elif original.__code__.co_flags & _COROUTINE:
+        async def replacement(*args: Any, **kwargs: Any) -> Any:
+            return await wrapper(original, None, args, kwargs)
+    else:
+        def replacement(*args: Any, **kwargs: Any) -> Any:
+            return wrapper(original, None, args, kwargs)
+    return functools.wraps(original)(replacement)
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -167,15 +220,14 @@ class Integration:
                 fail_open(f"{self.name}.instrument", self._wrap, target, done)
 
     def _wrap(self, target: Target, done: set[tuple[Any, str]]) -> None:
-        import wrapt  # only once a patched library is imported
-        owner, attribute, original = wrapt.resolve_path(
-            importlib.import_module(target.module), target.path)
+        owner, attribute, original = resolve(importlib.import_module(target.module),
+                                             target.path)
         if (owner, attribute) in done:
             return
         wrapper: Any
         if target.method:
             wrapper = functools.wraps(original)(target.wrapper(original))
         else:
-            wrapper = wrapt.FunctionWrapper(original, target.wrapper)
+            wrapper = _wrapper_call(owner, original, target.wrapper)
         setattr(owner, attribute, wrapper)
         self._patched.append(_Patched(owner, attribute, original, wrapper))
