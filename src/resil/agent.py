@@ -12,10 +12,10 @@ from __future__ import annotations
 import atexit
 import functools
 import os
-import socket
 import sys
 import threading
 import time
+from _socket import gethostname  # socket.gethostname itself, without importing socket
 
 from . import _deps, _log, counters, registry
 from .config import Config, load_config
@@ -65,7 +65,7 @@ class Agent:
         self._utilization_cache: tuple[float, float | None] = (-1.0, None)
         self.router = Router(config.topology, self.current_state)
         self.gate = Gate(self.current_state, self.wait_for_change, on_hold=self._beat.set)
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
         """The process this agent runs in: another one is a fork that Python's fork hooks
         did not reach (uWSGI forks its workers in C), found at first use."""
@@ -364,7 +364,7 @@ class Agent:
         what it has in flight and its load. A forked worker adds what its parent's
         ``/metrics`` sums up (requests, counters); everything else stays in the process."""
         beat: dict[str, Any] = {
-            "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+            "id": self.id, "host": gethostname(), "pid": os.getpid(),
             "unit": self.config.unit, "service": self.config.service,
             "epoch": self.state.epoch, "in_flight": self.in_flight(),
             "started_at": self.started_at, "reported_at": time.time(),
@@ -587,7 +587,7 @@ class Agent:
         self._arrivals = []
         self._prepared = False
         self.parent = self.id
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
         os.environ[PARENT_ENV] = self.id
         self.started_at = time.time()
@@ -639,7 +639,7 @@ def _spawning_agent() -> str | None:
         return None
     value = os.environ.get(PARENT_ENV, "")
     host, _, pid = value.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) == os.getppid():
+    if host == gethostname() and pid.isdigit() and int(pid) == os.getppid():
         return value
     return None
 

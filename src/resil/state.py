@@ -17,8 +17,8 @@ import json
 import math
 import os
 import pwd
-import socket
 import zlib
+from _socket import gethostname  # socket.gethostname itself, without importing socket
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -398,4 +398,4 @@ def issuer() -> str:
         user = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+    return f"{user}@{gethostname()}:{os.getpid()}"

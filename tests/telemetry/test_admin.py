@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import pymysql
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import resil
@@ -239,3 +240,44 @@ def test_http_routing_metrics_and_state(write_config, tmp_path):
         assert health[dead]["state"] == "ejected" and health[dead]["ejections"] == 1
         assert 59 < health[dead]["ejected_for_s"] <= 60
         assert health[live]["state"] == "healthy"
+
+
+def test_bad_and_stalled_clients_leave_the_endpoint_serving(write_config, tmp_path):
+    """A client that connects and says nothing, one that sends garbage, one that sends an
+    endless header and one that hangs up mid-request: the endpoint keeps answering the
+    others at once, and stops promptly with the agent."""
+    import threading
+    agent = resil.start(write_config(
+        f'unit = "a"\n[control]\nurl = "{(tmp_path / "s.json").as_uri()}"\n'
+        '[admin]\nlisten = "127.0.0.1:0"\n'
+        '[resources.api]\nkind = "http"\nendpoints = { a = ["http://127.0.0.1:1"] }\n'))
+    address = agent.admin.address
+    silent = socket.create_connection(address, timeout=5)          # says nothing
+    garbage = socket.create_connection(address, timeout=5)
+    garbage.sendall(b"\x00\xff\r\n\r\n")
+    endless = socket.create_connection(address, timeout=5)
+    endless.sendall(b"GET /healthz HTTP/1.0\r\n" + b"X: " + b"y" * 20000)
+    rude = socket.create_connection(address, timeout=5)
+    rude.sendall(b"GET /hea")
+    rude.close()
+    try:
+        started = time.monotonic()
+        for _ in range(20):
+            status, body = get(address, "/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok"
+        assert time.monotonic() - started < 5    # not queued behind the silent client
+        assert garbage.recv(4096) == b""          # no request line: closed, no answer
+        reply = b""
+        while chunk := endless.recv(4096):       # an oversized head still gets one answer
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.0 200 OK\r\n")
+        status, body = get(address, "/healthz")
+        assert status == 200
+    finally:
+        silent.close()
+        garbage.close()
+        endless.close()
+    resil.stop()
+    assert not [t for t in threading.enumerate() if t.name == "resil-admin"]
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=1).close()

@@ -14,9 +14,9 @@ import json
 import os
 import re
 import select
-import socket
 import sys
 import threading
+from _socket import gethostname  # socket.gethostname itself, without importing socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -395,7 +395,7 @@ class FileControlPlane:
 def _dead_local_process(beat: Mapping[str, Any]) -> bool:
     """A heartbeat from this host whose process no longer exists."""
     pid = beat.get("pid")
-    if beat.get("host") != socket.gethostname() or not isinstance(pid, int):
+    if beat.get("host") != gethostname() or not isinstance(pid, int):
         return False
     try:
         os.kill(pid, 0)

@@ -7,17 +7,16 @@ balancer asks ``/readyz`` before any request arrives, so it cannot wait for firs
 A forked worker closes its inherited copy of the listening socket and serves nothing;
 its state is the master's (aggregating workers' metrics is not done yet).
 
-The server is a few lines over ``socketserver`` rather than ``http.server``, whose
-imports would cost start-up time in every process: it answers ``GET`` and ``HEAD``
-with HTTP/1.0, one request per connection.
+The server is a few lines over ``_socket`` rather than ``http.server`` (or even
+``socket`` and ``socketserver``), whose imports would cost start-up time in every
+process: it answers ``GET`` and ``HEAD`` with HTTP/1.0, one request per connection.
 """
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
-import socket
-import socketserver
 import threading
 import time
 
@@ -31,6 +30,11 @@ if TYPE_CHECKING:
     from ..scale import Sampler
 
 log = _log.get("resil")
+_POLL = 0.5
+"""How often the accepting thread looks whether it is to stop (seconds)."""
+_REQUEST_TIMEOUT = 10.0
+"""How long a request may take to arrive and its answer to be taken (seconds)."""
+_HEAD_LIMIT = 8192
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -68,36 +72,85 @@ def state_document(agent: AgentView) -> dict[str, Any]:
     }
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        try:
-            line = self.rfile.readline(8192).decode("latin-1").split()
-            while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-                pass                                    # headers: not needed
-            if len(line) < 2:
-                return
-            method = line[0]
-            status, body, kind = self.server.answer(method, line[1].split("?", 1)[0])
-        except Exception as exc:  # a bad request must not kill the admin thread
-            counters.record_fault("admin endpoint", exc)
-            method, status, body, kind = "GET", 503, b'{"error": "internal"}', \
-                "application/json"
-        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
-        head = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
-                f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n{allow}"
-                "Connection: close\r\n\r\n").encode()
-        self.wfile.write(head if method == "HEAD" else head + body)
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server:
+    """A listening socket, the thread that accepts on it (:meth:`serve_forever`) and a
+    daemon thread per request. Written over ``_socket``: ``socket``, ``selectors`` and
+    ``socketserver`` cost every process a few ms of start-up for what a loopback
+    endpoint that answers one request per connection does not use."""
 
     def __init__(self, address: tuple[str, int], agent: AgentView) -> None:
         self.agent = agent
-        super().__init__(address, _Handler)
+        host, port = address
+        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(64)
+            sock.settimeout(_POLL)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.server_address: tuple[Any, ...] = sock.getsockname()
+        self._stopping = False
+
+    def serve_forever(self) -> None:
+        """Accept until :meth:`shutdown`; each request is answered by a thread of its own."""
+        sock = self._sock
+        while not self._stopping:
+            try:
+                fd, _ = sock._accept()  # type: ignore[attr-defined]
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping or sock.fileno() < 0:
+                    return
+                time.sleep(_POLL)        # out of descriptors: try again, never spin
+                continue
+            conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
+            threading.Thread(target=self._respond, args=(conn,), name="resil-admin-request",
+                             daemon=True).start()
+
+    def shutdown(self) -> None:
+        """Make :meth:`serve_forever` return now (a shut-down listening socket wakes its
+        ``accept``). Never in a forked child: the socket is shared with the parent."""
+        self._stopping = True
+        try:
+            self._sock.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def server_close(self) -> None:
+        self._stopping = True
+        self._sock.close()
+
+    def _respond(self, conn: Any) -> None:
+        try:
+            conn.settimeout(_REQUEST_TIMEOUT)
+            head = _read_head(conn)
+            if head is None:
+                return
+            try:
+                line = head.split(b"\n", 1)[0].decode("latin-1").split()
+                if len(line) < 2:
+                    return
+                method = line[0]
+                status, body, kind = self.answer(method, line[1].split("?", 1)[0])
+            except Exception as exc:  # a bad request must not kill the admin thread
+                counters.record_fault("admin endpoint", exc)
+                method, status, body, kind = "GET", 503, b'{"error": "internal"}', \
+                    "application/json"
+            allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
+            reply = (f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
+                     f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n{allow}"
+                     "Connection: close\r\n\r\n").encode()
+            conn.sendall(reply if method == "HEAD" else reply + body)
+            conn.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass                    # the client left, or was too slow: nothing to answer
+        finally:
+            conn.close()
 
     def answer(self, method: str, path: str) -> tuple[int, bytes, str]:
         if method not in ("GET", "HEAD"):
@@ -125,6 +178,20 @@ class _Server(socketserver.ThreadingTCPServer):
         return 404, b"not found: try /healthz /livez /readyz /state /metrics /scale\n", "text/plain"
 
 
+def _read_head(conn: Any) -> bytes | None:
+    """The request's line and headers (up to the blank line, 8 KiB at most), or None
+    when the client closed first."""
+    head = b""
+    while b"\r\n\r\n" not in head and b"\n\n" not in head:
+        if len(head) > _HEAD_LIMIT:
+            break
+        chunk = conn.recv(4096)
+        if not chunk:
+            return head or None
+        head += chunk
+    return head
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True).encode() + b"\n"
 
@@ -133,6 +200,7 @@ def _resil_owner(host: str, port: int) -> int | None:
     """The pid of the resil agent whose admin endpoint listens on ``host:port`` (asked
     at ``/healthz``, 0.5 s at most), or None when something else holds the port."""
     target = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    import socket  # only when the port is taken
     try:
         with socket.create_connection((target, port), timeout=0.5) as conn:
             conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
@@ -193,7 +261,7 @@ class AdminServer:
                       "set [admin] listen (RESIL_ADMIN_LISTEN) to a free port, or to \"off\"",
                       host, port, exc.strerror, otel)
             return False
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.5,),
+        self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="resil-admin", daemon=True)
         self._thread.start()
         log.info("resil: admin endpoint on http://%s:%d/", *self.address)  # type: ignore[misc]
