@@ -49,21 +49,28 @@ def _preparer() -> Callable[[Any], tuple[Plan, Callable[[Any], None]] | None]:
     at start-up."""
     from . import _http
     reading: _http.Reading = (_transport_error, _status, _discard)
+    plan_of = _http.plan
+    kinds: list[Any] = []
+    """``httpx.ByteStream`` and ``httpx.URL``, read at the first call: httpx is patched
+    while it is still being imported, before it has them."""
 
     def prepare(request: Any) -> tuple[Plan, Callable[[Any], None]] | None:
         """The routing plan of ``request`` and how to aim it at an endpoint."""
-        import httpx
+        if not kinds:
+            import httpx
+            kinds[:] = (httpx.ByteStream, httpx.URL)
+        byte_stream, make_url = kinds
         url = request.url
-        plan = _http.plan(str(url), request.method, request.headers,
-                          isinstance(request.stream, httpx.ByteStream), reading)
+        plan = plan_of(str(url), request.method, request.headers,
+                       isinstance(request.stream, byte_stream), reading)
         if plan is None:
             return None
         host = _add_headers(request, url, plan.headers)
 
         def aim(endpoint: Any) -> None:
             target = _targets.get(endpoint) or _target(endpoint)
-            fast = None if plan.stripped else _retarget(url, target)
-            request.url = fast if fast is not None else httpx.URL(plan.url(endpoint))
+            fast = None if plan.stripped else _retarget(url, target, make_url)
+            request.url = fast if fast is not None else make_url(plan.url(endpoint))
             if host is not None:
                 host(target[3] if fast is not None else request.url.netloc.decode("ascii"))
         return plan, aim
@@ -92,7 +99,6 @@ def _add_headers(request: Any, url: Any, added: dict[str, Any]) -> Callable[[str
     """Add resil's headers to ``request``; return how to set its ``Host`` for the
     endpoint an attempt goes to, or None when the application set a Host of its own
     (kept as it is)."""
-    import httpx
     headers = request.headers
     items = getattr(headers, "_list", None)
     triples = _triples(added)
@@ -119,6 +125,7 @@ def _add_headers(request: Any, url: Any, added: dict[str, Any]) -> Callable[[str
     keep_host = original_host is not None and original_host != url.netloc.decode("ascii")
     for name, value in added.items():
         if isinstance(value, bytes):    # non-ASCII: httpx may insist on ASCII for text
+            import httpx
             raw = [(k, v) for k, v in headers.raw if k.lower() != name.encode()]
             headers = request.headers = httpx.Headers([*raw, (name.encode(), value)])
         else:
@@ -152,18 +159,17 @@ _LAYOUT = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
 """The fields of httpx's parsed URL (``httpx._urlparse.ParseResult``) in 0.23 to 0.28."""
 
 
-def _retarget(url: Any, target: tuple[str, str, int | None, str, bool]) -> Any:
+def _retarget(url: Any, target: tuple[str, str, int | None, str, bool], make_url: Any) -> Any:
     """``url`` sent to an endpoint (same path, query, userinfo) without parsing a URL
     again: httpx's parser costs ~15 µs, a fifth of a loopback call. Only for endpoints
     without a base path, and only while httpx keeps its parsed form as it does in 0.23
-    to 0.28; otherwise None, and the URL is parsed."""
-    import httpx
+    to 0.28; otherwise None, and the URL is parsed. ``make_url`` is ``httpx.URL``."""
     scheme, host, port, _, plain = target
     reference: Any = getattr(url, "_uri_reference", None)
     if not plain or getattr(reference, "_fields", None) != _LAYOUT:
         return None
     _, userinfo, _, _, path, query, fragment = reference
-    new = httpx.URL.__new__(httpx.URL)
+    new = make_url.__new__(make_url)
     new._uri_reference = reference.__class__(scheme, userinfo, host, port, path, query,
                                              fragment)
     return new
