@@ -168,3 +168,73 @@ def test_redis_faults_asyncio(inject, redis_pair):
         assert time.monotonic() - started >= 0.1
         await client.aclose()
     asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- mysqlclient
+
+def connect_mysqlclient(database: str | None = None):
+    import MySQLdb
+    named = {"database": database} if database else {}
+    return MySQLdb.connect(host="orders-db", user="app", password="apppw", autocommit=True,
+                           connect_timeout=3, read_timeout=3, **named)
+
+
+def test_mysqlclient_statements_get_the_same_faults(inject, mysql_db):
+    """mysqlclient (Django's driver) sees what PyMySQL sees: a server error at the rate
+    asked, a reset as its own lost connection (the statement never sent), latency, and
+    nothing from a fault scoped elsewhere."""
+    import MySQLdb
+    conn = connect_mysqlclient(mysql_db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS chaos_c (id INT PRIMARY KEY)")
+    fault = inject("orders-db", unit="a", error_rate=0.25, kind="error", seed=3)
+    failed = 0
+    for _ in range(400):
+        try:
+            cur.execute("SELECT 1")
+        except MySQLdb.OperationalError as exc:
+            assert exc.args[0] == 1105 and "resil chaos" in exc.args[1]
+            failed += 1
+    assert 0.18 < failed / 400 < 0.32, failed
+    assert counters.stats()[f"chaos_injected:{fault.id}:orders-db:error"] == failed
+
+    inject("orders-db", unit="b", error_rate=1.0, kind="error")    # elsewhere: no effect
+    for _ in range(20):
+        cur.execute("SELECT 1")
+    inject("orders-db", unit="a", latency=0.1)
+    started = time.monotonic()
+    cur.execute("SELECT 1")
+    assert time.monotonic() - started >= 0.1
+
+    fault = inject("orders-db", unit="a", error_rate=1.0, kind="reset")
+    with pytest.raises(MySQLdb.OperationalError) as raised:
+        cur.execute("INSERT INTO chaos_c VALUES (1)")
+    assert raised.value.args[0] in (2006, 2013)
+    assert counters.stats()[f"chaos_injected:{fault.id}:orders-db:reset"] == 1
+    inject("orders-db", unit="b", error_rate=1.0, kind="reset")
+    conn.close()
+    conn = connect_mysqlclient(mysql_db)
+    cur = conn.cursor()
+    cur.execute("SELECT COUNT(*) FROM chaos_c")
+    assert cur.fetchone() == (0,), "the statement was cut before it was sent"
+    conn.close()
+
+
+def test_mysqlclient_connects_refused_are_held_and_a_login_error_is_the_servers(inject,
+                                                                               mysql_db):
+    import MySQLdb
+    inject("orders-db", unit="a", error_rate=1.0, kind="refused")
+    started = time.monotonic()
+    conn = connect_mysqlclient()    # refused once, then held (failover_hold), connected
+    assert time.monotonic() - started >= 0.4
+    assert counters.stats()["failover_holds_released"] == 1
+    inject("orders-db", unit="b", error_rate=1.0, kind="refused")  # statements: no effect
+    cur = conn.cursor()
+    cur.execute("SELECT @@port")    # connected to the real primary, not the chaos socket
+    assert cur.fetchone()[0] == registry.runtime().config.topology.resources[
+        "orders-db"].endpoints["a"][0].port
+    inject("orders-db", unit="a", error_rate=1.0, kind="error")
+    with pytest.raises(MySQLdb.OperationalError) as raised:
+        connect_mysqlclient()
+    assert raised.value.args[0] == 1040, "a connect's error is the server refusing the login"
+    conn.close()

@@ -50,9 +50,14 @@ class Tracked:
 def endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:
     """The endpoint of ``record``'s resource that ``conn`` is pointed at now (None when
     it is pointed at an address that is no endpoint)."""
+    return endpoint_at(record, (conn.host, conn.port))
+
+
+def endpoint_at(record: Tracked, address: tuple[str, int]) -> Endpoint | None:
+    """The endpoint of ``record``'s resource at ``address``, if any."""
     for endpoints in record.resource.endpoints.values():
         for endpoint in endpoints:
-            if (endpoint.host, endpoint.port) == (conn.host, conn.port):
+            if (endpoint.host, endpoint.port) == address:
                 return endpoint
     return None
 

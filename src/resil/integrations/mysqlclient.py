@@ -61,7 +61,7 @@ from ._mysql import (
     readable_now,
     unreachable,
 )
-from ._tracking import ATTRIBUTE, Tracked, Tracker
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -181,12 +181,17 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
         if agent is not None and agent.state.locks:
             fail_open("mysqlclient.connect", _wait_if_locked, self, record, record.origin)
 
-        def attempt() -> None:
+        def attempt(faults: bool = True) -> None:
             try:
                 routed = _arguments(self, record, named)
             except Exception as fault:
                 counters.record_fault("mysqlclient.connect", fault)
                 routed = named
+            runtime = registry._runtime
+            if faults and runtime is not None and runtime.state.faults:
+                faulty = fail_open("mysqlclient.chaos", _chaos_connect, runtime, self, record)
+                if faulty is not None:      # sent to a chaos socket; routed stays as it is
+                    routed = dict(routed, host=faulty[0], port=faulty[1])
             original(self, **routed)
 
         record.connecting = True    # statements __init__ sends itself are not boundaries
@@ -200,7 +205,7 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
 
                 def again() -> None:
                     TRACKER.route(self, record.origin)  # the primary now: maybe a new one
-                    attempt()
+                    attempt(faults=False)   # as PyMySQL's held retry: the real server
 
                 hold_for_failover(registry.runtime(), record, exc, again, lambda reached:
                                   fail_open("mysqlclient.witness", _witness, self, record,
@@ -219,6 +224,35 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
 
     _INIT = __init__
     return __init__
+
+
+def _chaos_connect(runtime: Runtime, conn: Any, record: Tracked) -> tuple[str, int] | None:
+    """Where a connect that a chaos fault fails goes instead (:mod:`resil.chaos`)."""
+    from .. import chaos
+    return chaos.connect_fault(runtime, record.resource,
+                               endpoint_at(record, _at(conn) or record.origin), "mysql")
+
+
+def _chaos_statement(runtime: Runtime, conn: Any, record: Tracked) -> None:
+    """Chaos faults on a statement about to be sent, as for PyMySQL: wait their latency;
+    when one fails it, raise a server error, or cut the connection (at once for refused
+    and reset; after the read timeout for a black hole), so that mysqlclient fails it as
+    it fails a lost server."""
+    from .. import chaos
+    effect = fail_open("mysqlclient.chaos", chaos.draw, runtime.state, record.resource,
+                       endpoint_at(record, _at(conn) or record.origin), runtime.config.unit)
+    if effect is None:
+        return
+    chaos.sleep(effect.delay)
+    if effect.kind == "error":
+        import MySQLdb  # type: ignore[import-untyped]
+        raise MySQLdb.OperationalError(chaos.MYSQL_STATEMENT_ERROR,
+                                       "Unknown error (injected by resil chaos)")
+    if effect.kind == "timeout":
+        timeout = conn.__dict__.get(_ARGS, {}).get("read_timeout") or None
+        chaos.sleep(chaos.black_hole_wait(timeout, record.resource))
+    if effect.kind:
+        _shut_down(conn)
 
 
 def _witness(conn: Any, record: Tracked, reached: bool) -> None:
@@ -249,7 +283,7 @@ def _reconnect(conn: Any, record: Tracked) -> None:
 
 def _set_autocommit(conn: Any, on: bool) -> None:
     """The C method itself: not a boundary of its own."""
-    from MySQLdb import _mysql  # type: ignore[import-untyped]
+    from MySQLdb import _mysql
     _mysql.connection.autocommit(conn, on)
 
 
@@ -338,6 +372,8 @@ def _statement(original: Callable[..., Any], conn: Any, args: tuple[Any, ...], s
                     conn.__dict__.get(_LOST) and _open(conn) or _closed_by_server(conn, record)):
                 counters.count("mysql_dead_connections_replaced")
                 _reconnect(conn, record)
+            if agent is not None and agent.state.faults:
+                _chaos_statement(agent, conn, record)
             result = original(*args)
         except (TransactionInterruptedError, LockTimeoutError):
             raise
@@ -433,18 +469,8 @@ class MysqlclientIntegration(Integration):
             if record.resource.name != resource or not record.busy or record.connecting \
                     or _at(conn) != address:
                 continue
-            socket_of = conn.__dict__.get(_FD)
-            if socket_of is None or not _open(conn):
-                continue
-            with contextlib.suppress(Exception):
-                if os.fstat(socket_of[0]).st_ino != socket_of[1]:
-                    continue        # the number is another socket's now
-                sock = socket.socket(fileno=socket_of[0])
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                    cut += 1
-                finally:
-                    sock.detach()   # the descriptor stays mysqlclient's
+            if _shut_down(conn):
+                cut += 1
         return cut
 
     def in_flight(self) -> dict[str, int]:
@@ -454,6 +480,25 @@ class MysqlclientIntegration(Integration):
             if record.busy or (record.tx and _open(conn)):
                 counts[record.resource.name] = counts.get(record.resource.name, 0) + 1
         return counts
+
+
+def _shut_down(conn: Any) -> bool:
+    """Shut down the socket of an open ``conn`` both ways (its descriptor, read at
+    connect, checked to be the same socket still); whether it was done."""
+    socket_of = conn.__dict__.get(_FD)
+    if socket_of is None or not _open(conn):
+        return False
+    try:
+        if os.fstat(socket_of[0]).st_ino != socket_of[1]:
+            return False        # the number is another socket's now
+        sock = socket.socket(fileno=socket_of[0])
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.detach()       # the descriptor stays mysqlclient's
+    except Exception:
+        return False
+    return True
 
 
 def _open(conn: Any) -> bool:
