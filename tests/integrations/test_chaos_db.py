@@ -238,3 +238,84 @@ def test_mysqlclient_connects_refused_are_held_and_a_login_error_is_the_servers(
         connect_mysqlclient()
     assert raised.value.args[0] == 1040, "a connect's error is the server refusing the login"
     conn.close()
+
+
+# --------------------------------------------------------------------------- aiomysql, asyncmy
+
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+def test_async_drivers_get_the_same_faults(inject, mysql_db, driver):
+    """aiomysql and asyncmy (SQLAlchemy's async engines) see what PyMySQL sees, with the
+    latency awaited (the loop keeps turning): a server error at the rate asked, a reset
+    as their own lost connection, a refused connect held and retried, a login error."""
+    import importlib
+    lib = importlib.import_module(driver)
+    errors = importlib.import_module("asyncmy.errors" if driver == "asyncmy" else "pymysql.err")
+
+    async def connect():
+        return await lib.connect(host="orders-db", user="app", password="apppw", db=mysql_db,
+                                 autocommit=True, connect_timeout=3)
+
+    async def main() -> dict:
+        found: dict = {}
+        conn = await connect()
+        async with conn.cursor() as cur:
+            await cur.execute("CREATE TABLE IF NOT EXISTS chaos_a (id INT PRIMARY KEY)")
+        fault = inject("orders-db", unit="a", error_rate=0.25, kind="error", seed=3)
+        failed = 0
+        for _ in range(200):
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT 1")
+            except errors.OperationalError as exc:
+                assert exc.args[0] == 1105 and "resil chaos" in exc.args[1]
+                failed += 1
+        found["error"] = (failed, counters.stats()[f"chaos_injected:{fault.id}:orders-db:error"])
+
+        inject("orders-db", unit="a", latency=0.2)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+        found["latency"] = (time.monotonic() - started, ticks)
+        ticker.cancel()
+
+        inject("orders-db", unit="a", error_rate=1.0, kind="reset")
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("INSERT INTO chaos_a VALUES (1)")
+        except errors.OperationalError as exc:
+            found["reset"] = exc.args[0]
+        conn.close()
+
+        inject("orders-db", unit="a", error_rate=1.0, kind="refused")
+        started = time.monotonic()
+        conn = await connect()      # refused once, then held and connected
+        found["refused"] = time.monotonic() - started
+        inject("orders-db", unit="b", error_rate=1.0, kind="reset")    # elsewhere
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT COUNT(*) FROM chaos_a")
+            found["rows"] = (await cur.fetchone())[0]
+        conn.close()
+        inject("orders-db", unit="a", error_rate=1.0, kind="error")
+        try:
+            await connect()
+        except errors.OperationalError as exc:
+            found["login"] = exc.args[0]
+        return found
+
+    found = asyncio.run(main())
+    failed, counted = found["error"]
+    assert 0.15 < failed / 200 < 0.35 and counted == failed, found
+    waited, ticks = found["latency"]
+    assert waited >= 0.2 and ticks >= 5, found      # awaited: the loop kept turning
+    assert found["reset"] in (2006, 2013), found
+    assert found["refused"] >= 0.4 and counters.stats()["failover_holds_released"] == 1
+    assert found["rows"] == 0, "the reset statement was cut before it was sent"
+    assert found["login"] == 1040, found

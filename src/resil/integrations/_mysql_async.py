@@ -28,6 +28,7 @@ still waiting on a demoted primary is cut (its transport aborted, in its own eve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ from ._mysql import (
     server_status,
     unreachable,
 )
-from ._tracking import ATTRIBUTE, Tracked, Tracker, tracked
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at, tracked
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -111,9 +112,14 @@ def _make_connect(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]
         if agent is not None and switching.must_wait(agent, resource, _always):
             await agent.gate.hold_async(resource.name, resource.lock_timeout)
             fail_open("aiomysql.connect", _route, self)    # the primary may have moved
+        faulty = None
+        if agent is not None and agent.state.faults:
+            faulty = await _chaos_connect(agent, self, record)
         record.connecting = True    # statements connect() sends itself are not boundaries
         try:
             try:
+                if faulty is not None:
+                    return await _redirected(original, self, faulty)
                 return await original(self)
             except Exception as exc:
                 if not unreachable(exc):
@@ -132,6 +138,58 @@ def _make_connect(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]
 
 def _always() -> bool:
     return True
+
+
+async def _chaos_connect(runtime: Runtime, conn: Any, record: Tracked) -> tuple[str, int] | None:
+    """The chaos faults on a connect, as for PyMySQL (:mod:`resil.chaos`): their latency
+    awaited; the address of a chaos socket when one fails it, else None. A held retry
+    after a refusal goes to the real server."""
+    from .. import chaos
+    effect = fail_open("aiomysql.chaos", chaos.draw, runtime.state, record.resource,
+                       endpoint_at(record, _address(conn)), runtime.config.unit)
+    if effect is None:
+        return None
+    if effect.delay > 0:
+        await asyncio.sleep(effect.delay)
+    return fail_open("aiomysql.chaos", chaos.connect_address, effect.kind, "mysql") \
+        if effect.kind else None
+
+
+async def _redirected(original: Callable[..., Awaitable[Any]], conn: Any,
+                      faulty: tuple[str, int]) -> Any:
+    """The connect sent to a chaos socket; the connection keeps its real address."""
+    real = _address(conn)
+    _point(conn, *faulty)
+    try:
+        return await original(conn)
+    finally:
+        _point(conn, *real)
+
+
+async def _chaos_statement(runtime: Runtime, conn: Any, record: Tracked) -> None:
+    """Chaos faults on a statement about to be sent, as for PyMySQL: the latency awaited;
+    when one fails it, the driver's own server error (1105), or the connection's socket
+    shut down (at once for refused and reset; after ``io_timeout``, else 30 s, for a
+    black hole), so that the driver fails it as it fails a lost server."""
+    from .. import chaos
+    effect = fail_open("aiomysql.chaos", chaos.draw, runtime.state, record.resource,
+                       endpoint_at(record, _address(conn)), runtime.config.unit)
+    if effect is None:
+        return
+    if effect.delay > 0:
+        await asyncio.sleep(effect.delay)
+    if effect.kind == "error":
+        import importlib
+        errors: Any = importlib.import_module(
+            "asyncmy.errors" if type(conn).__module__.split(".")[0] == "asyncmy"
+            else "pymysql.err")     # aiomysql raises PyMySQL's errors
+        raise errors.OperationalError(chaos.MYSQL_STATEMENT_ERROR,
+                                      "Unknown error (injected by resil chaos)")
+    if effect.kind == "timeout":
+        await asyncio.sleep(chaos.black_hole_wait(None, record.resource))
+    if effect.kind:
+        transport = _transport(conn)
+        chaos.cut(transport.get_extra_info("socket") if transport is not None else None)
 
 
 async def _reconnect(conn: Any, record: Tracked) -> None:
@@ -194,7 +252,7 @@ async def _on_error(original: Callable[..., Awaitable[Any]], conn: Any, record: 
 
 async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
                      args: tuple[Any, ...], sql: Any, boundary: bool,
-                     may_replay: bool) -> Any:
+                     may_replay: bool, faulted: bool = False) -> Any:
     record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
     if record is None or record.connecting:
         return await original(*args)
@@ -209,6 +267,8 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
                     state = agent.state
                     if state.epoch != record.epoch or state.locks:
                         await _at_boundary(agent, conn, record, sql)
+                    if faulted and agent.state.faults:
+                        await _chaos_statement(agent, conn, record)
             result = await original(*args)
         except (TransactionInterruptedError, LockTimeoutError):
             raise
@@ -227,7 +287,8 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
 def _make_query(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """``Connection.query``: every cursor statement."""
     async def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
-        return await _statement(original, self, (self, sql, unbuffered), sql, True, True)
+        return await _statement(original, self, (self, sql, unbuffered), sql, True, True,
+                                True)
     return query
 
 
