@@ -149,6 +149,8 @@ class _Server:
             conn.shutdown(_socket.SHUT_WR)
         except OSError:
             pass                    # the client left, or was too slow: nothing to answer
+        except Exception as exc:    # resil's own fault: counted, never the host's stderr
+            counters.record_fault("admin endpoint", exc)
         finally:
             conn.close()
 
