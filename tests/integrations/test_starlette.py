@@ -186,4 +186,8 @@ def test_uvicorn_workers_report_to_the_supervisor(served):
             break
         time.sleep(0.3)
     assert counted >= done, (counted, done)
-    assert samples["resil_scale_utilization"][()] > 0.05
+    # The supervisor serves no request itself: any busy time comes from its workers'
+    # reports (uncounted, it reads exactly 0). Not a fraction: the sampler measures from
+    # its oldest sample, taken when the supervisor started, so a slow start (a busy CI
+    # machine) dilutes the two seconds of load (0.014 once, against 0.05 expected).
+    assert samples["resil_scale_utilization"][()] > 0
