@@ -4,6 +4,8 @@ During a primary switch the agent holds new write transactions while provably
 read-only autocommit statements proceed. :func:`classify` tells the two apart from the
 statement text alone, without a server round trip and without any driver (this module
 is part of the driver-agnostic core and imports the standard library only).
+:func:`locality` reads the same tokens for a second question: may the text run on a
+read-only replica over another connection (see "Where a statement may run" below)?
 
 How the text is read
     A real lexer, not a keyword search: whitespace, ``-- `` comments (two dashes followed
@@ -33,6 +35,23 @@ When a server could read the text more than one way
     * Text that does not lex (an unterminated string, comment or executable comment, a
       comment nested in an executable comment) is WRITE, the safe default.
 
+Where a statement may run
+    :func:`locality` says whether a text may go to a same-unit replica over a second
+    connection (opened with the same user, database, character set and SQL mode):
+    REPLICA, PRIMARY (the application's own connection) or PIN (it leaves session state,
+    so every later statement of the connection stays on the primary too). REPLICA needs
+    exactly one statement (a trailing ``;`` is ignored), a query (``SELECT``, ``VALUES``,
+    ``TABLE``, ``WITH ... SELECT``) that :func:`classify` calls READ, whose result depends
+    neither on this session (``@x``, ``LAST_INSERT_ID()``, ``FOUND_ROWS()``) nor on the
+    server that answers (``@@hostname``, ``information_schema.``, ``IS_USED_LOCK()``,
+    ``SLEEP()``). PIN: ``SET`` (not ``SET [SESSION] TRANSACTION``), ``USE``, prepared
+    statements, ``LOCK``/``UNLOCK TABLES``, ``HANDLER``, ``CALL``, temporary tables,
+    compound statements, user-variable assignments (``@x :=``, ``INTO @x``,
+    ``LAST_INSERT_ID(expr)``), named locks (``GET_LOCK()``), ``SQL_CALC_FOUND_ROWS`` and
+    sequences. Every reading above counts
+    and the strongest answer wins (PIN > PRIMARY > REPLICA); text that does not lex is
+    PIN.
+
 Limits
     * A stored function called from a SELECT may write, and the text cannot show it:
       ``SELECT my_func()`` is READ even when ``my_func`` inserts rows. Only the
@@ -43,7 +62,11 @@ Limits
       function families). That is why READ lets a statement run against a fenced primary
       (where the server refuses writes anyway), and why the agent replays a READ
       statement only in autocommit mode and only when the connection was lost before
-      any reply.
+      any reply. For the same reason :func:`locality` may call ``SELECT my_func()``
+      REPLICA although ``my_func`` reads this session's variables.
+    * :func:`locality` sees qualified names only: with ``mysql`` or
+      ``information_schema`` as the connection's database, ``SELECT * FROM user`` reads
+      server-specific rows and is still REPLICA.
     * The text is decoded as UTF-8. Character sets in which a byte below 0x80 can be part
       of a multi-byte character (GBK, Big5, SJIS, CP932) may be lexed differently by
       the server: do not rely on READ for such connections.
@@ -52,9 +75,10 @@ Limits
       every later statement runs in a transaction, and ``SET autocommit=1`` or any DDL
       commits an open one.
 
-Why one module of more than 400 lines: the lexer and the keyword tables are read
-together (a token's meaning depends on the tables, a table's entries on how the lexer
-splits), and the module stands alone, importing only the standard library.
+Why one module of more than 400 lines: the lexer and the keyword tables of both
+questions are read together (a token's meaning depends on the tables, a table's entries
+on how the lexer splits), and the module stands alone, importing only the standard
+library.
 """
 
 from __future__ import annotations
@@ -62,9 +86,9 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["Access", "classify"]
+__all__ = ["Access", "Locality", "classify", "locality"]
 
 
 class Access(enum.Enum):
@@ -102,6 +126,30 @@ class Access(enum.Enum):
     SESSION = "session"
 
 
+class Locality(enum.Enum):
+    """Where a statement (or a text of several) may run when the application also holds a
+    connection to a read-only replica of its own unit, opened with the same user,
+    database, character set and SQL mode.
+
+    ``REPLICA``
+        One read-only query whose result depends neither on the application's session
+        nor on which server answers: it may run on the replica connection.
+    ``PRIMARY``
+        Must run on the application's own connection (the primary), and leaves no
+        session state a replica connection would need. Also any text of several
+        statements: the replica connection's second result could not be handed back.
+    ``PIN``
+        Creates session state (variables, temporary tables, prepared statements, locks,
+        ...): this statement and every later one of the connection must stay on the
+        primary until the connection is reset. Also text that does not lex (the safe
+        default).
+    """
+
+    REPLICA = "replica"
+    PRIMARY = "primary"
+    PIN = "pin"
+
+
 _READ = Access.READ
 _WRITE = Access.WRITE
 _BEGIN = Access.BEGIN
@@ -111,6 +159,10 @@ _SESSION = Access.SESSION
 
 # Strength used to combine statements: the highest wins.
 _RANK = {_READ: 0, _SESSION: 1, _END: 2, _BEGIN_READ: 3, _BEGIN: 4, _WRITE: 5}
+
+_REPLICA = Locality.REPLICA
+_PRIMARY = Locality.PRIMARY
+_PIN = Locality.PIN
 
 _CACHE_LIMIT = 4096  # texts up to this many characters are memoised
 
@@ -563,14 +615,11 @@ def _statement(tokens: _Tokens) -> Access:
 # ------------------------------------------------------------------------ driver
 
 
-def _classify_reading(
-    text: str, special: re.Pattern[str], expand_conditional: bool, seen: set[str]
-) -> Access:
-    """Classify ``text`` under one reading of its quotes and executable comments."""
-    tokens = _tokens(text, special, expand_conditional, seen)
+def _statements(tokens: _Tokens) -> list[_Tokens]:
+    """The non-empty ``;``-separated statements of one reading."""
     if ";" not in tokens:
-        return _statement(tokens) if tokens else _READ
-    best = _READ
+        return [tokens] if tokens else []
+    statements = []
     start = 0
     n = len(tokens)
     while start < n:
@@ -579,12 +628,42 @@ def _classify_reading(
         except ValueError:
             end = n
         if end > start:  # empty statements are ignored
-            access = _statement(tokens[start:end])
-            if access is _WRITE:
-                return _WRITE
-            if _RANK[access] > _RANK[best]:
-                best = access
+            statements.append(tokens[start:end])
         start = end + 1
+    return statements
+
+
+def _other_readings(text: str, backslash: bool, seen: set[str]) -> Iterator[_Tokens]:
+    """The tokens of ``text`` under the readings other than the usual one (backslash
+    escapes in strings as ``backslash`` says, executable comments expanded) that the
+    flags in ``seen`` call for, until no new one turns up: a reading may reveal more
+    flags (see module docstring).
+
+    Raises :class:`_Unparsable` when a reading does not lex.
+    """
+    done = {(backslash, True)}  # (backslash escapes in "...", expand /*!NNNNN ... */)
+    while True:
+        doubles = (backslash, False) if _DQ in seen else (backslash,)
+        expands = (True, False) if _COND in seen else (True,)
+        pending = [(d, e) for d in doubles for e in expands if (d, e) not in done]
+        if not pending:
+            return
+        for double_backslash, expand in pending:
+            done.add((double_backslash, expand))
+            yield _tokens(text, _special(backslash, double_backslash), expand, seen)
+
+
+def _classify_tokens(tokens: _Tokens) -> Access:
+    """Classify the statements of one reading: the strongest wins, none is READ."""
+    if ";" not in tokens:  # the usual case: one statement
+        return _statement(tokens) if tokens else _READ
+    best = _READ
+    for statement in _statements(tokens):
+        access = _statement(statement)
+        if access is _WRITE:
+            return _WRITE
+        if _RANK[access] > _RANK[best]:
+            best = access
     return best
 
 
@@ -603,31 +682,18 @@ def _classify(text: str, no_backslash_escapes: bool) -> Access:
     backslash = not no_backslash_escapes
     seen: set[str] = set()
     try:
-        best = _classify_reading(text, _special(backslash, backslash), True, seen)
-    except (_Unparsable, RecursionError):
-        return _WRITE
-    if not seen or best is _WRITE:
-        return best
-    # Other readings, until no new one turns up: a reading may reveal more flags.
-    done = {(backslash, True)}  # (backslash escapes in "...", expand /*!NNNNN ... */)
-    while True:
-        doubles = (backslash, False) if _DQ in seen else (backslash,)
-        expands = (True, False) if _COND in seen else (True,)
-        pending = [(d, e) for d in doubles for e in expands if (d, e) not in done]
-        if not pending:
+        best = _classify_tokens(_tokens(text, _special(backslash, backslash), True, seen))
+        if not seen or best is _WRITE:  # the usual case: one reading
             return best
-        for double_backslash, expand in pending:
-            done.add((double_backslash, expand))
-            try:
-                access = _classify_reading(
-                    text, _special(backslash, double_backslash), expand, seen
-                )
-            except (_Unparsable, RecursionError):
-                return _WRITE
+        for tokens in _other_readings(text, backslash, seen):
+            access = _classify_tokens(tokens)
             if access is _WRITE:
                 return _WRITE
             if _RANK[access] > _RANK[best]:
                 best = access
+    except (_Unparsable, RecursionError):
+        return _WRITE
+    return best
 
 
 @functools.lru_cache(maxsize=1024)
@@ -651,3 +717,227 @@ def classify(sql: str | bytes, *, no_backslash_escapes: bool = False) -> Access:
     if len(text) <= _CACHE_LIMIT:
         return _classify_cached(text, no_backslash_escapes)
     return _classify(text, no_backslash_escapes)
+
+
+# ---------------------------------------------------------------------- locality
+#
+# Read from the same tokens as the statement rules above. A word counts only as a bare
+# token: inside a string, a comment or a backtick identifier it is something else.
+
+_PIN_HEADS = frozenset(
+    {
+        "SET",  # any SET (but SET [SESSION] TRANSACTION), even SET STATEMENT ... FOR
+        "USE",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "LOCK",  # LOCK TABLES, LOCK INSTANCE FOR BACKUP
+        "UNLOCK",
+        "HANDLER",
+        "CALL",  # a procedure may set variables or create temporary tables
+        "DECLARE",
+        "BACKUP",  # MariaDB BACKUP STAGE, BACKUP LOCK
+        # Compound statements outside a stored program (MariaDB) may do any of the above;
+        # the lexer cuts them at each ';', so the inner SET is not a statement's head.
+        "IF",
+        "CASE",
+        "LOOP",
+        "WHILE",
+        "REPEAT",
+        "FOR",
+    }
+)
+_PIN_FUNCTIONS = frozenset(
+    {
+        # Locks held by the session until released or the connection ends.
+        "GET_LOCK",
+        "RELEASE_LOCK",
+        "RELEASE_ALL_LOCKS",
+        "SERVICE_GET_READ_LOCKS",
+        "SERVICE_GET_WRITE_LOCKS",
+        "SERVICE_RELEASE_LOCKS",
+        "VERSION_TOKENS_LOCK_SHARED",
+        "VERSION_TOKENS_LOCK_EXCLUSIVE",
+        "VERSION_TOKENS_UNLOCK",
+        # Sequences: LASTVAL reads what this session's NEXTVAL set.
+        "NEXTVAL",
+        "LASTVAL",
+        "SETVAL",
+    }
+)
+_SEQUENCE_FIELDS = frozenset({"NEXTVAL", "CURRVAL", "LASTVAL"})  # s.nextval (sql_mode=ORACLE)
+_PRIMARY_FUNCTIONS = frozenset(
+    {
+        # This session's state.
+        "LAST_INSERT_ID",
+        "FOUND_ROWS",
+        "ROW_COUNT",
+        "CONNECTION_ID",
+        "PS_CURRENT_THREAD_ID",
+        "PS_THREAD_ID",
+        "WSREP_LAST_WRITTEN_GTID",
+        # This server's state: named locks, server id, its files, its replication position.
+        "IS_USED_LOCK",
+        "IS_FREE_LOCK",
+        "UUID_SHORT",
+        "LOAD_FILE",
+        "MASTER_POS_WAIT",
+        "SOURCE_POS_WAIT",
+        "MASTER_GTID_WAIT",
+        "BINLOG_GTID_POS",
+        "WAIT_FOR_EXECUTED_GTID_SET",
+        "WAIT_UNTIL_SQL_THREAD_AFTER_GTIDS",
+        "WSREP_LAST_SEEN_GTID",
+        "WSREP_SYNC_WAIT_UPTO_GTID",
+        # Time spent on purpose: the caller waits on the server it chose.
+        "SLEEP",
+        "BENCHMARK",
+    }
+)
+_SERVER_SCHEMAS = frozenset({"INFORMATION_SCHEMA", "PERFORMANCE_SCHEMA", "SYS", "MYSQL"})
+_QUERY_STARTS = _QUERY_HEADS | {"(", "WITH"}  # the first tokens _HANDLERS sends to _query
+
+
+def _around(tokens: _Tokens, mark: str) -> Iterator[tuple[str, str]]:
+    """The tokens just before and just after each ``mark`` (``;`` past either end, a
+    token no statement holds)."""
+    last = len(tokens) - 1
+    i = -1
+    for _ in range(tokens.count(mark)):
+        i = tokens.index(mark, i + 1)
+        yield (tokens[i - 1] if i else ";"), (tokens[i + 1] if i < last else ";")
+
+
+def _pins_by_form(tokens: _Tokens) -> bool:
+    """The statement's kind creates session state: ``SET``, ``CREATE TEMPORARY``, ..."""
+    head = tokens[0]
+    if head == "SET" and _sets_transaction(tokens):
+        return False
+    if head in _PIN_HEADS:
+        return True
+    second = tokens[1] if len(tokens) > 1 else ";"
+    if second == ":" or (head == "BEGIN" and second == "NOT"):  # label: ..., BEGIN NOT ATOMIC
+        return True
+    if head in ("CREATE", "DROP"):  # temporary tables and sequences; DROP PREPARE s
+        return "TEMPORARY" in tokens or second == "PREPARE"
+    # FLUSH TABLES ... WITH READ LOCK, FLUSH TABLES t FOR EXPORT: locks held by the session
+    return head == "FLUSH" and ("LOCK" in tokens or "EXPORT" in tokens)
+
+
+def _sets_transaction(tokens: _Tokens) -> bool:
+    """``SET [SESSION | LOCAL] TRANSACTION ...``: the isolation level or access mode of
+    later transactions, which never go to a replica; what Django sends on every new
+    connection. Not a pin (its statement stays on the primary)."""
+    i = 2 if len(tokens) > 2 and tokens[1] in ("SESSION", "LOCAL") else 1
+    return len(tokens) > i and tokens[i] == "TRANSACTION"
+
+
+def _call(before: str, after: str) -> Locality:
+    """A function call ``name (``."""
+    name = _bare(before)
+    if name in _PIN_FUNCTIONS:
+        return _PIN
+    if name == "LAST_INSERT_ID":  # LAST_INSERT_ID(expr) sets what LAST_INSERT_ID() reads
+        return _PRIMARY if after == ")" else _PIN
+    return _PRIMARY if name in _PRIMARY_FUNCTIONS else _REPLICA
+
+
+def _qualified(before: str, after: str) -> Locality:
+    """A qualified name ``before . after``."""
+    if _bare(after) in _SEQUENCE_FIELDS:  # s.nextval (sql_mode=ORACLE)
+        return _PIN
+    return _PRIMARY if _bare(before) in _SERVER_SCHEMAS else _REPLICA  # information_schema.x
+
+
+# What the tokens just before and after a mark say about the statement holding them: the
+# weakest locality they allow. Marks missing here say nothing.
+_MARK_RULES: dict[str, Callable[[str, str], Locality]] = {
+    "(": _call,
+    ".": _qualified,
+    ":": lambda _, after: _PIN if after == "=" else _REPLICA,  # @x := 1 (lexed ':' '=')
+    "INTO": lambda _, after: _PIN if after == "@" else _REPLICA,  # SELECT ... INTO @x, @y
+    "VALUE": lambda before, after: (  # NEXT VALUE FOR s, PREVIOUS VALUE FOR s
+        _PIN if before in ("NEXT", "PREVIOUS") and after == "FOR" else _REPLICA
+    ),
+    "SQL_CALC_FOUND_ROWS": lambda _, __: _PIN,  # sets what a later FOUND_ROWS() reads
+    "@": lambda _, __: _PRIMARY,  # a user variable
+    "@@": lambda _, __: _PRIMARY,  # a system variable: @@hostname, @@server_id differ
+}
+_MARKS = frozenset(_MARK_RULES)
+
+
+def _statement_locality(tokens: _Tokens) -> Locality:
+    """Where one non-empty statement may run, were it alone in the text."""
+    if _pins_by_form(tokens):
+        return _PIN
+    where = _REPLICA
+    for mark in _MARKS.intersection(tokens):  # most queries hold few marks, or none
+        rule = _MARK_RULES[mark]
+        for before, after in _around(tokens, mark):
+            found = rule(before, after)
+            if found is _PIN:
+                return _PIN
+            if found is _PRIMARY:
+                where = _PRIMARY
+    if where is _REPLICA and (tokens[0] not in _QUERY_STARTS or _query(tokens) is _WRITE):
+        return _PRIMARY  # not a query, or not one classify calls READ
+    return where
+
+
+def _tokens_locality(tokens: _Tokens) -> Locality:
+    """Where the statements of one reading may run."""
+    statements = _statements(tokens)
+    if len(statements) == 1:
+        return _statement_locality(statements[0])
+    # No statement, or several: a replica connection's second result could not be
+    # handed back.
+    pins = any(_statement_locality(statement) is _PIN for statement in statements)
+    return _PIN if pins else _PRIMARY
+
+
+def _locality(text: str, no_backslash_escapes: bool) -> Locality:
+    """Where ``text`` may run under every reading a server could give it; the strongest
+    answer wins."""
+    backslash = not no_backslash_escapes
+    seen: set[str] = set()
+    try:
+        best = _tokens_locality(_tokens(text, _special(backslash, backslash), True, seen))
+        if not seen or best is _PIN:  # the usual case: one reading
+            return best
+        for tokens in _other_readings(text, backslash, seen):
+            where = _tokens_locality(tokens)
+            if where is _PIN:
+                return _PIN
+            if where is _PRIMARY:
+                best = _PRIMARY
+    except (_Unparsable, RecursionError):
+        return _PIN
+    return best
+
+
+@functools.lru_cache(maxsize=1024)
+def _locality_cached(text: str, no_backslash_escapes: bool) -> Locality:
+    return _locality(text, no_backslash_escapes)
+
+
+def locality(sql: str | bytes, *, no_backslash_escapes: bool = False) -> Locality:
+    """Where MySQL/MariaDB statement text may run: REPLICA, PRIMARY or PIN (see
+    :class:`Locality`).
+
+    ``sql`` and ``no_backslash_escapes`` are read as by :func:`classify`, under the same
+    readings; the strongest answer wins (PIN > PRIMARY > REPLICA). REPLICA needs exactly
+    one statement (a trailing ``;`` is ignored): a query that :func:`classify` calls READ
+    and that reads no user or system variable, no function of this session or this
+    server (``LAST_INSERT_ID()``, ``CONNECTION_ID()``, ``SLEEP()``, ...) and no system
+    schema (``information_schema.``, ``mysql.``, ...). Any statement of the text that
+    creates session state makes it PIN: ``SET`` (but ``SET [SESSION] TRANSACTION``),
+    ``USE``, prepared statements, ``LOCK``, ``HANDLER``, ``CALL``, temporary tables,
+    compound statements, ``@x :=``, ``INTO @x``, ``GET_LOCK()``,
+    ``LAST_INSERT_ID(expr)``, ``SQL_CALC_FOUND_ROWS``, sequences; so does text that does
+    not lex. Everything else is PRIMARY. Texts of up to 4096 characters are memoised (LRU,
+    1024 entries). Never raises for ``str`` or ``bytes`` input.
+    """
+    text = sql if isinstance(sql, str) else bytes(sql).decode("utf-8", "replace")
+    if len(text) <= _CACHE_LIMIT:
+        return _locality_cached(text, no_backslash_escapes)
+    return _locality(text, no_backslash_escapes)
