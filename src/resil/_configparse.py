@@ -183,6 +183,8 @@ def _build_resource(name: str, values: object, source: Source) -> Resource:
         aliases=aliases, http=_http_policy(table) if kind == "http" else HttpPolicy(),
         lock_timeout=lock_timeout, failover_hold=failover_hold, auto_rejoin=auto_rejoin,
         connect_timeout=connect_timeout, io_timeout=io_timeout,
+        reads=table.text("reads"), max_lag=table.number("max_lag"),
+        read_wait=table.number("read_wait"),
         admin_user=table.text("admin_user"),
         admin_password_env=table.text("admin_password_env"),
         replication_user=table.text("replication_user"),

@@ -313,6 +313,22 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "mysql/redis: read/write timeout given to connections whose application set "
             "none (PyMySQL and redis-py wait forever on a frozen server by default); 0 "
             "leaves them as they are.", flag=False, minimum=0, maximum=3600, measure="seconds"),
+    Setting("reads", "str", "primary",
+            "mysql: where the application's reads go. `primary`: every statement to the "
+            "primary. `local`: provably read-only autocommit statements to the own unit's "
+            "replica (over a second connection with the same arguments) while it lags "
+            "less than `max_lag`; a connection's own writes are always seen "
+            "(docs/reads.md).", flag=False, kinds=("mysql",), choices=("primary", "local")),
+    Setting("max_lag", "float", 1.0,
+            "mysql, with `reads = \"local\"`: the replica is read from only while it "
+            "lags the primary by less than this; otherwise reads go to the primary.",
+            flag=False, kinds=("mysql",), minimum=0, exclusive_minimum=True, maximum=3600,
+            measure="seconds"),
+    Setting("read_wait", "float", 0.05,
+            "mysql, with `reads = \"local\"`: longest wait for the replica to apply a "
+            "connection's own last write before a read; then the read goes to the "
+            "primary (never a stale read of one's own write). 0: no wait.",
+            flag=False, kinds=("mysql",), minimum=0, maximum=10, measure="seconds"),
     Setting("admin_user", "str", "",
             "mysql: account used by `resil db switch` and `resil monitor`, never by the "
             "application.", flag=False),

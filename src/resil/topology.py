@@ -114,6 +114,12 @@ class Resource:
     """Upper bound of the application's connect timeout (seconds)."""
     io_timeout: float = resource_default("io_timeout", float)
     """Read/write timeout for connections that set none (seconds; 0: leave them)."""
+    reads: str = resource_default("reads", str)
+    """mysql: ``"primary"``, or ``"local"``: reads to the own unit's replica (docs/reads.md)."""
+    max_lag: float = resource_default("max_lag", float)
+    """``reads = "local"``: the longest replica lag reads tolerate (seconds)."""
+    read_wait: float = resource_default("read_wait", float)
+    """``reads = "local"``: the longest wait for a connection's own write (seconds)."""
     admin_user: str = resource_default("admin_user", str)
     admin_password_env: str = resource_default("admin_password_env", str)
     replication_user: str = resource_default("replication_user", str)

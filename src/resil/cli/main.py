@@ -500,6 +500,9 @@ def _config_check(args: argparse.Namespace) -> int:
             print(f"    {unit}: {', '.join(map(str, endpoints))}{mark}")
         if resource.aliases:
             print(f"    aliases: {', '.join(map(str, resource.aliases))}")
+        if resource.reads == "local":
+            print(f"    reads: local (max lag {resource.max_lag:g} s, read wait "
+                  f"{resource.read_wait:g} s)")
     if config.sessions_resource:
         print(f"sessions: {config.sessions_resource}")
     if config.scaling_table is not None:

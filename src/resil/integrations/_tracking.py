@@ -26,7 +26,8 @@ class Tracked:
     """resil's record of one driver connection: the :class:`resil.switching.Record` that
     the hot-switch protocol reads and updates."""
 
-    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx", "watch", "owner")
+    __slots__ = ("resource", "origin", "epoch", "connecting", "busy", "tx", "watch", "owner",
+                 "local")
 
     def __init__(self, resource: Resource, origin: tuple[str, int], epoch: int) -> None:
         self.resource = resource
@@ -45,6 +46,9 @@ class Tracked:
         self.owner: weakref.ref[Any] | None = None
         """The pool the connection belongs to (redis-py), once it was checked out: the
         arguments of the spares opened ahead of a switch."""
+        self.local: Any = None
+        """``reads = "local"``: the connection's same-unit read state (its companion
+        connection to the replica, pinning, its last write's GTID), made by the driver."""
 
 
 def endpoint_of(record: Tracked, conn: Any) -> Endpoint | None:

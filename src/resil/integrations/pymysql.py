@@ -41,7 +41,6 @@ asked only when the epoch changed or something is locked.
 from __future__ import annotations
 
 import contextlib
-import copy
 import socket
 from collections.abc import Callable
 from types import MethodType
@@ -52,6 +51,7 @@ from ..gate import must_hold
 from ..sql import Access, classify
 from ..switching import AfterError, Boundary
 from ..topology import Endpoint, address
+from . import _pymysql_reads as _reads
 from ._mysql import (
     AUTOCOMMIT,
     IN_TRANS,
@@ -90,6 +90,8 @@ def _route(conn: Any) -> Tracked | None:
     record = TRACKER.route(conn)
     if record is not None:
         _bound_timeouts(conn, record)
+        if record.resource.reads == "local":
+            _reads.prepare(conn, record)
     return record
 
 
@@ -159,6 +161,18 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
+    """One connect attempt (:func:`_login`); then, for ``reads = "local"``, the
+    session's read-your-writes set-up (:func:`resil.integrations._pymysql_reads.connected`;
+    a fault of its own leaves the connection as PyMySQL made it)."""
+    result = _login(wrapped, conn, args, kwargs)
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    if record is not None and record.local is not None:
+        fail_open("pymysql.reads", _reads.connected, conn, record)
+    return result
+
+
+def _login(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> Any:
     """One connect attempt, with the server's greeting and the login bounded by the
     connect timeout. PyMySQL waits for them as long as its *read* timeout (30 s with
     resil's ``io_timeout``, for ever without): a frozen server's kernel still accepts
@@ -279,10 +293,7 @@ def _spare_to(conn: Any, target: Endpoint, after: Callable[[], object] | None = 
     """A spare (:mod:`resil.integrations._spare`) for ``conn``: a connection to
     ``target`` with the same arguments (user, database, charset, sql_mode,
     init_command, autocommit)."""
-    spare = copy.copy(conn)
-    spare.__dict__.pop(ATTRIBUTE, None)
-    spare._sock = spare._rfile = spare._result = None
-    spare.host, spare.port = target.host, target.port
+    spare = _reads.copy_to(conn, target.host, target.port)
     return Spare(spare, _open_spare, _close_spare, "mysql_spare_failures", after)
 
 
@@ -306,6 +317,10 @@ def _open_spare(spare: Any) -> None:
                                 SPARE_CONNECT_TIMEOUT)
     spare._read_timeout = spare.connect_timeout     # the greeting and login too
     spare.connect()
+    if spare.client_flag & _reads.SESSION_TRACK and "MariaDB" in str(spare.server_version):
+        # reads = "local": as _reads.connected() does
+        spare._execute_command(_reads.COM_QUERY, _reads.TRACK_LAST_GTID)
+        spare._read_ok_packet()
     spare._read_timeout = read                      # the application's, from now on
     with contextlib.suppress(Exception):
         spare._sock.settimeout(read)
@@ -356,6 +371,8 @@ def _adopt(runtime: Runtime, conn: Any, record: Tracked, spare: Spare) -> bool:
     record.tx = False
     record.epoch = state.epoch
     counters.count("mysql_spares_taken")
+    if record.local is not None:
+        fail_open("pymysql.reads", _reads.adopted, conn, record)
     fail_open("pymysql.move", _moved, conn, record, started)
     return True
 
@@ -484,6 +501,14 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
         record: Tracked | None = self.__dict__.get(ATTRIBUTE)
         if record is None or record.connecting:
             return original(self, sql, unbuffered)
+        if record.local is not None and not unbuffered:
+            try:
+                done = _reads.read(self, record, sql, original)
+            except Exception as fault:  # fail-open: the statement goes to the primary
+                counters.record_fault("pymysql.reads", fault)
+                done = _reads.MISS
+            if done is not _reads.MISS:
+                return done
         record.busy = True      # before the state is read: see _statement
         try:
             try:
@@ -511,6 +536,11 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
                     note(record, sql)
                 except Exception as fault:  # fail-open, as resil.guard.fail_open
                     counters.record_fault("pymysql.note", fault)
+            if record.local is not None:
+                try:
+                    _reads.after_primary(self, record, sql)
+                except Exception as fault:
+                    counters.record_fault("pymysql.reads", fault)
             return result
         finally:
             record.busy = False
@@ -589,6 +619,28 @@ def _select_db(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...]
     return result
 
 
+def _make_read_ok(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection._read_ok_packet`` (``commit()``, ``autocommit()``, ``select_db()``):
+    the GTID a ``reads = "local"`` connection's commit reports."""
+    def read_ok_packet(self: Any) -> Any:
+        ok = original(self)
+        record: Tracked | None = self.__dict__.get(ATTRIBUTE)
+        if record is not None and record.local is not None:
+            fail_open("pymysql.reads", _reads.after_ok, self, ok)
+        return ok
+    return read_ok_packet
+
+
+def _close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        record = tracked(instance)
+        if record is not None and record.local is not None:
+            fail_open("pymysql.reads", _reads.close, instance)
+
+
 class PyMySQLIntegration(Integration):
     """Routing and hot switching for PyMySQL."""
 
@@ -604,6 +656,9 @@ class PyMySQLIntegration(Integration):
         Target("pymysql.connections", "Connection.autocommit", _make_autocommit,
                method=True),
         Target("pymysql.connections", "Connection.select_db", _select_db),
+        Target("pymysql.connections", "Connection._read_ok_packet", _make_read_ok,
+               method=True),
+        Target("pymysql.connections", "Connection.close", _close),
     )
 
     def abandon(self, resource: str, address: tuple[str, int]) -> int:

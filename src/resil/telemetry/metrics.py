@@ -196,6 +196,11 @@ LABELED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("resource", "endpoint")),
     ("http_restored", "Ejected http endpoints brought back by a successful probe.",
      ("resource", "endpoint")),
+    ("db_reads", "Reads of reads = \"local\" resources, by the reading process's unit and "
+     "outcome: local (served by the own unit's replica), pinned (session state keeps the "
+     "connection on the primary), fallback_lag, fallback_wait (the replica had not yet "
+     "applied the connection's own write), fallback_error, primary (the own unit holds "
+     "the primary).", ("resource", "unit", "outcome")),
     ("chaos_injected", "Calls a chaos fault changed, by effect (latency, loss, refused, "
      "reset, timeout, error).", ("fault", "resource", "effect")),
 )

@@ -1,0 +1,237 @@
+"""Same-unit reads: whether a read may go to the own unit's replica, and how far behind
+that replica is.
+
+A mysql resource with ``reads = "local"`` sends provably read-only autocommit statements
+to the endpoint of the process's own unit while that endpoint is a replica (the primary
+is in another unit) and lags less than ``max_lag``. The drivers decide what a statement
+is and carry it there (:mod:`resil.integrations._pymysql_reads`); this module, driver-
+neutral, keeps the replica's lag and the outcome counters.
+
+How the lag is known
+    A :class:`ReplicaWatch` per resource and process samples, every
+    :data:`PROBE_INTERVAL`, the primary's GTID position (``@@gtid_binlog_pos``) and then
+    the replica's (``@@gtid_slave_pos``, with ``Slave_running``). The replica has
+    everything the primary had at the time of the newest primary sample its position
+    covers: its lag is at most the time since that sample (:class:`ReplicaLag`). The
+    figure is an upper bound, coarse by one probe interval; an idle primary whose
+    position the replica has reached is 0 behind. No sample in the last
+    :data:`FRESH_FOR` seconds, a replica that does not replicate, or one the primary's
+    position never reached in the kept history: the lag is unknown, and reads go to the
+    primary.
+
+Why positions and not ``Seconds_Behind_Master``
+    It needs a privilege the application's account rarely has, it is whole seconds, and
+    a stopped replica reports NULL. Positions are readable by every account, and a
+    server that stopped replicating (a demoted old primary, a broken replica) falls
+    behind as soon as the primary writes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from . import _log, counters, spans
+from .state import ControlState
+from .topology import Endpoint, Resource
+
+log = _log.get("resil.reads")
+
+#: Seconds between two samples of the primary's and the replica's positions.
+PROBE_INTERVAL = 0.25
+#: A lag older than this (no successful sample since) is unknown: reads go to the primary.
+FRESH_FOR = 1.0
+#: Longest wait for a probe's connect or statement (seconds).
+PROBE_TIMEOUT = 1.0
+#: Outcomes of a read of a ``reads = "local"`` resource (the ``outcome`` label).
+OUTCOMES = ("local", "fallback_lag", "fallback_wait", "fallback_error", "pinned", "primary")
+
+
+def parse_gtids(text: str | None) -> dict[int, int]:
+    """A GTID position (``"0-1-100,1-2-7"``) as its sequence number per replication
+    domain. The server id is left out: within a domain the sequence numbers only grow,
+    whichever server wrote them. An unreadable element is skipped."""
+    position: dict[int, int] = {}
+    for part in (text or "").replace("\n", "").split(","):
+        fields = part.strip().split("-")
+        if len(fields) != 3:
+            continue
+        if not all(field.isdigit() for field in fields):
+            continue
+        domain, seq = int(fields[0]), int(fields[2])
+        position[domain] = max(seq, position.get(domain, seq))
+    return position
+
+
+def covers(have: dict[int, int], want: dict[int, int]) -> bool:
+    """Whether the position ``have`` includes every transaction of ``want``."""
+    return all(have.get(domain, -1) >= seq for domain, seq in want.items())
+
+
+class ReplicaLag:
+    """How far a replica is behind its primary, from positions sampled over time.
+
+    :meth:`primary` records the primary's position and when it was read;
+    :meth:`replica` the replica's, read after it. The replica then holds everything the
+    primary had at the newest primary sample its position covers."""
+
+    def __init__(self, history: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.history = history
+        self._clock = clock
+        self._samples: deque[tuple[float, dict[int, int]]] = deque()
+        self._lag: float | None = None
+        self._at = float("-inf")
+
+    def primary(self, position: dict[int, int], at: float) -> None:
+        """The primary's position, read at ``at``."""
+        self._samples.append((at, position))
+        while len(self._samples) > 2 and self._samples[1][0] < at - self.history:
+            self._samples.popleft()     # the oldest kept sample is older than history
+
+    def replica(self, position: dict[int, int] | None, at: float) -> None:
+        """The replica's position read at ``at`` (after the newest primary sample);
+        None: it does not replicate, so its lag is unknown."""
+        self._at = at
+        if position is None or not self._samples:
+            self._lag = None
+            return
+        newest = len(self._samples) - 1
+        for i in range(newest, -1, -1):
+            sampled, primary = self._samples[i]
+            if covers(position, primary):
+                self._lag = 0.0 if i == newest else max(0.0, at - sampled)
+                return
+        self._lag = float("inf")        # behind everything kept: more than the history
+
+    def failed(self) -> None:
+        """A sample could not be taken: the lag is unknown until the next one."""
+        self._lag = None
+
+    def lag(self) -> float | None:
+        """Seconds the replica is behind at most; None when unknown or not fresh."""
+        if self._clock() - self._at > FRESH_FOR:
+            return None
+        return self._lag
+
+
+class ReplicaWatch:
+    """Samples one resource's primary and own-unit replica in a daemon thread.
+
+    ``probe(primary)`` reads the position of the endpoint ``primary`` (the current
+    primary, from the control state); ``probe(None)``, the replica's, or None when it
+    does not replicate. Either may raise: the sample fails and the lag is unknown.
+    ``state()`` raises LookupError once the agent is gone. The thread starts on first use
+    and again in a forked child, and stops when asked, when the agent is gone, or when
+    nothing asked for the lag during :data:`IDLE_AFTER` seconds. ``on_down()`` is called
+    when a known lag turns unknown (reads in flight on the replica may be cut)."""
+
+    IDLE_AFTER = 60.0
+
+    def __init__(self, resource: Resource, state: Callable[[], ControlState],
+                 probe: Callable[[Endpoint | None], dict[int, int] | None],
+                 on_down: Callable[[], object] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.resource = resource
+        self._state = state
+        self._probe = probe
+        self._on_down = on_down
+        self._clock = clock
+        self.lag_of = ReplicaLag(max(4 * resource.max_lag, 2.0), clock)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pid = 0
+        self._asked = clock()
+        self._healthy = False
+
+    def lag(self) -> float | None:
+        """The replica's lag now (see :class:`ReplicaLag`); starts the watch if needed."""
+        self._asked = self._clock()
+        if self._pid != os.getpid():
+            self._start()
+        return self.lag_of.lag()
+
+    def usable(self) -> bool:
+        """Whether reads may go to the replica now: its lag is known and below
+        ``max_lag``."""
+        lag = self.lag()
+        return lag is not None and lag < self.resource.max_lag
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop = threading.Event()
+            self.lag_of = ReplicaLag(self.lag_of.history, self._clock)
+            threading.Thread(target=self._run, name=f"resil-reads-{self.resource.name}",
+                             daemon=True).start()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            if self._clock() - self._asked > self.IDLE_AFTER:
+                with self._lock:            # asked again later: started again
+                    self._pid = 0
+                return
+            if not self.sample():
+                with self._lock:            # no agent any more
+                    self._pid = 0
+                return
+            stop.wait(PROBE_INTERVAL)
+
+    def sample(self) -> bool:
+        """Take one sample of both positions (the thread's step; tests call it too);
+        False when there is no control state to read (the agent stopped)."""
+        try:
+            state = self._state()
+        except LookupError:
+            self.lag_of.failed()
+            return False
+        try:
+            unit = state.primary_unit(self.resource)
+            primary = self.resource.endpoint_in(unit) if unit else None
+            if primary is None:
+                raise LookupError("no primary endpoint")
+            at = self._clock()
+            position = self._probe(primary)
+            if position is None:
+                raise LookupError("the primary has no position")
+            self.lag_of.primary(position, at)
+            self.lag_of.replica(self._probe(None), self._clock())
+        except Exception as exc:
+            self.lag_of.failed()
+            log.debug("resil: %s replica sample failed: %s", self.resource.name, exc)
+        healthy = self.lag_of.lag() is not None
+        if self._healthy and not healthy:
+            try:
+                self._on_down()
+            except Exception as fault:
+                counters.record_fault("reads.on_down", fault)
+        self._healthy = healthy
+        return True
+
+
+def local_endpoint(resource: Resource, unit: str, state: ControlState) -> Endpoint | None:
+    """The endpoint reads of ``resource`` may go to in ``unit``: its own endpoint there,
+    when the primary is elsewhere (None when the unit has none or holds the primary)."""
+    if state.primary_unit(resource) == unit:
+        return None
+    return resource.endpoint_in(unit)
+
+
+def count(resource: Resource, unit: str, outcome: str, started_ns: int = 0,
+          endpoint: Endpoint | None = None) -> None:
+    """Count a read of a ``reads = "local"`` resource by where it went and why; with
+    ``started_ns`` (when tracing), record it as a ``resil.read`` span too."""
+    counters.count(f"db_reads:{resource.name}:{unit}:{outcome}")
+    if started_ns:
+        spans.span("resil.read", started_ns, spans.now_ns(), {
+            "resil.resource": resource.name, "resil.read.outcome": outcome,
+            "resil.endpoint": str(endpoint) if endpoint else "",
+            "resil.endpoint.unit": endpoint.unit if endpoint else ""})

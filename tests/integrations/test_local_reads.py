@@ -1,0 +1,355 @@
+"""Same-unit reads (``reads = "local"``) with PyMySQL, against a real MariaDB GTID pair.
+
+The process runs in unit b, whose endpoint is the pair's replica; the primary is in
+unit a. A table ``origin`` holds one row that differs between the servers (written
+with the binary log off), so a read says which server answered it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+import resil
+from resil import context, counters
+from resil.integrations import _pymysql_reads
+from servers.config import resil_toml
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def configure(write_config, mariadb_pair, tmp_path) -> Callable[..., Path]:
+    """A resil.toml for unit b with ``reads = "local"`` on orders-db."""
+    def make(max_lag: float = 0.5, read_wait: float = 0.2) -> Path:
+        text = resil_toml((tmp_path / "state.json").as_uri(), mysql=mariadb_pair,
+                          control="poll_interval = 0.02")
+        text = text.replace('unit = "a"', 'unit = "b"', 1).replace(
+            "[resources.orders-db]\n",
+            f'[resources.orders-db]\nreads = "local"\nmax_lag = {max_lag}\n'
+            f"read_wait = {read_wait}\n", 1)
+        return write_config(text)
+    return make
+
+
+@pytest.fixture
+def origin(mariadb_pair, mysql_db) -> Iterator[str]:
+    """``mysql_db`` with a table ``origin`` whose one row names the server holding it,
+    and an empty table ``t`` for writes."""
+    mariadb_pair.primary.root_sql(
+        f"CREATE TABLE `{mysql_db}`.origin (v VARCHAR(16));"
+        f"CREATE TABLE `{mysql_db}`.t (id INT PRIMARY KEY, v INT)")
+    mariadb_pair.wait_caught_up()
+    for server, name in ((mariadb_pair.primary, "primary"), (mariadb_pair.replica, "replica")):
+        server.root_sql(f"SET SESSION sql_log_bin = 0; INSERT INTO `{mysql_db}`.origin "
+                        f"VALUES ('{name}')")
+    yield mysql_db
+    _pymysql_reads.stop_watches()
+
+
+@pytest.fixture(autouse=True)
+def no_faults() -> Iterator[None]:
+    """resil's own code never failed (a fault would be hidden by its fail-open guard)."""
+    yield
+    assert counters.faults() == {}
+
+
+def connect(db: str, **kw) -> pymysql.connections.Connection:
+    kw.setdefault("autocommit", True)
+    return pymysql.connect(host="orders-db", user="app", password="apppw", database=db,
+                           connect_timeout=5, **kw)
+
+
+def where(conn) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT v FROM origin")
+        return cur.fetchone()[0]
+
+
+def outcomes() -> dict[str, int]:
+    prefix = "db_reads:orders-db:b:"
+    return {k[len(prefix):]: int(v) for k, v in counters.stats().items()
+            if k.startswith(prefix)}
+
+
+def started(path: Path):
+    agent = resil.start(path)
+    return agent
+
+
+def local_soon(conn) -> bool:
+    """The replica watch needs a sample or two before the first local read."""
+    return wait_for(lambda: where(conn) == "replica")
+
+
+# --------------------------------------------------------------------------- where reads go
+
+def test_an_autocommit_read_goes_to_the_own_units_replica_and_writes_to_the_primary(
+        configure, origin, mariadb_pair):
+    started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    with conn.cursor() as cur:
+        assert cur.execute("INSERT INTO t VALUES (1, 10)") == 1
+        cur.execute("SELECT v FROM t WHERE id = 1")     # its own write, seen at once
+        assert cur.fetchall() == ((10,),)
+        assert cur.rowcount == 1 and cur.description[0][0] == "v"
+    assert mariadb_pair.primary.root_sql(f"SELECT v FROM `{origin}`.t") == [(10,)]
+    assert where(conn) == "replica"
+    assert outcomes()["local"] >= 3
+    conn.close()
+    assert _pymysql_reads.Local is not None
+
+
+def test_reads_inside_transactions_stay_on_the_primary(configure, origin):
+    started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    conn.begin()
+    assert where(conn) == "primary"
+    conn.commit()
+    assert where(conn) == "replica"
+    conn.autocommit(False)
+    assert where(conn) == "primary"
+    conn.rollback()
+    assert where(conn) == "primary"         # autocommit off: every statement is in one
+    conn.autocommit(True)
+    assert where(conn) == "replica"
+    with conn.cursor(pymysql.cursors.SSCursor) as cur:    # unbuffered: the primary
+        cur.execute("SELECT v FROM origin")
+        assert list(cur.fetchall()) == [("primary",)]
+
+
+@pytest.mark.parametrize("statement", [
+    "SET @x = 1",
+    "SELECT @y := 2",
+    "SELECT v INTO @z FROM origin",
+    "SET SESSION sql_mode = 'ANSI_QUOTES'",
+    "SET NAMES utf8mb4",
+    "CREATE TEMPORARY TABLE scratch (a INT)",
+    "SELECT GET_LOCK('resil-test', 0)",
+    "PREPARE s FROM 'SELECT 1'",
+    "LOCK TABLES origin READ",
+    "SELECT SQL_CALC_FOUND_ROWS v FROM origin",
+])
+def test_session_state_pins_the_connection_to_the_primary_until_it_connects_again(
+        configure, origin, statement):
+    started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        cur.fetchall()
+    assert where(conn) == "primary"
+    assert where(conn) == "primary"
+    assert outcomes().get("pinned", 0) >= 2
+    conn.close()
+    conn.connect()                          # a new session: nothing pins it
+    assert where(conn) == "replica"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("SELECT @@server_id", 1),
+    ("SELECT CONNECTION_ID() > 0", 1),
+    ("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()", 1),
+])
+def test_reads_that_depend_on_the_session_or_the_server_stay_on_the_primary(
+        configure, origin, query, expected):
+    started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    with conn.cursor() as cur:
+        cur.execute(query)
+        assert cur.fetchone()[0] == expected
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (7, 7)")
+        cur.execute("SELECT LAST_INSERT_ID(), ROW_COUNT()")
+        cur.fetchall()
+    assert where(conn) == "replica"         # none of them pins
+
+
+def test_when_the_own_unit_holds_the_primary_reads_go_to_the_primary(
+        configure, origin, tmp_path):
+    agent = started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    record = conn.__dict__["_resil_tracked"]
+    assert record.local.companion is not None
+    from resil.control import open_control_plane
+    plane = open_control_plane(agent.config.control_url, agent.config.topology, None)
+    state = agent.current_state()
+    from resil.state import issuer
+    plane.publish(state.evolve(primaries={**state.primaries, "orders-db": "b"}),
+                  issuer=issuer())
+    assert wait_for(lambda: agent.state.primary_unit(
+        agent.config.resources["orders-db"]) == "b")
+    where(conn)
+    assert outcomes().get("primary", 0) >= 1
+    assert record.local.companion is None    # closed: no second connection to the primary
+
+
+# --------------------------------------------------------------------------- read-your-writes
+
+def test_a_connection_reads_its_own_write_even_when_the_replica_has_not_applied_it(
+        configure, origin, mariadb_pair):
+    started(configure(max_lag=30, read_wait=0.2))
+    conn = connect(origin)
+    assert local_soon(conn)
+    # The replica's SQL thread waits on a table lock: it replicates, but applies nothing
+    # to t (a stopped SQL thread would make the watch skip the replica altogether).
+    with context.bypass():      # resil would route the replica's address to the primary
+        blocker = mariadb_pair.replica.connect(user="resil", password="resilpw",
+                                               database=origin)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLES t READ")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (1, 1)")
+            began = time.monotonic()
+            cur.execute("SELECT v FROM t WHERE id = 1")
+            assert cur.fetchall() == ((1,),)         # from the primary, after read_wait
+            assert 0.15 < time.monotonic() - began < 2
+            assert outcomes().get("fallback_wait", 0) == 1, outcomes()
+            # A commit() in a transaction reports its GTID through PyMySQL's own OK read.
+            conn.autocommit(False)
+            cur.execute("UPDATE t SET v = 2 WHERE id = 1")
+            conn.commit()
+            conn.autocommit(True)
+            cur.execute("SELECT v FROM t WHERE id = 1")
+            assert cur.fetchall() == ((2,),)
+            assert outcomes()["fallback_wait"] == 2, outcomes()
+            # Any read of the connection waits for its writes, whatever table it reads.
+            assert where(conn) == "primary"
+            assert outcomes()["fallback_wait"] == 3, outcomes()
+    finally:
+        blocker.close()                             # the replica applies both writes
+    with conn.cursor() as cur:
+        cur.execute("SELECT v FROM t WHERE id = 1")
+        assert cur.fetchall() == ((2,),)
+    assert outcomes()["fallback_wait"] == 3, outcomes()
+    assert outcomes().get("fallback_error", 0) == 0, outcomes()
+
+
+def test_read_your_writes_holds_under_concurrent_writers(configure, origin):
+    started(configure(max_lag=5, read_wait=0.5))
+    probe = connect(origin)
+    assert local_soon(probe)
+    failures: list[str] = []
+    done = threading.Barrier(9)
+
+    def writer(n: int) -> None:
+        conn = connect(origin)
+        try:
+            for i in range(120):
+                key = n * 1000 + i
+                with conn.cursor() as cur:
+                    if i % 3 == 0:                  # some through a transaction and commit()
+                        conn.autocommit(False)
+                        cur.execute("INSERT INTO t VALUES (%s, %s)", (key, i))
+                        conn.commit()
+                        conn.autocommit(True)
+                    else:
+                        cur.execute("INSERT INTO t VALUES (%s, %s)", (key, i))
+                    cur.execute("SELECT v FROM t WHERE id = %s", (key,))
+                    if cur.fetchall() != ((i,),):
+                        failures.append(f"{key} not read back")
+                    cur.execute("UPDATE t SET v = v + 1 WHERE id = %s", (key,))
+                    cur.execute("SELECT v FROM t WHERE id = %s", (key,))
+                    if cur.fetchall() != ((i + 1,),):
+                        failures.append(f"{key} update not read back")
+        except Exception as exc:        # pragma: no cover - reported below
+            failures.append(repr(exc))
+        finally:
+            conn.close()
+            done.wait()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    done.wait()
+    assert failures == []
+    seen = outcomes()
+    assert seen["local"] > 500, seen       # most reads were served by the replica
+
+
+# --------------------------------------------------------------------------- replica trouble
+
+@pytest.mark.adversarial
+def test_a_lagging_replica_is_skipped_until_it_catches_up(configure, origin, mariadb_pair):
+    started(configure(max_lag=0.5))
+    conn = connect(origin)
+    assert local_soon(conn)
+    replica = mariadb_pair.replica
+    replica.root_sql("STOP SLAVE SQL_THREAD")
+    try:
+        writer = connect(origin)
+        stop = threading.Event()
+
+        def write() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                with writer.cursor() as cur:
+                    cur.execute("REPLACE INTO t VALUES (1, %s)", (i,))
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            assert wait_for(lambda: where(conn) == "primary", timeout=3)
+            assert outcomes().get("fallback_lag", 0) >= 1
+        finally:
+            stop.set()
+            thread.join()
+    finally:
+        replica.root_sql("START SLAVE SQL_THREAD")
+    assert wait_for(lambda: where(conn) == "replica", timeout=5)
+
+
+@pytest.mark.adversarial
+def test_a_frozen_replica_fails_no_read(configure, origin, mariadb_pair):
+    started(configure())
+    conns = [connect(origin) for _ in range(4)]
+    own = connect(origin)                   # the test's own, not shared with a reader
+    assert local_soon(own)
+    errors: list[str] = []
+    slowest = [0.0]
+    stop = threading.Event()
+
+    def read(conn) -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                assert where(conn) in ("primary", "replica")
+            except Exception as exc:
+                errors.append(repr(exc))
+            slowest[0] = max(slowest[0], time.monotonic() - began)
+
+    threads = [threading.Thread(target=read, args=(c,)) for c in conns]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    mariadb_pair.replica.freeze()
+    try:
+        time.sleep(3.0)
+        assert where(own) == "primary"
+    finally:
+        mariadb_pair.replica.thaw()
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert slowest[0] < 4.0, slowest        # in-flight reads are cut when the watch notices
+    assert wait_for(lambda: where(own) == "replica", timeout=10)
