@@ -137,7 +137,8 @@ def test_reads_inside_transactions_stay_on_the_primary(configure, origin):
     "SELECT @y := 2",
     "SELECT v INTO @z FROM origin",
     "SET SESSION sql_mode = 'ANSI_QUOTES'",
-    "SET NAMES utf8mb4",
+    "SET NAMES latin1",
+    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
     "CREATE TEMPORARY TABLE scratch (a INT)",
     "SELECT GET_LOCK('resil-test', 0)",
     "PREPARE s FROM 'SELECT 1'",
@@ -158,6 +159,19 @@ def test_session_state_pins_the_connection_to_the_primary_until_it_connects_agai
     conn.close()
     conn.connect()                          # a new session: nothing pins it
     assert where(conn) == "replica"
+
+
+def test_set_names_of_the_connections_own_charset_pins_nothing(configure, origin):
+    """What SQLAlchemy sends on every connect: the session stays as a second connection
+    made with the same arguments has it."""
+    started(configure())
+    conn = connect(origin, charset="utf8mb4")
+    assert local_soon(conn)
+    with conn.cursor() as cur:
+        cur.execute("SET NAMES utf8mb4")
+        cur.execute("set names 'UTF8MB4';")
+    assert where(conn) == "replica"
+    assert outcomes().get("pinned", 0) == 0
 
 
 @pytest.mark.parametrize("query, expected", [
@@ -353,3 +367,88 @@ def test_a_frozen_replica_fails_no_read(configure, origin, mariadb_pair):
     assert errors == []
     assert slowest[0] < 4.0, slowest        # in-flight reads are cut when the watch notices
     assert wait_for(lambda: where(own) == "replica", timeout=10)
+
+
+# --------------------------------------------------------------------------- frameworks
+
+def test_sqlalchemy_autocommit_engine_reads_locally_and_its_own_writes(configure, origin):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    started(configure())
+    url = f"mysql+pymysql://app:apppw@orders-db/{origin}"
+    autocommit = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2)
+    default = sqlalchemy.create_engine(url, pool_size=2)
+    text = sqlalchemy.text
+    assert wait_for(lambda: _engine_where(autocommit, text) == "replica")
+    with autocommit.connect() as conn:
+        for i in range(20):
+            conn.execute(text("INSERT INTO t VALUES (:i, :i)"), {"i": i})
+            assert conn.execute(text("SELECT v FROM t WHERE id = :i"), {"i": i}).all() == [(i,)]
+    # The default engine runs every statement in a transaction: the primary.
+    with default.begin() as conn:
+        assert conn.execute(text("SELECT v FROM origin")).scalar() == "primary"
+    assert _engine_where(default, text) == "primary"
+    assert outcomes()["local"] >= 20
+    autocommit.dispose()
+    default.dispose()
+
+
+def _engine_where(engine, text) -> str:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT v FROM origin")).scalar()
+
+
+DJANGO = r"""
+import json, sys
+import pymysql
+pymysql.install_as_MySQLdb()
+import resil
+from django.conf import settings
+settings.configure(DATABASES={"default": {
+    "ENGINE": "django.db.backends.mysql", "HOST": "orders-db", "NAME": sys.argv[2],
+    "USER": "app", "PASSWORD": "apppw", "CONN_MAX_AGE": 60}}, USE_TZ=True)
+import django
+django.setup()
+resil.start(sys.argv[1])
+from django.db import connection, transaction
+import time
+
+def where():
+    with connection.cursor() as cur:
+        cur.execute("SELECT v FROM origin")
+        return cur.fetchone()[0]
+
+deadline = time.monotonic() + 5
+while where() != "replica" and time.monotonic() < deadline:
+    time.sleep(0.05)
+out = {"first": where()}
+seen = []
+for i in range(20):
+    with connection.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (%s, %s)", [i, i])
+        cur.execute("SELECT v FROM t WHERE id = %s", [i])
+        seen.append(cur.fetchone()[0] == i)
+out["own_writes"] = all(seen)
+with transaction.atomic():
+    out["in_atomic"] = where()
+out["after"] = where()
+from resil import counters
+out["local"] = counters.stats().get("db_reads:orders-db:b:local", 0)
+print(json.dumps(out))
+"""
+
+
+def test_django_orm_connection_reads_locally(configure, origin):
+    pytest.importorskip("django")
+    import json
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", DJANGO, str(configure()), origin],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # Django's SET SESSION TRANSACTION ISOLATION LEVEL on connect pins nothing.
+    assert out["first"] == "replica", out
+    assert out["own_writes"] is True
+    assert out["in_atomic"] == "primary"
+    assert out["after"] == "replica"
+    assert out["local"] >= 20

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import socket
 import threading
 import weakref
@@ -163,8 +164,8 @@ def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any]) -> Any
         return MISS
     where = locality(sql, no_backslash_escapes=bool(status & NO_BACKSLASH_ESCAPES))
     if where is not _REPLICA:
-        if where is _PIN:
-            local.pinned = True
+        if where is _PIN and not _same_names(conn, sql):
+            local.pinned = True     # before it runs: a text that fails half-way pins too
         return MISS
     agent = registry._runtime
     if agent is None:
@@ -218,8 +219,22 @@ def after_primary(conn: Any, record: Tracked, sql: Any) -> None:
             local.unsure = True
     elif result.server_status & STATE_CHANGED:
         noted(local, result.message)
-    if not local.pinned and locality(sql) is _PIN:
+    if not local.pinned and locality(sql) is _PIN and not _same_names(conn, sql):
         local.pinned = True
+
+
+#: ``SET NAMES charset``, alone: what SQLAlchemy sends on every new connection.
+_SET_NAMES = re.compile(rb"\s*SET\s+NAMES\s+(['\"`]?)(\w+)\1\s*;?\s*", re.IGNORECASE)
+
+
+def _same_names(conn: Any, sql: Any) -> bool:
+    """Whether ``sql`` is ``SET NAMES`` with the character set ``conn`` was made with
+    (and no collation of its own): it leaves the session as a companion made with the
+    same arguments has it, so it pins nothing."""
+    text = sql.encode() if isinstance(sql, str) else sql
+    found = _SET_NAMES.fullmatch(text) if isinstance(text, bytes) else None
+    return (found is not None and getattr(conn, "collation", None) is None
+            and found.group(2).decode().lower() == str(getattr(conn, "charset", "")).lower())
 
 
 def after_ok(conn: Any, ok: Any) -> None:
