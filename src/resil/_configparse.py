@@ -185,6 +185,7 @@ def _build_resource(name: str, values: object, source: Source) -> Resource:
         connect_timeout=connect_timeout, io_timeout=io_timeout,
         reads=table.text("reads"), max_lag=table.number("max_lag"),
         read_wait=table.number("read_wait"),
+        read_your_writes=table.text("read_your_writes"),
         admin_user=table.text("admin_user"),
         admin_password_env=table.text("admin_password_env"),
         replication_user=table.text("replication_user"),

@@ -32,7 +32,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 
 from . import _log, counters, spans
 from .state import ControlState
@@ -215,6 +216,38 @@ class ReplicaWatch:
                 counters.record_fault("reads.on_down", fault)
         self._healthy = healthy
         return True
+
+
+class Writes:
+    """The positions written while serving one request, per resource: what reads of a
+    ``read_your_writes = "request"`` resource wait for, on any connection."""
+
+    __slots__ = ("positions", "texts", "unsure")
+
+    def __init__(self) -> None:
+        self.positions: dict[str, dict[int, int]] = {}
+        self.texts: dict[str, dict[int, str]] = {}
+        self.unsure: set[str] = set()
+        """Resources written to by a statement whose GTID was not reported: the rest of
+        the request reads them from the primary."""
+
+    def note(self, resource: str, gtid: str) -> None:
+        """``gtid`` (``domain-server-seq``) was written to ``resource``."""
+        for domain, seq in parse_gtids(gtid).items():
+            position = self.positions.setdefault(resource, {})
+            if seq > position.get(domain, -1):
+                position[domain] = seq
+                self.texts.setdefault(resource, {})[domain] = gtid.strip()
+
+
+request_writes: ContextVar[Writes | None] = ContextVar("resil_request_writes", default=None)
+"""The writes of the request being served, while a resource reads its own across
+connections (set by the WSGI/ASGI wrappers, :func:`request_scope`)."""
+
+
+def request_scoped(resources: Iterable[Resource]) -> bool:
+    """Whether any resource has reads wait for its request's writes."""
+    return any(r.reads == "local" and r.read_your_writes == "request" for r in resources)
 
 
 def local_endpoint(resource: Resource, unit: str, state: ControlState) -> Endpoint | None:

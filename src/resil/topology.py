@@ -120,6 +120,8 @@ class Resource:
     """``reads = "local"``: the longest replica lag reads tolerate (seconds)."""
     read_wait: float = resource_default("read_wait", float)
     """``reads = "local"``: the longest wait for a connection's own write (seconds)."""
+    read_your_writes: str = resource_default("read_your_writes", str)
+    """``reads = "local"``: ``"connection"`` or ``"request"`` (whose writes reads wait for)."""
     admin_user: str = resource_default("admin_user", str)
     admin_password_env: str = resource_default("admin_password_env", str)
     replication_user: str = resource_default("replication_user", str)

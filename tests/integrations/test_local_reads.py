@@ -33,13 +33,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 @pytest.fixture
 def configure(write_config, mariadb_pair, tmp_path) -> Callable[..., Path]:
     """A resil.toml for unit b with ``reads = "local"`` on orders-db."""
-    def make(max_lag: float = 0.5, read_wait: float = 0.2) -> Path:
+    def make(max_lag: float = 0.5, read_wait: float = 0.2,
+             read_your_writes: str = "connection") -> Path:
         text = resil_toml((tmp_path / "state.json").as_uri(), mysql=mariadb_pair,
                           control="poll_interval = 0.02")
         text = text.replace('unit = "a"', 'unit = "b"', 1).replace(
             "[resources.orders-db]\n",
             f'[resources.orders-db]\nreads = "local"\nmax_lag = {max_lag}\n'
-            f"read_wait = {read_wait}\n", 1)
+            f'read_wait = {read_wait}\nread_your_writes = "{read_your_writes}"\n', 1)
         return write_config(text)
     return make
 
@@ -452,3 +453,42 @@ def test_django_orm_connection_reads_locally(configure, origin):
     assert out["in_atomic"] == "primary"
     assert out["after"] == "replica"
     assert out["local"] >= 20
+
+
+@pytest.mark.parametrize("scope", ["request", "connection"])
+def test_a_request_reads_its_writes_on_any_connection_when_scoped_to_requests(
+        configure, origin, mariadb_pair, scope):
+    """A Flask request writes on one connection and reads on another while the replica
+    has not applied the write: with read_your_writes = "request" the read waits for it
+    (and goes to the primary); with "connection" it does not, and misses the write."""
+    flask = pytest.importorskip("flask")
+    started(configure(max_lag=30, read_wait=0.2, read_your_writes=scope))
+    writer, reader = connect(origin), connect(origin)
+    assert local_soon(reader)
+    app = flask.Flask(__name__)
+
+    @app.post("/items/<int:key>")
+    def add(key: int):
+        with writer.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (%s, 1)", (key,))
+        with reader.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM t WHERE id = %s", (key,))
+            return {"found": cur.fetchone()[0]}
+
+    with context.bypass():
+        blocker = mariadb_pair.replica.connect(user="resil", password="resilpw",
+                                               database=origin)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLES t READ")     # the replica applies nothing to t
+    try:
+        found = app.test_client().post("/items/1").json["found"]
+    finally:
+        blocker.close()
+    if scope == "request":
+        assert found == 1
+        assert outcomes()["fallback_wait"] == 1
+    else:
+        assert found == 0                     # the other connection's write is not waited for
+        assert outcomes().get("fallback_wait", 0) == 0
+    # Outside a request, the reader waits for nothing of the writer's.
+    assert where(reader) == "replica"

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import re
 import socket
 import threading
@@ -74,7 +75,7 @@ class Local:
     """One application connection's same-unit read state."""
 
     __slots__ = ("companion", "at", "pinned", "gtid", "gtid_text", "seen", "unsure", "busy",
-                 "supported", "__weakref__")
+                 "supported", "scope", "__weakref__")
 
     def __init__(self) -> None:
         self.companion: Any = None
@@ -97,6 +98,9 @@ class Local:
         """A read is running on the companion."""
         self.supported = True
         """The server can report ``last_gtid`` (MariaDB); otherwise no local reads."""
+        self.scope = ""
+        """The resource's name when its reads wait for their request's writes too
+        (``read_your_writes = "request"``)."""
 
     def drop_companion(self) -> None:
         companion, self.companion, self.at, self.seen = self.companion, None, None, {}
@@ -106,6 +110,7 @@ class Local:
 
 
 _LOCALS: weakref.WeakSet[Local] = weakref.WeakSet()
+_LOCALS_LOCK = threading.Lock()
 _WATCHES: dict[str, ReplicaWatch] = {}
 _WATCHES_LOCK = threading.Lock()
 
@@ -116,7 +121,10 @@ def prepare(conn: Any, record: Tracked) -> None:
     """Before a connect of a ``reads = "local"`` connection: ask for session tracking."""
     if record.local is None:
         record.local = Local()
-        _LOCALS.add(record.local)
+        if record.resource.read_your_writes == "request":
+            record.local.scope = record.resource.name
+        with _LOCALS_LOCK:
+            _LOCALS.add(record.local)
     conn.client_flag |= SESSION_TRACK
 
 
@@ -189,8 +197,12 @@ def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any]) -> Any
         if local.unsure:
             _ask_last_gtid(conn, local, query)
         companion = _companion(conn, local, endpoint, query)
-        if local.gtid and not covers(local.seen, local.gtid):
-            if not _wait_for_own_write(companion, local, resource, query):
+        position, texts = _wanted(local)
+        if position is None:            # the request wrote something of unknown GTID
+            reads.count(resource, unit, "fallback_wait", started, endpoint)
+            return MISS
+        if position and not covers(local.seen, position):
+            if not _wait_for_own_write(companion, local, resource, query, position, texts):
                 reads.count(resource, unit, "fallback_wait", started, endpoint)
                 return MISS
         affected = query(companion, sql)
@@ -216,7 +228,7 @@ def after_primary(conn: Any, record: Tracked, sql: Any) -> None:
     if result is None or result.has_next or result.message is None:
         # Rows (INSERT ... RETURNING, CALL) or more results: an OK packet not read here.
         if classify(sql) is not _READ:
-            local.unsure = True
+            _unsure(local)
     elif result.server_status & STATE_CHANGED:
         noted(local, result.message)
     if not local.pinned and locality(sql) is _PIN and not _same_names(conn, sql):
@@ -243,9 +255,17 @@ def after_ok(conn: Any, ok: Any) -> None:
     if record is None or record.local is None:
         return
     if ok is None or getattr(ok, "message", None) is None:
-        record.local.unsure = True
+        _unsure(record.local)
     elif ok.server_status & STATE_CHANGED:
         noted(record.local, ok.message)
+
+
+def _unsure(local: Local) -> None:
+    """A statement may have written, and its GTID was not reported."""
+    local.unsure = True
+    writes = reads.request_writes.get() if local.scope else None
+    if writes is not None:
+        writes.unsure.add(local.scope)
 
 
 def noted(local: Local, message: bytes) -> None:
@@ -257,12 +277,16 @@ def noted(local: Local, message: bytes) -> None:
 
 def noted_gtid(local: Local, gtid: str) -> None:
     """Keep ``gtid`` (one, or a position) as the connection's newest write where it is
-    newer than what is kept."""
+    newer than what is kept; and as a write of the request being served, when the
+    resource reads those (``read_your_writes = "request"``)."""
+    writes = reads.request_writes.get() if local.scope else None
     for part in gtid.split(","):
         for domain, seq in parse_gtids(part).items():
             if seq > local.gtid.get(domain, -1):
                 local.gtid = {**local.gtid, domain: seq}
                 local.gtid_text = {**local.gtid_text, domain: part.strip()}
+        if writes is not None and part.strip():
+            writes.note(local.scope, part)
 
 
 def last_gtid(message: bytes) -> str | None:
@@ -316,11 +340,30 @@ def _ask_last_gtid(conn: Any, local: Local, query: Callable[..., Any]) -> None:
         noted_gtid(local, _text(value))
 
 
+def _wanted(local: Local) -> tuple[dict[int, int] | None, dict[int, str]]:
+    """What a read must find on the replica: the connection's newest write, and the
+    request's when the resource reads those (the newer of the two per domain). None
+    when the request wrote with a GTID that was not reported: only the primary has
+    it for sure."""
+    writes = reads.request_writes.get() if local.scope else None
+    if writes is not None and local.scope in writes.unsure:
+        return None, {}
+    if writes is None or local.scope not in writes.positions:
+        return local.gtid, local.gtid_text
+    position, texts = dict(local.gtid), dict(local.gtid_text)
+    for domain, seq in writes.positions[local.scope].items():
+        if seq > position.get(domain, -1):
+            position[domain] = seq
+            texts[domain] = writes.texts[local.scope][domain]
+    return position, texts
+
+
 def _wait_for_own_write(companion: Any, local: Local, resource: Resource,
-                        query: Callable[..., Any]) -> bool:
-    """Whether the replica has applied the connection's newest write, waiting for it up
-    to ``read_wait``."""
-    want = ",".join(text for _, text in sorted(local.gtid_text.items()))
+                        query: Callable[..., Any], position: dict[int, int],
+                        texts: dict[int, str]) -> bool:
+    """Whether the replica has applied ``position`` (the newest writes a read must see),
+    waiting for it up to ``read_wait``."""
+    want = ",".join(text for _, text in sorted(texts.items()))
     if resource.read_wait <= 0:
         query(companion, b"SELECT @@gtid_slave_pos")
         reached = parse_gtids(_text(companion._result.rows[0][0]))
@@ -331,7 +374,7 @@ def _wait_for_own_write(companion: Any, local: Local, resource: Resource,
         if row[0] != 0:
             return False
         reached = parse_gtids(_text(row[1]))
-    if not covers(reached, local.gtid):
+    if not covers(reached, position):
         return False
     local.seen = reached
     return True
@@ -378,7 +421,9 @@ def close(conn: Any) -> None:
 def _cut_busy(resource: str) -> None:
     """The replica of ``resource`` went down or fell behind while reads may be in flight
     there: shut their sockets so that they fail at once and go to the primary."""
-    for local in list(_LOCALS):
+    with _LOCALS_LOCK:
+        locals_ = list(_LOCALS)
+    for local in locals_:
         companion = local.companion
         if local.busy and companion is not None and local.at is not None \
                 and local.at.resource == resource and companion._sock is not None:
@@ -423,11 +468,15 @@ class _Probe:
         self.template.connect_timeout = reads.PROBE_TIMEOUT
         self.template._read_timeout = self.template._write_timeout = reads.PROBE_TIMEOUT
         self.conns: dict[Endpoint, Any] = {}
+        self.pid = os.getpid()
 
     def __call__(self, primary: Endpoint | None) -> dict[int, int] | None:
         agent = registry._runtime
         if agent is None:
             raise LookupError("the agent stopped")
+        if self.pid != os.getpid():
+            # A forked child: the connections are its parent's (left alone, not closed).
+            self.conns, self.pid = {}, os.getpid()
         endpoint = primary or self.resource.endpoint_in(agent.config.unit)
         if endpoint is None:
             return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import counters, registry
+from .. import counters, reads, registry
 from ..context import ROUTE_KEY_ASGI, ROUTE_KEY_WSGI
 from ..guard import fail_open
 from ..requeststats import status_of
@@ -35,6 +35,7 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
         stats = counters.requests()
         token = stats.begin()
         status = [0]
+        scope = _scope_writes(agent)
 
         def start(status_line: str, headers: Any, exc_info: Any = None) -> Any:
             status[0] = status_of(status_line)
@@ -50,6 +51,8 @@ def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
                 agent, lambda env, respond: original(self, env, respond), environ, start)
         finally:
             stats.end(token, status[0] or 500)
+            if scope is not None:
+                reads.request_writes.reset(scope)
     return wsgi
 
 
@@ -65,6 +68,7 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
         stats = counters.requests()
         token = stats.begin()
         status = [0]
+        writes = _scope_writes(agent)
 
         async def sending(message: Any) -> Any:
             if message.get("type") == "http.response.start":
@@ -79,4 +83,15 @@ def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
                 agent, lambda sc, rc, sd: original(self, sc, rc, sd), scope, receive, sending)
         finally:
             stats.end(token, status[0] or 500)
+            if writes is not None:
+                reads.request_writes.reset(writes)
     return asgi
+
+
+def _scope_writes(agent: Any) -> Any:
+    """For a ``read_your_writes = "request"`` resource: a record of the request's
+    writes, for the request's reads on any connection (:mod:`resil.reads`); the token
+    that ends it, or None."""
+    if not reads.request_scoped(agent.config.resources.values()):
+        return None
+    return reads.request_writes.set(reads.Writes())
