@@ -631,14 +631,17 @@ def _make_read_ok(original: Callable[..., Any]) -> Callable[..., Any]:
     return read_ok_packet
 
 
-def _close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> Any:
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        record = tracked(instance)
-        if record is not None and record.local is not None:
-            fail_open("pymysql.reads", _reads.close, instance)
+def _make_close(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.close``: a ``reads = "local"`` connection's companion is closed
+    with it (a plain method: every connect of a short-lived connection pays it)."""
+    def close(self: Any) -> Any:
+        try:
+            return original(self)
+        finally:
+            record: Tracked | None = self.__dict__.get(ATTRIBUTE)
+            if record is not None and record.local is not None:
+                fail_open("pymysql.reads", _reads.close, self)
+    return close
 
 
 class PyMySQLIntegration(Integration):
@@ -658,7 +661,7 @@ class PyMySQLIntegration(Integration):
         Target("pymysql.connections", "Connection.select_db", _select_db),
         Target("pymysql.connections", "Connection._read_ok_packet", _make_read_ok,
                method=True),
-        Target("pymysql.connections", "Connection.close", _close),
+        Target("pymysql.connections", "Connection.close", _make_close, method=True),
     )
 
     def abandon(self, resource: str, address: tuple[str, int]) -> int:
