@@ -13,11 +13,14 @@ How the lag is known
     the replica's (``@@gtid_slave_pos``, with ``Slave_running``). The replica has
     everything the primary had at the time of the newest primary sample its position
     covers: its lag is at most the time since that sample (:class:`ReplicaLag`). The
-    figure is an upper bound, coarse by one probe interval; an idle primary whose
-    position the replica has reached is 0 behind. No sample in the last
-    :data:`FRESH_FOR` seconds, a replica that does not replicate, or one the primary's
-    position never reached in the kept history: the lag is unknown, and reads go to the
-    primary.
+    figure is an upper bound, coarse by one probe interval; a replica that has reached
+    an idle primary's position is a few milliseconds behind (the time between the two
+    reads). A primary that stops answering adds no samples, so the lag of a replica
+    that had everything grows with the time since the last one: reads stay local for
+    ``max_lag`` after the primary was last seen, not longer. No replica sample in the
+    last :data:`FRESH_FOR` seconds, a replica that does not replicate, or one the
+    primary's position never reached in the kept history: the lag is unknown, and reads
+    go to the primary.
 
 Why positions and not ``Seconds_Behind_Master``
     It needs a privilege the application's account rarely has, it is whole seconds, and
@@ -43,8 +46,10 @@ log = _log.get("resil.reads")
 
 #: Seconds between two samples of the primary's and the replica's positions.
 PROBE_INTERVAL = 0.25
-#: A lag older than this (no successful sample since) is unknown: reads go to the primary.
-FRESH_FOR = 1.0
+#: A lag older than this (no successful replica sample since) is unknown: reads go to the
+#: primary. Above a probe's timeout plus its interval: a primary that times out every
+#: sample still leaves the replica's lag known.
+FRESH_FOR = 2.5
 #: Longest wait for a probe's connect or statement (seconds).
 PROBE_TIMEOUT = 1.0
 #: Outcomes of a read of a ``reads = "local"`` resource (the ``outcome`` label).
@@ -99,11 +104,9 @@ class ReplicaLag:
         if position is None or not self._samples:
             self._lag = None
             return
-        newest = len(self._samples) - 1
-        for i in range(newest, -1, -1):
-            sampled, primary = self._samples[i]
+        for sampled, primary in reversed(self._samples):
             if covers(position, primary):
-                self._lag = 0.0 if i == newest else max(0.0, at - sampled)
+                self._lag = max(0.0, at - sampled)
                 return
         self._lag = float("inf")        # behind everything kept: more than the history
 
@@ -200,10 +203,16 @@ class ReplicaWatch:
             if primary is None:
                 raise LookupError("no primary endpoint")
             at = self._clock()
-            position = self._probe(primary)
-            if position is None:
-                raise LookupError("the primary has no position")
-            self.lag_of.primary(position, at)
+            try:
+                position = self._probe(primary)
+            except Exception as exc:
+                # A primary that does not answer (dead, frozen, cut off) adds no sample:
+                # the replica's lag then grows with the age of the newest one it has,
+                # and reads stay local only while that is below max_lag.
+                log.debug("resil: %s primary sample failed: %s", self.resource.name, exc)
+                position = None
+            if position is not None:
+                self.lag_of.primary(position, at)
             self.lag_of.replica(self._probe(None), self._clock())
         except Exception as exc:
             self.lag_of.failed()

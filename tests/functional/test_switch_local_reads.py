@@ -135,3 +135,36 @@ def test_a_killed_replica_fails_no_read_and_is_read_from_again_once_back(pair, c
     assert not writers.errors, writers.errors[:3]
     assert counters.stats().get("db_reads:orders-db:b:fallback_lag", 0) \
         + counters.stats().get("db_reads:orders-db:b:fallback_error", 0) > 0
+
+
+def test_reads_stay_local_while_a_frozen_primary_is_within_max_lag(pair, config):
+    """A primary that stops answering (SIGSTOP) does not stop reads: the replica had
+    everything it had, so it serves them while the last sample is younger than
+    max_lag; then they go to the primary (here: held until it thaws)."""
+    if pair.primary.root_sql("SELECT @@read_only") != [(0,)]:
+        pytest.skip("the pair was left switched")
+    config.write_text(config.read_text().replace("max_lag = 1.0", "max_lag = 3.0"))
+    resil.start(config)
+    conn = connect()
+    assert wait_until(lambda: _where(conn) and local_reads() > 3, timeout=10)
+    pair.primary.freeze()
+    try:
+        began, mark, errors = time.monotonic(), local_reads(), []
+        while time.monotonic() - began < 1.5:
+            try:
+                _where(conn)
+            except Exception as exc:     # pragma: no cover - asserted below
+                errors.append(repr(exc))
+            time.sleep(0.01)
+        served = local_reads() - mark
+    finally:
+        pair.primary.thaw()
+    assert errors == []
+    assert served > 50, counters.stats()        # every read of the freeze, locally
+
+
+def _where(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM written")
+        cur.fetchall()
+    return True

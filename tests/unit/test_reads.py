@@ -117,3 +117,72 @@ def test_a_connection_keeps_the_newest_gtid_per_domain():
     assert local.gtid_text == {0: "0-1-10", 1: "1-2-3"}
     noted(local, _ok_rest(b"", {b"last_gtid": b"0-2-11"}))
     assert local.gtid_text[0] == "0-2-11"
+
+
+# --------------------------------------------------------------------------- the watch
+
+def _watch(probe, clock, max_lag=1.0):
+    from types import MappingProxyType
+
+    from resil.state import ControlState
+    from resil.topology import Endpoint, Resource, Topology
+    endpoints = {u: (Endpoint("db", u, "127.0.0.1", port),) for u, port in (("a", 1), ("b", 2))}
+    resource = Resource("db", "mysql", MappingProxyType(endpoints), primary="a",
+                        reads="local", max_lag=max_lag)
+    topology = Topology("b", ("a", "b"), MappingProxyType({"db": resource}))
+    state = ControlState.initial(topology)
+    return reads.ReplicaWatch(resource, lambda: state, probe, clock=clock)
+
+
+def test_a_primary_that_stops_answering_leaves_reads_local_for_max_lag_only():
+    clock = Clock()
+    primary_up = [True]
+    position = {0: 1}
+
+    def probe(endpoint):
+        if endpoint is not None:            # the primary
+            if not primary_up[0]:
+                raise OSError("refused")
+            return dict(position)
+        return dict(position)               # the replica has everything
+
+    watch = _watch(probe, clock)
+    watch._pid = __import__("os").getpid()  # no thread: samples are taken by hand
+    for _ in range(4):
+        position[0] += 1
+        watch.sample()
+        clock.now += 0.25
+    assert watch.usable()
+    primary_up[0] = False
+    watch.sample()
+    assert watch.usable()                   # 0.25 s since the primary was last seen
+    for _ in range(4):
+        clock.now += 0.25
+        watch.sample()
+    assert not watch.usable()               # 1.25 s: beyond max_lag
+
+
+def test_a_replica_that_stops_answering_or_replicating_is_not_usable():
+    clock = Clock()
+    replica = [{0: 5}]
+
+    def probe(endpoint):
+        if endpoint is not None:
+            return {0: 5}
+        if replica[0] == "down":
+            raise OSError("timed out")
+        return replica[0]
+
+    watch = _watch(probe, clock)
+    watch._pid = __import__("os").getpid()
+    watch.sample()
+    assert watch.usable()
+    replica[0] = None                       # Slave_running is OFF
+    watch.sample()
+    assert not watch.usable()
+    replica[0] = {0: 5}
+    watch.sample()
+    assert watch.usable()
+    replica[0] = "down"
+    watch.sample()
+    assert not watch.usable()
