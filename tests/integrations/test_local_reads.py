@@ -492,3 +492,18 @@ def test_a_request_reads_its_writes_on_any_connection_when_scoped_to_requests(
         assert outcomes().get("fallback_wait", 0) == 0
     # Outside a request, the reader waits for nothing of the writer's.
     assert where(reader) == "replica"
+
+
+def test_a_driver_without_local_reads_says_so_once_and_reads_from_the_primary(
+        configure, origin, caplog):
+    MySQLdb = pytest.importorskip("MySQLdb")
+    started(configure())
+    with caplog.at_level("WARNING", logger="resil.integrations"):
+        for _ in range(2):
+            conn = MySQLdb.connect(host="orders-db", user="app", password="apppw",
+                                   database=origin, autocommit=True)
+            assert where(conn) == "primary"
+            conn.close()
+    said = [r.getMessage() for r in caplog.records if "does not support" in r.getMessage()]
+    assert said == ['resil: orders-db has reads = "local", which mysqlclient does not '
+                    "support yet: its statements all go to the primary (docs/reads.md)"]

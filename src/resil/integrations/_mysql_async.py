@@ -46,6 +46,7 @@ from ._mysql import (
     hold_for_failover_async,
     in_transaction,
     note,
+    reads_unsupported,
     server_status,
     unreachable,
 )
@@ -93,6 +94,8 @@ def _route(conn: Any) -> Tracked | None:
     record = TRACKER.route(conn, _address(conn))
     if record is not None:
         resource = record.resource
+        if resource.reads == "local":
+            reads_unsupported(record, type(conn).__module__.partition(".")[0])
         # aiomysql's attribute, or asyncmy's
         name = "connect_timeout" if hasattr(conn, "connect_timeout") else "_connect_timeout"
         timeout = getattr(conn, name, None)

@@ -59,6 +59,7 @@ from ._mysql import (
     hold_for_failover,
     kind,
     readable_now,
+    reads_unsupported,
     unreachable,
 )
 from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at
@@ -124,7 +125,10 @@ def _route(conn: Any, named: dict[str, Any]) -> Tracked | None:
     if not host or host == "localhost":     # mysqlclient: the local unix socket
         return None
     origin = (str(host), int(named.get("port") or 3306))
-    return TRACKER.route(conn, origin)
+    record = TRACKER.route(conn, origin)
+    if record is not None and record.resource.reads == "local":
+        reads_unsupported(record, "mysqlclient")
+    return record
 
 
 def _arguments(conn: Any, record: Tracked, named: dict[str, Any]) -> dict[str, Any]:
