@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-switch bench-failover bench-instructions docs servers venv clean
+.PHONY: demo test bench bench-switch bench-failover bench-instructions bench-reads docs servers venv clean
 
 demo: venv servers  ## two units of a shop (Django + Flask under resil-run): switch, cut, kill -9
 	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,demo]'
@@ -27,6 +27,9 @@ bench-failover: venv servers  ## kill -9 of a primary under load: detection, fir
 
 bench-instructions: venv servers  ## instructions per round trip under callgrind (needs valgrind)
 	$(PY) benchmarks/instructions.py
+
+bench-reads: venv servers  ## same-unit reads from the unit without the primary, over a delayed link
+	$(PY) benchmarks/reads.py
 
 docs: venv  ## regenerate docs/configuration.md from src/resil/envvars.py
 	$(PY) -c "from resil.envvars import markdown; print(markdown(), end='')" > docs/configuration.md
