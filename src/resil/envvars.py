@@ -314,16 +314,18 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "none (PyMySQL and redis-py wait forever on a frozen server by default); 0 "
             "leaves them as they are.", flag=False, minimum=0, maximum=3600, measure="seconds"),
     Setting("reads", "str", "primary",
-            "mysql: where the application's reads go. `primary`: every statement to the "
-            "primary. `local`: provably read-only autocommit statements to the own unit's "
-            "replica (over a second connection with the same arguments) while it lags "
-            "less than `max_lag`; a connection's own writes are always seen "
-            "(docs/reads.md).", flag=False, kinds=("mysql",), choices=("primary", "local")),
+            "mysql/redis: where the application's reads go. `primary`: every statement "
+            "or command to the primary. `local`: provably read-only ones (mysql: "
+            "autocommit statements; redis: key reads) to the own unit's replica (over "
+            "connections of their own, with the same arguments) while it lags less than "
+            "`max_lag`; a connection's (redis: a client's) own writes are always seen "
+            "(docs/reads.md).", flag=False, kinds=("mysql", "redis"),
+            choices=("primary", "local")),
     Setting("max_lag", "float", 1.0,
-            "mysql, with `reads = \"local\"`: the replica is read from only while it "
-            "lags the primary by less than this; otherwise reads go to the primary.",
-            flag=False, kinds=("mysql",), minimum=0, exclusive_minimum=True, maximum=3600,
-            measure="seconds"),
+            "mysql/redis, with `reads = \"local\"`: the replica is read from only while "
+            "it lags the primary by less than this; otherwise reads go to the primary.",
+            flag=False, kinds=("mysql", "redis"), minimum=0, exclusive_minimum=True,
+            maximum=3600, measure="seconds"),
     Setting("read_wait", "float", 0.05,
             "mysql, with `reads = \"local\"`: longest wait for the replica to apply a "
             "connection's own last write before a read; then the read goes to the "

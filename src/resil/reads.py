@@ -90,6 +90,9 @@ class ReplicaLag:
         self._samples: deque[tuple[float, dict[int, int]]] = deque()
         self._lag: float | None = None
         self._at = float("-inf")
+        self.covered_at = float("-inf")
+        """When the newest primary sample the replica's position covers was taken: the
+        replica holds every write that completed before then."""
 
     def primary(self, position: dict[int, int], at: float) -> None:
         """The primary's position, read at ``at``."""
@@ -101,18 +104,21 @@ class ReplicaLag:
         """The replica's position read at ``at`` (after the newest primary sample);
         None: it does not replicate, so its lag is unknown."""
         self._at = at
+        self.covered_at = float("-inf")
         if position is None or not self._samples:
             self._lag = None
             return
         for sampled, primary in reversed(self._samples):
             if covers(position, primary):
                 self._lag = max(0.0, at - sampled)
+                self.covered_at = sampled
                 return
         self._lag = float("inf")        # behind everything kept: more than the history
 
     def failed(self) -> None:
         """A sample could not be taken: the lag is unknown until the next one."""
         self._lag = None
+        self.covered_at = float("-inf")
 
     def lag(self) -> float | None:
         """Seconds the replica is behind at most; None when unknown or not fresh."""
@@ -156,6 +162,12 @@ class ReplicaWatch:
         if self._pid != os.getpid():
             self._start()
         return self.lag_of.lag()
+
+    def holds_writes_before(self, moment: float) -> bool:
+        """Whether the replica is known to hold every write that completed by
+        ``moment`` (a :func:`time.monotonic` reading): its position covers a primary
+        sample taken after it."""
+        return self.lag_of.covered_at > moment and self.lag_of.lag() is not None
 
     def usable(self) -> bool:
         """Whether reads may go to the replica now: its lag is known and below

@@ -506,4 +506,4 @@ def test_a_driver_without_local_reads_says_so_once_and_reads_from_the_primary(
             conn.close()
     said = [r.getMessage() for r in caplog.records if "does not support" in r.getMessage()]
     assert said == ['resil: orders-db has reads = "local", which mysqlclient does not '
-                    "support yet: its statements all go to the primary (docs/reads.md)"]
+                    "support yet: all it sends goes to the primary (docs/reads.md)"]

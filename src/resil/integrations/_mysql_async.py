@@ -46,11 +46,10 @@ from ._mysql import (
     hold_for_failover_async,
     in_transaction,
     note,
-    reads_unsupported,
     server_status,
     unreachable,
 )
-from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at, tracked
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at, reads_unsupported, tracked
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:

@@ -131,3 +131,17 @@ def tracked(conn: Any) -> Tracked | None:
     """The record of ``conn``, if resil routes it."""
     record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
     return record
+
+
+_WARNED_READS: set[tuple[str, str]] = set()
+
+
+def reads_unsupported(record: Tracked, driver: str) -> None:
+    """A connection of a ``reads = "local"`` resource made with a driver that does not
+    split reads: say so once per resource and driver (its statements all go to the
+    primary, as with ``reads = "primary"``)."""
+    if record.resource.reads != "local" or (record.resource.name, driver) in _WARNED_READS:
+        return
+    _WARNED_READS.add((record.resource.name, driver))
+    log.warning('resil: %s has reads = "local", which %s does not support yet: all it '
+                "sends goes to the primary (docs/reads.md)", record.resource.name, driver)

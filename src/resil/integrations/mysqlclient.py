@@ -59,10 +59,9 @@ from ._mysql import (
     hold_for_failover,
     kind,
     readable_now,
-    reads_unsupported,
     unreachable,
 )
-from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_at, reads_unsupported
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:

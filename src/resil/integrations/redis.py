@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 from .. import counters, registry, switching
 from ..switching import AfterError, Boundary, ErrorKind
 from ..topology import address
+from . import _redis_reads as _reads
 from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, PREPARE_MAX, PREPARED, Spare
-from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, reads_unsupported
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ def _route(conn: Any) -> None:
     record = TRACKER.route(conn)
     if record is not None:
         _bound(conn, record.resource)
+        if record.resource.reads == "local" and type(conn).__module__.startswith("redis.asyncio"):
+            reads_unsupported(record, "redis.asyncio")
 
 
 def _bound(conn: Any, resource: Resource) -> None:
@@ -497,12 +500,53 @@ def _on_error(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
     return wrapped(*args, **kwargs)     # once; the command was refused, not executed
 
 
+def _local_reads(agent: Runtime) -> bool:
+    """Whether a redis resource of ``agent`` reads from its own unit's replica."""
+    if _LOCAL[0] is not agent:
+        _LOCAL[:] = [agent, any(r.kind == "redis" and r.reads == "local"
+                                for r in agent.config.resources.values())]
+    return bool(_LOCAL[1])
+
+
+_LOCAL: list[Any] = [None, False]
+"""The agent last asked about, and whether it has redis resources that read locally."""
+
+
+def _split(agent: Runtime, original: Callable[..., Any], client: Any,
+           args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """A command of a client whose resource may read locally
+    (:mod:`resil.integrations._redis_reads`): a read may go to the replica; a write
+    notes when it completed (read-your-writes)."""
+    state = fail_open("redis.reads", _reads.state_of, agent, client, _resource_of)
+    if state is None:
+        return _command(agent, original, client, args, options)
+    name = fail_open("redis.reads", _reads.command_name, args) or ""
+    if name in _reads.LOCAL_READS:
+        try:        # not fail_open: None is a reply (a missing key), not a fault
+            result = _reads.read(agent, client, state, args, options)
+        except Exception as fault:
+            counters.record_fault("redis.reads", fault)
+            result = _reads.MISS
+        if result is not _reads.MISS:
+            return result
+        return _command(agent, original, client, args, options)
+    if name in READ_COMMANDS:
+        return _command(agent, original, client, args, options)
+    try:
+        return _command(agent, original, client, args, options)
+    finally:
+        _reads.wrote(state)
+
+
 def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Redis.execute_command``: per command, so a plain method."""
     def execute_command(self: Any, *args: Any, **options: Any) -> Any:
         agent = registry._runtime
         if agent is None:
             return original(self, *args, **options)
+        if _LOCAL[1] or _LOCAL[0] is not agent:
+            if _local_reads(agent):
+                return _split(agent, original, self, args, options)
         state = agent.state
         if state.locks or state.faults:
             return _eventful(agent, original, self, (self, *args), options, args[:1])
@@ -513,10 +557,30 @@ def _make_execute_command(original: Callable[..., Any]) -> Callable[..., Any]:
     return execute_command
 
 
+def _command(agent: Runtime, original: Callable[..., Any], client: Any,
+             args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """What ``execute_command`` does with a command sent to the primary."""
+    state = agent.state
+    if state.locks or state.faults:
+        return _eventful(agent, original, client, (client, *args), options, args[:1])
+    try:
+        return original(client, *args, **options)
+    except Exception as exc:
+        return _on_error(original, client, (client, *args), options, state.epoch, exc)
+
+
 def _pipeline_execute(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> Any:
     commands = tuple(e[0][0] for e in getattr(instance, "command_stack", ()) if e[0])
-    return _guarded(wrapped, instance, args, kwargs, commands)
+    agent = registry._runtime
+    if agent is None or not _local_reads(agent):
+        return _guarded(wrapped, instance, args, kwargs, commands)
+    try:
+        return _guarded(wrapped, instance, args, kwargs, commands)
+    finally:            # its writes, for the reads of its pool that follow
+        state = fail_open("redis.reads", _reads.state_of, agent, instance, _resource_of)
+        if state is not None and any(_is_write(c) for c in commands):
+            _reads.wrote(state)
 
 
 # --------------------------------------------------------------------------- asyncio
