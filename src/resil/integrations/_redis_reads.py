@@ -125,6 +125,44 @@ def read(agent: Any, client: Any, state: PoolReads, args: tuple[Any, ...],
     return result
 
 
+async def read_async(agent: Any, client: Any, state: PoolReads, args: tuple[Any, ...],
+                     options: dict[str, Any]) -> Any:
+    """:func:`read` for a ``redis.asyncio`` client."""
+    if client.connection is not None or client.single_connection_client \
+            or not hasattr(client, "_send_command_parse_response"):
+        return MISS
+    resource, unit = state.resource, agent.config.unit
+    started = spans.now_ns() if spans.tracing() else 0
+    endpoint = reads.local_endpoint(resource, unit, agent.state)
+    if endpoint is None:
+        reads.count(resource, unit, "primary", started)
+        return MISS
+    found = watch(resource, client.connection_pool)
+    if not found.usable():
+        reads.count(resource, unit, "fallback_lag", started, endpoint)
+        return MISS
+    if not found.holds_writes_before(state.last_write):
+        reads.count(resource, unit, "fallback_wait", started, endpoint)
+        return MISS
+    pool = _companion(client.connection_pool, state, endpoint)
+    try:
+        conn = await pool.get_connection()
+    except Exception:
+        reads.count(resource, unit, "fallback_error", started, endpoint)
+        return MISS
+    try:
+        result = await client._send_command_parse_response(conn, args[0], *args, **options)
+    except Exception:
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        reads.count(resource, unit, "fallback_error", started, endpoint)
+        return MISS
+    finally:
+        await pool.release(conn)
+    reads.count(resource, unit, "local", started, endpoint)
+    return result
+
+
 def wrote(state: PoolReads) -> None:
     """A write of the pool completed (or ended in an error: it may have been applied)."""
     state.last_write = time.monotonic()
@@ -142,9 +180,27 @@ def _companion(pool: Any, state: PoolReads, endpoint: Endpoint) -> Any:
                 with contextlib.suppress(Exception):
                     found[1].disconnect()
             kwargs = {**pool.connection_kwargs, "host": endpoint.host, "port": endpoint.port}
-            companion = type(pool)(connection_class=pool.connection_class, **kwargs)
+            companion = type(pool)(connection_class=unrouted(pool.connection_class), **kwargs)
             found = state.companion = (endpoint, companion)
     return found[1]
+
+
+_UNROUTED: dict[type, type] = {}
+
+
+def unrouted(connection_class: type) -> type:
+    """A subclass of ``connection_class`` whose connections resil does not route: they
+    go where they point, the replica (a thread's ``context.bypass`` would not do for
+    asyncio, where other tasks of the thread connect meanwhile)."""
+    found = _UNROUTED.get(connection_class)
+    if found is None:
+        found = _UNROUTED[connection_class] = type(
+            connection_class.__name__, (connection_class,), {UNROUTED: True})
+    return found
+
+
+UNROUTED = "_resil_unrouted"
+"""The class attribute that marks a companion's connections (see :func:`unrouted`)."""
 
 
 # --------------------------------------------------------------------------- the watch
@@ -181,10 +237,17 @@ class _Probe:
 
     def __init__(self, resource: Resource, pool: Any) -> None:
         self.resource = resource
-        self.kwargs = {**pool.connection_kwargs,
-                       "socket_timeout": reads.PROBE_TIMEOUT,
-                       "socket_connect_timeout": reads.PROBE_TIMEOUT}
+        kwargs = dict(pool.connection_kwargs)
         self.connection_class = pool.connection_class
+        if self.connection_class.__module__.startswith("redis.asyncio"):
+            # The watch is a thread: it probes with redis-py's blocking connection,
+            # made from the arguments both kinds share (TLS is not carried over: such
+            # a probe fails, and reads stay on the primary).
+            from redis.connection import Connection
+            self.connection_class = Connection
+            kwargs = {k: v for k, v in kwargs.items() if k in _SHARED}
+        self.kwargs = {**kwargs, "socket_timeout": reads.PROBE_TIMEOUT,
+                       "socket_connect_timeout": reads.PROBE_TIMEOUT}
         self.conns: dict[Endpoint, Any] = {}
 
     def __call__(self, primary: Endpoint | None) -> dict[int, int] | None:
@@ -213,6 +276,10 @@ class _Probe:
         if info.get("role") != "slave" or info.get("master_link_status") != "up":
             return None
         return {0: int(info["slave_repl_offset"])}
+
+
+_SHARED = frozenset({"host", "port", "db", "username", "password", "client_name",
+                     "encoding", "encoding_errors", "decode_responses", "protocol"})
 
 
 def _fields(reply: Any) -> dict[str, str]:

@@ -39,7 +39,7 @@ from ..switching import AfterError, Boundary, ErrorKind
 from ..topology import address
 from . import _redis_reads as _reads
 from ._spare import AFTER_MARK_TIMEOUT, CONNECT_TIMEOUT, PREPARE_MAX, PREPARED, Spare
-from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of, reads_unsupported
+from ._tracking import ATTRIBUTE, Tracked, Tracker, endpoint_of
 from .base import Integration, Target, fail_open
 
 if TYPE_CHECKING:
@@ -68,11 +68,11 @@ def _is_write(command: Any) -> bool:
 
 
 def _route(conn: Any) -> None:
+    if getattr(conn, _reads.UNROUTED, False):
+        return              # a companion's connection to the own unit's replica
     record = TRACKER.route(conn)
     if record is not None:
         _bound(conn, record.resource)
-        if record.resource.reads == "local" and type(conn).__module__.startswith("redis.asyncio"):
-            reads_unsupported(record, "redis.asyncio")
 
 
 def _bound(conn: Any, resource: Resource) -> None:
@@ -623,23 +623,75 @@ def _make_async_execute_command(original: Callable[..., Awaitable[Any]]) -> Call
     """``redis.asyncio`` ``Redis.execute_command``: hold writes while locked."""
     async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
         agent = registry._runtime
-        if agent is not None and agent.state.locks:
-            resource = fail_open("redis.gate", _to_hold, agent, self, args[:1])
-            if resource is not None:
-                await agent.gate.hold_async(resource.name, resource.lock_timeout)
-        if agent is not None and agent.state.faults:
-            drawn = fail_open("redis.chaos", _chaos_command, agent, self)
-            if drawn is not None:
-                effect, wait = drawn
-                if effect.delay > 0:
-                    import asyncio
-                    await asyncio.sleep(effect.delay)
-                if effect.kind:
-                    pending = _fail(effect, wait)
-                    return await _pending_call_async(pending, original, self, *args,
-                                                     **options)
-        return await original(self, *args, **options)
+        if agent is not None and (_LOCAL[1] or _LOCAL[0] is not agent) \
+                and _local_reads(agent):
+            return await _split_async(agent, original, self, args, options)
+        return await _command_async(agent, original, self, args, options)
     return execute_command
+
+
+async def _split_async(agent: Runtime, original: Callable[..., Awaitable[Any]], client: Any,
+                       args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """:func:`_split` for a ``redis.asyncio`` client."""
+    state = fail_open("redis.reads", _reads.state_of, agent, client, _resource_of)
+    if state is None:
+        return await _command_async(agent, original, client, args, options)
+    name = fail_open("redis.reads", _reads.command_name, args) or ""
+    if name in _reads.LOCAL_READS:
+        try:
+            result = await _reads.read_async(agent, client, state, args, options)
+        except Exception as fault:
+            counters.record_fault("redis.reads", fault)
+            result = _reads.MISS
+        if result is not _reads.MISS:
+            return result
+        return await _command_async(agent, original, client, args, options)
+    if name in READ_COMMANDS:
+        return await _command_async(agent, original, client, args, options)
+    try:
+        return await _command_async(agent, original, client, args, options)
+    finally:
+        _reads.wrote(state)
+
+
+def _make_async_pipeline_execute(original: Callable[..., Awaitable[Any]]
+                                 ) -> Callable[..., Any]:
+    """``redis.asyncio`` ``Pipeline.execute``: its writes, for the reads of its pool
+    that follow (``reads = "local"`` only)."""
+    async def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        agent = registry._runtime
+        if agent is None or not (_LOCAL[1] or _LOCAL[0] is not agent) \
+                or not _local_reads(agent):
+            return await original(self, *args, **kwargs)
+        commands = tuple(e[0][0] for e in getattr(self, "command_stack", ()) if e[0])
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            state = fail_open("redis.reads", _reads.state_of, agent, self, _resource_of)
+            if state is not None and any(_is_write(c) for c in commands):
+                _reads.wrote(state)
+    return execute
+
+
+async def _command_async(agent: Runtime | None, original: Callable[..., Awaitable[Any]],
+                         client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """What the asyncio ``execute_command`` does with a command sent to the primary:
+    a write waits while its resource is locked; chaos faults apply."""
+    if agent is not None and agent.state.locks:
+        resource = fail_open("redis.gate", _to_hold, agent, client, args[:1])
+        if resource is not None:
+            await agent.gate.hold_async(resource.name, resource.lock_timeout)
+    if agent is not None and agent.state.faults:
+        drawn = fail_open("redis.chaos", _chaos_command, agent, client)
+        if drawn is not None:
+            effect, wait = drawn
+            if effect.delay > 0:
+                import asyncio
+                await asyncio.sleep(effect.delay)
+            if effect.kind:
+                pending = _fail(effect, wait)
+                return await _pending_call_async(pending, original, client, *args, **options)
+    return await original(client, *args, **options)
 
 
 class RedisIntegration(Integration):
@@ -703,5 +755,7 @@ class RedisIntegration(Integration):
         Target("redis.asyncio.connection", "BlockingConnectionPool.get_connection",
                _make_async_get_connection, method=True),
         Target("redis.asyncio.client", "Redis.execute_command", _make_async_execute_command,
+               method=True),
+        Target("redis.asyncio.client", "Pipeline.execute", _make_async_pipeline_execute,
                method=True),
     )
