@@ -168,3 +168,68 @@ def _where(conn) -> bool:
         cur.execute("SELECT COUNT(*) FROM written")
         cur.fetchall()
     return True
+
+
+# --------------------------------------------------------------------------- Redis
+
+@pytest.fixture(scope="module")
+def redis_pair_local(tmp_path_factory):
+    from servers import RedisPair
+    with RedisPair(tmp_path_factory.mktemp("local-reads-redis")) as pair:
+        yield pair
+
+
+def test_redis_read_your_writes_and_local_reads_hold_through_planned_switches(
+        redis_pair_local, write_config, tmp_path):
+    import redis
+
+    from resil import context
+    from resil.integrations import _redis_reads
+    pair = redis_pair_local
+    text = resil_toml((tmp_path / "state.json").as_uri(), redis=pair,
+                      control="poll_interval = 0.02")
+    config = write_config(text.replace('unit = "a"', 'unit = "b"', 1).replace(
+        "[resources.cache]\n", '[resources.cache]\nreads = "local"\n', 1))
+    resil.start(config)
+    writers = Writers(rate=200)
+    for i in range(4):
+        client = redis.Redis(host="cache", socket_timeout=10, decode_responses=True)
+
+        def incr_then_read(tally: Tally, seq: int, client=client) -> None:
+            value = client.incr(f"local:{tally.name}")
+            tally.acked.append(value)
+            if int(client.get(f"local:{tally.name}")) != value:
+                raise AssertionError(f"{tally.name} did not read back {value}")
+        writers.add(f"w{i}", incr_then_read)
+    reader = redis.Redis(host="cache", socket_timeout=10, decode_responses=True)
+
+    def read_only(tally: Tally, seq: int) -> None:
+        reader.get("local:w0")
+    writers.add("r", read_only)
+    writers.start()
+
+    def local() -> int:
+        return int(counters.stats().get("db_reads:cache:b:local", 0))
+    try:
+        assert wait_until(lambda: local() > 50, timeout=10), counters.stats()
+        for to in ("b", "a", "b", "a"):
+            out = subprocess.run([RESIL, "db", "switch", "cache", "--to", to, "--config",
+                                  str(config)], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stdout + out.stderr
+            mark = local()
+            time.sleep(1.0)
+            if to == "a":
+                assert wait_until(lambda mark=mark: local() > mark + 20, timeout=10), \
+                    counters.stats()
+            assert not writers.errors, writers.errors[:3]
+    finally:
+        writers.stop()
+        _redis_reads.stop_watches()
+    assert not writers.errors, writers.errors[:3]
+    assert counters.stats().get("db_reads:cache:b:primary", 0) > 0
+    with context.bypass():
+        primary = pair.primary.client()
+        for tally in writers.tallies:
+            if tally.acked:         # every acknowledged INCR counted once
+                assert tally.acked == list(range(1, len(tally.acked) + 1))
+                assert int(primary.get(f"local:{tally.name}")) == tally.acked[-1]
