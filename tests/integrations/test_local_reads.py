@@ -370,6 +370,36 @@ def test_a_frozen_replica_fails_no_read(configure, origin, mariadb_pair):
     assert wait_for(lambda: where(own) == "replica", timeout=10)
 
 
+def test_a_read_the_replica_fails_is_answered_by_the_primary(configure, origin, mariadb_pair):
+    """A table the replica does not have yet (its SQL thread is behind): the replica's
+    error is not the application's; the primary answers. An error the primary gives too
+    reaches the application as the primary's, and the replica connection is kept."""
+    started(configure(max_lag=30))
+    reader, other = connect(origin), connect(origin)
+    assert local_soon(reader)
+    with context.bypass():
+        blocker = mariadb_pair.replica.connect(user="resil", password="resilpw",
+                                               database=origin)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLES t READ")
+    try:
+        with other.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (5, 5)")     # the replica stops here
+            cur.execute("CREATE TABLE fresh (a INT)")
+            cur.execute("INSERT INTO fresh VALUES (1)")
+        with reader.cursor() as cur:
+            cur.execute("SELECT a FROM fresh")
+            assert cur.fetchall() == ((1,),)
+        assert outcomes()["fallback_error"] == 1
+        opened = counters.stats()["mysql_read_companions_opened"]
+        with reader.cursor() as cur, pytest.raises(pymysql.err.OperationalError):
+            cur.execute("SELECT no_such_column FROM origin")
+        assert where(reader) == "replica"
+        assert counters.stats()["mysql_read_companions_opened"] == opened
+    finally:
+        blocker.close()
+
+
 # --------------------------------------------------------------------------- frameworks
 
 def test_sqlalchemy_autocommit_engine_reads_locally_and_its_own_writes(configure, origin):

@@ -209,7 +209,8 @@ def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any]) -> Any
     except Exception as exc:
         log.debug("resil: %s read on the replica %s failed, sent to the primary: %r",
                   resource.name, endpoint, exc)
-        local.drop_companion()
+        if local.companion is not None and local.companion._sock is None:
+            local.drop_companion()      # the connection was lost (PyMySQL closed it)
         reads.count(resource, unit, "fallback_error", started, endpoint)
         return MISS
     finally:
@@ -225,13 +226,15 @@ def after_primary(conn: Any, record: Tracked, sql: Any) -> None:
     the connection if it created session state."""
     local: Local = record.local
     result = conn._result
+    escapes = bool(server_status(conn) & NO_BACKSLASH_ESCAPES)
     if result is None or result.has_next or result.message is None:
         # Rows (INSERT ... RETURNING, CALL) or more results: an OK packet not read here.
-        if classify(sql) is not _READ:
+        if classify(sql, no_backslash_escapes=escapes) is not _READ:
             _unsure(local)
     elif result.server_status & STATE_CHANGED:
         noted(local, result.message)
-    if not local.pinned and locality(sql) is _PIN and not _same_names(conn, sql):
+    if not local.pinned and locality(sql, no_backslash_escapes=escapes) is _PIN \
+            and not _same_names(conn, sql):
         local.pinned = True
 
 
