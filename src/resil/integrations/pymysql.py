@@ -161,18 +161,6 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _handshake(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
-    """One connect attempt (:func:`_login`); then, for ``reads = "local"``, the
-    session's read-your-writes set-up (:func:`resil.integrations._pymysql_reads.connected`;
-    a fault of its own leaves the connection as PyMySQL made it)."""
-    result = _login(wrapped, conn, args, kwargs)
-    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
-    if record is not None and record.local is not None:
-        fail_open("pymysql.reads", _reads.connected, conn, record)
-    return result
-
-
-def _login(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> Any:
     """One connect attempt, with the server's greeting and the login bounded by the
     connect timeout. PyMySQL waits for them as long as its *read* timeout (30 s with
     resil's ``io_timeout``, for ever without): a frozen server's kernel still accepts
@@ -181,24 +169,32 @@ def _login(wrapped: Callable[..., Any], conn: Any, args: tuple[Any, ...],
 
     The write timeout is bounded alike for the handshake: PyMySQL sets the socket's
     timeout again (a syscall) whenever it turns from writing to reading with another
-    timeout, which would cost the connect one per packet of the login."""
+    timeout, which would cost the connect one per packet of the login.
+
+    Then, for ``reads = "local"``, the session's read-your-writes set-up
+    (:func:`resil.integrations._pymysql_reads.connected`; a fault of its own leaves the
+    connection as PyMySQL made it)."""
     read = getattr(conn, "_read_timeout", None)
     bound = getattr(conn, "connect_timeout", None)
     if not bound or (read is not None and read <= bound):
-        return wrapped(*args, **kwargs)
-    write = getattr(conn, "_write_timeout", None)
-    conn._read_timeout = conn._write_timeout = bound
-    try:
         result = wrapped(*args, **kwargs)
-    finally:
-        conn._read_timeout, conn._write_timeout = read, write
-    sock = getattr(conn, "_sock", None)
-    if sock is not None:            # PyMySQL < 2 sets the socket's timeout only here
+    else:
+        write = getattr(conn, "_write_timeout", None)
+        conn._read_timeout = conn._write_timeout = bound
         try:
-            sock.settimeout(read)
-        except OSError:
-            pass
-        conn._current_timeout = read
+            result = wrapped(*args, **kwargs)
+        finally:
+            conn._read_timeout, conn._write_timeout = read, write
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:        # PyMySQL < 2 sets the socket's timeout only here
+            try:
+                sock.settimeout(read)
+            except OSError:
+                pass
+            conn._current_timeout = read
+    record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
+    if record is not None and record.local is not None:
+        fail_open("pymysql.reads", _reads.connected, conn, record)
     return result
 
 
