@@ -332,11 +332,11 @@ RESOURCE_KEYS: tuple[Setting, ...] = (
             "primary (never a stale read of one's own write). 0: no wait.",
             flag=False, kinds=("mysql",), minimum=0, maximum=10, measure="seconds"),
     Setting("read_your_writes", "str", "connection",
-            "mysql, with `reads = \"local\"`: whose writes a read waits for. "
-            "`connection`: the connection's own. `request`: every write made while serving "
-            "the same HTTP request (WSGI or ASGI: Flask, Django, Starlette), on any "
-            "connection of the resource.", flag=False, kinds=("mysql",),
-            choices=("connection", "request")),
+            "mysql/redis, with `reads = \"local\"`: whose writes a read waits for. "
+            "`connection`: the connection's own (redis: its client's connection pool's). "
+            "`request`: also every write made while serving the same HTTP request (WSGI "
+            "or ASGI: Flask, Django, Starlette), on any connection of the resource.",
+            flag=False, kinds=("mysql", "redis"), choices=("connection", "request")),
     Setting("admin_user", "str", "",
             "mysql: account used by `resil db switch` and `resil monitor`, never by the "
             "application.", flag=False),

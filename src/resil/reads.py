@@ -243,7 +243,7 @@ class Writes:
     """The positions written while serving one request, per resource: what reads of a
     ``read_your_writes = "request"`` resource wait for, on any connection."""
 
-    __slots__ = ("positions", "texts", "unsure")
+    __slots__ = ("positions", "texts", "unsure", "times")
 
     def __init__(self) -> None:
         self.positions: dict[str, dict[int, int]] = {}
@@ -251,6 +251,9 @@ class Writes:
         self.unsure: set[str] = set()
         """Resources written to by a statement whose GTID was not reported: the rest of
         the request reads them from the primary."""
+        self.times: dict[str, float] = {}
+        """redis: when the request's newest write to each resource completed
+        (:func:`time.monotonic`)."""
 
     def note(self, resource: str, gtid: str) -> None:
         """``gtid`` (``domain-server-seq``) was written to ``resource``."""

@@ -33,12 +33,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 @pytest.fixture
 def configure(write_config, redis_pair, tmp_path) -> Callable[..., Path]:
-    def make(max_lag: float = 1.0) -> Path:
+    def make(max_lag: float = 1.0, read_your_writes: str = "connection") -> Path:
         text = resil_toml((tmp_path / "state.json").as_uri(), redis=redis_pair,
                           control="poll_interval = 0.02")
         text = text.replace('unit = "a"', 'unit = "b"', 1).replace(
             "[resources.cache]\n",
-            f'[resources.cache]\nreads = "local"\nmax_lag = {max_lag}\n', 1)
+            f'[resources.cache]\nreads = "local"\nmax_lag = {max_lag}\n'
+            f'read_your_writes = "{read_your_writes}"\n', 1)
         return write_config(text)
     return make
 
@@ -214,3 +215,22 @@ def test_the_asyncio_client_reads_locally_and_its_own_writes(configure, origin):
     assert seen[21] == "piped"
     assert seen[22] is True
     assert outcomes()["local"] >= 1 and outcomes()["fallback_wait"] >= 20
+
+
+@pytest.mark.parametrize("scope", ["request", "connection"])
+def test_a_request_that_wrote_reads_from_the_primary_through_any_client(
+        configure, origin, scope):
+    flask = pytest.importorskip("flask")
+    resil.start(configure(read_your_writes=scope))
+    writer, reader = client(decode_responses=True), client(decode_responses=True)
+    assert wait_for(lambda: reader.get(origin) == "replica")
+    app = flask.Flask(__name__)
+
+    @app.post("/write")
+    def write():
+        writer.set(origin + "-req", "new")
+        return {"seen": reader.get(origin)}     # another client, another pool
+
+    seen = app.test_client().post("/write").json["seen"]
+    assert seen == ("primary" if scope == "request" else "replica")
+    assert reader.get(origin) == "replica"      # outside the request: local again

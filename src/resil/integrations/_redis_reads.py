@@ -102,7 +102,7 @@ def read(agent: Any, client: Any, state: PoolReads, args: tuple[Any, ...],
     if not found.usable():
         reads.count(resource, unit, "fallback_lag", started, endpoint)
         return MISS
-    if not found.holds_writes_before(state.last_write):
+    if not found.holds_writes_before(_newest_write(state)):
         reads.count(resource, unit, "fallback_wait", started, endpoint)
         return MISS
     pool = _companion(client.connection_pool, state, endpoint)
@@ -141,7 +141,7 @@ async def read_async(agent: Any, client: Any, state: PoolReads, args: tuple[Any,
     if not found.usable():
         reads.count(resource, unit, "fallback_lag", started, endpoint)
         return MISS
-    if not found.holds_writes_before(state.last_write):
+    if not found.holds_writes_before(_newest_write(state)):
         reads.count(resource, unit, "fallback_wait", started, endpoint)
         return MISS
     pool = _companion(client.connection_pool, state, endpoint)
@@ -164,8 +164,24 @@ async def read_async(agent: Any, client: Any, state: PoolReads, args: tuple[Any,
 
 
 def wrote(state: PoolReads) -> None:
-    """A write of the pool completed (or ended in an error: it may have been applied)."""
-    state.last_write = time.monotonic()
+    """A write of the pool completed (or ended in an error: it may have been applied);
+    also one of the request being served, when the resource reads those."""
+    state.last_write = now = time.monotonic()
+    if state.resource.read_your_writes == "request":
+        writes = reads.request_writes.get()
+        if writes is not None:
+            writes.times[state.resource.name] = now
+
+
+def _newest_write(state: PoolReads) -> float:
+    """When the newest write a read of this pool must see completed: the pool's, or
+    the request's (``read_your_writes = "request"``)."""
+    if state.resource.read_your_writes != "request":
+        return state.last_write
+    writes = reads.request_writes.get()
+    if writes is None:
+        return state.last_write
+    return max(state.last_write, writes.times.get(state.resource.name, float("-inf")))
 
 
 def _companion(pool: Any, state: PoolReads, endpoint: Endpoint) -> Any:
