@@ -145,15 +145,25 @@ def test_reads_inside_transactions_stay_on_the_primary(configure, origin):
     "PREPARE s FROM 'SELECT 1'",
     "LOCK TABLES origin READ",
     "SELECT SQL_CALC_FOUND_ROWS v FROM origin",
+    "USE {db}",
+    "HANDLER origin OPEN",
+    "CALL noop()",
+    "SELECT NEXTVAL(seq)",
+    "SET @a = 1; SELECT 1",
 ])
 def test_session_state_pins_the_connection_to_the_primary_until_it_connects_again(
-        configure, origin, statement):
+        configure, origin, statement, mariadb_pair):
+    mariadb_pair.primary.root_sql(f"CREATE PROCEDURE `{origin}`.noop() SELECT 1;"
+                                  f"CREATE SEQUENCE `{origin}`.seq")
+    mariadb_pair.wait_caught_up()
     started(configure())
-    conn = connect(origin)
+    conn = connect(origin, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
     assert local_soon(conn)
     with conn.cursor() as cur:
-        cur.execute(statement)
+        cur.execute(statement.format(db=origin))
         cur.fetchall()
+        while cur.nextset():
+            cur.fetchall()
     assert where(conn) == "primary"
     assert where(conn) == "primary"
     assert outcomes().get("pinned", 0) >= 2
@@ -537,3 +547,44 @@ def test_a_driver_without_local_reads_says_so_once_and_reads_from_the_primary(
     said = [r.getMessage() for r in caplog.records if "does not support" in r.getMessage()]
     assert said == ['resil: orders-db has reads = "local", which mysqlclient does not '
                     "support yet: all it sends goes to the primary (docs/reads.md)"]
+
+
+def test_an_asgi_request_reads_its_writes_on_any_connection(configure, origin, mariadb_pair):
+    """The request scope under Starlette: a sync endpoint (run in a worker thread) and an
+    async one, each writing on one connection and reading on another."""
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+    started(configure(max_lag=30, read_wait=0.2, read_your_writes="request"))
+    writer, reader = connect(origin), connect(origin)
+    assert local_soon(reader)
+
+    def write_then_count(key: int) -> int:
+        with writer.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (%s, 1)", (key,))
+        with reader.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM t WHERE id = %s", (key,))
+            return cur.fetchone()[0]
+
+    def sync_endpoint(request):
+        return JSONResponse({"found": write_then_count(1)})
+
+    async def async_endpoint(request):
+        return JSONResponse({"found": write_then_count(2)})
+
+    app = Starlette(routes=[Route("/sync", sync_endpoint, methods=["POST"]),
+                            Route("/async", async_endpoint, methods=["POST"])])
+    with context.bypass():
+        blocker = mariadb_pair.replica.connect(user="resil", password="resilpw",
+                                               database=origin)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLES t READ")     # the replica applies nothing to t
+    try:
+        with TestClient(app) as client:
+            assert client.post("/sync").json() == {"found": 1}
+            assert client.post("/async").json() == {"found": 1}
+    finally:
+        blocker.close()
+    assert outcomes()["fallback_wait"] == 2
