@@ -26,10 +26,24 @@ and reads after writes, read-after-write violations, errors and, for ``local``, 
 Before the modes it times ``SELECT 1`` directly on the primary and through the relay:
 the link the figures are about.
 
-Usage: ``.venv/bin/python benchmarks/reads.py [--delay MS] [--threads N] [--seconds S]
-[--warmup S] [--quick]`` (``make bench-reads``; ``--quick``: 3 s measured, 4 threads).
-Results also go to benchmarks/results/reads.json. A measurement, not a test: the exit
-status is non-zero only when something goes wrong (130 when interrupted).
+With ``--redis`` the same comparison runs for a Redis pair instead of MariaDB
+(``RedisPair``: primary in unit a behind the relay, replica in unit b), resource
+``cache`` (``max_lag`` as above; ``read_wait`` concerns MySQL only). The keys ``kv:1``
+to ``kv:5000`` hold 0. Each thread has its own ``redis.Redis(host="cache",
+decode_responses=True)`` client, without retries (every error is seen and counted, and
+an ``INCR`` is never sent twice); 90 % of the operations ``GET`` a random key, 10 %
+``INCR`` one of the thread's own keys and ``GET`` it at once, which must return the new
+value. The keys are reset and the replica caught up between the modes; the link is
+timed with ``PING``; the counters are ``db_reads:cache:b:<outcome>``. A client's reads
+go to the primary for a while after each of its writes (read-your-writes per connection
+pool: until the replica's offset is known to cover the write), which the counters show
+as ``fallback_wait``.
+
+Usage: ``.venv/bin/python benchmarks/reads.py [--redis] [--delay MS] [--threads N]
+[--seconds S] [--warmup S] [--quick]`` (``make bench-reads``; ``--quick``: 3 s measured,
+4 threads). Results also go to benchmarks/results/reads.json (with ``--redis``:
+benchmarks/results/reads-redis.json). A measurement, not a test: the exit status is
+non-zero only when something goes wrong (130 when interrupted).
 """
 
 from __future__ import annotations
@@ -57,13 +71,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))         # the real-server harness of the test suite
 
 import pymysql  # noqa: E402
+import redis  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
 
 import resil  # noqa: E402
 from resil import counters  # noqa: E402
-from servers import APP_DATABASE, APP_PASSWORD, APP_USER, MariaDBPair, ports  # noqa: E402
+from servers import (  # noqa: E402
+    APP_DATABASE,
+    APP_PASSWORD,
+    APP_USER,
+    MariaDBPair,
+    RedisPair,
+    ports,
+)
 from servers.ports import stop_servers_on_sigterm  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "reads.json"
+REDIS_RESULTS = ROOT / "benchmarks" / "results" / "reads-redis.json"
 MODES = ("primary", "local")
 ROWS = 5000
 WRITE_SHARE = 0.1           # of the operations; each write is read back at once
@@ -76,6 +101,9 @@ CHUNK = 65536               # the relay's largest read
 
 READ = "SELECT v FROM kv WHERE id = %s"
 WRITE = "UPDATE kv SET v = v + 1 WHERE id = %s"
+#: The same for ``--redis``: the reads of cache by unit b, and the keys.
+REDIS_READS_PREFIX = "db_reads:cache:b:"
+KEY = "kv:{}"
 
 CONFIG = """\
 unit = "b"
@@ -94,6 +122,24 @@ aliases = ["orders-db"]
 reads = "{reads}"
 max_lag = {max_lag}
 read_wait = {read_wait}
+"""
+
+REDIS_CONFIG = """\
+unit = "b"
+
+[control]
+url = "{state}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[resources.cache]
+kind = "redis"
+primary = "a"
+endpoints = {{ a = "127.0.0.1:{relay}", b = "127.0.0.1:{replica}" }}
+aliases = ["cache"]
+reads = "{reads}"
+max_lag = {max_lag}
 """
 
 
@@ -309,6 +355,83 @@ def worker(index: int, settings: Settings, schedule: Schedule, start: threading.
             conn.close()
 
 
+def redis_client() -> Any:
+    """A client as the application opens it: by the resource's name. No retries: every
+    error is counted (as with PyMySQL), and an ``INCR`` whose reply was lost is never
+    sent again."""
+    return redis.Redis(host="cache", decode_responses=True, socket_connect_timeout=5,
+                       socket_timeout=30, retry=Retry(NoBackoff(), 0))
+
+
+def pool_ports(client: Any) -> set[int]:
+    """The ports the client's pooled connections are connected to (resil points them
+    at the primary's endpoint when they connect)."""
+    pool = client.connection_pool
+    conns = [*pool._get_free_connections(), *pool._get_in_use_connections()]
+    return {int(c.port) for c in conns if getattr(c, "_sock", None) is not None}
+
+
+def primary_value(client: Any, key: str) -> int:
+    """``key``'s value on the primary (a pipeline's commands never go to the replica)."""
+    with client.pipeline(transaction=False) as pipe:
+        value = pipe.get(key).execute()[0]
+    return int(value or 0)
+
+
+def redis_worker(index: int, settings: Settings, schedule: Schedule,
+                 start: threading.Barrier, tally: Tally) -> None:
+    """:func:`worker` for ``--redis``: its own client; ``GET`` of any key, ``INCR`` of
+    its own keys, each ``INCR`` followed at once by a ``GET`` of the key."""
+    rng = random.Random(settings.seed + index)
+    own = list(range(1 + index, settings.rows + 1, settings.threads))
+    expected = dict.fromkeys(own, 0)        # the keys are reset before every mode
+    client = redis_client()
+    try:
+        client.ping()                       # connects (PING goes to the primary)
+    except (redis.RedisError, OSError) as exc:
+        tally.errors.append(f"connect: {type(exc).__name__}: {exc}")
+        start.abort()                       # the run cannot be measured
+        client.close()
+        return
+    tally.ports |= pool_ports(client)
+    start.wait()
+    try:
+        while True:
+            began = time.perf_counter()
+            if began >= schedule.end:
+                return
+            measured = began >= schedule.measure
+            row = 0
+            try:
+                if rng.random() < settings.write_share:
+                    row = rng.choice(own)
+                    key = KEY.format(row)
+                    client.incr(key)
+                    wrote = time.perf_counter()
+                    expected[row] += 1
+                    seen = client.get(key)
+                    done = time.perf_counter()
+                    tally.checked += 1
+                    if seen != str(expected[row]):
+                        tally.violations += 1
+                    if measured:
+                        tally.writes.append(wrote - began)
+                        tally.read_after_write.append(done - wrote)
+                else:
+                    client.get(KEY.format(rng.randint(1, settings.rows)))
+                    if measured:
+                        tally.reads.append(time.perf_counter() - began)
+            except (redis.RedisError, OSError) as exc:
+                tally.errors.append(f"{type(exc).__name__}: {exc}")
+                if row:     # whether the INCR applied is unknown: ask the primary
+                    expected[row] = primary_value(client, KEY.format(row))
+    except Exception as exc:        # the primary could not be asked: this thread stops
+        tally.errors.append(f"thread ended: {type(exc).__name__}: {exc}")
+    finally:
+        tally.ports |= pool_ports(client)
+        client.close()
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     """Count, mean and percentiles, in milliseconds."""
     if not values:
@@ -319,15 +442,18 @@ def quantiles(values: list[float]) -> dict[str, float]:
             "p90": cuts[89], "p99": cuts[98], "max": ms[-1]}
 
 
-def reads_counters() -> dict[str, float]:
+def reads_counters(prefix: str = READS_PREFIX) -> dict[str, float]:
     return {k: v for k, v in counters.stats().items()
-            if k.startswith(READS_PREFIX) or k == COMPANIONS}
+            if k.startswith(prefix) or k == COMPANIONS}
 
 
 def child_main(spec: dict[str, Any]) -> int:
     """One mode: the agent, the threads, the warm-up and the measured window; the
     figures are written to ``spec["out"]``."""
     settings = Settings(**spec["settings"])
+    kind = spec.get("kind", "mysql")
+    prefix = REDIS_READS_PREFIX if kind == "redis" else READS_PREFIX
+    target = redis_worker if kind == "redis" else worker
     if resil.start(spec["config"]) is None:
         raise RuntimeError("resil.start() returned None: unset RESIL_DISABLED to benchmark")
     schedule = Schedule()
@@ -339,7 +465,7 @@ def child_main(spec: dict[str, Any]) -> int:
 
     start = threading.Barrier(settings.threads, action=begin)
     tallies = [Tally() for _ in range(settings.threads)]
-    threads = [threading.Thread(target=worker, name=f"reader{i}",
+    threads = [threading.Thread(target=target, name=f"reader{i}",
                                 args=(i, settings, schedule, start, tallies[i]))
                for i in range(settings.threads)]
     for thread in threads:
@@ -350,15 +476,15 @@ def child_main(spec: dict[str, Any]) -> int:
             raise RuntimeError(f"a thread could not connect: {errors[:1]}")
         time.sleep(0.01)
     time.sleep(max(0.0, schedule.measure - time.perf_counter()))
-    before = reads_counters()
+    before = reads_counters(prefix)
     for thread in threads:
         thread.join()
-    after = reads_counters()
+    after = reads_counters(prefix)
     every = {name: [v for t in tallies for v in getattr(t, name)]
              for name in ("reads", "writes", "read_after_write")}
     statements = sum(len(v) for v in every.values())
     errors = [e for t in tallies for e in t.errors]
-    result = {
+    result: dict[str, Any] = {
         "mode": spec["mode"],
         "statements_per_s": statements / settings.seconds,
         "statements": statements,
@@ -367,13 +493,14 @@ def child_main(spec: dict[str, Any]) -> int:
         "violations": sum(t.violations for t in tallies),
         "errors": len(errors), "error_samples": errors[:5],
         "connected_to_ports": sorted({p for t in tallies for p in t.ports}),
-        "db_reads": {k[len(READS_PREFIX):]: after[k] - before.get(k, 0)
-                     for k in sorted(after) if k.startswith(READS_PREFIX)},
-        "db_reads_whole_run": {k[len(READS_PREFIX):]: v for k, v in sorted(after.items())
-                               if k.startswith(READS_PREFIX)},
-        "companions_opened": after.get(COMPANIONS, 0),
-        "faults": counters.faults(),
+        "db_reads": {k[len(prefix):]: after[k] - before.get(k, 0)
+                     for k in sorted(after) if k.startswith(prefix)},
+        "db_reads_whole_run": {k[len(prefix):]: v for k, v in sorted(after.items())
+                               if k.startswith(prefix)},
     }
+    if kind == "mysql":     # redis-py's companions are connection pools, not counted
+        result["companions_opened"] = after.get(COMPANIONS, 0)
+    result["faults"] = counters.faults()
     Path(spec["out"]).write_text(json.dumps(result, indent=1))
     resil.stop()
     return 0
@@ -392,6 +519,17 @@ def prepare(pair: MariaDBPair, rows: int) -> None:
 def reset(pair: MariaDBPair) -> None:
     """Every row back to 0 (what the threads expect when they start), on both servers."""
     pair.primary.root_sql("UPDATE app.kv SET v = 0")
+    pair.wait_caught_up(timeout=30)
+
+
+def prepare_redis(pair: RedisPair, rows: int) -> None:
+    """The keys ``kv:1`` to ``kv:<rows>`` at 0, on both servers (also the reset between
+    the modes)."""
+    client = pair.primary.client()
+    try:
+        client.mset({KEY.format(i): 0 for i in range(1, rows + 1)})
+    finally:
+        client.close()
     pair.wait_caught_up(timeout=30)
 
 
@@ -417,6 +555,24 @@ def link_check(direct_port: int, relay_port: int, n: int = 30) -> dict[str, floa
     return found
 
 
+def redis_link_check(direct_port: int, relay_port: int, n: int = 30) -> dict[str, float]:
+    """:func:`link_check` for ``--redis``, with ``PING``."""
+    found = {}
+    for name, port in (("direct_ms", direct_port), ("relay_ms", relay_port)):
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=5,
+                             socket_timeout=30, retry=Retry(NoBackoff(), 0))
+        try:
+            times = []
+            for _ in range(n + 3):
+                began = time.perf_counter()
+                client.ping()
+                times.append(time.perf_counter() - began)
+            found[name] = statistics.median(times[3:]) * 1000
+        finally:
+            client.close()
+    return found
+
+
 def clean_env() -> dict[str, str]:
     """The children's environment: ours minus resil's own settings (an inherited
     ``RESIL_RESOURCES_ORDERS_DB_READS`` would change the mode under test)."""
@@ -424,14 +580,15 @@ def clean_env() -> dict[str, str]:
 
 
 def run_mode(mode: str, settings: Settings, base: Path, relay: Relay,
-             replica_port: int) -> dict[str, Any]:
+             replica_port: int, kind: str = "mysql") -> dict[str, Any]:
     """One mode in a child process of its own; its figures."""
     config = base / f"resil-{mode}.toml"
-    config.write_text(CONFIG.format(state=(base / f"state-{mode}.json").as_uri(),
-                                    relay=relay.port, replica=replica_port, reads=mode,
-                                    max_lag=settings.max_lag, read_wait=settings.read_wait))
+    config.write_text((REDIS_CONFIG if kind == "redis" else CONFIG).format(
+        state=(base / f"state-{mode}.json").as_uri(), relay=relay.port,
+        replica=replica_port, reads=mode, max_lag=settings.max_lag,
+        read_wait=settings.read_wait))
     out = base / f"{mode}.json"
-    spec = {"mode": mode, "config": str(config), "out": str(out),
+    spec = {"mode": mode, "kind": kind, "config": str(config), "out": str(out),
             "settings": asdict(settings)}
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child",
                              json.dumps(spec)], env=clean_env(), start_new_session=True)
@@ -471,8 +628,9 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def versions(mariadb: str) -> dict[str, str]:
-    """The versions measured; for resil also where it was imported from and its commit."""
+def versions(**measured: str) -> dict[str, str]:
+    """The versions measured (``measured``: the client's and the server's, by name); for
+    resil also where it was imported from and its commit."""
     source = Path(resil.__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=source,
@@ -480,8 +638,7 @@ def versions(mariadb: str) -> dict[str, str]:
     except OSError:
         commit = ""
     return {"resil": resil.__version__, "resil_source": str(source),
-            "resil_commit": commit or "unknown", "pymysql": version("PyMySQL"),
-            "mariadb": mariadb}
+            "resil_commit": commit or "unknown", **measured}
 
 
 def run(settings: Settings, quick: bool, base: Path) -> dict[str, Any]:
@@ -509,8 +666,45 @@ def run(settings: Settings, quick: bool, base: Path) -> dict[str, Any]:
             relay.destroy()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "quick": quick, "machine": machine(), "versions": versions(mariadb),
+        "quick": quick, "machine": machine(),
+        "versions": versions(pymysql=version("PyMySQL"), mariadb=mariadb),
         "settings": asdict(settings), "link": link, "modes": modes,
+        "ratios_local_to_primary": ratios(modes["primary"], modes["local"]),
+        "runtime_s": time.perf_counter() - began,
+    }
+
+
+def run_redis(settings: Settings, quick: bool, base: Path) -> dict[str, Any]:
+    """:func:`run` for ``--redis``: a Redis pair instead of MariaDB."""
+    began = time.perf_counter()
+    print("starting a Redis pair and the relay on loopback ...", flush=True)
+    with RedisPair(base / "redis") as pair:
+        prepare_redis(pair, settings.rows)
+        server = str(pair.primary.info("server")["redis_version"])
+        relay = Relay(pair.primary.port, settings.delay_ms, base / "relay.log")
+        try:
+            relay.start()
+            link = redis_link_check(pair.primary.port, relay.port)
+            print(f"primary :{pair.primary.port} (unit a, through the relay :{relay.port}), "
+                  f"replica :{pair.replica.port} (unit b); PING round trip "
+                  f"{link['direct_ms']:.2f} ms direct, {link['relay_ms']:.2f} ms through "
+                  "the relay", flush=True)
+            modes = {}
+            for mode in MODES:
+                prepare_redis(pair, settings.rows)
+                print(f"reads = \"{mode}\": {settings.threads} threads, {settings.warmup:g} s "
+                      f"warm-up + {settings.seconds:g} s ...", flush=True)
+                modes[mode] = run_mode(mode, settings, base, relay, pair.replica.port,
+                                       kind="redis")
+        finally:
+            relay.destroy()
+    measured = {k: v for k, v in asdict(settings).items() if k != "read_wait"}
+    return {
+        "kind": "redis",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick, "machine": machine(),
+        "versions": versions(redis_py=version("redis"), redis=server),
+        "settings": measured, "link": link, "modes": modes,
         "ratios_local_to_primary": ratios(modes["primary"], modes["local"]),
         "runtime_s": time.perf_counter() - began,
     }
@@ -534,15 +728,22 @@ def print_report(report: dict[str, Any]) -> None:
     """The human-readable table; the JSON holds the same and more."""
     s, link, modes = report["settings"], report["link"], report["modes"]
     primary, local, ratio = modes["primary"], modes["local"], report["ratios_local_to_primary"]
-    print(f"\nUnit b reads orders-db, whose primary is in unit a behind a relay adding "
-          f"{s['delay_ms']:g} ms each way\n(SELECT 1 round trip: {link['direct_ms']:.2f} ms "
+    on_redis = report.get("kind") == "redis"
+    name, probe, unit = ("cache", "PING", "commands") if on_redis \
+        else ("orders-db", "SELECT 1", "statements")
+    writes = "INCRs each read back at once (GET)" if on_redis \
+        else "writes each read back at once"
+    limits = f"max_lag {s['max_lag']:g} s" + \
+        ("" if on_redis else f", read_wait {s['read_wait']:g} s")
+    print(f"\nUnit b reads {name}, whose primary is in unit a behind a relay adding "
+          f"{s['delay_ms']:g} ms each way\n({probe} round trip: {link['direct_ms']:.2f} ms "
           f"direct, {link['relay_ms']:.2f} ms through the relay).\n{s['threads']} threads, "
           f"{100 * (1 - s['write_share']):.0f} % reads, {100 * s['write_share']:.0f} % "
-          f"writes each read back at once; {s['warmup']:g} s warm-up, {s['seconds']:g} s "
-          f"measured per mode;\nmax_lag {s['max_lag']:g} s, read_wait {s['read_wait']:g} s.")
+          f"{writes}; {s['warmup']:g} s warm-up, {s['seconds']:g} s "
+          f"measured per mode;\n{limits}.")
     print(f"\n  {'':<30}{'primary':>12}{'local':>12}{'local/primary':>16}")
     r = ratio["statements_per_s"]
-    print(f"  {'statements/s':<30}{primary['statements_per_s']:>12.1f}"
+    print(f"  {f'{unit}/s':<30}{primary['statements_per_s']:>12.1f}"
           f"{local['statements_per_s']:>12.1f}{(f'{r:.2f}' if r else '-'):>16}")
     for key, label in LATENCIES:
         for q in ("p50", "p99"):
@@ -556,9 +757,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  {'read-after-write violations':<30}{primary['violations']:>12}"
           f"{local['violations']:>12}")
     print(f"  {'errors':<30}{primary['errors']:>12}{local['errors']:>12}")
+    companions = "" if on_redis \
+        else f"; {local['companions_opened']:.0f} companion connections opened"
     print(f"\nlocal mode, reads by outcome: {outcomes(local['db_reads'])} over the measured "
           f"window;\n{outcomes(local['db_reads_whole_run'])} over the whole run, warm-up "
-          f"included; {local['companions_opened']:.0f} companion connections opened")
+          f"included{companions}")
     checked = primary["read_after_write_checked"] + local["read_after_write_checked"]
     violations = primary["violations"] + local["violations"]
     print(f"read-your-writes: {'held' if not violations else 'VIOLATED'} "
@@ -579,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(json.loads(argv[1]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis", action="store_true",
+                        help="a Redis pair (GET, INCR) instead of MariaDB; results to "
+                             "benchmarks/results/reads-redis.json")
     parser.add_argument("--delay", type=float, default=5.0, metavar="MS",
                         help="delay the relay adds in each direction (default 5 ms)")
     parser.add_argument("--threads", type=int, metavar="N",
@@ -600,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="resil-bench-reads-"))
     restore = stop_servers_on_sigterm()     # SIGTERM then unwinds and stops everything too
     try:
-        report = run(settings, args.quick, base)
+        report = (run_redis if args.redis else run)(settings, args.quick, base)
     except KeyboardInterrupt:
         print("\nreads: interrupted; servers and relay stopped", file=sys.stderr)
         return 130
@@ -608,9 +814,10 @@ def main(argv: list[str] | None = None) -> int:
         restore()
     shutil.rmtree(base, ignore_errors=True)     # a failed run keeps its folder to look at
     print_report(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}; runtime {report['runtime_s']:.0f} s")
+    results = REDIS_RESULTS if args.redis else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {results.relative_to(ROOT)}; runtime {report['runtime_s']:.0f} s")
     return 0
 
 

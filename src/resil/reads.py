@@ -46,6 +46,9 @@ log = _log.get("resil.reads")
 
 #: Seconds between two samples of the primary's and the replica's positions.
 PROBE_INTERVAL = 0.25
+#: Least time between the starts of two samples when reads kick the watch (see
+#: :meth:`ReplicaWatch.kick`): at most 50 samples a second per process and resource.
+KICK_GAP = 0.02
 #: A lag older than this (no successful replica sample since) is unknown: reads go to the
 #: primary. Above a probe's timeout plus its interval: a primary that times out every
 #: sample still leaves the replica's lag known.
@@ -152,6 +155,7 @@ class ReplicaWatch:
         self.lag_of = ReplicaLag(max(4 * resource.max_lag, 2.0), clock)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._pid = 0
         self._asked = clock()
         self._healthy = False
@@ -175,8 +179,14 @@ class ReplicaWatch:
         lag = self.lag()
         return lag is not None and lag < self.resource.max_lag
 
+    def kick(self) -> None:
+        """Sample again now rather than at the next interval (at most every
+        :data:`KICK_GAP`): a read waits for the replica to be known to hold a write."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -195,11 +205,16 @@ class ReplicaWatch:
                 with self._lock:            # asked again later: started again
                     self._pid = 0
                 return
+            began = self._clock()
             if not self.sample():
                 with self._lock:            # no agent any more
                     self._pid = 0
                 return
-            stop.wait(PROBE_INTERVAL)
+            self._wake.wait(PROBE_INTERVAL)     # or sooner, when kicked
+            self._wake.clear()
+            rest = KICK_GAP - (self._clock() - began)
+            if rest > 0 and not stop.is_set():
+                stop.wait(rest)
 
     def sample(self) -> bool:
         """Take one sample of both positions (the thread's step; tests call it too);

@@ -186,3 +186,41 @@ def test_a_replica_that_stops_answering_or_replicating_is_not_usable():
     replica[0] = "down"
     watch.sample()
     assert not watch.usable()
+
+
+def test_a_kick_samples_again_before_the_interval_but_not_more_often_than_the_gap():
+    import time as _time
+    calls: list[float] = []
+
+    def probe(endpoint):
+        if endpoint is not None:
+            calls.append(_time.monotonic())
+        return {0: 1}
+
+    watch = _watch(probe, _time.monotonic)
+    try:
+        watch.lag()                             # starts the thread
+        assert wait_until(lambda: len(calls) >= 1)
+        first = len(calls)
+        began = _time.monotonic()
+        while _time.monotonic() - began < 0.2:  # kicked all the time for 0.2 s
+            watch.kick()
+            _time.sleep(0.005)
+        kicked = len(calls) - first
+        # Without kicks: at most one more sample in 0.2 s (every 0.25 s); with them, about
+        # one per KICK_GAP (20 ms), never more.
+        assert 3 <= kicked <= 0.2 / reads.KICK_GAP + 2, kicked
+        gaps = [b - a for a, b in zip(calls[first:], calls[first + 1:], strict=False)]
+        assert min(gaps) >= reads.KICK_GAP * 0.9, gaps
+    finally:
+        watch.stop()
+
+
+def wait_until(condition, timeout=2.0):
+    import time as _time
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        if condition():
+            return True
+        _time.sleep(0.01)
+    return condition()

@@ -103,6 +103,7 @@ def read(agent: Any, client: Any, state: PoolReads, args: tuple[Any, ...],
         reads.count(resource, unit, "fallback_lag", started, endpoint)
         return MISS
     if not found.holds_writes_before(_newest_write(state)):
+        found.kick()        # the next reads need not wait for the next interval
         reads.count(resource, unit, "fallback_wait", started, endpoint)
         return MISS
     pool = _companion(client.connection_pool, state, endpoint)
@@ -142,6 +143,7 @@ async def read_async(agent: Any, client: Any, state: PoolReads, args: tuple[Any,
         reads.count(resource, unit, "fallback_lag", started, endpoint)
         return MISS
     if not found.holds_writes_before(_newest_write(state)):
+        found.kick()        # the next reads need not wait for the next interval
         reads.count(resource, unit, "fallback_wait", started, endpoint)
         return MISS
     pool = _companion(client.connection_pool, state, endpoint)
