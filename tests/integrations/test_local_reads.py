@@ -205,6 +205,34 @@ def test_reads_that_depend_on_the_session_or_the_server_stay_on_the_primary(
     assert where(conn) == "replica"         # none of them pins
 
 
+def test_the_diagnostics_of_a_local_read_come_from_the_replica(configure, origin,
+                                                               mariadb_pair):
+    """FOUND_ROWS(), ROW_COUNT() and SHOW WARNINGS describe the statement before: when the
+    replica ran it, they are asked there (the primary's session would describe another)."""
+    mariadb_pair.primary.root_sql(f"SET SESSION sql_log_bin = 0; INSERT INTO "
+                                  f"`{origin}`.origin VALUES ('p2'), ('p3')")
+    started(configure())
+    conn = connect(origin)
+    assert local_soon(conn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT v FROM origin")
+        assert cur.fetchall() == (("replica",),)
+        cur.execute("SELECT FOUND_ROWS()")
+        assert cur.fetchall() == ((1,),)            # the replica's one row, not 3
+        cur.execute("SELECT CAST('12abc' AS SIGNED)")
+        cur.execute("SHOW WARNINGS")
+        assert "Truncated incorrect INTEGER value" in cur.fetchall()[0][2]
+        cur.execute("SELECT @@warning_count")
+        assert cur.fetchall() == ((1,),)
+        # After a statement on the primary, they are the primary's again.
+        cur.execute("INSERT INTO t VALUES (1, 1), (2, 2)")
+        cur.execute("SELECT ROW_COUNT()")
+        assert cur.fetchall() == ((2,),)
+        cur.execute("SELECT v FROM origin FOR UPDATE")      # the primary: 3 rows
+        cur.execute("SELECT FOUND_ROWS()")
+        assert cur.fetchall() == ((3,),)
+
+
 def test_when_the_own_unit_holds_the_primary_reads_go_to_the_primary(
         configure, origin, tmp_path):
     agent = started(configure())

@@ -75,7 +75,7 @@ class Local:
     """One application connection's same-unit read state."""
 
     __slots__ = ("companion", "at", "pinned", "gtid", "gtid_text", "seen", "unsure", "busy",
-                 "supported", "scope", "__weakref__")
+                 "supported", "scope", "last_local", "__weakref__")
 
     def __init__(self) -> None:
         self.companion: Any = None
@@ -98,6 +98,9 @@ class Local:
         """A read is running on the companion."""
         self.supported = True
         """The server can report ``last_gtid`` (MariaDB); otherwise no local reads."""
+        self.last_local = False
+        """The connection's last statement was served by the replica: a statement that
+        reads its diagnostics (``FOUND_ROWS()``, ``SHOW WARNINGS``) must go there too."""
         self.scope = ""
         """The resource's name when its reads wait for their request's writes too
         (``read_your_writes = "request"``)."""
@@ -159,21 +162,29 @@ def adopted(conn: Any, record: Tracked) -> None:
 
 # --------------------------------------------------------------------------- statements
 
-def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any]) -> Any:
+def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any],
+         unbuffered: bool = False) -> Any:
     """Run ``sql`` on the replica when it may go there (the module's rules): PyMySQL's
     ``query`` result, with the result set on ``conn``; :data:`MISS` when it must run on
     the primary. ``query`` is PyMySQL's own ``Connection.query``."""
     local: Local = record.local
+    after_local, local.last_local = local.last_local, False
+    if unbuffered:
+        return MISS
     status = server_status(conn)
     if not status & AUTOCOMMIT or in_transaction(conn, record) or not local.supported:
         return MISS
     pending = conn._result
     if pending is not None and (pending.unbuffered_active or pending.has_next):
         return MISS
-    where = locality(sql, no_backslash_escapes=bool(status & NO_BACKSLASH_ESCAPES))
+    escapes = bool(status & NO_BACKSLASH_ESCAPES)
+    where = locality(sql, no_backslash_escapes=escapes)
     if where is not _REPLICA:
         if where is _PIN and not _same_names(conn, sql):
             local.pinned = True     # before it runs: a text that fails half-way pins too
+        elif after_local and local.companion is not None \
+                and _reads_diagnostics(sql, escapes):
+            return _on_companion(conn, local, sql, query)
         return MISS
     agent = registry._runtime
     if agent is None:
@@ -217,7 +228,41 @@ def read(conn: Any, record: Tracked, sql: Any, query: Callable[..., Any]) -> Any
         local.busy = False
     conn._result = companion._result
     conn._affected_rows = affected
+    local.last_local = True
     reads.count(resource, unit, "local", started, endpoint)
+    return affected
+
+
+#: What reads the previous statement's diagnostics: the row count of the last SELECT,
+#: the affected rows, its warnings and errors.
+_DIAGNOSTICS = re.compile(
+    rb"FOUND_ROWS\s*\(|ROW_COUNT\s*\(|\bSHOW\s+(?:COUNT\s*\(\s*\*\s*\)\s+)?"
+    rb"(?:WARNINGS|ERRORS)\b|@@(?:SESSION\.)?(?:WARNING_COUNT|ERROR_COUNT)\b", re.IGNORECASE)
+
+
+def _reads_diagnostics(sql: Any, escapes: bool) -> bool:
+    """Whether ``sql`` only reads and asks about the statement before it (which the
+    replica ran: the primary's session would answer for another one)."""
+    text = sql.encode() if isinstance(sql, str) else sql
+    return isinstance(text, bytes) and _DIAGNOSTICS.search(text) is not None \
+        and classify(sql, no_backslash_escapes=escapes) is _READ
+
+
+def _on_companion(conn: Any, local: Local, sql: Any, query: Callable[..., Any]) -> Any:
+    """Run ``sql`` on the companion session (which ran the statement before), its
+    result handed to ``conn``; :data:`MISS` if the companion fails (the primary then
+    answers, as it would have)."""
+    companion = local.companion
+    local.busy = True
+    try:
+        affected = query(companion, sql)
+    except Exception:
+        return MISS
+    finally:
+        local.busy = False
+    conn._result = companion._result
+    conn._affected_rows = affected
+    local.last_local = True         # still the session a further question is about
     return affected
 
 
@@ -257,6 +302,7 @@ def after_ok(conn: Any, ok: Any) -> None:
     record: Tracked | None = conn.__dict__.get(ATTRIBUTE)
     if record is None or record.local is None:
         return
+    record.local.last_local = False     # a statement of PyMySQL's own, on the primary
     if ok is None or getattr(ok, "message", None) is None:
         _unsure(record.local)
     elif ok.server_status & STATE_CHANGED:

@@ -497,9 +497,9 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
         record: Tracked | None = self.__dict__.get(ATTRIBUTE)
         if record is None or record.connecting:
             return original(self, sql, unbuffered)
-        if record.local is not None and not unbuffered:
+        if record.local is not None:
             try:
-                done = _reads.read(self, record, sql, original)
+                done = _reads.read(self, record, sql, original, unbuffered)
             except Exception as fault:  # fail-open: the statement goes to the primary
                 counters.record_fault("pymysql.reads", fault)
                 done = _reads.MISS
