@@ -48,9 +48,8 @@ Where a statement may run
     statements, ``LOCK``/``UNLOCK TABLES``, ``HANDLER``, ``CALL``, temporary tables,
     compound statements, user-variable assignments (``@x :=``, ``INTO @x``,
     ``LAST_INSERT_ID(expr)``), named locks (``GET_LOCK()``), ``SQL_CALC_FOUND_ROWS`` and
-    sequences. Every reading above counts
-    and the strongest answer wins (PIN > PRIMARY > REPLICA); text that does not lex is
-    PIN.
+    sequences. Every reading above counts and the strongest answer wins (PIN > PRIMARY >
+    REPLICA); text that does not lex is PIN.
 
 Limits
     * A stored function called from a SELECT may write, and the text cannot show it:
