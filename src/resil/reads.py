@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
-from . import _log, counters, spans
+from . import _log, counters, registry, spans
 from .state import ControlState
 from .topology import Endpoint, Resource
 
@@ -287,6 +287,42 @@ connections (set by the WSGI/ASGI wrappers, :func:`request_scope`)."""
 def request_scoped(resources: Iterable[Resource]) -> bool:
     """Whether any resource has reads wait for its request's writes."""
     return any(r.reads == "local" and r.read_your_writes == "request" for r in resources)
+
+
+class Watches:
+    """A driver's watches: one per resource of the running agent, made on first use (an
+    agent started again with another configuration gets new ones)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, ReplicaWatch] = {}
+        self._lock = threading.Lock()
+
+    def get(self, resource: Resource, make: Callable[[], ReplicaWatch]) -> ReplicaWatch:
+        """The watch of ``resource``, made by ``make()`` if there is none for it."""
+        found = self._found.get(resource.name)
+        if found is None or found.resource is not resource:
+            with self._lock:
+                found = self._found.get(resource.name)
+                if found is None or found.resource is not resource:
+                    if found is not None:
+                        found.stop()
+                    found = self._found[resource.name] = make()
+        return found
+
+    def stop(self) -> None:
+        """Stop every watch (the agent stops, or a test ends)."""
+        with self._lock:
+            for found in self._found.values():
+                found.stop()
+            self._found.clear()
+
+
+def applied_state() -> ControlState:
+    """The running agent's control state, for a watch; LookupError once it stopped."""
+    agent = registry._runtime
+    if agent is None:
+        raise LookupError("the agent stopped")
+    return agent.state
 
 
 def local_endpoint(resource: Resource, unit: str, state: ControlState) -> Endpoint | None:

@@ -14,27 +14,17 @@ import pymysql
 import pytest
 
 import resil
+
+# The semi-synchronous pair of the failover tests (each test breaks its own).
 from functional.test_failover_mysql import ENV, start_monitor
+from functional.test_failover_mysql import pair as pair  # noqa: F401 (a fixture)
 from functional.writers import Tally, Writers
 from resil import counters
 from resil.integrations import _pymysql_reads
-from servers import MariaDBPair
 from servers.config import resil_toml
 
 pytestmark = pytest.mark.adversarial
 TIMEOUT = 2.0
-
-
-@pytest.fixture
-def pair(tmp_path):
-    with MariaDBPair(tmp_path / "mysql", semi_sync=True) as pair:
-        pair.primary.root_sql("SET GLOBAL rpl_semi_sync_master_timeout = 30000;"
-                              "CREATE TABLE app.w (writer VARCHAR(16), seq INT, "
-                              "PRIMARY KEY (writer, seq))")
-        pair.replica.root_sql("STOP SLAVE; SET GLOBAL slave_net_timeout = 2; "
-                              "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5; START SLAVE")
-        pair.wait_caught_up()
-        yield pair
 
 
 @pytest.fixture

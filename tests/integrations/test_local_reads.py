@@ -19,15 +19,11 @@ import resil
 from resil import context, counters
 from resil.integrations import _pymysql_reads
 from servers.config import resil_toml
+from servers.ports import wait_until
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+    return wait_until(condition, timeout, interval=0.02)
 
 
 @pytest.fixture

@@ -114,8 +114,7 @@ class Local:
 
 _LOCALS: weakref.WeakSet[Local] = weakref.WeakSet()
 _LOCALS_LOCK = threading.Lock()
-_WATCHES: dict[str, ReplicaWatch] = {}
-_WATCHES_LOCK = threading.Lock()
+_WATCHES = reads.Watches()
 
 
 # --------------------------------------------------------------------------- connect
@@ -484,26 +483,10 @@ def _cut_busy(resource: str) -> None:
 
 def watch(resource: Resource, conn: Any) -> ReplicaWatch:
     """The process's :class:`~resil.reads.ReplicaWatch` of ``resource``, probing with
-    connections made like ``conn`` (one per resource of the running agent: an agent
-    started again with another configuration gets new ones)."""
-    found = _WATCHES.get(resource.name)
-    if found is None or found.resource is not resource:
-        with _WATCHES_LOCK:
-            found = _WATCHES.get(resource.name)
-            if found is None or found.resource is not resource:
-                if found is not None:
-                    found.stop()
-                found = _WATCHES[resource.name] = ReplicaWatch(
-                    resource, _state, _Probe(resource, conn),
-                    on_down=lambda: _cut_busy(resource.name))
-    return found
-
-
-def _state() -> Any:
-    agent = registry._runtime
-    if agent is None:
-        raise LookupError("the agent stopped")
-    return agent.state
+    connections made like ``conn``."""
+    return _WATCHES.get(resource, lambda: ReplicaWatch(
+        resource, reads.applied_state, _Probe(resource, conn),
+        on_down=lambda: _cut_busy(resource.name)))
 
 
 class _Probe:
@@ -557,7 +540,4 @@ class _Probe:
 
 def stop_watches() -> None:
     """Stop every watch (the agent stops, or a test ends)."""
-    with _WATCHES_LOCK:
-        for found in _WATCHES.values():
-            found.stop()
-        _WATCHES.clear()
+    _WATCHES.stop()

@@ -86,26 +86,38 @@ def command_name(args: tuple[Any, ...]) -> str:
     return (name.decode() if isinstance(name, bytes) else str(name)).upper()
 
 
+def _admitted(agent: Any, client: Any, state: PoolReads) -> tuple[Endpoint, int] | None:
+    """The replica's endpoint and the span's start when a key read of ``client`` may go
+    there now; None (the read counted by where it goes instead) when it must go to the
+    primary."""
+    resource, unit = state.resource, agent.config.unit
+    started = spans.now_ns() if spans.tracing() else 0
+    endpoint = reads.local_endpoint(resource, unit, agent.state)
+    if endpoint is None:
+        reads.count(resource, unit, "primary", started)
+        return None
+    found = watch(resource, client.connection_pool)
+    if not found.usable():
+        reads.count(resource, unit, "fallback_lag", started, endpoint)
+        return None
+    if not found.holds_writes_before(_newest_write(state)):
+        found.kick()        # the next reads need not wait for the next interval
+        reads.count(resource, unit, "fallback_wait", started, endpoint)
+        return None
+    return endpoint, started
+
+
 def read(agent: Any, client: Any, state: PoolReads, args: tuple[Any, ...],
          options: dict[str, Any]) -> Any:
     """Run a read command (one of :data:`LOCAL_READS`) on the replica when it may go
     there: the parsed reply; :data:`MISS` when it must go to the primary."""
     if client.connection is not None or not hasattr(client, "_send_command_parse_response"):
         return MISS
+    admitted = _admitted(agent, client, state)
+    if admitted is None:
+        return MISS
+    endpoint, started = admitted
     resource, unit = state.resource, agent.config.unit
-    started = spans.now_ns() if spans.tracing() else 0
-    endpoint = reads.local_endpoint(resource, unit, agent.state)
-    if endpoint is None:
-        reads.count(resource, unit, "primary", started)
-        return MISS
-    found = watch(resource, client.connection_pool)
-    if not found.usable():
-        reads.count(resource, unit, "fallback_lag", started, endpoint)
-        return MISS
-    if not found.holds_writes_before(_newest_write(state)):
-        found.kick()        # the next reads need not wait for the next interval
-        reads.count(resource, unit, "fallback_wait", started, endpoint)
-        return MISS
     pool = _companion(client.connection_pool, state, endpoint)
     with context.bypass():          # resil routes the replica's address to the primary
         try:
@@ -132,20 +144,11 @@ async def read_async(agent: Any, client: Any, state: PoolReads, args: tuple[Any,
     if client.connection is not None or client.single_connection_client \
             or not hasattr(client, "_send_command_parse_response"):
         return MISS
+    admitted = _admitted(agent, client, state)
+    if admitted is None:
+        return MISS
+    endpoint, started = admitted
     resource, unit = state.resource, agent.config.unit
-    started = spans.now_ns() if spans.tracing() else 0
-    endpoint = reads.local_endpoint(resource, unit, agent.state)
-    if endpoint is None:
-        reads.count(resource, unit, "primary", started)
-        return MISS
-    found = watch(resource, client.connection_pool)
-    if not found.usable():
-        reads.count(resource, unit, "fallback_lag", started, endpoint)
-        return MISS
-    if not found.holds_writes_before(_newest_write(state)):
-        found.kick()        # the next reads need not wait for the next interval
-        reads.count(resource, unit, "fallback_wait", started, endpoint)
-        return MISS
     pool = _companion(client.connection_pool, state, endpoint)
     try:
         conn = await pool.get_connection()
@@ -223,30 +226,14 @@ UNROUTED = "_resil_unrouted"
 
 # --------------------------------------------------------------------------- the watch
 
-_WATCHES: dict[str, ReplicaWatch] = {}
-_WATCHES_LOCK = threading.Lock()
+_WATCHES = reads.Watches()
 
 
 def watch(resource: Resource, pool: Any) -> ReplicaWatch:
     """The process's :class:`~resil.reads.ReplicaWatch` of ``resource``, probing with
     connections made with ``pool``'s arguments."""
-    found = _WATCHES.get(resource.name)
-    if found is None or found.resource is not resource:
-        with _WATCHES_LOCK:
-            found = _WATCHES.get(resource.name)
-            if found is None or found.resource is not resource:
-                if found is not None:
-                    found.stop()
-                found = _WATCHES[resource.name] = ReplicaWatch(
-                    resource, _state, _Probe(resource, pool))
-    return found
-
-
-def _state() -> Any:
-    agent = registry._runtime
-    if agent is None:
-        raise LookupError("the agent stopped")
-    return agent.state
+    return _WATCHES.get(resource, lambda: ReplicaWatch(
+        resource, reads.applied_state, _Probe(resource, pool)))
 
 
 class _Probe:
@@ -315,7 +302,4 @@ def _fields(reply: Any) -> dict[str, str]:
 
 def stop_watches() -> None:
     """Stop every watch (the agent stops, or a test ends)."""
-    with _WATCHES_LOCK:
-        for found in _WATCHES.values():
-            found.stop()
-        _WATCHES.clear()
+    _WATCHES.stop()
