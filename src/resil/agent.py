@@ -131,7 +131,7 @@ class Agent:
         self.parent = _spawning_agent()
         # Processes this one starts (uvicorn's and multiprocessing's spawned workers)
         # learn that they are this instance's workers.
-        os.environ[PARENT_ENV] = self.id
+        mark_children(self.id)
         if self.config.admin_listen is not None and self.parent is None:
             from .telemetry.admin import AdminServer
             self.admin = AdminServer(self, *self.config.admin_listen)
@@ -153,8 +153,7 @@ class Agent:
     def stop(self) -> None:
         """Stop the admin endpoint, watching and heartbeats, and remove every patch."""
         self._stopped = True
-        if os.environ.get(PARENT_ENV) == self.id:
-            del os.environ[PARENT_ENV]
+        mark_children(None)
         from .telemetry import otel
         otel.detach(self)
         if self.router.checks is not None:
@@ -589,7 +588,7 @@ class Agent:
         self.parent = self.id
         self.id = f"{gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
-        os.environ[PARENT_ENV] = self.id
+        mark_children(self.id)
         self.started_at = time.time()
 
 
@@ -628,6 +627,23 @@ PARENT_ENV = "_RESIL_PARENT_AGENT"
 """Set by every agent to its id, for the processes it starts: a new interpreter whose
 parent process is that agent is one of its instance's workers (uvicorn ``--workers`` and
 multiprocessing spawn them rather than fork)."""
+
+
+def mark_children(agent_id: str | None) -> None:
+    """Set :data:`PARENT_ENV` to ``agent_id`` (None: remove it) for the processes this
+    one starts, in the C environment only (``os.putenv``), which a spawned worker
+    inherits (multiprocessing passes no environment of its own). Kept out of
+    ``os.environ``: some libraries read it whole on every call. requests walks it four
+    times per request (proxy settings), and one more variable cost each call about
+    27,000 instructions, as much as everything else resil adds to an unrouted call
+    (measured with ``benchmarks/instructions.py``). The value this process inherited
+    was read at start (:func:`_spawning_agent`) and is removed from ``os.environ`` too.
+    """
+    os.environ.pop(PARENT_ENV, None)
+    if agent_id is None:
+        os.unsetenv(PARENT_ENV)
+    else:
+        os.putenv(PARENT_ENV, agent_id)
 
 
 def _spawning_agent() -> str | None:

@@ -252,3 +252,49 @@ def test_uwsgi_without_threads_is_said_at_first_use(setup, monkeypatch, caplog):
         primary_host(agent)
     assert caplog.text.count("uWSGI runs without Python threads") == 1
     assert "--enable-threads" in caplog.text
+
+
+def test_processes_it_starts_learn_its_id_without_os_environ_holding_it(setup):
+    """A spawned worker learns its agent from the environment it inherits; the variable
+    stays out of ``os.environ``, which requests reads whole on every call (one more
+    variable there cost each unrouted call ~27,000 instructions)."""
+    import subprocess
+
+    from resil.agent import PARENT_ENV
+    probe = [sys.executable, "-c", f"import os; print(os.environ.get({PARENT_ENV!r}))"]
+    config, _ = setup(signed=False)
+    agent = resil.start(config)
+    try:
+        assert PARENT_ENV not in os.environ
+        child = subprocess.run(probe, capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == agent.id
+    finally:
+        resil.stop()
+    assert PARENT_ENV not in os.environ
+    child = subprocess.run(probe, capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "None"
+
+
+def test_an_inherited_parent_id_is_read_then_replaced_by_its_own(setup, monkeypatch):
+    """A worker spawned by an agent reads that agent's id at start; what its own
+    children inherit is its id, and ``os.environ`` holds neither (a copy of it given to a
+    child would name the wrong parent)."""
+    import subprocess
+
+    import resil.agent as agent_module
+    from resil.agent import PARENT_ENV
+    parent = f"{agent_module.gethostname()}:{os.getppid()}"
+    monkeypatch.setenv(PARENT_ENV, parent)
+    monkeypatch.setattr(agent_module.sys, "orig_argv", [*sys.orig_argv, "--multiprocessing-fork"],
+                        raising=False)
+    config, _ = setup(signed=False)
+    agent = resil.start(config)
+    try:
+        assert agent.parent == parent
+        assert PARENT_ENV not in os.environ
+        probe = [sys.executable, "-c", f"import os; print(os.environ.get({PARENT_ENV!r}))"]
+        child = subprocess.run(probe, capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == agent.id
+    finally:
+        resil.stop()
+        monkeypatch.delenv(PARENT_ENV, raising=False)
