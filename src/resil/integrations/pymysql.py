@@ -451,6 +451,29 @@ def _closed_by_server(conn: Any, record: Tracked) -> bool:
     return readable_now(record, sock)
 
 
+def _dead_fast(conn: Any, record: Tracked) -> bool:
+    """``not in_transaction(conn, record) and _closed_by_server(conn, record)`` for a
+    connection whose ``record.tx`` is false, with their calls inlined: with the socket's
+    poll object already made (every statement after the first), one ``poll`` and no
+    call of resil's own. Raises AttributeError where PyMySQL did not set an attribute
+    (the caller then asks the functions, which read them with defaults)."""
+    if conn.server_status & IN_TRANS:
+        return False
+    sock = conn._sock
+    if sock is None:
+        return False
+    watch = record.watch
+    if watch is None or watch[0] is not sock:
+        return _closed_by_server(conn, record)      # makes the socket's poll object
+    pending = conn._result
+    if pending is not None and (pending.unbuffered_active or pending.has_next):
+        return False        # rows or result sets of its own still unread
+    try:
+        return bool(watch[1].poll(0))
+    except Exception:       # as readable_now: any fault of the check says "no"
+        return False
+
+
 def _replace_dead(conn: Any, record: Tracked) -> None:
     """The server closed this idle connection before the statement was sent: connect
     again (to the primary now, held while a failover is pending) and send it there, where
@@ -515,8 +538,14 @@ def _make_query(original: Callable[..., Any]) -> Callable[..., Any]:
                     if state.epoch != record.epoch or state.locks:
                         _at_boundary(agent, self, record, sql)
                     faults = state.faults
-                if not in_transaction(self, record) and _closed_by_server(self, record):
-                    _replace_dead(self, record)
+                if not record.tx:
+                    try:
+                        dead = _dead_fast(self, record)
+                    except Exception:   # an attribute PyMySQL did not set: the long way
+                        dead = not in_transaction(self, record) \
+                            and _closed_by_server(self, record)
+                    if dead:
+                        _replace_dead(self, record)
                 if faults:
                     _chaos_statement(agent, self, record)   # type: ignore[arg-type]
                 result = original(self, sql, unbuffered)
