@@ -50,8 +50,10 @@ class Router:
         self._health_lock = threading.Lock()
         self._turn = itertools.count()
         self._random: Any = None      # random.Random, made by the first weighted draw
-        self.http_matches: dict[str, Any] = {}
-        """Scheme and authority of an outgoing HTTP call → its resource match or None.
+        self.http_matches: dict[str | tuple[Any, ...], Any] = {}
+        """Scheme and authority of an outgoing HTTP call → its resource match or None
+        (also an integration's own key for them → None: no resource, see
+        :func:`resil.integrations._http.names_no_resource`).
         Read and written by every request thread without a lock: a dict's ``get``,
         item assignment and ``clear`` are each atomic, and a full map
         (:data:`HTTP_MATCHES`) is emptied rather than evicted entry by entry (a match is

@@ -76,6 +76,34 @@ def test_urllib3_and_httpx_are_routed(write_config, tmp_path, units):
     assert (answer["unit"], answer["path"]) == ("a", "/async")
 
 
+def test_httpx_knows_hosts_that_name_no_resource_without_hiding_one(write_config, tmp_path,
+                                                                    units):
+    """httpx calls to a host found to name no resource are left alone from the parsed
+    URL; a call left alone for another reason (resil bypassed) is not taken for that,
+    and a new configuration that makes the host a resource routes it."""
+    import httpx
+    start_agent(write_config, tmp_path, units)
+    port = units.servers["b"][0].port
+    router = registry.runtime().router
+    with httpx.Client() as client:
+        with context.bypass():          # an endpoint, called directly: left alone
+            answer = client.get(f"http://127.0.0.1:{port}/x").json()
+        assert answer["unit"] == "b" and "x-resil-unit" not in answer["headers"]
+        answer = client.get(f"http://127.0.0.1:{port}/x").json()
+        assert answer["unit"] == "a" and answer["headers"]["x-resil-unit"] == "a"
+        for path in ("/y", "/z"):       # localhost is no resource: left alone each time
+            answer = client.get(f"http://localhost:{port}{path}").json()
+            assert (answer["unit"], answer["path"]) == ("b", path)
+            assert "x-resil-unit" not in answer["headers"]
+        remembered = [key for key in router.http_matches if isinstance(key, tuple)]
+        assert remembered == [("httpx", "http", "localhost", port)]
+        resil.stop()
+        start_agent(write_config, tmp_path, units, more='\n[resources.local]\nkind = "http"\n'
+                    f'endpoints = {{ a = "http://localhost:{port}" }}\n')
+        answer = client.get(f"http://localhost:{port}/w").json()
+        assert answer["headers"]["x-resil-unit"] == "a"
+
+
 def test_httpx_headers_follow_each_attempt(write_config, tmp_path, units):
     """httpx's headers are set in place: resil's header once (an application's own
     value of it replaced), the Host of each attempt's endpoint, an own Host kept."""

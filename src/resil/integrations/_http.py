@@ -166,6 +166,35 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool,
     return Plan(match, first, rest, stripped, again, router, state, reading, added)
 
 
+def names_no_resource(key: tuple[Any, ...]) -> bool:
+    """Whether ``key`` (an integration's own key for a URL's scheme and authority, read
+    from its parsed form) was found by :func:`remember_unrouted` to name no resource of
+    the current router: the call is left alone without making the URL's text."""
+    agent = registry._runtime
+    return agent is not None and agent.router.http_matches.get(key, _UNKNOWN) is None
+
+
+def remember_unrouted(key: tuple[Any, ...], text: str, host: str, port: int) -> None:
+    """After :func:`plan` left the call to ``text`` alone: remember ``key`` for
+    :func:`names_no_resource`, when the reason is that the URL names no resource — in
+    plan's own cache (not a bypass or a nested call), and by ``host`` and ``port``
+    as the integration read them (so a key read differently never hides a resource)."""
+    agent = registry._runtime
+    if agent is None:
+        return
+    router = agent.router
+    start = text.find("://")
+    if start < 0:
+        return
+    found = _AUTHORITY_END.search(text, start + 3)
+    prefix = text[:found.start() if found is not None else len(text)]
+    cache = router.http_matches
+    if cache.get(prefix, _UNKNOWN) is None and router.topology.match("http", host, port) is None:
+        if len(cache) >= HTTP_MATCHES:
+            cache.clear()
+        cache[key] = None
+
+
 def _match(router: Any, prefix: str) -> _Match | None:
     parts = urlsplit(prefix)
     scheme = parts.scheme.lower()
