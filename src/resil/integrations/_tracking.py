@@ -10,7 +10,6 @@ the record on the hot path with one attribute lookup.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -79,8 +78,15 @@ class Tracker:
         self._at = at or _address
         """Where a connection points now (mysqlclient's address is fixed in C: it is
         kept beside it, and given to its ``__init__``)."""
-        self._lock = threading.Lock()
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._refs: set[weakref.ref[Any]] = set()
+        """Weak references to the tracked connections. Each removes itself when its
+        connection is gone (its callback is the set's own ``discard``): adding and
+        removing run no Python code and take no lock (a ``WeakSet`` cost each connect
+        about 40 bytecodes and a lock)."""
+        self._last: tuple[Any, tuple[str, int], Resource, Endpoint | None] | None = None
+        """The last new connection's control state, origin, resource and primary
+        endpoint: the next one to the same address in the same state needs neither the
+        match nor the lookup of the primary."""
 
     def route(self, conn: Any, origin: tuple[str, int] | None = None) -> Tracked | None:
         """Point ``conn`` at its resource's current primary; track it. None if unmatched.
@@ -96,15 +102,21 @@ class Tracker:
         if record is None:
             if origin is None:
                 origin = (str(conn.host), int(conn.port))
-            resource = router.topology.match(self.kind, *origin)
-            if resource is None:
-                return None
+            last = self._last
+            if last is not None and last[0] is state and last[1] == origin:
+                resource, endpoint = last[2], last[3]
+            else:
+                found = router.topology.match(self.kind, *origin)
+                if found is None:
+                    return None
+                resource, endpoint = found, _primary(state, found)
+                self._last = (state, origin, resource, endpoint)
             record = Tracked(resource, origin, state.epoch)
             conn.__dict__[ATTRIBUTE] = record
-            with self._lock:
-                self._connections.add(conn)
-        unit = state.primary_unit(record.resource)
-        endpoint = record.resource.endpoint_in(unit) if unit else None
+            refs = self._refs
+            refs.add(weakref.ref(conn, refs.discard))
+        else:
+            endpoint = _primary(state, record.resource)
         record.epoch = state.epoch
         if endpoint is not None and self._at(conn) != (endpoint.host, endpoint.port):
             log.debug("resil: %s %s:%s -> %s (unit %s, epoch %d)", self.kind, *record.origin,
@@ -114,9 +126,26 @@ class Tracker:
 
     def connections(self) -> list[tuple[Any, Tracked]]:
         """A snapshot of the live tracked connections and their records."""
-        with self._lock:
-            conns = list(self._connections)
-        return [(c, getattr(c, ATTRIBUTE)) for c in conns]
+        while True:
+            try:
+                # A C-level copy: a connection freed meanwhile (its reference leaves the
+                # set from its callback) cannot change the set while it is read here
+                refs = self._refs.copy()
+                break
+            except RuntimeError:    # changed size during the copy: take it again
+                continue
+        found = []
+        for ref in refs:
+            conn = ref()
+            if conn is not None:
+                found.append((conn, conn.__dict__[ATTRIBUTE]))
+        return found
+
+
+def _primary(state: Any, resource: Resource) -> Endpoint | None:
+    """The endpoint of ``resource``'s primary in ``state`` (None: none in a unit)."""
+    unit = state.primary_unit(resource)
+    return resource.endpoint_in(unit) if unit else None
 
 
 def _point(conn: Any, host: str, port: int) -> None:
