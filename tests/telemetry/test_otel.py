@@ -101,6 +101,14 @@ def test_http_routing_spans_and_metrics(write_config, tmp_path):
             answer = requests.get("http://products/x", timeout=5).json()
         trace_id = format(outer.get_span_context().trace_id, "032x")
         assert answer["headers"]["traceparent"].split("-")[1] == trace_id
+        # Nothing traced now: no trace context, resil's own header still
+        answer = requests.get("http://products/x", timeout=5).json()
+        assert "traceparent" not in answer["headers"]
+        assert answer["headers"]["x-resil-unit"] == "a"
+        with trace.get_tracer("app").start_as_current_span("again") as outer:
+            answer = requests.get("http://products/x", timeout=5).json()
+        trace_id = format(outer.get_span_context().trace_id, "032x")
+        assert answer["headers"]["traceparent"].split("-")[1] == trace_id
         units.kill("a")
         try:
             assert requests.get("http://products/x", timeout=5).json()["unit"] == "b"
@@ -117,4 +125,4 @@ def test_http_routing_spans_and_metrics(write_config, tmp_path):
     assert [p.value for p in points("resil.http.ejections")] == [1]
     calls = {(p.attributes["resil.unit"], p.attributes["resil.endpoint.unit"]): p.value
              for p in points("resil.http.calls")}
-    assert calls == {("a", "a"): 2, ("a", "b"): 1}
+    assert calls == {("a", "a"): 4, ("a", "b"): 1}

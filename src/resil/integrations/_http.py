@@ -245,7 +245,8 @@ def propagation() -> dict[str, Any]:
     unit = agent.config.unit
     key = context.route_key.get()
     value = header_value(key) if key else None
-    if value is None and not spans.tracing():
+    traced = spans.tracing() and _otel_context()
+    if value is None and not traced:
         common = _UNIT_HEADERS.get(unit)
         if common is None:
             common = _UNIT_HEADERS[unit] = {UNIT_HEADER: unit}
@@ -253,7 +254,15 @@ def propagation() -> dict[str, Any]:
     headers: dict[str, Any] = {UNIT_HEADER: unit}
     if value is not None:
         headers[ROUTE_KEY_HEADER] = value
-    if spans.tracing():
+    if traced:
         from opentelemetry.propagate import inject
         inject(headers)
     return headers
+
+
+def _otel_context() -> bool:
+    """Whether OpenTelemetry's current context holds anything to propagate (a span,
+    baggage). An empty one (no request being traced) makes ``inject`` add nothing, at
+    the cost of its propagators' calls on every routed request: skipped."""
+    from opentelemetry.context import get_current
+    return bool(get_current())
