@@ -157,7 +157,8 @@ def plan(url: Any, method: str, headers: Any, body_replayable: bool,
     if first is None:   # pick always answers a first attempt; this keeps the types honest
         return None
     added = _UNIT_HEADERS.get(agent.config.unit)
-    if added is None or spans._tracer is not None or context.route_key.get():
+    if added is None or context.route_key.get() or (spans._tracer is not None
+                                                     and _otel_context()):
         try:
             added = propagation()
         except Exception as fault:      # the call is still routed, without resil's headers
