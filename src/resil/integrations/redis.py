@@ -305,6 +305,11 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
             spare = _SPARE.get()
             if spare is not None and fail_open("redis.adopt", _adopt, self, spare):
                 return None
+        elif not args and not kwargs:
+            # Connected: what connect() does then (nothing; redis-py 5 returns at once),
+            # without the retry wrapper redis-py 8 puts around that. The pool calls it
+            # at every checkout.
+            return None
         return original(self, *args, **kwargs)
     return connect
 
