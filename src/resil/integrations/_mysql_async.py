@@ -287,10 +287,42 @@ async def _statement(original: Callable[..., Awaitable[Any]], conn: Any,
 
 
 def _make_query(original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """``Connection.query``: every cursor statement."""
+    """``Connection.query``: every cursor statement, the hot path.
+
+    The same as ``_statement(original, self, (self, sql, unbuffered), sql, True, True,
+    True)``, inlined (``_autocommit_off`` too): one coroutine fewer to make, start and
+    await per statement.
+    """
     async def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
-        return await _statement(original, self, (self, sql, unbuffered), sql, True, True,
-                                True)
+        record: Tracked | None = self.__dict__.get(ATTRIBUTE)
+        if record is None or record.connecting:
+            return await original(self, sql, unbuffered)
+        record.busy = True      # in flight before the state is read (see _statement)
+        try:
+            try:
+                agent = registry._runtime
+                if agent is not None:
+                    state = agent.state
+                    if state.epoch != record.epoch or state.locks:
+                        await _at_boundary(agent, self, record, sql)
+                    if agent.state.faults:
+                        await _chaos_statement(agent, self, record)
+                result = await original(self, sql, unbuffered)
+            except (TransactionInterruptedError, LockTimeoutError):
+                raise
+            except Exception as exc:
+                return await _on_error(original, self, record, (self, sql, unbuffered), sql,
+                                       True, exc)
+            # _autocommit_off: the driver's own setting, else the last OK packet's bits
+            if getattr(self, "autocommit_mode", None) is False or \
+                    not (int(getattr(self, "server_status", 0) or 0) & AUTOCOMMIT):
+                try:
+                    note(record, sql)
+                except Exception as fault:      # fail-open: the statement succeeded
+                    counters.record_fault("aiomysql.note", fault)
+            return result
+        finally:
+            record.busy = False
     return query
 
 
