@@ -49,6 +49,12 @@ class HolderLease:
     :meth:`take` before publishing the lock; :meth:`alive` before each destructive step
     (a holder that lost its lease — paused longer than :data:`TTL` — may already have been
     resolved, and must stop); :meth:`release` at the end.
+
+    :meth:`reached` only notes a step (for ``resil status`` and a resolver's message):
+    the renewing thread writes it at once, so that the holder does not wait for that
+    write while writes are held. A note waiting there is replaced by a newer one, and
+    :meth:`alive` writes its own under the same lock, so the file never goes back to an
+    older step.
     """
 
     def __init__(self, plane: ControlPlane, resource: str, holder: str) -> None:
@@ -58,6 +64,11 @@ class HolderLease:
         self._stop = threading.Event()
         self._lost = False
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._write = threading.Lock()
+        """Held while the lease file is written: notes land in the order they were made."""
+        self._note: str | None = None
+        """A step :meth:`reached` noted that the renewing thread has not written yet."""
 
     def take(self) -> None:
         """Take the lease; :class:`SwitchError` when someone else holds it."""
@@ -70,22 +81,30 @@ class HolderLease:
 
     def alive(self, step: str = "") -> bool:
         """Whether the lease was held without a gap so far (renewed now, recording
-        ``step`` as the step reached when given)."""
-        if not self._lost and not self._plane.lease(self._name, self._holder, TTL, step):
-            self._lost = True
+        ``step`` as the step reached when given, else a noted step not written yet)."""
+        with self._write:
+            note, self._note = step or self._note or "", None
+            if not self._lost and not self._plane.lease(self._name, self._holder, TTL, note):
+                self._lost = True
         return not self._lost
 
     def reached(self, step: str) -> None:
-        """Record ``step`` as the step reached (``resil status`` and a resolver read
-        it); best effort: a control plane that blinks loses the note, not the switch."""
-        try:
-            self.alive(step)
-        except ResilError:
-            pass
+        """Note ``step`` as the step reached (``resil status`` and a resolver read it),
+        written by the renewing thread without making the caller wait; best effort: a
+        control plane that blinks loses the note, not the switch."""
+        if self._thread is None:    # not taken yet, or no thread: written here
+            try:
+                self.alive(step)
+            except ResilError:
+                pass
+            return
+        self._note = step
+        self._wake.set()
 
     def release(self) -> None:
         """Stop renewing and give the lease up."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
@@ -94,10 +113,14 @@ class HolderLease:
             pass        # it lapses by itself
 
     def _renew(self) -> None:
-        while not self._stop.wait(RENEW):
+        """Renew every :data:`RENEW` seconds, and write a noted step as soon as it is."""
+        while True:
+            self._wake.wait(RENEW)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                if not self._plane.lease(self._name, self._holder, TTL):
-                    self._lost = True
+                self.alive()
             except ResilError:
                 pass    # the control plane blinked: alive() says whether it was lost
 
