@@ -11,10 +11,12 @@ writers' threads instead). It prints, for MySQL and for Redis:
 - the same figure over a window of the same length with no switch, right after: what
   64 threads in one process on this machine cost without any switch (the baseline);
 - client errors (any exception a writer saw) and lost writes (acknowledged, then absent);
-- the duration of each switch step: p50, p99 and max;
+- the duration of each switch step: p50, p99 and max, and "held (switch)": what the
+  switch itself reports holding writes, from its lock to its publish;
 - with writer processes, where the pause goes, from the moment the lock reached the
   first agent: when it reached the last, when the publish reached the first and the
-  last, and when the last writer resumed (and the intent's spread over the agents);
+  last, and when the last write held across the publish ended (and the intent's
+  spread over the agents);
   and the writer processes' full garbage collections (each a stall of the whole
   process), how many ended inside a switch window.
 
@@ -277,11 +279,12 @@ def where(windows: list[tuple[float, float]], applied: list[list[tuple[float, st
           writers: Writers) -> dict[str, list[float]]:
     """Per switch, where the pause goes, from the moment its lock reached the first
     agent: when it reached the last, when the publish (the state that moved the primary)
-    reached the first and the last, and when the last writer's longest write of the
-    window ended. Also the intent's spread: from its first agent to its last."""
+    reached the first and the last, and when the last write in flight as the publish
+    began to arrive (a held one) ended. Also the intent's spread: from its first agent
+    to its last."""
     found: dict[str, list[float]] = {"intent, first to last": [], "lock, last agent": [],
                                      "publish, first agent": [],
-                                     "publish, last agent": [], "last write resumed": []}
+                                     "publish, last agent": [], "last held write ended": []}
     for began, until in windows:
         intents, locks, publishes = [], [], []
         for process in applied:
@@ -295,16 +298,18 @@ def where(windows: list[tuple[float, float]], applied: list[list[tuple[float, st
                              if kind != "lock" and p != seen[locked[0]][1])
         if not locks or not publishes:
             continue
-        ends = [max(((lat, end) for lat, end in zip(t.latencies, t.ends, strict=False)
-                     if began <= end <= until), default=(0.0, began))[1]
-                for t in writers.tallies]
-        first = min(locks)
+        first, published = min(locks), min(publishes)
+        # The writes in flight when the publish began to arrive: the held ones (and any
+        # slow one), each ending once its agent applied the publish.
+        ends = [end for t in writers.tallies
+                for lat, end in zip(t.latencies, t.ends, strict=False)
+                if end - lat < published < end <= until] or [published]
         if intents:
             found["intent, first to last"].append(max(intents) - min(intents))
         found["lock, last agent"].append(max(locks) - first)
         found["publish, first agent"].append(min(publishes) - first)
         found["publish, last agent"].append(max(publishes) - first)
-        found["last write resumed"].append(max(ends) - first)
+        found["last held write ended"].append(max(ends) - first)
     return found
 
 
@@ -360,6 +365,7 @@ SETTLE = 5.0
 """Seconds the writers run before the first switch."""
 
 STEP_LINE = re.compile(r"^(\S+)\s+([0-9.]+) ms  ")
+HELD_LINE = re.compile(r"new writes held at most ([0-9.]+) ms")
 
 
 def cli_switch(config_path: Path) -> Callable[[str, str], list[tuple[str, float]]]:
@@ -374,8 +380,12 @@ def cli_switch(config_path: Path) -> Callable[[str, str], list[tuple[str, float]
                              text=True, timeout=120, env={**os.environ, **PASSWORDS})
         if run.returncode != 0:
             raise SwitchError((run.stderr.strip() or run.stdout.strip()).splitlines()[-1])
-        return [(m[1], float(m[2]) / 1000) for line in run.stdout.splitlines()
-                if (m := STEP_LINE.match(line))]
+        lines = run.stdout.splitlines()
+        steps = [(m[1], float(m[2]) / 1000) for line in lines if (m := STEP_LINE.match(line))]
+        # What the switch itself says held writes: its lock published to its publish.
+        steps += [("held (switch)", float(m[1]) / 1000) for line in lines
+                  if (m := HELD_LINE.search(line))]
+        return steps
     return switch
 
 
