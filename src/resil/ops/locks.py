@@ -69,6 +69,9 @@ class HolderLease:
         """Held while the lease file is written: notes land in the order they were made."""
         self._note: str | None = None
         """A step :meth:`reached` noted that the renewing thread has not written yet."""
+        self._noting = threading.Lock()
+        """Held only to swap :attr:`_note` (never during a write): a note made while
+        another is being taken is neither lost nor waited on."""
 
     def take(self) -> None:
         """Take the lease; :class:`SwitchError` when someone else holds it."""
@@ -83,7 +86,8 @@ class HolderLease:
         """Whether the lease was held without a gap so far (renewed now, recording
         ``step`` as the step reached when given, else a noted step not written yet)."""
         with self._write:
-            note, self._note = step or self._note or "", None
+            with self._noting:
+                note, self._note = step or self._note or "", None
             if not self._lost and not self._plane.lease(self._name, self._holder, TTL, note):
                 self._lost = True
         return not self._lost
@@ -98,7 +102,8 @@ class HolderLease:
             except ResilError:
                 pass
             return
-        self._note = step
+        with self._noting:
+            self._note = step
         self._wake.set()
 
     def release(self) -> None:

@@ -87,3 +87,13 @@ def test_a_note_before_the_lease_is_taken_is_written_at_once(plane):
     held.reached("lock")                    # no renewing thread yet: written here
     assert note(plane) == "lock"
     held.release()
+
+
+def test_the_last_of_many_notes_is_the_one_that_stays(plane, lease):
+    """Notes made while the renewing thread is writing earlier ones: none is dropped in
+    the hand-over, so the file ends at the last."""
+    for i in range(300):
+        lease.reached(f"step-{i}")
+        if i % 7 == 0:
+            time.sleep(0.0005)
+    wait_for_note(plane, "step-299")
