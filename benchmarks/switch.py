@@ -484,7 +484,7 @@ def report(title: str, result: dict[str, Any]) -> None:
         print(f"  refused: {reason[:150]}")
     print("  steps")
     for name, values in result["steps"].items():
-        print(f"    {name:<10}             {ms(values)}")
+        print(f"    {name:<23}{ms(values)}")
     full = result["collections"]
     if full["count"]:
         print(f"  writers' full collections {full['count']} ({full['in_windows']} in switch "
